@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "idemproxy",
+    products: [
+        .executable(name: "idemproxy", targets: ["idemproxy"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+    ],
+    targets: [
+        // C: Linux headers Glibc does not export to Swift (epoll, eventfd, signals).
+        .target(name: "CSystemShims", cSettings: [.define("_GNU_SOURCE")]),
+        // C: system libhiredis 0.14 (async API).
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // C: system libcrypto, used only for SHA-256 through EVP.
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        .target(name: "EventLoop", dependencies: ["CSystemShims"], swiftSettings: strict),
+        .target(name: "HTTP1", swiftSettings: strict),
+        .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        .target(name: "RedisClient", dependencies: ["CHiredis", "EventLoop"], swiftSettings: strict),
+        .target(name: "Idempotency", dependencies: ["CLibCrypto"], swiftSettings: strict),
+        .target(name: "RedisStore", dependencies: ["Idempotency", "RedisClient", "EventLoop"], swiftSettings: strict),
+        .target(name: "Upstream", dependencies: ["EventLoop", "HTTP1"], swiftSettings: strict),
+        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Upstream", "Config", "Idempotency", "RedisClient", "RedisStore"], swiftSettings: strict),
+        .executableTarget(
+            name: "idemproxy",
+            dependencies: ["Proxy", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strict),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
+        .testTarget(name: "IdempotencyTests", dependencies: ["Idempotency"], swiftSettings: strict),
+        .testTarget(name: "UpstreamTests", dependencies: ["Upstream"], swiftSettings: strict),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "EventLoop", "HTTP1", "Config", "Idempotency", "RedisClient", "RedisStore"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,365 @@
+/// The validated contents of one idemproxy configuration file.
+///
+/// Every initializer defaults to the values documented for the YAML schema, so
+/// code (and tests) can build a configuration without a file.
+public struct IdemproxyConfig: Sendable, Equatable {
+    /// Address the proxy listens on.
+    public var listen: SocketAddressSpec
+    /// Number of event loops; `nil` means one per core (`auto`).
+    public var workers: Int?
+    public var upstream: UpstreamConfig
+    public var store: StoreConfig
+    /// The global idempotency settings, used where no route matches.
+    public var idempotency: IdempotencyConfig
+    /// Routes in file order; the first match wins.
+    public var routes: [RouteConfig]
+    public var limits: LimitsConfig
+    /// How long in-flight exchanges may take to finish after SIGTERM/SIGINT.
+    public var shutdownGrace: Duration
+    public var admin: AdminConfig
+    public var logging: LoggingConfig
+
+    public init(
+        listen: SocketAddressSpec = SocketAddressSpec(host: "0.0.0.0", port: 8080),
+        workers: Int? = nil,
+        upstream: UpstreamConfig,
+        store: StoreConfig = StoreConfig(),
+        idempotency: IdempotencyConfig = IdempotencyConfig(),
+        routes: [RouteConfig] = [],
+        limits: LimitsConfig = LimitsConfig(),
+        shutdownGrace: Duration = .seconds(30),
+        admin: AdminConfig = AdminConfig(),
+        logging: LoggingConfig = LoggingConfig()
+    ) {
+        self.listen = listen
+        self.workers = workers
+        self.upstream = upstream
+        self.store = store
+        self.idempotency = idempotency
+        self.routes = routes
+        self.limits = limits
+        self.shutdownGrace = shutdownGrace
+        self.admin = admin
+        self.logging = logging
+    }
+}
+
+/// A numeric listen address. `host` is always an IPv4 or IPv6 literal
+/// (`localhost` is stored as `127.0.0.1`); IPv6 hosts are stored without brackets.
+public struct SocketAddressSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    /// True when `host` is an IPv6 literal.
+    public var isIPv6: Bool { host.contains(":") }
+
+    /// `host:port`, or `[host]:port` for IPv6.
+    public var description: String {
+        isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+public struct UpstreamConfig: Sendable, Equatable {
+    /// The URL as written (after environment expansion).
+    public var url: String
+    /// Host name or address literal; IPv6 without brackets.
+    public var host: String
+    public var port: UInt16
+    /// Path prefix prepended to every forwarded request target, without a
+    /// trailing slash; empty when the URL has no path.
+    public var pathPrefix: String
+    public var connectTimeout: Duration
+    public var responseTimeout: Duration
+    /// Idle keep-alive connections kept per worker; 0 disables pooling.
+    public var maxIdleConnections: Int
+    /// Idle pooled connections are closed after this long.
+    public var idleTimeout: Duration
+
+    public init(
+        url: String? = nil,
+        host: String,
+        port: UInt16 = 80,
+        pathPrefix: String = "",
+        connectTimeout: Duration = .seconds(2),
+        responseTimeout: Duration = .seconds(60),
+        maxIdleConnections: Int = 64,
+        idleTimeout: Duration = .seconds(30)
+    ) {
+        let bracketed = host.contains(":") ? "[\(host)]" : host
+        self.url = url ?? "http://\(bracketed):\(port)\(pathPrefix)"
+        self.host = host
+        self.port = port
+        self.pathPrefix = pathPrefix
+        self.connectTimeout = connectTimeout
+        self.responseTimeout = responseTimeout
+        self.maxIdleConnections = maxIdleConnections
+        self.idleTimeout = idleTimeout
+    }
+
+    /// `host:port` as sent in an HTTP authority (IPv6 in brackets, port 80 omitted).
+    public var authority: String {
+        let bracketed = host.contains(":") ? "[\(host)]" : host
+        return port == 80 ? bracketed : "\(bracketed):\(port)"
+    }
+}
+
+public enum StoreBackend: String, Sendable, Equatable, CaseIterable {
+    case memory
+    case redis
+}
+
+public enum UnavailableMode: String, Sendable, Equatable, CaseIterable {
+    /// Answer `503` with `Retry-After`.
+    case reject
+    /// Forward unguarded (logged and counted).
+    case passThrough = "pass_through"
+}
+
+public struct StoreConfig: Sendable, Equatable {
+    public var backend: StoreBackend
+    /// Always present and validated, even with the memory backend.
+    public var redis: RedisConfig
+    public var unavailable: UnavailableMode
+
+    public init(
+        backend: StoreBackend = .memory,
+        redis: RedisConfig = RedisConfig(),
+        unavailable: UnavailableMode = .reject
+    ) {
+        self.backend = backend
+        self.redis = redis
+        self.unavailable = unavailable
+    }
+}
+
+public struct RedisConfig: Sendable, Equatable {
+    /// The URL as written (after environment expansion).
+    public var url: String
+    public var host: String
+    public var port: UInt16
+    /// Percent-decoded password, if the URL has one.
+    public var password: String?
+    /// Percent-decoded ACL user name, if the URL has one.
+    public var username: String?
+    public var database: Int
+    public var keyPrefix: String
+    public var commandTimeout: Duration
+
+    public init(
+        url: String = "redis://127.0.0.1:6379/0",
+        host: String = "127.0.0.1",
+        port: UInt16 = 6379,
+        password: String? = nil,
+        username: String? = nil,
+        database: Int = 0,
+        keyPrefix: String = "idem:",
+        commandTimeout: Duration = .milliseconds(250)
+    ) {
+        self.url = url
+        self.host = host
+        self.port = port
+        self.password = password
+        self.username = username
+        self.database = database
+        self.keyPrefix = keyPrefix
+        self.commandTimeout = commandTimeout
+    }
+}
+
+public enum KeySyntax: String, Sendable, Equatable, CaseIterable {
+    /// sf-string or a bare token.
+    case lenient
+    /// sf-string only.
+    case strict
+}
+
+public enum ConcurrentMode: String, Sendable, Equatable, CaseIterable {
+    /// `409` while the original is in flight.
+    case reject
+    /// Wait up to `waitTimeout` for the original, then replay it.
+    case wait
+}
+
+public enum IndeterminateMode: String, Sendable, Equatable, CaseIterable {
+    /// Keep the record as `unknown` until its TTL ends.
+    case hold
+    /// Remove the record so the key can be retried.
+    case release
+}
+
+public enum FingerprintBodyMode: String, Sendable, Equatable, CaseIterable {
+    /// Hash the body bytes as received.
+    case raw
+    /// Canonicalise JSON bodies before hashing.
+    case json
+}
+
+/// Idempotency settings, either global or the effective settings of one route.
+public struct IdempotencyConfig: Sendable, Equatable {
+    /// Request header carrying the key.
+    public var header: String
+    public var keySyntax: KeySyntax
+    public var keyMaxLength: Int
+    /// Guarded methods, a subset of POST, PATCH, PUT and DELETE.
+    public var methods: [String]
+    /// A guarded request without a key is rejected with `400`.
+    public var required: Bool
+    public var ttl: Duration
+    public var lease: Duration
+    public var concurrent: ConcurrentMode
+    public var waitTimeout: Duration
+    public var indeterminate: IndeterminateMode
+    /// Upstream statuses after which the record is removed (safe to retry).
+    public var releaseStatuses: [Int]
+    public var maxRequestBody: Int
+    public var maxStoredBody: Int
+    /// Header identifying the caller; empty disables scoping.
+    public var scopeHeader: String
+    public var fingerprintHeaders: [String]
+    public var fingerprintBody: FingerprintBodyMode
+    /// RFC 6901 JSON Pointers removed before hashing (only with `.json`).
+    public var ignoreFields: [String]
+    /// Headers replayed even though they are dropped by default (e.g. `Set-Cookie`).
+    public var replayKeepHeaders: [String]
+
+    public init(
+        header: String = "Idempotency-Key",
+        keySyntax: KeySyntax = .lenient,
+        keyMaxLength: Int = 255,
+        methods: [String] = ["POST", "PATCH"],
+        required: Bool = false,
+        ttl: Duration = .seconds(24 * 3600),
+        lease: Duration = .seconds(30),
+        concurrent: ConcurrentMode = .reject,
+        waitTimeout: Duration = .seconds(10),
+        indeterminate: IndeterminateMode = .hold,
+        releaseStatuses: [Int] = [429, 503],
+        maxRequestBody: Int = 1 << 20,
+        maxStoredBody: Int = 1 << 20,
+        scopeHeader: String = "Authorization",
+        fingerprintHeaders: [String] = ["Content-Type"],
+        fingerprintBody: FingerprintBodyMode = .raw,
+        ignoreFields: [String] = [],
+        replayKeepHeaders: [String] = []
+    ) {
+        self.header = header
+        self.keySyntax = keySyntax
+        self.keyMaxLength = keyMaxLength
+        self.methods = methods
+        self.required = required
+        self.ttl = ttl
+        self.lease = lease
+        self.concurrent = concurrent
+        self.waitTimeout = waitTimeout
+        self.indeterminate = indeterminate
+        self.releaseStatuses = releaseStatuses
+        self.maxRequestBody = maxRequestBody
+        self.maxStoredBody = maxStoredBody
+        self.scopeHeader = scopeHeader
+        self.fingerprintHeaders = fingerprintHeaders
+        self.fingerprintBody = fingerprintBody
+        self.ignoreFields = ignoreFields
+        self.replayKeepHeaders = replayKeepHeaders
+    }
+
+    /// True when requests with this method are guarded under these settings.
+    public func guards(method: some StringProtocol) -> Bool {
+        methods.contains { $0.utf8.elementsEqual(method.utf8) }
+    }
+
+    /// `ignoreFields` split into unescaped reference tokens
+    /// (`/a~1b/c` → `["a/b", "c"]`; the empty pointer → `[]`).
+    public var ignoreFieldTokens: [[String]] {
+        ignoreFields.map(JSONPointer.referenceTokens)
+    }
+}
+
+/// One entry of `routes`, with its overrides already merged into the global settings.
+public struct RouteConfig: Sendable, Equatable {
+    /// Plain string prefix of the request path (`/internal/`).
+    public var pathPrefix: String
+    /// Methods this route matches; `nil` matches every method.
+    public var methods: [String]?
+    /// `false` turns idempotency off for matching requests.
+    public var enabled: Bool
+    /// Global settings with this route's overrides applied.
+    public var idempotency: IdempotencyConfig
+
+    public init(pathPrefix: String, methods: [String]? = nil, enabled: Bool = true, idempotency: IdempotencyConfig = IdempotencyConfig()) {
+        self.pathPrefix = pathPrefix
+        self.methods = methods
+        self.enabled = enabled
+        self.idempotency = idempotency
+    }
+}
+
+public struct LimitsConfig: Sendable, Equatable {
+    public var maxHeaderBytes: Int
+    public var maxHeaders: Int
+    public var headerTimeout: Duration
+    public var bodyTimeout: Duration
+    /// Idle client keep-alive connections are closed after this long.
+    public var idleTimeout: Duration
+    public var maxConnections: Int
+
+    public init(
+        maxHeaderBytes: Int = 16 * 1024,
+        maxHeaders: Int = 100,
+        headerTimeout: Duration = .seconds(10),
+        bodyTimeout: Duration = .seconds(30),
+        idleTimeout: Duration = .seconds(60),
+        maxConnections: Int = 10_000
+    ) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxHeaders = maxHeaders
+        self.headerTimeout = headerTimeout
+        self.bodyTimeout = bodyTimeout
+        self.idleTimeout = idleTimeout
+        self.maxConnections = maxConnections
+    }
+}
+
+public struct AdminConfig: Sendable, Equatable {
+    /// `nil` disables the admin endpoint (`listen: ""` or `listen: null`).
+    public var listen: SocketAddressSpec?
+
+    public init(listen: SocketAddressSpec? = SocketAddressSpec(host: "127.0.0.1", port: 9090)) {
+        self.listen = listen
+    }
+}
+
+public enum LogLevel: String, Sendable, Equatable, Comparable, CaseIterable {
+    case debug, info, warn, error
+
+    private var rank: Int {
+        switch self {
+        case .debug: 0
+        case .info: 1
+        case .warn: 2
+        case .error: 3
+        }
+    }
+
+    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rank < rhs.rank }
+}
+
+public enum LogFormat: String, Sendable, Equatable, CaseIterable {
+    case json, text
+}
+
+public struct LoggingConfig: Sendable, Equatable {
+    public var level: LogLevel
+    public var format: LogFormat
+    public var accessLog: Bool
+
+    public init(level: LogLevel = .info, format: LogFormat = .json, accessLog: Bool = true) {
+        self.level = level
+        self.format = format
+        self.accessLog = accessLog
+    }
+}

@@ -1,0 +1,41 @@
+/// Bytes waiting to be written to one socket. Appends go to `bytes`; `flush` writes from
+/// `sent` onwards and resets the buffer once everything has gone, keeping a modest capacity
+/// so a keep-alive connection does not reallocate per response, but releasing a large one
+/// so an idle connection after a big download holds no memory.
+public struct OutputBuffer {
+    public var bytes: [UInt8] = []
+    public private(set) var sent = 0
+
+    public init() {}
+
+    public var pendingCount: Int { bytes.count - sent }
+    public var isEmpty: Bool { sent == bytes.count }
+
+    public enum FlushResult { case drained, partial }
+
+    /// Writes as much as the socket accepts now.
+    public mutating func flush(to fd: Int32) throws(IOError) -> FlushResult {
+        while sent < bytes.count {
+            let start = sent
+            let attempt = bytes.withUnsafeBytes { raw in
+                Result { () throws(IOError) in try Socket.write(fd, UnsafeRawBufferPointer(rebasing: raw[start...])) }
+            }
+            switch try attempt.get() {
+            case .processed(let count): sent += count
+            case .wouldBlock: return .partial
+            }
+        }
+        reset()
+        return .drained
+    }
+
+    public mutating func reset() {
+        if bytes.capacity > 64 * 1024 { bytes = [] } else { bytes.removeAll(keepingCapacity: true) }
+        sent = 0
+    }
+
+    @inline(__always)
+    public mutating func append(_ raw: UnsafeRawBufferPointer) {
+        bytes.append(contentsOf: raw)
+    }
+}

@@ -1,0 +1,63 @@
+/// The outcome of reading every Connection field of a head.
+struct ConnectionOptions {
+    var close = false
+    var keepAlive = false
+
+    /// Reads the Connection fields (RFC 9110 §7.6.1), records `close` and
+    /// `keep-alive`, and marks every field named by a connection option as
+    /// hop-by-hop.
+    ///
+    /// RFC 9110 §7.6.1: a proxy MUST remove the fields a Connection field names
+    /// before forwarding. Skipping that lets a client strip an end-to-end field
+    /// the proxy relies on, or smuggle one the upstream trusts, past the proxy.
+    /// Names are compared case-insensitively like all field names (RFC 9110 §5.1).
+    ///
+    /// RFC 9110 §5.6.1: recipients MUST accept and ignore empty list elements,
+    /// so `close,,` is fine; a non-token element is a malformed field (400).
+    static func apply(
+        _ bytes: UnsafeRawBufferPointer,
+        fields: [FieldRange],
+        hopByHop: inout [Bool]
+    ) throws(HTTPParseError) -> ConnectionOptions {
+        var options = ConnectionOptions()
+        for field in fields where NameMatch.equals(bytes, field.name, "connection") {
+            let range = field.value
+            var elementStart = range.lowerBound
+            var p = range.lowerBound
+            while true {
+                let atEnd = p == range.upperBound
+                if atEnd || bytes[p] == ASCII.comma {
+                    var s = elementStart
+                    var e = p
+                    while s < e && ByteClass.isWhitespace(bytes[s]) { s += 1 }
+                    while e > s && ByteClass.isWhitespace(bytes[e - 1]) { e -= 1 }
+                    if s < e {
+                        let token = s..<e
+                        for i in token where !ByteClass.isTchar(bytes[i]) { throw .invalidConnection }
+                        if NameMatch.equals(bytes, token, "close") {
+                            options.close = true
+                        } else if NameMatch.equals(bytes, token, "keep-alive") {
+                            options.keepAlive = true
+                        }
+                        markNamed(token, bytes, fields: fields, hopByHop: &hopByHop)
+                    }
+                    if atEnd { break }
+                    elementStart = p + 1
+                }
+                p += 1
+            }
+        }
+        return options
+    }
+
+    private static func markNamed(
+        _ token: Range<Int>,
+        _ bytes: UnsafeRawBufferPointer,
+        fields: [FieldRange],
+        hopByHop: inout [Bool]
+    ) {
+        for index in fields.indices where !hopByHop[index] && NameMatch.equals(bytes, fields[index].name, token) {
+            hopByHop[index] = true
+        }
+    }
+}

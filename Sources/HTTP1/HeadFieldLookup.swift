@@ -1,0 +1,34 @@
+/// Case-insensitive field lookup for callers that need an end-to-end field
+/// such as Idempotency-Key. Field names are case-insensitive (RFC 9110 §5.1);
+/// `lowercasedName` must already be lowercase.
+enum FieldLookup {
+    static func firstIndex(_ fields: [FieldRange], _ name: String, _ source: UnsafeRawBufferPointer) -> Int? {
+        fields.firstIndex { NameMatch.equals(source, $0.name, name) }
+    }
+
+    static func count(_ fields: [FieldRange], _ name: String, _ source: UnsafeRawBufferPointer) -> Int {
+        var count = 0
+        for field in fields where NameMatch.equals(source, field.name, name) { count += 1 }
+        return count
+    }
+}
+
+public extension RequestHead {
+    func firstIndex(ofField lowercasedName: String, in source: UnsafeRawBufferPointer) -> Int? {
+        FieldLookup.firstIndex(fields, lowercasedName, source)
+    }
+
+    func fieldCount(named lowercasedName: String, in source: UnsafeRawBufferPointer) -> Int {
+        FieldLookup.count(fields, lowercasedName, source)
+    }
+}
+
+public extension ResponseHead {
+    func firstIndex(ofField lowercasedName: String, in source: UnsafeRawBufferPointer) -> Int? {
+        FieldLookup.firstIndex(fields, lowercasedName, source)
+    }
+
+    func fieldCount(named lowercasedName: String, in source: UnsafeRawBufferPointer) -> Int {
+        FieldLookup.count(fields, lowercasedName, source)
+    }
+}

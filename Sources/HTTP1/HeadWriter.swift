@@ -1,0 +1,124 @@
+/// Serializes heads for forwarding and generated responses, appending to a
+/// buffer the caller reuses.
+///
+/// Forwarded heads are always re-framed: Content-Length and Transfer-Encoding
+/// from the source are never copied, and the framing the caller chose is
+/// written instead. Copying them would forward whatever ambiguity the sender
+/// put there; writing them fresh means the next hop sees exactly one, canonical
+/// framing field (RFC 9112 §6.1: a proxy MUST NOT forward both).
+///
+/// `extra` names and values are written as given; they must already be valid
+/// field syntax (they come from configuration or from heads parsed strictly).
+public enum HeadWriter {
+    /// Writes "METHOD TARGET HTTP/1.1\r\n", every field of `head` whose
+    /// hopByHop flag is false and whose name is not in `dropping` (lowercase
+    /// names), then `extra`, then the framing field, then the final CRLF.
+    public static func writeRequestHead(
+        _ head: RequestHead,
+        source: UnsafeRawBufferPointer,
+        extra: [(name: String, value: String)],
+        dropping: [String],
+        framing: BodyFraming,
+        into out: inout [UInt8]
+    ) {
+        out.reserveCapacity(out.count + head.headLength + 64)
+        out.appendBytes(source, head.methodRange)
+        out.append(ASCII.sp)
+        out.appendBytes(source, head.target)
+        // The proxy speaks HTTP/1.1 to the upstream whatever the client used
+        // (RFC 9110 §6.2: intermediaries send their own version).
+        out.appendLiteral(" HTTP/1.1\r\n")
+        writeFields(head.fields, head.hopByHop, source: source, dropping: dropping, into: &out)
+        for field in extra { out.appendField(field.name, field.value) }
+        out.appendFraming(framing)
+        out.appendCRLF()
+    }
+
+    /// Writes "HTTP/1.1 STATUS REASON\r\n", the non-hop-by-hop fields, `extra`,
+    /// the framing field (none for `.none` and `.untilClose`),
+    /// "Connection: close\r\n" when `close` is true, then the final CRLF.
+    public static func writeResponseHead(
+        _ head: ResponseHead,
+        source: UnsafeRawBufferPointer,
+        extra: [(name: String, value: String)],
+        framing: BodyFraming,
+        close: Bool,
+        into out: inout [UInt8]
+    ) {
+        out.reserveCapacity(out.count + head.headLength + 64)
+        out.appendLiteral("HTTP/1.1 ")
+        out.appendDecimal(UInt64(clamping: head.status))
+        out.append(ASCII.sp)
+        if head.reason.isEmpty {
+            out.appendString(StatusReason.phrase(for: head.status))
+        } else {
+            out.appendBytes(source, head.reason)
+        }
+        out.appendCRLF()
+        writeFields(head.fields, head.hopByHop, source: source, dropping: [], into: &out)
+        for field in extra { out.appendField(field.name, field.value) }
+        out.appendFraming(framing)
+        if close { out.appendLiteral("Connection: close\r\n") }
+        out.appendCRLF()
+    }
+
+    /// Writes a complete response from strings, for generated errors and
+    /// replays. Content-Length is computed from `body` and must not be among
+    /// `fields`. 1xx, 204 and 304 responses get neither Content-Length nor body,
+    /// since they cannot have content (RFC 9110 §6.4.1, §8.6).
+    public static func writeResponse(
+        status: Int,
+        reason: String?,
+        fields: [(name: String, value: String)],
+        body: UnsafeRawBufferPointer,
+        close: Bool,
+        into out: inout [UInt8]
+    ) {
+        let bodyAllowed = status >= 200 && status != 204 && status != 304
+        out.reserveCapacity(out.count + 128 + (bodyAllowed ? body.count : 0))
+        out.appendLiteral("HTTP/1.1 ")
+        out.appendDecimal(UInt64(clamping: status))
+        out.append(ASCII.sp)
+        out.appendString(reason ?? StatusReason.phrase(for: status))
+        out.appendCRLF()
+        for field in fields { out.appendField(field.name, field.value) }
+        if bodyAllowed { out.appendFraming(.contentLength(UInt64(body.count))) }
+        if close { out.appendLiteral("Connection: close\r\n") }
+        out.appendCRLF()
+        if bodyAllowed { out.appendBytes(body) }
+    }
+
+    private static func writeFields(
+        _ fields: [FieldRange],
+        _ hopByHop: [Bool],
+        source: UnsafeRawBufferPointer,
+        dropping: [String],
+        into out: inout [UInt8]
+    ) {
+        for index in fields.indices where !hopByHop[index] {
+            let field = fields[index]
+            if isFraming(source, field.name) || isDropped(source, field.name, dropping) { continue }
+            out.appendBytes(source, field.name)
+            out.append(ASCII.colon)
+            out.append(ASCII.sp)
+            out.appendBytes(source, field.value)
+            out.appendCRLF()
+        }
+    }
+
+    /// Framing fields are hop-by-hop already; checking again keeps the
+    /// re-framing guarantee independent of how the flags were set.
+    @inline(__always)
+    private static func isFraming(_ source: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        switch FieldKind.classify(source, name) {
+        case .contentLength, .transferEncoding: return true
+        default: return false
+        }
+    }
+
+    @inline(__always)
+    private static func isDropped(_ source: UnsafeRawBufferPointer, _ name: Range<Int>, _ dropping: [String]) -> Bool {
+        for candidate in dropping where NameMatch.equals(source, name, candidate) { return true }
+        return false
+    }
+}

@@ -1,0 +1,20 @@
+/// ASCII-only case folding for HTTP field names.
+///
+/// Field names are tokens (RFC 9110 §5.1) and compare case-insensitively;
+/// only A–Z fold. Full Unicode case mapping (`String.lowercased()`) could
+/// make a non-token byte sequence equal to a real field name, so it is not
+/// used.
+enum ASCII {
+    static func lowercased(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return s }
+        return String(decoding: s.utf8.map(fold), as: UTF8.self)
+    }
+
+    static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8) { fold($0) == fold($1) }
+    }
+
+    static func fold(_ c: UInt8) -> UInt8 {
+        c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c
+    }
+}

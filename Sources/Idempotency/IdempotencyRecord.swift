@@ -1,0 +1,83 @@
+/// Lifecycle of one idempotency record (SPEC §4).
+///
+///     (none) ──claim──▶ inFlight ──complete──▶ completed
+///                          │ ├──release──▶ (none)         safe to retry
+///                          │ └──markUnknown──▶ unknown     request sent, no answer
+///                          └──lease expired──▶ unknown (hold) | (none) (release)
+///
+/// The raw values are the byte stored at offset 1 of an encoded record
+/// (`RecordCodec`), which the Redis Lua scripts read and patch.
+public enum RecordState: UInt8, Sendable, Equatable, CaseIterable {
+    /// Claimed by an owner whose upstream exchange is running.
+    case inFlight = 1
+    /// The upstream answered; the response is stored for replay.
+    case completed = 2
+    /// The request may or may not have executed upstream. Retrying with
+    /// the same key is refused, and a new key is not safe either.
+    case unknown = 3
+}
+
+/// One response field line as stored for replay.
+public struct HeaderPair: Sendable, Equatable, Hashable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// The upstream's response as kept for replay. Stripe-style: status,
+/// selected headers and body of the first execution, "regardless of whether
+/// it succeeds or fails".
+public struct StoredResponse: Sendable, Equatable {
+    public var status: Int
+    /// Already filtered by `ReplayFilter.headersToStore`.
+    public var headers: [HeaderPair]
+    /// Empty when `bodyOmitted`.
+    public var body: [UInt8]
+    /// The response exceeded `max_stored_body`: it was delivered to the
+    /// original client but cannot be replayed (`replay-unavailable`).
+    public var bodyOmitted: Bool
+
+    public init(status: Int, headers: [HeaderPair] = [], body: [UInt8] = [], bodyOmitted: Bool = false) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.bodyOmitted = bodyOmitted
+    }
+}
+
+/// What the store keeps under one storage key.
+public struct IdempotencyRecord: Sendable, Equatable {
+    public var state: RecordState
+    /// SHA-256 request fingerprint (`Fingerprinter`), 32 bytes.
+    public var fingerprint: [UInt8]
+    /// Random token of the claim's owner (`OwnerToken`), 16 bytes. Every
+    /// transition out of `inFlight` compares it, so a stale owner (paused
+    /// past its lease, say) can never overwrite a newer owner's record.
+    public var owner: [UInt8]
+    /// Absolute lease deadline in milliseconds of the store's clock
+    /// (monotonic for the memory store, Redis `TIME` for Redis). Only
+    /// meaningful while `inFlight`.
+    public var leaseDeadlineMillis: UInt64
+    /// Present exactly when `state == .completed`.
+    public var response: StoredResponse?
+
+    public init(
+        state: RecordState, fingerprint: [UInt8], owner: [UInt8], leaseDeadlineMillis: UInt64,
+        response: StoredResponse? = nil
+    ) {
+        self.state = state
+        self.fingerprint = fingerprint
+        self.owner = owner
+        self.leaseDeadlineMillis = leaseDeadlineMillis
+        self.response = response
+    }
+
+    /// Whether an in-flight claim's lease has run out at `nowMillis`.
+    public func leaseExpired(atMillis nowMillis: UInt64) -> Bool {
+        state == .inFlight && leaseDeadlineMillis <= nowMillis
+    }
+}

@@ -1,0 +1,96 @@
+/// Result of `IdempotencyStore.claim`.
+public enum ClaimOutcome: Sendable, Equatable {
+    /// A new in-flight record was created for the caller's owner token.
+    case claimed
+    /// A record already exists (possibly just turned into `unknown` because
+    /// its lease had expired under `IndeterminatePolicy.hold`).
+    case existing(IdempotencyRecord)
+}
+
+/// Store failures, for the proxy: any of them means "store unavailable"
+/// (`503` + `Retry-After`, or pass-through, per `store.unavailable`); the
+/// associated text is for logs.
+public enum StoreError: Error, Sendable, Equatable {
+    /// The store could not be reached or refused the command.
+    case unavailable(String)
+    /// No reply within the command timeout. The command may still have
+    /// been applied; owner tokens make retrying it safe.
+    case timeout
+    /// The stored bytes are not a valid record.
+    case corrupt(String)
+}
+
+/// What happens to a request whose outcome is unknown (SPEC §4,
+/// `indeterminate`): the request was sent upstream but no complete
+/// response came back, or the owner died and its lease expired.
+public enum IndeterminatePolicy: Sendable, Equatable {
+    /// Keep an `unknown` record until its TTL: retries get `409
+    /// outcome-unknown`, so the operation is never run twice by the proxy.
+    case hold
+    /// Delete the record: a retry executes again (at-least-once).
+    case release
+}
+
+/// The idempotency record store.
+///
+/// Threading contract: the proxy runs one event loop per thread. Each call
+/// is made on a loop thread, and its `completion` runs exactly once on that
+/// same thread: either synchronously before the call returns (the memory
+/// store) or later from that thread's event loop (the Redis store). The
+/// closures are therefore not `@Sendable`. An implementation shared by all
+/// loops must be internally synchronised; one confined to a loop declares
+/// that by documentation and marks itself `@unchecked Sendable`.
+///
+/// Every transition out of `inFlight` is a compare-and-set on the owner
+/// token (SPEC §4), so a stale owner can never overwrite or delete a record
+/// another owner holds.
+public protocol IdempotencyStore: AnyObject, Sendable {
+    /// Atomically: if there is no record, create `inFlight(owner,
+    /// fingerprint, lease deadline = now + lease)` with key TTL `ttl` and
+    /// return `.claimed`. If there is an in-flight record whose lease has
+    /// expired, then with `.hold` turn it into `unknown` (keeping its
+    /// fingerprint and owner, TTL `ttl`) and return it as `.existing`; with
+    /// `.release` delete it and claim anew (`.claimed`). Otherwise return
+    /// `.existing(record)` unchanged.
+    func claim(
+        key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
+        expiredLease: IndeterminatePolicy,
+        completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void)
+
+    /// Only if the record is in flight and owned by `owner`: replace it with
+    /// `completed(response)`, TTL `ttl`, and report `true`. `false` means the
+    /// owner no longer holds it (lease lost, record released or replaced).
+    func complete(
+        key: String, owner: [UInt8], response: StoredResponse, ttl: Duration,
+        completion: @escaping (Result<Bool, StoreError>) -> Void)
+
+    /// Only if in flight and owned by `owner`: delete the record, so a retry
+    /// can execute. Safe to repeat; a second call reports `false`.
+    func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void)
+
+    /// Only if in flight and owned by `owner`: mark it `unknown`, TTL `ttl`.
+    func markUnknown(
+        key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void)
+
+    /// Only if in flight and owned by `owner`: move the lease deadline to
+    /// now + `lease`. The owner calls this while the upstream exchange is
+    /// alive, so a slow but healthy request never loses its claim.
+    func refreshLease(
+        key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void)
+
+    /// Reads the record (waiters poll with it under `concurrent: wait`).
+    func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void)
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down, clamped to `0...UInt64.max`.
+    /// Store deadlines and TTLs are kept in milliseconds (Redis `PX`).
+    public var storeMillis: UInt64 {
+        let (seconds, attoseconds) = components
+        guard seconds >= 0 else { return 0 }
+        let (wholeMillis, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1000)
+        guard !overflow else { return .max }
+        let (sum, overflowed) = wholeMillis.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000_000_000))
+        return overflowed ? .max : sum
+    }
+}

@@ -1,0 +1,187 @@
+import Synchronization
+
+/// The embedded single-instance store (`store.backend: memory`).
+///
+/// One instance is shared by every event loop. Records are spread over 64
+/// shards, each a dictionary behind its own `Mutex`, so loops contend only
+/// when their keys hash to the same shard; each operation holds exactly one
+/// shard lock for a few dictionary operations, which is what makes `claim`
+/// and the owner compare-and-sets atomic. Completions run synchronously on
+/// the calling thread, after the lock is released (a completion may call
+/// back into the store).
+///
+/// Expiry is lazy: an expired record is treated as absent, and removed,
+/// when its key is next touched. `sweep()` reclaims the rest; the proxy
+/// calls it periodically. Time comes from an injectable millisecond clock,
+/// `CLOCK_MONOTONIC` by default.
+public final class MemoryStore: IdempotencyStore {
+    public static let shardCount = 64
+
+    private struct Entry {
+        var record: IdempotencyRecord
+        var expiresAtMillis: UInt64
+    }
+
+    private final class Shard: Sendable {
+        let entries = Mutex<[String: Entry]>([:])
+    }
+
+    private let shards: [Shard]
+    private let clock: @Sendable () -> UInt64
+
+    /// - Parameter clock: current time in milliseconds; must not go backwards.
+    public init(clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nowMillis) {
+        self.clock = clock
+        self.shards = (0..<Self.shardCount).map { _ in Shard() }
+    }
+
+    public func claim(
+        key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
+        expiredLease: IndeterminatePolicy,
+        completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
+    ) {
+        let now = clock()
+        let outcome = shard(for: key).entries.withLock { entries -> ClaimOutcome in
+            if var existing = Self.live(&entries, key, now) {
+                guard existing.record.leaseExpired(atMillis: now) else { return .existing(existing.record) }
+                switch expiredLease {
+                case .hold:
+                    // The owner died or stalled past its lease: whether the
+                    // upstream ran the request is unknown, so hold the key.
+                    existing.record.state = .unknown
+                    existing.expiresAtMillis = Self.deadline(now, ttl)
+                    entries[key] = existing
+                    return .existing(existing.record)
+                case .release:
+                    break  // fall through and claim over the dead record
+                }
+            }
+            let record = IdempotencyRecord(
+                state: .inFlight, fingerprint: fingerprint, owner: owner,
+                leaseDeadlineMillis: Self.deadline(now, lease))
+            entries[key] = Entry(record: record, expiresAtMillis: Self.deadline(now, ttl))
+            return .claimed
+        }
+        completion(.success(outcome))
+    }
+
+    public func complete(
+        key: String, owner: [UInt8], response: StoredResponse, ttl: Duration,
+        completion: @escaping (Result<Bool, StoreError>) -> Void
+    ) {
+        let now = clock()
+        completion(.success(updateOwned(key: key, owner: owner, now: now) { entry in
+            entry.record.state = .completed
+            entry.record.response = response
+            entry.expiresAtMillis = Self.deadline(now, ttl)
+        }))
+    }
+
+    public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {
+        let now = clock()
+        let released = shard(for: key).entries.withLock { entries -> Bool in
+            guard let entry = Self.live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
+            entries[key] = nil
+            return true
+        }
+        completion(.success(released))
+    }
+
+    public func markUnknown(
+        key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void
+    ) {
+        let now = clock()
+        completion(.success(updateOwned(key: key, owner: owner, now: now) { entry in
+            entry.record.state = .unknown
+            entry.expiresAtMillis = Self.deadline(now, ttl)
+        }))
+    }
+
+    public func refreshLease(
+        key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void
+    ) {
+        let now = clock()
+        completion(.success(updateOwned(key: key, owner: owner, now: now) { entry in
+            entry.record.leaseDeadlineMillis = Self.deadline(now, lease)
+        }))
+    }
+
+    public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {
+        let now = clock()
+        let record = shard(for: key).entries.withLock { entries in
+            Self.live(&entries, key, now)?.record
+        }
+        completion(.success(record))
+    }
+
+    /// Removes every record whose TTL has passed at `now`; returns how many.
+    @discardableResult
+    public func sweep(now: UInt64) -> Int {
+        var removed = 0
+        for shard in shards {
+            removed += shard.entries.withLock { entries in
+                let expired = entries.filter { $0.value.expiresAtMillis <= now }.map(\.key)
+                for key in expired { entries[key] = nil }
+                return expired.count
+            }
+        }
+        return removed
+    }
+
+    /// `sweep(now:)` at the store clock's current time.
+    @discardableResult
+    public func sweep() -> Int {
+        sweep(now: clock())
+    }
+
+    /// Records currently held, including expired ones not yet swept.
+    public var storedCount: Int {
+        shards.reduce(0) { total, shard in total + shard.entries.withLock { $0.count } }
+    }
+
+    // MARK: - Helpers (all called with the shard lock held)
+
+    /// Applies `change` if the live record is in flight and owned by `owner`.
+    private func updateOwned(key: String, owner: [UInt8], now: UInt64, _ change: (inout Entry) -> Void) -> Bool {
+        shard(for: key).entries.withLock { entries -> Bool in
+            guard var entry = Self.live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
+            change(&entry)
+            entries[key] = entry
+            return true
+        }
+    }
+
+    /// The entry for `key` unless its TTL has passed, in which case it is
+    /// removed first (lazy expiry).
+    private static func live(_ entries: inout [String: Entry], _ key: String, _ now: UInt64) -> Entry? {
+        guard let entry = entries[key] else { return nil }
+        guard entry.expiresAtMillis > now else {
+            entries[key] = nil
+            return nil
+        }
+        return entry
+    }
+
+    /// The owner compare-and-set condition shared by every transition out
+    /// of `inFlight`. A lease that expired without anyone taking over still
+    /// belongs to its owner: only `claim` takes a dead lease away.
+    private static func ownedInFlight(_ entry: Entry, _ owner: [UInt8]) -> Bool {
+        entry.record.state == .inFlight && entry.record.owner == owner
+    }
+
+    private static func deadline(_ now: UInt64, _ duration: Duration) -> UInt64 {
+        let (sum, overflow) = now.addingReportingOverflow(duration.storeMillis)
+        return overflow ? .max : sum
+    }
+
+    /// FNV-1a over the key's UTF-8: stable across runs (unlike `Hasher`),
+    /// and storage keys end in a SHA-256 hex digest, so they spread evenly.
+    private func shard(for key: String) -> Shard {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01B3
+        }
+        return shards[Int(hash % UInt64(Self.shardCount))]
+    }
+}

@@ -1,0 +1,231 @@
+/// Binary encoding of `IdempotencyRecord`, stored as one Redis string value.
+///
+/// Everything the Redis Lua scripts must read or patch sits in a fixed
+/// 61-byte header, so a script uses `string.byte`/`string.sub` (Lua strings
+/// are 1-based: add 1 to each offset) and never parses the response.
+///
+/// | offset | size | field              | encoding                                          |
+/// |-------:|-----:|--------------------|---------------------------------------------------|
+/// |      0 |    1 | version            | `0x01`                                            |
+/// |      1 |    1 | state              | 1 in_flight, 2 completed, 3 unknown (`RecordState`) |
+/// |      2 |   32 | fingerprint        | raw SHA-256 bytes                                 |
+/// |     34 |   16 | owner token        | raw bytes                                         |
+/// |     50 |    8 | lease deadline     | u64 big-endian, milliseconds of the store clock   |
+/// |     58 |    1 | flags              | bit 0: response present; bit 1: body omitted; other bits 0 |
+/// |     59 |    2 | status             | u16 big-endian; 0 when no response                |
+/// |     61 |    … | response section   | only when flag bit 0 is set, see below            |
+///
+/// Response section:
+///
+///     varint  header count
+///     per header: varint name length, name bytes (UTF-8),
+///                 varint value length, value bytes (UTF-8)
+///     varint  body length, then the body bytes (0 when the body was omitted)
+///
+/// Nothing may follow the body. The explicit body length costs at most
+/// three bytes for a 1 MiB body and makes a truncated value fail to decode
+/// instead of replaying a silently shortened body.
+///
+/// `varint` is unsigned LEB128: 7 bits per byte, least significant group
+/// first, high bit set on every byte but the last; at most 10 bytes.
+///
+/// In Lua (1-based): `string.byte(v, 2)` is the state,
+/// `string.sub(v, 35, 50)` the owner, `string.sub(v, 51, 58)` the deadline.
+/// Patching in place: `string.sub(v, 1, 1) .. string.char(3) .. string.sub(v, 3)`
+/// marks a record unknown; the deadline is rebuilt from eight
+/// `string.char(math.floor(ms / 256^k) % 256)` bytes (exact in Lua's doubles
+/// for any ms below 2^53). A record without a response is exactly 61 bytes.
+///
+/// Size: 62 bytes + (2 + name + value) per header whose name and value are
+/// each under 128 bytes + body length (2 bytes below 16 KiB) + body. A
+/// 1,024-byte body with `Content-Type: application/json` encodes to 1,118
+/// bytes.
+public enum RecordCodec {
+    public static let version: UInt8 = 1
+
+    /// Byte offsets (0-based) of the fixed header fields.
+    public enum Offset {
+        public static let version = 0
+        public static let state = 1
+        public static let fingerprint = 2
+        public static let owner = 34
+        public static let leaseDeadline = 50
+        public static let flags = 58
+        public static let status = 59
+        public static let response = 61
+    }
+
+    /// Field lengths of the fixed header.
+    public static let fingerprintLength = 32
+    public static let ownerLength = 16
+    public static let leaseDeadlineLength = 8
+    /// Size of the fixed header; also the size of a record without response.
+    public static let headerLength = 61
+
+    public enum Flag {
+        public static let hasResponse: UInt8 = 0x01
+        public static let bodyOmitted: UInt8 = 0x02
+        static let known: UInt8 = hasResponse | bodyOmitted
+    }
+
+    /// Encodes `record`. The fingerprint and owner must have their fixed
+    /// lengths; anything else is a programming error.
+    public static func encode(_ record: IdempotencyRecord) -> [UInt8] {
+        precondition(record.fingerprint.count == fingerprintLength, "fingerprint must be 32 bytes")
+        precondition(record.owner.count == ownerLength, "owner token must be 16 bytes")
+        var out: [UInt8] = []
+        out.reserveCapacity(headerLength + (record.response.map { $0.body.count + 16 * $0.headers.count + 1 } ?? 0))
+        out.append(version)
+        out.append(record.state.rawValue)
+        out.append(contentsOf: record.fingerprint)
+        out.append(contentsOf: record.owner)
+        appendUInt64(record.leaseDeadlineMillis, to: &out)
+        guard let response = record.response else {
+            out.append(0)
+            out.append(contentsOf: [0, 0])
+            return out
+        }
+        out.append(Flag.hasResponse | (response.bodyOmitted ? Flag.bodyOmitted : 0))
+        let status = UInt16(clamping: response.status)
+        out.append(UInt8(status >> 8))
+        out.append(UInt8(status & 0xFF))
+        appendVarint(response.headers.count, to: &out)
+        for header in response.headers {
+            appendVarint(header.name.utf8.count, to: &out)
+            out.append(contentsOf: header.name.utf8)
+            appendVarint(header.value.utf8.count, to: &out)
+            out.append(contentsOf: header.value.utf8)
+        }
+        appendVarint(response.body.count, to: &out)
+        out.append(contentsOf: response.body)
+        return out
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(RecordCodecError) -> IdempotencyRecord {
+        let result = bytes.withUnsafeBytes { decodeResult($0) }
+        return try result.get()
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(RecordCodecError) -> IdempotencyRecord {
+        try decodeResult(bytes).get()
+    }
+
+    private static func decodeResult(_ bytes: UnsafeRawBufferPointer) -> Result<IdempotencyRecord, RecordCodecError> {
+        Result { () throws(RecordCodecError) -> IdempotencyRecord in
+            guard bytes.count >= headerLength else { throw .truncated(expected: headerLength, found: bytes.count) }
+            guard bytes[Offset.version] == version else { throw .unsupportedVersion(bytes[Offset.version]) }
+            guard let state = RecordState(rawValue: bytes[Offset.state]) else {
+                throw .invalidState(bytes[Offset.state])
+            }
+            let fingerprint = Array(bytes[Offset.fingerprint..<Offset.owner])
+            let owner = Array(bytes[Offset.owner..<Offset.leaseDeadline])
+            var deadline: UInt64 = 0
+            for byte in bytes[Offset.leaseDeadline..<Offset.flags] { deadline = deadline << 8 | UInt64(byte) }
+            let flags = bytes[Offset.flags]
+            guard flags & ~Flag.known == 0 else { throw .invalidFlags(flags) }
+            var record = IdempotencyRecord(
+                state: state, fingerprint: fingerprint, owner: owner, leaseDeadlineMillis: deadline)
+            guard flags & Flag.hasResponse != 0 else {
+                guard flags == 0 else { throw .invalidFlags(flags) }
+                guard bytes.count == headerLength else { throw .trailingBytes(bytes.count - headerLength) }
+                return record
+            }
+            let status = Int(bytes[Offset.status]) << 8 | Int(bytes[Offset.status + 1])
+            var reader = Reader(bytes: bytes, index: Offset.response)
+            let headerCount = try reader.varint()
+            // Each header needs at least its two length bytes; refuse counts
+            // the input cannot hold before reserving memory for them.
+            guard headerCount <= reader.remaining / 2 else { throw .lengthOutOfRange(offset: Offset.response) }
+            var headers: [HeaderPair] = []
+            headers.reserveCapacity(headerCount)
+            for _ in 0..<headerCount {
+                let name = try reader.string()
+                let value = try reader.string()
+                headers.append(HeaderPair(name: name, value: value))
+            }
+            let bodyLength = try reader.varint()
+            guard bodyLength == reader.remaining else {
+                throw bodyLength < reader.remaining
+                    ? .trailingBytes(reader.remaining - bodyLength)
+                    : .truncated(expected: reader.index + bodyLength, found: bytes.count)
+            }
+            let body = Array(bytes[reader.index...])
+            record.response = StoredResponse(
+                status: status, headers: headers, body: body, bodyOmitted: flags & Flag.bodyOmitted != 0)
+            return record
+        }
+    }
+
+    private static func appendUInt64(_ value: UInt64, to out: inout [UInt8]) {
+        for shift in stride(from: 56, through: 0, by: -8) {
+            out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+        }
+    }
+
+    static func appendVarint(_ value: Int, to out: inout [UInt8]) {
+        var v = UInt64(value)
+        while v >= 0x80 {
+            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        out.append(UInt8(v))
+    }
+
+    /// Bounds-checked cursor over the response section.
+    private struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var index: Int
+
+        var remaining: Int { bytes.count - index }
+
+        mutating func varint() throws(RecordCodecError) -> Int {
+            let start = index
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while true {
+                guard index < bytes.count else { throw .truncated(expected: index + 1, found: bytes.count) }
+                let byte = bytes[index]
+                index += 1
+                // The tenth byte may only hold the top bit of a UInt64.
+                guard shift < 63 || byte <= 1 else { throw .lengthOutOfRange(offset: start) }
+                value |= UInt64(byte & 0x7F) << shift
+                if byte & 0x80 == 0 { break }
+                shift += 7
+            }
+            guard value <= UInt64(Int.max) else { throw .lengthOutOfRange(offset: start) }
+            return Int(value)
+        }
+
+        mutating func string() throws(RecordCodecError) -> String {
+            let start = index
+            let length = try varint()
+            guard length <= remaining else { throw .lengthOutOfRange(offset: start) }
+            let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[index..<index + length]), as: UTF8.self)
+            index += length
+            return text
+        }
+    }
+}
+
+/// Why stored bytes are not a record. Operators see it through
+/// `StoreError.corrupt`, so each case names what was wrong and where.
+public enum RecordCodecError: Error, Sendable, Equatable, CustomStringConvertible {
+    case truncated(expected: Int, found: Int)
+    case unsupportedVersion(UInt8)
+    case invalidState(UInt8)
+    case invalidFlags(UInt8)
+    case lengthOutOfRange(offset: Int)
+    case trailingBytes(Int)
+
+    public var description: String {
+        switch self {
+        case .truncated(let expected, let found):
+            return "record truncated: needs at least \(expected) bytes, has \(found)"
+        case .unsupportedVersion(let v): return "unsupported record version \(v)"
+        case .invalidState(let s): return "invalid record state \(s)"
+        case .invalidFlags(let f): return "invalid record flags 0x\(String(f, radix: 16))"
+        case .lengthOutOfRange(let offset): return "length at offset \(offset) exceeds the record"
+        case .trailingBytes(let n): return "\(n) unexpected bytes after the end of the record"
+        }
+    }
+}

@@ -1,0 +1,391 @@
+import EventLoop
+import HTTP1
+import Idempotency
+import Upstream
+
+extension ClientConnection {
+    // MARK: request side
+
+    /// A complete head was parsed from `source`; decide and start forwarding.
+    func startExchange(source: UnsafeRawBufferPointer) {
+        exchange.reset()
+        exchange.method = head.method
+        exchange.clientVersionMinor = head.versionMinor
+        exchange.clientKeepAlive = head.keepAlive && !closeAfterResponse
+        setTimer(.none)
+
+        // RFC 9110 §9.3.6 / §7.8: tunnels and protocol switches are not supported yet.
+        if head.method == .connect || head.upgradeRequested {
+            closeAfterResponse = true
+            writeProblem(status: 501, type: nil, detail: "CONNECT and Upgrade are not supported", close: true)
+            return
+        }
+        let path = UnsafeRawBufferPointer(rebasing: source[head.target])
+        // RFC 3986 §5.2.4 dot segments are resolved by clients before sending. Forwarded as-is
+        // they would let "/public/../v1/payments" reach a guarded route unguarded.
+        if TargetCheck.hasDotSegment(path) {
+            closeAfterResponse = true
+            writeProblem(status: 400, type: nil, detail: "the request target contains dot segments", close: true)
+            return
+        }
+        if let policy = worker.guards.policy(method: head.method, methodName: UnsafeRawBufferPointer(rebasing: source[head.methodRange]), path: path) {
+            startGuarded(policy: policy, source: source)
+            return
+        }
+        worker.metrics.count(.unguarded)
+        forwardStreaming(source: source)
+    }
+
+    /// Forwards an unguarded request, streaming its body as it arrives.
+    func forwardStreaming(source: UnsafeRawBufferPointer) {
+        let hasBody: Bool
+        switch head.framing {
+        case .none, .untilClose: hasBody = false
+        case .contentLength(let length): hasBody = length > 0
+        case .chunked: hasBody = true
+        }
+
+        let connection: UpstreamConnection
+        do {
+            connection = try worker.pool.acquire(delegate: self)
+        } catch {
+            if hasBody { closeAfterResponse = true }
+            writeProblem(status: 502, type: "upstream-unreachable", detail: "cannot connect to the upstream", close: hasBody)
+            return
+        }
+        upstream = connection
+
+        let framing: BodyFraming
+        switch head.framing {
+        case .contentLength(let length) where length > 0: framing = .contentLength(length)
+        case .chunked: framing = .chunked
+        default: framing = .none
+        }
+        writeForwardedHead(source: source, framing: framing, into: &connection.outbound.bytes)
+        if !hasBody && head.method.isIdempotent && connection.exchangesServed > 0 {
+            exchange.retryableRequest = connection.outbound.bytes
+        }
+
+        if hasBody {
+            exchange.requestChunked = framing == .chunked
+            exchange.requestDecoder = BodyDecoder(framing: framing, limits: settings.parserLimits)
+            phase = .streamingBody
+            setTimer(.body)
+            // RFC 9110 §10.1.1: the proxy reads the body itself, so it answers the expectation
+            // and does not forward it.
+            if head.expectContinue {
+                out.bytes.append(contentsOf: Self.continueLine)
+                flushOut()
+            }
+        } else {
+            exchange.requestBodyDone = true
+            phase = .awaitingResponse
+        }
+    }
+
+    static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+
+    func writeForwardedHead(source: UnsafeRawBufferPointer, framing: BodyFraming, into out: inout [UInt8]) {
+        var extra: [(name: String, value: String)] = [("X-Forwarded-For", peer), ("X-Forwarded-Proto", "http")]
+        if let host = head.host {
+            extra.append(("X-Forwarded-Host", String(decoding: UnsafeRawBufferPointer(rebasing: source[host]), as: UTF8.self)))
+        }
+        HeadWriter.writeRequestHead(
+            head, source: source, extra: extra, dropping: head.expectContinue ? ["expect"] : [],
+            framing: framing, into: &out)
+    }
+
+    func forwardRequestBody(_ data: UnsafeRawBufferPointer) {
+        guard let upstream, !data.isEmpty else { return }
+        if exchange.requestChunked {
+            ChunkedEncoder.writeChunkHeader(size: data.count, into: &upstream.outbound.bytes)
+            upstream.outbound.append(data)
+            ChunkedEncoder.writeChunkTrailer(into: &upstream.outbound.bytes)
+        } else {
+            upstream.outbound.append(data)
+        }
+    }
+
+    func finishRequestBody() {
+        if exchange.requestChunked, let upstream { ChunkedEncoder.writeLastChunk(into: &upstream.outbound.bytes) }
+        exchange.requestBodyDone = true
+        if phase == .streamingBody {
+            phase = .awaitingResponse
+            setTimer(.none)
+        }
+    }
+
+    /// A malformed head: answer with its status and close. Nothing was forwarded.
+    func rejectRequest(_ error: HTTPParseError) {
+        closeAfterResponse = true
+        writeProblem(status: error.status, type: nil, detail: error.reason, close: true)
+    }
+
+    /// A malformed chunked body: the upstream already has part of it, so that exchange is void.
+    func requestBodyInvalid(_ error: HTTPParseError) {
+        upstreamAbandoned()
+        if exchange.responseStarted {
+            abort()
+        } else {
+            closeAfterResponse = true
+            writeProblem(status: error.status, type: nil, detail: error.reason, close: true)
+        }
+    }
+
+    /// Drops the upstream connection of the current exchange without reusing it.
+    func upstreamAbandoned() {
+        if let upstream {
+            self.upstream = nil
+            upstream.close()
+        }
+    }
+
+    // MARK: response side
+
+    /// The response is complete (or the exchange ended with an error response): go back to
+    /// reading the next request, or close.
+    func requestFinished() {
+        exchange.requestsServed += 1
+        if !exchange.requestBodyDone {
+            // The rest of the request body is still on the wire; the connection cannot be
+            // re-synchronised, so it closes after this response.
+            closeAfterResponse = true
+        }
+        if closeAfterResponse || !exchange.clientKeepAlive {
+            phase = .closing
+            setTimer(.none)
+            flushOut()
+            return
+        }
+        phase = .awaitingHead
+        setTimer(.idle)
+        if !pending.isEmpty {
+            setTimer(.header)
+            if !inProcess { processPending() }
+        }
+        updateInterest()
+    }
+
+    private func startResponse(source: UnsafeRawBufferPointer) {
+        let response = exchange.responseHead
+        let choice = ResponseFraming.towardsClient(upstream: response.framing, clientVersionMinor: exchange.clientVersionMinor)
+        exchange.responseChunked = choice.chunked
+        if choice.mustClose { closeAfterResponse = true }
+        if !exchange.requestBodyDone { closeAfterResponse = true }
+        let close = closeAfterResponse || !exchange.clientKeepAlive
+        var extra: [(name: String, value: String)] = []
+        // A response to HEAD (or a 304) keeps the Content-Length the upstream stated: it
+        // describes the representation, not this message's body (RFC 9110 §8.6).
+        if case .none = response.framing, let index = response.firstIndex(ofField: "content-length", in: source) {
+            extra.append(("Content-Length", String(decoding: UnsafeRawBufferPointer(rebasing: source[response.fields[index].value]), as: UTF8.self)))
+        }
+        HeadWriter.writeResponseHead(response, source: source, extra: extra, framing: choice.framing, close: close, into: &out.bytes)
+        exchange.responseStarted = true
+        if let guarded = exchange.guarded, guarded.ownsClaim {
+            guarded.status = response.status
+            guarded.responseHeaders = response.fields.map { field in
+                HeaderPair(
+                    name: String(decoding: UnsafeRawBufferPointer(rebasing: source[field.name]), as: UTF8.self),
+                    value: String(decoding: UnsafeRawBufferPointer(rebasing: source[field.value]), as: UTF8.self))
+            }
+        }
+        exchange.responseDecoder = BodyDecoder(framing: response.framing, limits: settings.parserLimits)
+    }
+
+    private func finishResponse(upstreamReusable: Bool) {
+        if exchange.responseChunked { ChunkedEncoder.writeLastChunk(into: &out.bytes) }
+        guardedResponseFinished()
+        if let upstream {
+            self.upstream = nil
+            let reusable = upstreamReusable && exchange.requestBodyDone && exchange.responseHead.keepAlive
+            worker.pool.release(upstream, reusable: reusable)
+        }
+        flushOut()
+        guard phase != .closed else { return }
+        if clientGone {
+            close()
+            return
+        }
+        requestFinished()
+    }
+
+    /// The upstream failed before the response head arrived.
+    private func upstreamFailedBeforeResponse(status: Int, type: String, detail: String, requestSent: Bool = true) {
+        if let guarded = exchange.guarded, guarded.ownsClaim {
+            guardedUpstreamFailed(requestSent: requestSent, status: status, detail: detail)
+            return
+        }
+        worker.metrics.count(.upstreamError)
+        upstreamAbandoned()
+        writeProblem(status: status, type: type, detail: detail, close: !exchange.requestBodyDone)
+    }
+
+    /// Re-sends an idempotent, body-less request on a fresh connection after a reused one
+    /// failed before any response byte (the classic keep-alive race: the upstream closed the
+    /// idle connection as we wrote). Never done for POST or PATCH (RFC 9110 §9.2.2).
+    private func retryOnFreshConnection() -> Bool {
+        guard let request = exchange.retryableRequest, !exchange.retried else { return false }
+        exchange.retried = true
+        upstream = nil
+        do {
+            let connection = try worker.pool.acquire(delegate: self, fresh: true)
+            upstream = connection
+            connection.outbound.bytes.append(contentsOf: request)
+            connection.flush()
+            return true
+        } catch {
+            return false
+        }
+    }
+}
+
+extension ClientConnection: UpstreamConnectionDelegate {
+    func upstreamConnectFailed(_ connection: UpstreamConnection, error: IOError) {
+        guard connection === upstream else { return }
+        upstream = nil
+        upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "cannot connect to the upstream: \(error)", requestSent: false)
+    }
+
+    func upstream(_ connection: UpstreamConnection, didRead bytes: UnsafeRawBufferPointer) -> Int {
+        guard connection === upstream else { return bytes.count }
+        connection.armTimer(afterMillis: settings.responseTimeoutMillis)
+        var offset = 0
+        while upstream === connection {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            if !exchange.responseStarted {
+                let complete: Bool
+                do {
+                    complete = try ResponseHeadParser.parse(
+                        rest, into: &exchange.responseHead, requestMethod: exchange.method,
+                        limits: settings.parserLimits, scanHint: exchange.responseScanHint)
+                } catch {
+                    // RFC 9112 §6.3: an invalid response is discarded and answered with 502.
+                    upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "invalid response from the upstream: \(error.reason)")
+                    return bytes.count
+                }
+                guard complete else {
+                    exchange.responseScanHint = rest.count
+                    break
+                }
+                exchange.responseScanHint = 0
+                offset += exchange.responseHead.headLength
+                let status = exchange.responseHead.status
+                if status >= 100 && status < 200 {
+                    if status == 101 {
+                        upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "the upstream switched protocols unasked")
+                        return bytes.count
+                    }
+                    // Interim responses are not forwarded: the proxy answered Expect itself.
+                    continue
+                }
+                startResponse(source: rest)
+                if case .none = exchange.responseHead.framing {
+                    finishResponse(upstreamReusable: offset == bytes.count)
+                    return bytes.count
+                }
+                continue
+            }
+            let step: (event: BodyDecoder.Event, consumed: Int)
+            do {
+                step = try exchange.responseDecoder.next(rest)
+            } catch {
+                // The client already has the head: all that is left is to cut the connection
+                // so it sees a truncated message rather than a wrong one.
+                responseBrokeMidway()
+                return bytes.count
+            }
+            offset += step.consumed
+            switch step.event {
+            case .data(let range):
+                let data = UnsafeRawBufferPointer(rebasing: rest[range])
+                if let guarded = exchange.guarded, guarded.ownsClaim { guarded.capture(data) }
+                if exchange.responseChunked {
+                    ChunkedEncoder.writeChunkHeader(size: data.count, into: &out.bytes)
+                    out.append(data)
+                    ChunkedEncoder.writeChunkTrailer(into: &out.bytes)
+                } else {
+                    out.append(data)
+                }
+            case .end:
+                // Bytes after a complete response were not asked for: do not reuse.
+                finishResponse(upstreamReusable: offset == bytes.count)
+                return bytes.count
+            case .needMore:
+                flushOut()
+                return offset
+            }
+        }
+        if upstream === connection { flushOut() }
+        return offset
+    }
+
+    func upstreamDidClose(_ connection: UpstreamConnection, error: IOError?) {
+        guard connection === upstream else { return }
+        upstream = nil
+        if !exchange.responseStarted {
+            if !connection.receivedResponseBytes && connection.exchangesServed > 0 && retryOnFreshConnection() { return }
+            upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "the upstream closed the connection without a response")
+            return
+        }
+        if case .untilClose = exchange.responseHead.framing {
+            finishResponse(upstreamReusable: false)
+        } else {
+            responseBrokeMidway()
+        }
+    }
+
+    func upstreamDidDrain(_ connection: UpstreamConnection) {
+        guard connection === upstream else { return }
+        if exchange.requestBodyDone && !exchange.responseStarted {
+            connection.armTimer(afterMillis: settings.responseTimeoutMillis)
+        }
+        // The upstream caught up with the request body: read more from the client.
+        if phase == .streamingBody {
+            processPending()
+            updateInterest()
+        }
+    }
+
+    func upstreamTimedOut(_ connection: UpstreamConnection) {
+        guard connection === upstream else { return }
+        if connection.state == .connecting {
+            upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "connecting to the upstream timed out", requestSent: false)
+        } else if !exchange.responseStarted {
+            upstreamFailedBeforeResponse(status: 504, type: "upstream-timeout", detail: "the upstream did not respond within response_timeout")
+        } else {
+            responseBrokeMidway()
+        }
+    }
+
+    /// The response head went out but the body will never be complete.
+    private func responseBrokeMidway() {
+        if let guarded = exchange.guarded, guarded.ownsClaim {
+            guardedUpstreamFailed(requestSent: true, status: 502, detail: "the upstream response broke off")
+            return
+        }
+        upstreamAbandoned()
+        abort()
+    }
+}
+
+/// Checks on the request target that the parser, being syntax-only, does not make.
+enum TargetCheck {
+    /// True if the path has a "." or ".." segment (RFC 3986 §3.3), before any query.
+    static func hasDotSegment(_ target: UnsafeRawBufferPointer) -> Bool {
+        var segmentStart = 0
+        var index = 0
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: "."), question = UInt8(ascii: "?")
+        while index <= target.count {
+            let byte: UInt8 = index < target.count ? target[index] : slash
+            if byte == slash || byte == question {
+                let length = index - segmentStart
+                if length == 1 && target[segmentStart] == dot { return true }
+                if length == 2 && target[segmentStart] == dot && target[segmentStart + 1] == dot { return true }
+                if byte == question { return false }
+                segmentStart = index + 1
+            }
+            index += 1
+        }
+        return false
+    }
+}

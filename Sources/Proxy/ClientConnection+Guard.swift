@@ -1,0 +1,329 @@
+import EventLoop
+import HTTP1
+import Idempotency
+import Upstream
+
+/// The guarded path (SPEC §2–§4): key intake, bounded body buffering, fingerprint, claim, and
+/// every outcome of the claim. The decisions themselves live in the Idempotency module; this
+/// file only carries them out on the connection.
+extension ClientConnection {
+    // MARK: intake
+
+    func startGuarded(policy: GuardPolicy, source: UnsafeRawBufferPointer) {
+        let keyLines = keyFieldValues(policy.keyHeader, source: source)
+        if keyLines.isEmpty {
+            if policy.required {
+                worker.metrics.count(.missingKey)
+                refuse(status: 400, type: .missingKey, detail: "this route requires an Idempotency-Key header", bodyUnread: head.framing.hasBody)
+                return
+            }
+            // Optional key: the request goes through unguarded, but it is counted.
+            worker.metrics.count(.noKey)
+            forwardStreaming(source: source)
+            return
+        }
+        let key: String
+        switch IdempotencyKeyParser.parse(fieldValues: keyLines, syntax: policy.keySyntax, maxLength: policy.keyMaxLength) {
+        case .success(let parsed):
+            key = parsed
+        case .failure(let error):
+            worker.metrics.count(.invalidKey)
+            refuse(status: 400, type: .invalidKey, detail: error.reason, bodyUnread: head.framing.hasBody)
+            return
+        }
+        if case .contentLength(let length) = head.framing, length > UInt64(policy.maxRequestBody) {
+            // Refused before reading a byte of it (and before any 100 Continue).
+            refuse(status: 413, type: .bodyTooLarge, detail: "the request body exceeds max_request_body (\(policy.maxRequestBody) bytes)", bodyUnread: true)
+            return
+        }
+        let guarded = GuardedExchange(
+            policy: policy, key: key, headBytes: Array(UnsafeRawBufferPointer(rebasing: source[0..<head.headLength])), head: head)
+        exchange.guarded = guarded
+        if head.framing.hasBody {
+            exchange.requestDecoder = BodyDecoder(framing: head.framing, limits: settings.parserLimits)
+            if case .contentLength(let length) = head.framing { guarded.body.reserveCapacity(Int(length)) }
+            phase = .bufferingBody
+            setTimer(.body)
+            if head.expectContinue {
+                out.bytes.append(contentsOf: Self.continueLine)
+                flushOut()
+            }
+        } else {
+            guardedBodyComplete()
+        }
+    }
+
+    private func keyFieldValues(_ lowercasedName: [UInt8], source: UnsafeRawBufferPointer) -> [ArraySlice<UInt8>] {
+        var values: [ArraySlice<UInt8>] = []
+        for field in head.fields where field.name.count == lowercasedName.count {
+            var same = true
+            for (offset, byte) in lowercasedName.enumerated() {
+                var b = source[field.name.lowerBound + offset]
+                if b >= 0x41 && b <= 0x5A { b |= 0x20 }
+                if b != byte { same = false; break }
+            }
+            if same { values.append(Array(UnsafeRawBufferPointer(rebasing: source[field.value]))[...]) }
+        }
+        return values
+    }
+
+    /// Body bytes of a guarded request, accumulated up to `max_request_body`.
+    func bufferGuardedBody(_ data: UnsafeRawBufferPointer) -> Bool {
+        guard let guarded = exchange.guarded else { return false }
+        if guarded.body.count + data.count > guarded.policy.maxRequestBody {
+            refuse(status: 413, type: .bodyTooLarge, detail: "the request body exceeds max_request_body (\(guarded.policy.maxRequestBody) bytes)", bodyUnread: true)
+            return false
+        }
+        guarded.body.append(contentsOf: data)
+        return true
+    }
+
+    /// The whole request is here: fingerprint it and claim its key.
+    func guardedBodyComplete() {
+        guard let guarded = exchange.guarded else { return }
+        exchange.requestBodyDone = true
+        phase = .awaitingResponse
+        setTimer(.none)
+        let method = guarded.text(guarded.head.methodRange)
+        let target = guarded.text(guarded.head.target)
+        guarded.fingerprint = Fingerprinter.fingerprint(
+            method: method, target: target, headers: guarded.fieldStrings(), body: guarded.body, policy: guarded.policy.fingerprint)
+        var scope: [UInt8]? = nil
+        if let scopeHeader = guarded.policy.scopeHeader {
+            let lines = guarded.values(of: scopeHeader)
+            if !lines.isEmpty { scope = Array(lines.joined(separator: [0x2C, 0x20])) }
+        }
+        guarded.storageKey = storageKey(prefix: settings.keyPrefix, scope: scope, key: guarded.key)
+        claim(guarded)
+    }
+
+    private func claim(_ guarded: GuardedExchange) {
+        guarded.stage = .claiming
+        let policy = guarded.policy
+        worker.store.claim(
+            key: guarded.storageKey, owner: guarded.owner, fingerprint: guarded.fingerprint, lease: policy.lease,
+            ttl: policy.ttl, expiredLease: policy.indeterminate
+        ) { [self] result in
+            claimFinished(guarded, result)
+        }
+    }
+
+    // MARK: outcomes
+
+    private func claimFinished(_ guarded: GuardedExchange, _ result: Result<ClaimOutcome, StoreError>) {
+        guard exchange.guarded === guarded, guarded.stage == .claiming else { return }
+        let outcome: ClaimOutcome
+        switch result {
+        case .failure(let error):
+            storeUnavailable(guarded, error)
+            return
+        case .success(let value):
+            outcome = value
+        }
+        switch OutcomePolicy.decide(outcome, fingerprint: guarded.fingerprint) {
+        case .forward:
+            worker.metrics.count(.forwarded)
+            guarded.stage = .forwarding
+            forwardGuarded(guarded)
+        case .replay(let response):
+            guarded.stage = .settled
+            worker.metrics.count(.replayed)
+            writeReplay(response)
+        case .replayUnavailable(let status):
+            guarded.stage = .settled
+            worker.metrics.count(.replayed)
+            answer(status: 409, type: .replayUnavailable, detail: "the original response (status \(status)) was too large to store and cannot be replayed")
+        case .mismatch:
+            guarded.stage = .settled
+            worker.metrics.count(.mismatch)
+            answer(status: 422, type: .keyReused, detail: "this Idempotency-Key was used with a different request")
+        case .inFlight:
+            if guarded.policy.waitForInFlight {
+                startWaiting(guarded)
+            } else {
+                guarded.stage = .settled
+                worker.metrics.count(.inFlight)
+                answer(status: 409, type: .inFlight, detail: "a request with this Idempotency-Key is still being processed", retryAfter: 1)
+            }
+        case .outcomeUnknown:
+            guarded.stage = .settled
+            worker.metrics.count(.outcomeUnknown)
+            answer(status: 409, type: .outcomeUnknown, detail: "an earlier request with this Idempotency-Key may or may not have been executed; it cannot be retried safely, with this key or a new one")
+        }
+    }
+
+    private func storeUnavailable(_ guarded: GuardedExchange, _ error: StoreError) {
+        worker.metrics.count(.storeUnavailable)
+        if settings.passThroughWhenStoreUnavailable {
+            guarded.stage = .passThrough
+            _ = worker.metrics.passThroughForwards.add(1, ordering: .relaxed)
+            worker.log.warning("store unavailable, forwarding unguarded (pass_through)", ["error": "\(error)"])
+            forwardGuarded(guarded)
+        } else {
+            guarded.stage = .settled
+            answer(status: 503, type: .storeUnavailable, detail: "the idempotency store is unavailable; retry later with the same key", retryAfter: 1)
+        }
+    }
+
+    /// Sends the buffered request upstream, framed by Content-Length.
+    private func forwardGuarded(_ guarded: GuardedExchange) {
+        let connection: UpstreamConnection
+        do {
+            connection = try worker.pool.acquire(delegate: self)
+        } catch {
+            guardedUpstreamFailed(requestSent: false, status: 502, detail: "cannot connect to the upstream")
+            return
+        }
+        upstream = connection
+        exchange.requestBodyDone = true
+        let framing: BodyFraming = guarded.body.isEmpty && !guarded.head.framing.hasBody ? .none : .contentLength(UInt64(guarded.body.count))
+        guarded.headBytes.withUnsafeBytes { source in
+            let saved = head
+            head = guarded.head
+            writeForwardedHead(source: source, framing: framing, into: &connection.outbound.bytes)
+            head = saved
+        }
+        connection.outbound.bytes.append(contentsOf: guarded.body)
+        if guarded.stage == .forwarding { armLeaseRefresh(guarded) }
+        connection.flush()
+    }
+
+    // MARK: settling
+
+    /// The upstream answered completely: complete (or release, for release_statuses).
+    func guardedResponseFinished() {
+        guard let guarded = exchange.guarded, guarded.ownsClaim else { return }
+        guarded.stage = .settled
+        leaseTimer.cancel()
+        let key = guarded.storageKey
+        let waiters = worker.waiters
+        let metrics = worker.metrics
+        switch OutcomePolicy.afterResponse(status: guarded.status, releaseStatuses: guarded.policy.releaseStatuses) {
+        case .complete:
+            worker.store.complete(key: key, owner: guarded.owner, response: guarded.storedResponse, ttl: guarded.policy.ttl) { result in
+                if case .success(false) = result { _ = metrics.staleOwnerRefusals.add(1, ordering: .relaxed) }
+                waiters.notify(key: key)
+            }
+        case .release:
+            worker.store.release(key: key, owner: guarded.owner) { _ in waiters.notify(key: key) }
+        }
+        finishDetachedIfDone()
+    }
+
+    /// The request may or may not have reached the upstream and no complete response came
+    /// back: under `hold` the record becomes `unknown`, under `release` it is removed.
+    func guardedUpstreamFailed(requestSent: Bool, status: Int, detail: String) {
+        guard let guarded = exchange.guarded else { return }
+        let owned = guarded.ownsClaim
+        guarded.stage = .settled
+        leaseTimer.cancel()
+        upstreamAbandoned()
+        if owned {
+            let key = guarded.storageKey
+            let waiters = worker.waiters
+            switch OutcomePolicy.afterFailure(requestSent: requestSent, indeterminate: guarded.policy.indeterminate) {
+            case .release:
+                worker.store.release(key: key, owner: guarded.owner) { _ in waiters.notify(key: key) }
+            case .markUnknown:
+                worker.store.markUnknown(key: key, owner: guarded.owner, ttl: guarded.policy.ttl) { _ in waiters.notify(key: key) }
+            }
+        }
+        if requestSent {
+            worker.metrics.count(.outcomeUnknown)
+            if exchange.responseStarted { abort(); return }
+            answer(status: status, type: .outcomeUnknown, detail: detail)
+        } else {
+            worker.metrics.count(.upstreamError)
+            answer(status: status, type: .upstreamUnreachable, detail: detail)
+        }
+        finishDetachedIfDone()
+    }
+
+    /// Keeps the claim alive while the upstream works: a slow but healthy request never
+    /// loses it (SPEC §4). Refreshed three times per lease.
+    private func armLeaseRefresh(_ guarded: GuardedExchange) {
+        loop.arm(leaseTimer, after: max(guarded.policy.leaseMillis / 3, 50))
+    }
+
+    func refreshLease() {
+        guard let guarded = exchange.guarded, guarded.ownsClaim else { return }
+        worker.store.refreshLease(key: guarded.storageKey, owner: guarded.owner, lease: guarded.policy.lease) { _ in }
+        armLeaseRefresh(guarded)
+    }
+
+    // MARK: waiting (concurrent: wait)
+
+    private func startWaiting(_ guarded: GuardedExchange) {
+        if guarded.stage != .waiting {
+            guarded.stage = .waiting
+            guarded.waitDeadline = loop.now + guarded.policy.waitTimeoutMillis
+        }
+        if loop.now >= guarded.waitDeadline {
+            guarded.stage = .settled
+            worker.metrics.count(.inFlight)
+            answer(status: 409, type: .inFlight, detail: "a request with this Idempotency-Key is still being processed (waited wait_timeout)", retryAfter: 1)
+            return
+        }
+        // Woken at once when the owner is on this instance; otherwise poll with back-off.
+        let id = ObjectIdentifier(self)
+        worker.waiters.add(key: guarded.storageKey, .init(id: id, loop: loop, wake: { [weak self] in self?.waitEnded(guarded) }))
+        let delay = min(guarded.pollDelayMillis, guarded.waitDeadline - loop.now)
+        guarded.pollDelayMillis = min(guarded.pollDelayMillis * 2, 500)
+        loop.arm(leaseTimer, after: delay)
+    }
+
+    /// Woken by the owner or by the poll timer: claim again, which replays a completed record,
+    /// takes over a released one, or keeps waiting.
+    func waitEnded(_ guarded: GuardedExchange) {
+        guard exchange.guarded === guarded, guarded.stage == .waiting else { return }
+        worker.waiters.remove(key: guarded.storageKey, id: ObjectIdentifier(self))
+        leaseTimer.cancel()
+        guarded.stage = .claiming
+        let policy = guarded.policy
+        worker.store.claim(
+            key: guarded.storageKey, owner: guarded.owner, fingerprint: guarded.fingerprint, lease: policy.lease,
+            ttl: policy.ttl, expiredLease: policy.indeterminate
+        ) { [self] result in
+            if case .success(.existing(let record)) = result, record.state == .inFlight, record.fingerprint == guarded.fingerprint {
+                startWaiting(guarded)
+                return
+            }
+            claimFinished(guarded, result)
+        }
+    }
+
+    // MARK: responses
+
+    private func writeReplay(_ response: StoredResponse) {
+        var fields = response.headers.map { (name: $0.name, value: $0.value) }
+        fields.append(("Idempotent-Replayed", "true"))
+        let close = closeAfterResponse || !exchange.clientKeepAlive || clientFinished
+        response.body.withUnsafeBytes { body in
+            HeadWriter.writeResponse(status: response.status, reason: nil, fields: fields, body: body, close: close, into: &out.bytes)
+        }
+        completeGeneratedResponse(close: close)
+    }
+
+    func answer(status: Int, type: ProblemType, detail: String, retryAfter: Int? = nil) {
+        var extra: [(name: String, value: String)] = []
+        if let retryAfter { extra.append(("Retry-After", String(retryAfter))) }
+        writeProblem(status: status, type: type.rawValue, detail: detail, close: false, extraFields: extra)
+    }
+
+    /// A refusal before the body was read: the unread body makes the connection unusable.
+    private func refuse(status: Int, type: ProblemType, detail: String, bodyUnread: Bool) {
+        if bodyUnread { closeAfterResponse = true }
+        exchange.requestBodyDone = !bodyUnread
+        writeProblem(status: status, type: type.rawValue, detail: detail, close: bodyUnread)
+    }
+}
+
+extension BodyFraming {
+    var hasBody: Bool {
+        switch self {
+        case .none, .untilClose: return false
+        case .contentLength(let length): return length > 0
+        case .chunked: return true
+        }
+    }
+}

@@ -1,0 +1,390 @@
+import EventLoop
+import Glibc
+import HTTP1
+import Upstream
+
+/// One client connection: reads requests, forwards each to the upstream, and writes the
+/// responses back in order. Requests on a connection are handled one at a time; pipelined
+/// requests wait in `pending` until the previous response is complete (RFC 9112 §9.3.2).
+///
+/// Bytes are read into the loop's shared read buffer and processed in place; only what cannot
+/// be processed yet (a partial head, a pipelined request, body bytes held back by
+/// back-pressure) is copied into `pending`. An idle keep-alive connection owns no buffer.
+final class ClientConnection: EventHandler {
+    enum Phase {
+        /// Waiting for (the rest of) a request head.
+        case awaitingHead
+        /// Streaming the request body to the upstream.
+        case streamingBody
+        /// Reading a guarded request's body into memory (bounded by max_request_body).
+        case bufferingBody
+        /// Request forwarded whole; waiting for the response to finish.
+        case awaitingResponse
+        /// Writing the last bytes before closing.
+        case closing
+        case closed
+    }
+
+    enum TimerPurpose { case none, header, body, idle }
+
+    let fd: Int32
+    let peer: String
+    unowned let worker: Worker
+    var loop: EventLoop { worker.loop }
+    var settings: ProxySettings { worker.settings }
+
+    var phase: Phase = .awaitingHead
+    /// Unprocessed client bytes, oldest first (usually empty).
+    var pending: [UInt8] = []
+    var out = OutputBuffer()
+    var head = RequestHead()
+    var headScanHint = 0
+    var inProcess = false
+    /// The client sent EOF; no more requests will come.
+    var clientFinished = false
+    /// Close once the current response is written (Connection: close, shutdown, or an
+    /// unread request body that makes the connection unusable).
+    var closeAfterResponse = false
+    var timerPurpose: TimerPurpose = .none
+    lazy var timer = Timer { [unowned self] in self.timerFired() }
+    /// Lease refresh while a guarded request is upstream; poll interval while waiting.
+    lazy var leaseTimer = Timer { [unowned self] in self.guardTimerFired() }
+    /// The client connection is gone but a guarded exchange still runs to completion so its
+    /// result is stored: a client's disconnect never cancels a guarded request (SPEC §4).
+    var clientGone = false
+
+    /// The exchange in progress, if any.
+    var exchange = Exchange()
+    var upstream: UpstreamConnection?
+
+    /// Upstream bytes queued beyond this stop client reads (and client bytes queued beyond it
+    /// stop upstream reads): memory per connection stays bounded whatever the body size.
+    static let highWatermark = 256 * 1024
+    static let maxPendingPipelined = 64 * 1024
+
+    init(fd: Int32, peer: String, worker: Worker) {
+        self.fd = fd
+        self.peer = peer
+        self.worker = worker
+    }
+
+    func start() {
+        // The header deadline starts at accept: a client that connects and sends nothing, or
+        // one byte a second, is cut at header_timeout (slowloris).
+        setTimer(.header)
+    }
+
+    // MARK: events
+
+    func handleEvent(readable: Bool, writable: Bool) {
+        if writable { flushOut() }
+        if readable && phase != .closed { readFromClient() }
+    }
+
+    private func readFromClient() {
+        let buffer = loop.clientReadBuffer
+        let result: IOResult<Int>
+        do {
+            result = try Socket.read(fd, into: buffer)
+        } catch {
+            abort()
+            return
+        }
+        switch result {
+        case .wouldBlock:
+            return
+        case .processed(0):
+            clientSentEOF()
+        case .processed(let count):
+            if phase == .awaitingHead && pending.isEmpty && timerPurpose == .idle { setTimer(.header) }
+            if phase == .streamingBody || phase == .bufferingBody { setTimer(.body) }
+            let fresh = UnsafeRawBufferPointer(rebasing: buffer[..<count])
+            if pending.isEmpty {
+                let consumed = process(fresh)
+                if consumed < count && phase != .closed {
+                    pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: fresh[consumed...]))
+                }
+            } else {
+                pending.append(contentsOf: fresh)
+                processPending()
+            }
+            updateInterest()
+        }
+    }
+
+    /// Processes buffered bytes, e.g. the next pipelined request after a response finished.
+    func processPending() {
+        guard !pending.isEmpty, !inProcess else { return }
+        var bytes = pending
+        pending = []
+        let consumed = bytes.withUnsafeBytes { process($0) }
+        if consumed < bytes.count && phase != .closed {
+            bytes.removeFirst(consumed)
+            pending = bytes
+        }
+    }
+
+    private func clientSentEOF() {
+        clientFinished = true
+        switch phase {
+        case .awaitingHead:
+            // An incomplete head at EOF is not a request; nothing to answer.
+            close()
+        case .streamingBody, .bufferingBody:
+            // The body will never complete: the upstream must not act on a truncated request.
+            abort()
+        case .awaitingResponse, .closing:
+            closeAfterResponse = true
+            updateInterest()
+        case .closed:
+            break
+        }
+    }
+
+    // MARK: processing
+
+    /// Consumes as many bytes as the current phase allows and returns how many were used.
+    func process(_ bytes: UnsafeRawBufferPointer) -> Int {
+        inProcess = true
+        defer { inProcess = false }
+        var offset = 0
+        loop: while true {
+            switch phase {
+            case .awaitingHead:
+                guard offset < bytes.count else { break loop }
+                let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+                let complete: Bool
+                do {
+                    complete = try RequestHeadParser.parse(rest, into: &head, limits: settings.parserLimits, scanHint: headScanHint)
+                } catch {
+                    rejectRequest(error)
+                    return bytes.count
+                }
+                guard complete else {
+                    headScanHint = rest.count
+                    break loop
+                }
+                headScanHint = 0
+                offset += head.headLength
+                startExchange(source: rest)
+            case .streamingBody:
+                if let upstream, upstream.outbound.pendingCount > Self.highWatermark { break loop }
+                let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+                let step: (event: BodyDecoder.Event, consumed: Int)
+                do {
+                    step = try exchange.requestDecoder.next(rest)
+                } catch {
+                    requestBodyInvalid(error)
+                    return bytes.count
+                }
+                offset += step.consumed
+                switch step.event {
+                case .data(let range):
+                    forwardRequestBody(UnsafeRawBufferPointer(rebasing: rest[range]))
+                case .end:
+                    finishRequestBody()
+                case .needMore:
+                    break loop
+                }
+            case .bufferingBody:
+                let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+                let step: (event: BodyDecoder.Event, consumed: Int)
+                do {
+                    step = try exchange.requestDecoder.next(rest)
+                } catch {
+                    rejectRequest(error)
+                    return bytes.count
+                }
+                offset += step.consumed
+                switch step.event {
+                case .data(let range):
+                    guard bufferGuardedBody(UnsafeRawBufferPointer(rebasing: rest[range])) else { return bytes.count }
+                case .end:
+                    guardedBodyComplete()
+                case .needMore:
+                    break loop
+                }
+            case .awaitingResponse, .closing, .closed:
+                break loop
+            }
+        }
+        upstream?.flush()
+        return offset
+    }
+
+    // MARK: output
+
+    func flushOut() {
+        guard phase != .closed else { return }
+        if clientGone {
+            out.reset()
+            return
+        }
+        do {
+            switch try out.flush(to: fd) {
+            case .drained:
+                if phase == .closing {
+                    close()
+                    return
+                }
+                // The client caught up: let upstream bytes flow again.
+                upstream?.setReading(true)
+            case .partial:
+                if out.pendingCount > Self.highWatermark { upstream?.setReading(false) }
+            }
+        } catch {
+            // The client is gone (EPIPE, reset).
+            clientFinished = true
+            abort()
+            return
+        }
+        updateInterest()
+    }
+
+    /// Level-triggered interest: read only when the next bytes can be used, write only while
+    /// output is queued.
+    func updateInterest() {
+        guard phase != .closed, !clientGone else { return }
+        var interest: Interest = []
+        if !out.isEmpty { interest.insert(.write) }
+        if !clientFinished {
+            switch phase {
+            case .awaitingHead, .bufferingBody:
+                interest.insert(.read)
+            case .streamingBody:
+                if (upstream?.outbound.pendingCount ?? 0) <= Self.highWatermark && pending.count < Self.highWatermark {
+                    interest.insert(.read)
+                }
+            case .awaitingResponse:
+                // Keep reading pipelined requests (and notice EOF) up to a bound.
+                if pending.count < Self.maxPendingPipelined { interest.insert(.read) }
+            case .closing, .closed:
+                break
+            }
+        }
+        loop.setInterest(fd, interest)
+    }
+
+    // MARK: timers
+
+    func setTimer(_ purpose: TimerPurpose) {
+        timerPurpose = clientGone ? .none : purpose
+        if clientGone { timer.cancel(); return }
+        switch purpose {
+        case .none: timer.cancel()
+        case .header: loop.arm(timer, after: settings.headerTimeoutMillis)
+        case .body: loop.arm(timer, after: settings.bodyTimeoutMillis)
+        case .idle: loop.arm(timer, after: settings.idleTimeoutMillis)
+        }
+    }
+
+    private func timerFired() {
+        switch timerPurpose {
+        case .none:
+            return
+        case .idle:
+            close()
+        case .header:
+            if pending.isEmpty && headScanHint == 0 && exchange.requestsServed == 0 && out.isEmpty {
+                close()
+            } else {
+                writeProblem(status: 408, type: nil, detail: "the request head did not arrive within header_timeout", close: true)
+            }
+        case .body:
+            if phase == .bufferingBody {
+                writeProblem(status: 408, type: nil, detail: "the request body stalled for longer than body_timeout", close: true)
+            } else if exchange.responseStarted {
+                abort()
+            } else {
+                upstreamAbandoned()
+                writeProblem(status: 408, type: nil, detail: "the request body stalled for longer than body_timeout", close: true)
+            }
+        }
+    }
+
+    // MARK: lifecycle
+
+    /// Shutdown: idle connections close now; busy ones close after their current response.
+    func shutdownRequested() {
+        closeAfterResponse = true
+        if phase == .awaitingHead && pending.isEmpty && out.isEmpty { close() }
+    }
+
+    func close() {
+        guard phase != .closed else { return }
+        if let guarded = exchange.guarded, guarded.ownsClaim || guarded.stage == .claiming {
+            detachClient()
+            return
+        }
+        phase = .closed
+        timer.cancel()
+        leaseTimer.cancel()
+        upstreamAbandoned()
+        if !clientGone {
+            loop.deregister(fd)
+            Socket.close(fd)
+        }
+        if let guarded = exchange.guarded, guarded.stage == .waiting {
+            worker.waiters.remove(key: guarded.storageKey, id: ObjectIdentifier(self))
+        }
+        worker.connectionClosed(self)
+    }
+
+    /// The client left while its guarded request is claimed: close the socket now and let the
+    /// exchange finish in the background, so the stored result answers the client's retry.
+    private func detachClient() {
+        guard !clientGone else { return }
+        clientGone = true
+        clientFinished = true
+        closeAfterResponse = true
+        timer.cancel()
+        timerPurpose = .none
+        loop.deregister(fd)
+        Socket.close(fd)
+        out.reset()
+        pending = []
+    }
+
+    /// After a detached exchange settled, the connection object can go.
+    func finishDetachedIfDone() {
+        guard clientGone, let guarded = exchange.guarded, !guarded.ownsClaim, guarded.stage != .claiming else { return }
+        close()
+    }
+
+    private func guardTimerFired() {
+        guard let guarded = exchange.guarded else { return }
+        if guarded.stage == .waiting {
+            waitEnded(guarded)
+        } else {
+            refreshLease()
+        }
+    }
+
+    /// Closes immediately, discarding unsent output (reset-like), e.g. a truncated response.
+    func abort() {
+        close()
+    }
+
+    /// Writes a generated error response; `close` also ends the connection after it.
+    func writeProblem(status: Int, type: String?, detail: String, close: Bool, extraFields: [(name: String, value: String)] = []) {
+        guard phase != .closed else { return }
+        let mustClose = close || closeAfterResponse || clientFinished || !exchange.clientKeepAlive
+        ProblemResponse.write(status: status, type: type, detail: detail, close: mustClose, extraFields: extraFields, into: &out.bytes)
+        completeGeneratedResponse(close: mustClose)
+    }
+
+    /// A response the proxy generated (error or replay) is queued: finish the exchange.
+    func completeGeneratedResponse(close mustClose: Bool) {
+        if clientGone {
+            close()
+            return
+        }
+        if mustClose {
+            phase = .closing
+            setTimer(.none)
+            flushOut()
+        } else {
+            requestFinished()
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import HTTP1
+
+/// Per-request state of a client connection: what was asked, how the request and response are
+/// framed on each side, and how far each has got. Reset between requests.
+struct Exchange {
+    var method: HTTPMethod = .get
+    var clientVersionMinor = 1
+    var clientKeepAlive = true
+    var requestDecoder = BodyDecoder(framing: .none)
+    /// The request body is re-framed as chunked towards the upstream.
+    var requestChunked = false
+    var requestBodyDone = false
+    var responseHead = ResponseHead()
+    var responseScanHint = 0
+    var responseStarted = false
+    var responseDecoder = BodyDecoder(framing: .none)
+    /// The response body is re-framed as chunked towards the client.
+    var responseChunked = false
+    /// A copy of the forwarded request, kept only when it may be re-sent: an idempotent
+    /// method without a body on a reused connection (RFC 9110 §9.2.2).
+    var retryableRequest: [UInt8]? = nil
+    var retried = false
+    var requestsServed = 0
+    /// Set for guarded requests (SPEC §2–§4).
+    var guarded: GuardedExchange? = nil
+
+    mutating func reset() {
+        let served = requestsServed
+        self = Exchange()
+        requestsServed = served
+    }
+}
+
+extension HTTPMethod {
+    /// RFC 9110 §9.2.2: methods whose repetition the client already has to tolerate.
+    var isIdempotent: Bool {
+        switch self {
+        case .get, .head, .options, .put, .delete, .trace: return true
+        default: return false
+        }
+    }
+}
+
+/// Response framing chosen towards the client, given the upstream's framing and the client's
+/// HTTP version (RFC 9112 §6.3, §7).
+enum ResponseFraming {
+    static func towardsClient(upstream: BodyFraming, clientVersionMinor: Int) -> (framing: BodyFraming, chunked: Bool, mustClose: Bool) {
+        switch upstream {
+        case .none:
+            return (.none, false, false)
+        case .contentLength(let length):
+            return (.contentLength(length), false, false)
+        case .chunked, .untilClose:
+            // HTTP/1.0 clients cannot parse chunked: the end of the body is the end of the connection.
+            if clientVersionMinor >= 1 { return (.chunked, true, false) }
+            return (.untilClose, false, true)
+        }
+    }
+}

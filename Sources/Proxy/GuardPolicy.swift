@@ -1,0 +1,95 @@
+import Config
+import HTTP1
+import Idempotency
+
+/// One set of idempotency settings (the global ones or a route's), converted once into the
+/// shapes the request path uses, so no request re-derives them.
+struct GuardPolicy: Sendable {
+    let keyHeader: [UInt8]           // lowercased field name
+    let keySyntax: Idempotency.KeySyntax
+    let keyMaxLength: Int
+    let methods: [HTTPMethod]
+    let required: Bool
+    let ttl: Duration
+    let lease: Duration
+    let leaseMillis: UInt64
+    let waitForInFlight: Bool
+    let waitTimeoutMillis: UInt64
+    let indeterminate: IndeterminatePolicy
+    let releaseStatuses: [Int]
+    let maxRequestBody: Int
+    let maxStoredBody: Int
+    let scopeHeader: [UInt8]?        // lowercased; nil when scoping is disabled
+    let fingerprint: FingerprintPolicy
+    let keepHeaders: [String]
+
+    init(_ config: IdempotencyConfig) {
+        keyHeader = Array(config.header.lowercased().utf8)
+        keySyntax = config.keySyntax == .strict ? .strict : .lenient
+        keyMaxLength = config.keyMaxLength
+        methods = config.methods.map(HTTPMethod.init(name:))
+        required = config.required
+        ttl = config.ttl
+        lease = config.lease
+        leaseMillis = config.lease.milliseconds
+        waitForInFlight = config.concurrent == .wait
+        waitTimeoutMillis = config.waitTimeout.milliseconds
+        indeterminate = config.indeterminate == .hold ? .hold : .release
+        releaseStatuses = config.releaseStatuses
+        maxRequestBody = config.maxRequestBody
+        maxStoredBody = config.maxStoredBody
+        scopeHeader = config.scopeHeader.isEmpty ? nil : Array(config.scopeHeader.lowercased().utf8)
+        fingerprint = FingerprintPolicy(
+            headers: config.fingerprintHeaders, body: config.fingerprintBody == .json ? .json : .raw,
+            ignoreFields: config.ignoreFields)
+        keepHeaders = config.replayKeepHeaders
+    }
+}
+
+/// Decides which requests are guarded: the first matching route's settings, else the global
+/// ones, and only for the methods those settings guard (SPEC §2).
+struct GuardTable: Sendable {
+    let config: IdemproxyConfig
+    let global: GuardPolicy
+    let routes: [GuardPolicy?]         // nil for a disabled route
+    /// Every method any policy guards: other methods skip the route lookup entirely.
+    let anyGuardedMethods: [HTTPMethod]
+
+    init(config: IdemproxyConfig) {
+        self.config = config
+        global = GuardPolicy(config.idempotency)
+        routes = config.routes.map { $0.enabled ? GuardPolicy($0.idempotency) : nil }
+        var methods = global.methods
+        for policy in routes.compactMap({ $0 }) { methods.append(contentsOf: policy.methods) }
+        anyGuardedMethods = methods
+    }
+
+    func policy(method: HTTPMethod, methodName: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer) -> GuardPolicy? {
+        guard anyGuardedMethods.contains(method) else { return nil }
+        let chosen: GuardPolicy
+        if let index = config.routeIndex(forPath: path, method: methodName) {
+            guard let routePolicy = routes[index] else { return nil }
+            chosen = routePolicy
+        } else {
+            chosen = global
+        }
+        return chosen.methods.contains(method) ? chosen : nil
+    }
+}
+
+extension HTTPMethod {
+    init(name: String) {
+        switch name {
+        case "GET": self = .get
+        case "HEAD": self = .head
+        case "POST": self = .post
+        case "PUT": self = .put
+        case "DELETE": self = .delete
+        case "PATCH": self = .patch
+        case "OPTIONS": self = .options
+        case "CONNECT": self = .connect
+        case "TRACE": self = .trace
+        default: self = .other
+        }
+    }
+}

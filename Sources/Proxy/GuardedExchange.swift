@@ -1,0 +1,96 @@
+import HTTP1
+import Idempotency
+
+/// The idempotency side of one guarded request: its key, the buffered request, its claim, and
+/// the response captured for replay. A class because the request and captured body can be
+/// large and must not be copied with the `Exchange` value.
+final class GuardedExchange {
+    enum Stage {
+        /// Reading the body (bounded by `max_request_body`).
+        case buffering
+        /// Waiting for the store's answer to the claim.
+        case claiming
+        /// Parked under `concurrent: wait` until the owner settles or `wait_timeout` passes.
+        case waiting
+        /// We own the claim and the request is with the upstream.
+        case forwarding
+        /// The store was unreachable and the request went out unguarded (pass_through).
+        case passThrough
+        /// The record was completed, released or marked unknown (or never claimed).
+        case settled
+    }
+
+    let policy: GuardPolicy
+    let key: String
+    /// The request head bytes, copied out of the read buffer; `head`'s ranges index into it.
+    let headBytes: [UInt8]
+    let head: RequestHead
+    var body: [UInt8] = []
+    var stage: Stage = .buffering
+    let owner = OwnerToken.random()
+    var storageKey = ""
+    var fingerprint: [UInt8] = []
+    var waitDeadline: UInt64 = 0
+    var pollDelayMillis: UInt64 = 20
+
+    // Response capture.
+    var status = 0
+    var responseHeaders: [HeaderPair] = []
+    var capturedBody: [UInt8] = []
+    var bodyOmitted = false
+
+    init(policy: GuardPolicy, key: String, headBytes: [UInt8], head: RequestHead) {
+        self.policy = policy
+        self.key = key
+        self.headBytes = headBytes
+        self.head = head
+    }
+
+    /// True while a claim we own is outstanding and must still be completed or released.
+    var ownsClaim: Bool { stage == .forwarding }
+
+    func capture(_ data: UnsafeRawBufferPointer) {
+        guard !bodyOmitted else { return }
+        if capturedBody.count + data.count > policy.maxStoredBody {
+            // Too large to replay: the client still gets all of it, retries get
+            // replay-unavailable naming the original status.
+            bodyOmitted = true
+            capturedBody = []
+            return
+        }
+        capturedBody.append(contentsOf: data)
+    }
+
+    var storedResponse: StoredResponse {
+        StoredResponse(
+            status: status, headers: ReplayFilter.headersToStore(responseHeaders: responseHeaders, keepHeaders: policy.keepHeaders),
+            body: bodyOmitted ? [] : capturedBody, bodyOmitted: bodyOmitted)
+    }
+
+    /// All request fields as strings, for the fingerprint.
+    func fieldStrings() -> [(name: String, value: String)] {
+        headBytes.withUnsafeBytes { raw in
+            head.fields.map { field in
+                (String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.name]), as: UTF8.self),
+                 String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.value]), as: UTF8.self))
+            }
+        }
+    }
+
+    func text(_ range: Range<Int>) -> String {
+        headBytes.withUnsafeBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
+    }
+
+    /// Raw values of every field line named `lowercasedName`.
+    func values(of lowercasedName: [UInt8]) -> [ArraySlice<UInt8>] {
+        head.fields.compactMap { field in
+            guard field.name.count == lowercasedName.count else { return nil }
+            for (offset, byte) in lowercasedName.enumerated() {
+                var b = headBytes[field.name.lowerBound + offset]
+                if b >= 0x41 && b <= 0x5A { b |= 0x20 }
+                if b != byte { return nil }
+            }
+            return headBytes[field.value]
+        }
+    }
+}

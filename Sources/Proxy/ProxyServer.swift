@@ -1,0 +1,105 @@
+import CSystemShims
+import EventLoop
+import Glibc
+import Synchronization
+
+/// Starts one worker per configured loop, each on its own thread with its own SO_REUSEPORT
+/// listener, and stops them gracefully.
+public final class ProxyServer: @unchecked Sendable {
+    public let settings: ProxySettings
+    private var workers: [Worker] = []
+    private var threads: [LoopThread] = []
+    /// The bound port (useful when the configuration asked for port 0).
+    public private(set) var port: UInt16 = 0
+    private let drained = DrainCounter()
+
+    /// Counts workers that finished draining; a class so loop closures can share it.
+    private final class DrainCounter: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
+    /// Binds every listener before any thread starts, so "address in use" is a startup error.
+    public let metrics = ProxyMetrics()
+
+    public init(settings: ProxySettings) throws(IOError) {
+        self.settings = settings
+        var fds: [Int32] = []
+        var address = settings.listen
+        for index in 0..<settings.workers {
+            let fd: Int32
+            do {
+                fd = try Socket.listen(on: address, reusePort: true)
+            } catch {
+                fds.forEach(Socket.close)
+                throw error
+            }
+            if index == 0 {
+                // With port 0 the first bind picks the port; the other workers join it.
+                port = Socket.localPort(fd)
+                address = try Socket.Address.resolve(host: Self.hostText(settings.listen), port: port)
+            }
+            fds.append(fd)
+        }
+        let shared = SharedState(settings: settings, metrics: metrics)
+        for (index, fd) in fds.enumerated() {
+            workers.append(try Worker(index: index, settings: settings, listenFD: fd, shared: shared))
+        }
+    }
+
+    private static func hostText(_ address: Socket.Address) -> String {
+        let text = address.description
+        guard let colon = text.lastIndex(of: ":") else { return text }
+        return String(text[..<colon])
+    }
+
+    public func start() {
+        for worker in workers {
+            let thread = LoopThread(name: "idemproxy-\(worker.loop.index)") {
+                worker.startOnLoop()
+                worker.loop.run()
+            }
+            threads.append(thread)
+        }
+    }
+
+    /// Stops accepting, lets in-flight exchanges finish for up to `shutdown_grace`, closes
+    /// what remains and returns once every loop thread has ended. Callable from any thread.
+    public func shutdown() {
+        let total = workers.count
+        for worker in workers {
+            let loop = worker.loop
+            let drained = self.drained
+            loop.execute {
+                worker.onDrained = {
+                    worker.onDrained = nil
+                    _ = drained.value.add(1, ordering: .acquiringAndReleasing)
+                }
+                worker.beginShutdown()
+            }
+        }
+        let deadline = csys_monotonic_millis() + settings.shutdownGraceMillis
+        while drained.value.load(ordering: .acquiring) < total && csys_monotonic_millis() < deadline {
+            usleep(10_000)
+        }
+        for worker in workers {
+            worker.loop.execute {
+                worker.forceClose()
+                worker.loop.stop()
+            }
+        }
+        for thread in threads { thread.join() }
+    }
+
+    /// Installs the process-wide signal policy: SIGPIPE ignored (writes to closed sockets
+    /// return EPIPE instead of killing the process), SIGTERM/SIGINT blocked in every thread
+    /// so `waitForTerminationSignal` receives them synchronously. Call before `start()`.
+    public static func prepareSignals() {
+        csys_ignore_sigpipe()
+        _ = csys_block_termination_signals()
+    }
+
+    /// Blocks until SIGTERM or SIGINT arrives; returns its number.
+    public static func waitForTerminationSignal() -> Int32 {
+        csys_wait_termination_signal()
+    }
+}

@@ -1,0 +1,91 @@
+import Glibc
+import Config
+import EventLoop
+import HTTP1
+
+/// The configuration values the hot path reads, converted once from `IdemproxyConfig`
+/// (durations to milliseconds, the upstream address resolved) so no request pays for it.
+public struct ProxySettings: Sendable {
+    public var listen: Socket.Address
+    public var workers: Int
+    public var upstreamAddress: Socket.Address
+    public var upstreamPathPrefix: String
+    public var connectTimeoutMillis: UInt64
+    public var responseTimeoutMillis: UInt64
+    public var maxIdleUpstream: Int
+    public var upstreamIdleTimeoutMillis: UInt64
+    public var parserLimits: HTTPParserLimits
+    public var headerTimeoutMillis: UInt64
+    public var bodyTimeoutMillis: UInt64
+    public var idleTimeoutMillis: UInt64
+    public var maxConnections: Int
+    public var shutdownGraceMillis: UInt64
+    /// Which requests are guarded, and how (routes and global idempotency settings).
+    var guards: GuardTable
+    public var keyPrefix: String
+    public var passThroughWhenStoreUnavailable: Bool
+    public var storeBackend: StoreBackend
+    /// Redis address resolved once at startup: hiredis would otherwise resolve on the loop.
+    public var redis: RedisConnectionSettings?
+    public var log: Log
+
+    /// Resolves addresses; a failure here is a startup error, reported as one line.
+    public init(config: IdemproxyConfig) throws(IOError) {
+        listen = try Socket.Address.resolve(host: config.listen.host, port: config.listen.port)
+        workers = config.workers ?? ProxySettings.availableCores()
+        upstreamAddress = try Socket.Address.resolve(host: config.upstream.host, port: config.upstream.port)
+        upstreamPathPrefix = config.upstream.pathPrefix == "/" ? "" : config.upstream.pathPrefix
+        connectTimeoutMillis = config.upstream.connectTimeout.milliseconds
+        responseTimeoutMillis = config.upstream.responseTimeout.milliseconds
+        maxIdleUpstream = config.upstream.maxIdleConnections
+        upstreamIdleTimeoutMillis = config.upstream.idleTimeout.milliseconds
+        parserLimits = HTTPParserLimits(maxHeaderBytes: config.limits.maxHeaderBytes, maxHeaders: config.limits.maxHeaders)
+        headerTimeoutMillis = config.limits.headerTimeout.milliseconds
+        bodyTimeoutMillis = config.limits.bodyTimeout.milliseconds
+        idleTimeoutMillis = config.limits.idleTimeout.milliseconds
+        maxConnections = config.limits.maxConnections
+        shutdownGraceMillis = config.shutdownGrace.milliseconds
+        guards = GuardTable(config: config)
+        keyPrefix = config.store.redis.keyPrefix
+        passThroughWhenStoreUnavailable = config.store.unavailable == .passThrough
+        storeBackend = config.store.backend
+        if config.store.backend == .redis {
+            let redis = config.store.redis
+            let address = try Socket.Address.resolve(host: redis.host, port: redis.port)
+            self.redis = RedisConnectionSettings(
+                ip: address.ipText, port: redis.port, username: redis.username, password: redis.password,
+                database: redis.database, commandTimeoutMillis: redis.commandTimeout.milliseconds)
+        }
+        let level: Log.Level
+        switch config.logging.level {
+        case .debug: level = .debug
+        case .info: level = .info
+        case .warn: level = .warning
+        case .error: level = .error
+        }
+        log = Log(minimum: level, json: config.logging.format == .json)
+    }
+
+    static func availableCores() -> Int {
+        max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounding up so a non-zero timeout never becomes zero.
+    var milliseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        let millis = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        return UInt64(max(0, millis))
+    }
+}
+
+/// Where the Redis store connects, with the host already resolved to an IP literal.
+public struct RedisConnectionSettings: Sendable {
+    public var ip: String
+    public var port: UInt16
+    public var username: String?
+    public var password: String?
+    public var database: Int
+    public var commandTimeoutMillis: UInt64
+}

@@ -1,0 +1,147 @@
+import EventLoop
+import Glibc
+import HTTP1
+import Idempotency
+import RedisClient
+import RedisStore
+import Upstream
+
+/// What all workers of one process share: the memory store (when it is the backend), the
+/// registry of same-instance waiters, and the metrics.
+final class SharedState: Sendable {
+    let memoryStore: MemoryStore?
+    let waiters = InFlightWaiters()
+    let metrics: ProxyMetrics
+
+    init(settings: ProxySettings, metrics: ProxyMetrics) {
+        memoryStore = settings.storeBackend == .memory ? MemoryStore() : nil
+        self.metrics = metrics
+    }
+}
+
+/// Everything one event loop owns: its listening socket (SO_REUSEPORT, so the kernel spreads
+/// connections across workers), its client connections and its upstream pool. Nothing here is
+/// touched from another thread except through `loop.execute`.
+final class Worker: EventHandler, @unchecked Sendable {
+    let loop: EventLoop
+    let settings: ProxySettings
+    let pool: UpstreamPool
+    private(set) var listenFD: Int32 = -1
+    private var connections: [ObjectIdentifier: ClientConnection] = [:]
+    private(set) var isShuttingDown = false
+    private let maxConnections: Int
+    private var acceptPaused = false
+    /// Called on the loop thread once shutdown began and the last connection closed.
+    var onDrained: (() -> Void)?
+    let store: any IdempotencyStore
+    /// This loop's Redis connection when the backend is Redis.
+    let redis: RedisConnection?
+    let shared: SharedState
+    var waiters: InFlightWaiters { shared.waiters }
+    var metrics: ProxyMetrics { shared.metrics }
+    var guards: GuardTable { settings.guards }
+    var log: Log { settings.log }
+    private lazy var sweepTimer = Timer { [unowned self] in self.sweepMemoryStore() }
+
+    init(index: Int, settings: ProxySettings, listenFD: Int32, shared: SharedState) throws(IOError) {
+        loop = try EventLoop(index: index)
+        self.settings = settings
+        self.shared = shared
+        if let memory = shared.memoryStore {
+            store = memory
+            redis = nil
+        } else {
+            let target = settings.redis!
+            let connection = RedisConnection(
+                configuration: .init(
+                    host: target.ip, port: target.port, username: target.username, password: target.password,
+                    database: target.database, commandTimeoutMillis: target.commandTimeoutMillis),
+                loop: loop)
+            redis = connection
+            store = RedisIdempotencyStore(connection: connection)
+        }
+        self.listenFD = listenFD
+        maxConnections = max(1, settings.maxConnections / max(1, settings.workers))
+        pool = UpstreamPool(
+            configuration: .init(
+                address: settings.upstreamAddress, connectTimeoutMillis: settings.connectTimeoutMillis,
+                maxIdle: settings.maxIdleUpstream, idleTimeoutMillis: settings.upstreamIdleTimeoutMillis),
+            loop: loop)
+        try loop.register(listenFD, handler: self, interest: [.read])
+    }
+
+    /// Runs on the loop thread before it serves: connects to Redis, schedules store upkeep.
+    func startOnLoop() {
+        redis?.connect()
+        if shared.memoryStore != nil && loop.index == 0 { loop.arm(sweepTimer, after: 1000) }
+    }
+
+    /// Expired memory-store records are dropped lazily on access; this bounds the memory of
+    /// keys that are never seen again.
+    private func sweepMemoryStore() {
+        _ = shared.memoryStore?.sweep()
+        loop.arm(sweepTimer, after: 1000)
+    }
+
+    var connectionCount: Int { connections.count }
+
+    /// Accepts a batch of connections; the batch bound keeps one busy listener from starving
+    /// the connections already being served on this loop.
+    func handleEvent(readable: Bool, writable: Bool) {
+        for _ in 0..<64 {
+            if connections.count >= maxConnections {
+                // Leave the rest in the kernel's backlog until a connection closes.
+                acceptPaused = true
+                loop.setInterest(listenFD, [])
+                return
+            }
+            let accepted: IOResult<(fd: Int32, peer: String)>
+            do {
+                accepted = try Socket.accept(listenFD)
+            } catch {
+                // EMFILE/ENFILE and aborted handshakes: keep serving, try again on the next event.
+                return
+            }
+            guard case .processed(let (fd, peer)) = accepted else { return }
+            Socket.setNoDelay(fd)
+            let connection = ClientConnection(fd: fd, peer: peer, worker: self)
+            do {
+                try loop.register(fd, handler: connection, interest: [.read])
+            } catch {
+                Socket.close(fd)
+                continue
+            }
+            connections[ObjectIdentifier(connection)] = connection
+            connection.start()
+        }
+    }
+
+    func connectionClosed(_ connection: ClientConnection) {
+        connections.removeValue(forKey: ObjectIdentifier(connection))
+        if acceptPaused && !isShuttingDown && connections.count < maxConnections {
+            acceptPaused = false
+            loop.setInterest(listenFD, [.read])
+        }
+        if isShuttingDown && connections.isEmpty { onDrained?() }
+    }
+
+    /// Graceful shutdown, step one: stop accepting, close idle keep-alive connections, and let
+    /// the others finish their current exchange (they close after it).
+    func beginShutdown() {
+        guard !isShuttingDown else { return }
+        isShuttingDown = true
+        if listenFD >= 0 {
+            loop.deregister(listenFD)
+            Socket.close(listenFD)
+            listenFD = -1
+        }
+        pool.shutdown()
+        for connection in Array(connections.values) { connection.shutdownRequested() }
+        if connections.isEmpty { onDrained?() }
+    }
+
+    /// Graceful shutdown, last step after the grace period: close whatever is left.
+    func forceClose() {
+        for connection in Array(connections.values) { connection.abort() }
+    }
+}

@@ -1,0 +1,342 @@
+import CHiredis
+import EventLoop
+
+/// One hiredis async context driven by an `EventLoop` (the epoll adapter hiredis 0.14 lacks).
+///
+/// How the adapter follows hiredis' rules (see hiredis `async.c` and `adapters/libuv.h`):
+/// - One level-triggered registration with a combined mask: `redisAsyncHandleRead/Write` do
+///   exactly one read(2)/write(2) each, so edge-triggering would strand buffered bytes.
+/// - `cleanup` may run inside `redisAsyncHandleRead`; the write handler is skipped when the
+///   context vanished meanwhile, and hiredis — not us — closes the fd after `cleanup`.
+/// - Every command callback runs exactly once (with NULL on teardown), except when queuing
+///   fails, where the caller is completed directly.
+/// - 0.14 has no timer hook: command and connect timeouts are this class's own loop timers. A
+///   command that times out drops the whole connection, because a Redis that does not answer
+///   one command will not answer the ones queued behind it either.
+/// - Redis is addressed by IP: `redisAsyncConnect` resolves names with a blocking getaddrinfo.
+public final class RedisConnection: EventHandler {
+    public struct Configuration: Sendable {
+        /// An IP literal (resolve names once at startup).
+        public var host: String
+        public var port: UInt16
+        public var username: String?
+        public var password: String?
+        public var database: Int
+        public var commandTimeoutMillis: UInt64
+        /// Reconnect back-off starts at 50 ms and doubles up to this cap.
+        public var maxBackoffMillis: UInt64
+
+        public init(host: String, port: UInt16, username: String? = nil, password: String? = nil, database: Int = 0,
+                    commandTimeoutMillis: UInt64 = 250, maxBackoffMillis: UInt64 = 500) {
+            self.host = host
+            self.port = port
+            self.username = username
+            self.password = password
+            self.database = database
+            self.commandTimeoutMillis = commandTimeoutMillis
+            self.maxBackoffMillis = maxBackoffMillis
+        }
+    }
+
+    public enum State: Sendable, Equatable { case disconnected, connecting, ready }
+
+    public typealias Completion = (Result<RedisValue, RedisClientError>) -> Void
+
+    final class PendingCommand {
+        let completion: Completion
+        let deadline: UInt64
+        var done = false
+        init(completion: @escaping Completion, deadline: UInt64) {
+            self.completion = completion
+            self.deadline = deadline
+        }
+    }
+
+    public let configuration: Configuration
+    public unowned let loop: EventLoop
+    public private(set) var state: State = .disconnected
+    /// Why the last connection attempt or connection failed (for logs and readiness).
+    public private(set) var lastError = "not connected yet"
+    /// Runs after every successful (re)connect, before queued user commands are answered;
+    /// the store uses it to load its Lua scripts.
+    public var onReady: ((RedisConnection) -> Void)?
+
+    private var context: UnsafeMutablePointer<redisAsyncContext>?
+    private var fd: Int32 = -1
+    private var wantRead = false
+    private var wantWrite = false
+    private var registered = false
+    private var pending: [PendingCommand] = []
+    private var pendingHead = 0
+    private var backoffMillis: UInt64 = 50
+    private var connectDeadline: UInt64 = 0
+    private lazy var timeoutTimer = Timer { [unowned self] in self.checkTimeouts() }
+    private lazy var reconnectTimer = Timer { [unowned self] in self.connect() }
+
+    public init(configuration: Configuration, loop: EventLoop) {
+        self.configuration = configuration
+        self.loop = loop
+    }
+
+    deinit {
+        if let context { redisAsyncFree(context) }
+    }
+
+    // MARK: commands
+
+    /// Sends one command (argv form, binary-safe). The completion runs on the loop thread,
+    /// exactly once. Fails at once while disconnected, so callers can apply their fail mode
+    /// without waiting for a timeout.
+    public func send(_ arguments: [[UInt8]], completion: @escaping Completion) {
+        guard let context, state != .disconnected else {
+            completion(.failure(.notConnected(lastError)))
+            return
+        }
+        let command = PendingCommand(completion: completion, deadline: loop.now + configuration.commandTimeoutMillis)
+        let privdata = Unmanaged.passRetained(command).toOpaque()
+        let status = Self.withArgv(arguments) { argc, argv, lengths in
+            redisAsyncCommandArgv(context, RedisConnection.replyCallback, privdata, argc, argv, lengths)
+        }
+        guard status == REDIS_OK else {
+            // hiredis will never call back for a command it refused to queue.
+            Unmanaged<PendingCommand>.fromOpaque(privdata).release()
+            completion(.failure(.disconnected("command not queued")))
+            return
+        }
+        pending.append(command)
+        if !timeoutTimer.isArmed { loop.arm(timeoutTimer, at: command.deadline) }
+    }
+
+    public func send(_ arguments: [String], completion: @escaping Completion) {
+        send(arguments.map { Array($0.utf8) }, completion: completion)
+    }
+
+    /// Lays the arguments out in one buffer so hiredis gets stable pointers for the call.
+    private static func withArgv<R>(_ arguments: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+        var joined: [UInt8] = []
+        joined.reserveCapacity(arguments.reduce(0) { $0 + $1.count } + 1)
+        var lengths: [Int] = []
+        lengths.reserveCapacity(arguments.count)
+        for argument in arguments {
+            joined.append(contentsOf: argument)
+            lengths.append(argument.count)
+        }
+        joined.append(0)
+        return joined.withUnsafeBufferPointer { bytes in
+            let base = UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
+            var pointers: [UnsafePointer<CChar>?] = []
+            pointers.reserveCapacity(arguments.count)
+            var offset = 0
+            for length in lengths {
+                pointers.append(base + offset)
+                offset += length
+            }
+            return pointers.withUnsafeMutableBufferPointer { argv in
+                lengths.withUnsafeBufferPointer { body(Int32(arguments.count), argv.baseAddress!, $0.baseAddress!) }
+            }
+        }
+    }
+
+    private static let replyCallback: @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { context, reply, privdata in
+        guard let privdata else { return }
+        let command = Unmanaged<PendingCommand>.fromOpaque(privdata).takeRetainedValue()
+        let owner = context?.pointee.data.map { Unmanaged<RedisConnection>.fromOpaque($0).takeUnretainedValue() }
+        guard !command.done else {
+            owner?.dropCompleted()
+            return
+        }
+        command.done = true
+        if let reply {
+            command.completion(.success(RedisValue(copying: reply.assumingMemoryBound(to: redisReply.self))))
+        } else {
+            let why = context.flatMap { $0.pointee.errstr.map { String(cString: $0) } } ?? "connection closed"
+            command.completion(.failure(.disconnected(why)))
+        }
+        owner?.dropCompleted()
+    }
+
+    /// Pops answered commands off the FIFO and re-arms the timeout for the oldest left.
+    private func dropCompleted() {
+        while pendingHead < pending.count && pending[pendingHead].done { pendingHead += 1 }
+        if pendingHead == pending.count {
+            pending.removeAll(keepingCapacity: true)
+            pendingHead = 0
+            if state != .connecting { timeoutTimer.cancel() }
+        } else if pendingHead > 64 {
+            pending.removeFirst(pendingHead)
+            pendingHead = 0
+        }
+        if pendingHead < pending.count { loop.arm(timeoutTimer, at: pending[pendingHead].deadline) }
+    }
+
+    private func failAllPending(_ error: RedisClientError) {
+        let commands = pending[pendingHead...]
+        pending.removeAll()
+        pendingHead = 0
+        for command in commands where !command.done {
+            command.done = true
+            command.completion(.failure(error))
+        }
+    }
+
+    // MARK: connection lifecycle
+
+    /// Starts connecting now (and again after every failure, with back-off).
+    public func connect() {
+        guard context == nil else { return }
+        reconnectTimer.cancel()
+        guard let context = redisAsyncConnect(configuration.host, Int32(configuration.port)) else {
+            connectionLost("out of memory")
+            return
+        }
+        if context.pointee.err != 0 {
+            let why = context.pointee.errstr.map { String(cString: $0) } ?? "connect failed"
+            redisAsyncFree(context)
+            connectionLost(why)
+            return
+        }
+        self.context = context
+        fd = context.pointee.c.fd
+        state = .connecting
+        context.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        context.pointee.ev.data = Unmanaged.passUnretained(self).toOpaque()
+        context.pointee.ev.addRead = { RedisConnection.adapter($0) { $0.wantRead = true } }
+        context.pointee.ev.delRead = { RedisConnection.adapter($0) { $0.wantRead = false } }
+        context.pointee.ev.addWrite = { RedisConnection.adapter($0) { $0.wantWrite = true } }
+        context.pointee.ev.delWrite = { RedisConnection.adapter($0) { $0.wantWrite = false } }
+        context.pointee.ev.cleanup = { privdata in
+            guard let privdata else { return }
+            Unmanaged<RedisConnection>.fromOpaque(privdata).takeUnretainedValue().contextCleanedUp()
+        }
+        redisAsyncSetConnectCallback(context, { context, status in
+            guard let raw = context?.pointee.data else { return }
+            Unmanaged<RedisConnection>.fromOpaque(raw).takeUnretainedValue().connected(status == REDIS_OK, context: context)
+        })
+        redisAsyncSetDisconnectCallback(context, { context, _ in
+            guard let raw = context?.pointee.data else { return }
+            let me = Unmanaged<RedisConnection>.fromOpaque(raw).takeUnretainedValue()
+            let why = context.flatMap { $0.pointee.errstr.map { String(cString: $0) } } ?? "closed"
+            me.connectionLost(why.isEmpty ? "connection closed by server" : why)
+        })
+        // hiredis connects without a deadline; a blackholed Redis would hang here forever.
+        connectDeadline = loop.now + max(configuration.commandTimeoutMillis, 1000)
+        loop.arm(timeoutTimer, at: connectDeadline)
+        // Queued now, sent first once the socket connects: AUTH and SELECT from the URL.
+        if let password = configuration.password {
+            var auth = ["AUTH"]
+            if let username = configuration.username { auth.append(username) }
+            auth.append(password)
+            sendSetup(auth)
+        }
+        if configuration.database != 0 { sendSetup(["SELECT", String(configuration.database)]) }
+    }
+
+    private func sendSetup(_ arguments: [String]) {
+        send(arguments) { [unowned self] result in
+            switch result {
+            case .success(.error(let message)):
+                self.lastError = "\(arguments[0]) failed: \(message)"
+                self.drop(reason: self.lastError)
+            default:
+                break
+            }
+        }
+    }
+
+    private static func adapter(_ privdata: UnsafeMutableRawPointer?, _ change: (RedisConnection) -> Void) {
+        guard let privdata else { return }
+        let me = Unmanaged<RedisConnection>.fromOpaque(privdata).takeUnretainedValue()
+        change(me)
+        me.updateInterest()
+    }
+
+    private func updateInterest() {
+        guard context != nil, fd >= 0 else { return }
+        var interest: Interest = []
+        if wantRead { interest.insert(.read) }
+        if wantWrite { interest.insert(.write) }
+        if !registered {
+            do {
+                try loop.register(fd, handler: self, interest: interest)
+                registered = true
+            } catch {
+                lastError = "\(error)"
+            }
+        } else {
+            loop.setInterest(fd, interest)
+        }
+    }
+
+    /// hiredis is tearing the context down; it closes the fd itself right after this.
+    private func contextCleanedUp() {
+        if registered { loop.deregister(fd) }
+        registered = false
+        wantRead = false
+        wantWrite = false
+        fd = -1
+        context = nil
+    }
+
+    private func connected(_ ok: Bool, context: UnsafePointer<redisAsyncContext>?) {
+        if ok {
+            state = .ready
+            backoffMillis = 50
+            lastError = ""
+            if pendingHead == pending.count { timeoutTimer.cancel() } else { loop.arm(timeoutTimer, at: pending[pendingHead].deadline) }
+            onReady?(self)
+        } else {
+            // hiredis frees the context after this callback returns.
+            let why = context.flatMap { $0.pointee.errstr.map { String(cString: $0) } } ?? "connect failed"
+            connectionLost(why)
+        }
+    }
+
+    private func connectionLost(_ why: String) {
+        state = .disconnected
+        lastError = why
+        failAllPending(.disconnected(why))
+        timeoutTimer.cancel()
+        loop.arm(reconnectTimer, after: backoffMillis)
+        backoffMillis = min(backoffMillis * 2, configuration.maxBackoffMillis)
+    }
+
+    /// Frees the context (outside hiredis callbacks only) and schedules a reconnect.
+    private func drop(reason: String) {
+        let context = self.context
+        failAllPending(.disconnected(reason))
+        if let context {
+            // Pending callbacks get NULL (already completed above), then cleanup runs; the
+            // disconnect callback fires only if the context had connected.
+            redisAsyncFree(context)
+        }
+        self.context = nil
+        if state != .disconnected { connectionLost(reason) }
+    }
+
+    private func checkTimeouts() {
+        let now = loop.now
+        if state == .connecting && now >= connectDeadline {
+            lastError = "connect timed out"
+            failAllPending(.timeout)
+            drop(reason: "connect timed out")
+            return
+        }
+        guard pendingHead < pending.count else { return }
+        let oldest = pending[pendingHead]
+        if oldest.deadline > now {
+            loop.arm(timeoutTimer, at: oldest.deadline)
+            return
+        }
+        failAllPending(.timeout)
+        drop(reason: "command timed out")
+    }
+
+    // MARK: EventHandler
+
+    public func handleEvent(readable: Bool, writable: Bool) {
+        guard let context else { return }
+        if readable { redisAsyncHandleRead(context) }
+        // The read may have torn the context down (EOF, error): then there is nothing to write.
+        if writable, let context = self.context { redisAsyncHandleWrite(context) }
+    }
+}

@@ -1,0 +1,128 @@
+import EventLoop
+import Idempotency
+import RedisClient
+
+/// `IdempotencyStore` on Redis, one instance (and one hiredis connection) per event loop.
+/// Scripts are loaded once per connection (`SCRIPT LOAD`) and called with `EVALSHA`; a
+/// `NOSCRIPT` reply (Redis restarted or flushed its script cache) falls back to `EVAL`,
+/// which loads the script again.
+public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable {
+    public let connection: RedisConnection
+    private var shas: [String?] = Array(repeating: nil, count: RedisScripts.all.count)
+
+    private enum Script: Int { case claim, complete, release, markUnknown, refresh }
+
+    public init(connection: RedisConnection) {
+        self.connection = connection
+        connection.onReady = { [unowned self] connection in self.loadScripts(connection) }
+    }
+
+    public var isReady: Bool { connection.state == .ready }
+
+    private func loadScripts(_ connection: RedisConnection) {
+        for (index, source) in RedisScripts.all.enumerated() {
+            connection.send(["SCRIPT", "LOAD", source]) { [weak self] result in
+                if case .success(let value) = result, let sha = value.text { self?.shas[index] = sha }
+            }
+        }
+    }
+
+    private func run(_ script: Script, key: String, _ arguments: [[UInt8]], completion: @escaping (Result<RedisValue, StoreError>) -> Void) {
+        let source = RedisScripts.all[script.rawValue]
+        let tail = [Array(key.utf8)] + arguments
+        let finish: (Result<RedisValue, RedisClientError>) -> Void = { result in
+            switch result {
+            case .success(.error(let message)):
+                completion(.failure(.unavailable("redis: \(message)")))
+            case .success(let value):
+                completion(.success(value))
+            case .failure(.timeout):
+                completion(.failure(.timeout))
+            case .failure(let error):
+                completion(.failure(.unavailable(error.description)))
+            }
+        }
+        guard let sha = shas[script.rawValue] else {
+            connection.send([Array("EVAL".utf8), Array(source.utf8), Array("1".utf8)] + tail, completion: finish)
+            return
+        }
+        connection.send([Array("EVALSHA".utf8), Array(sha.utf8), Array("1".utf8)] + tail) { [weak self] result in
+            if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
+                self?.shas[script.rawValue] = nil
+                self?.connection.send([Array("EVAL".utf8), Array(source.utf8), Array("1".utf8)] + tail, completion: finish)
+                if let self { self.loadScripts(self.connection) }
+                return
+            }
+            finish(result)
+        }
+    }
+
+    private static func millis(_ duration: Duration) -> [UInt8] { Array(String(duration.storeMillis).utf8) }
+
+    private static func flag(_ completion: @escaping (Result<Bool, StoreError>) -> Void) -> (Result<RedisValue, StoreError>) -> Void {
+        { result in completion(result.map { $0.integer == 1 }) }
+    }
+
+    // MARK: IdempotencyStore
+
+    public func claim(
+        key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
+        expiredLease: IndeterminatePolicy, completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
+    ) {
+        let policy: [UInt8] = Array((expiredLease == .hold ? "hold" : "release").utf8)
+        run(.claim, key: key, [owner, fingerprint, Self.millis(lease), Self.millis(ttl), policy]) { result in
+            switch result {
+            case .success(.integer(1)):
+                completion(.success(.claimed))
+            case .success(.string(let bytes)):
+                do {
+                    completion(.success(.existing(try RecordCodec.decode(bytes))))
+                } catch {
+                    completion(.failure(.corrupt("\(error)")))
+                }
+            case .success(let other):
+                completion(.failure(.corrupt("unexpected claim reply \(other)")))
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        }
+    }
+
+    public func complete(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
+        // Only the response section travels; the script keeps the stored fingerprint and owner.
+        let placeholder = IdempotencyRecord(
+            state: .completed, fingerprint: [UInt8](repeating: 0, count: RecordCodec.fingerprintLength),
+            owner: owner, leaseDeadlineMillis: 0, response: response)
+        let section = Array(RecordCodec.encode(placeholder)[RecordCodec.Offset.flags...])
+        run(.complete, key: key, [owner, section, Self.millis(ttl)], completion: Self.flag(completion))
+    }
+
+    public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {
+        run(.release, key: key, [owner], completion: Self.flag(completion))
+    }
+
+    public func markUnknown(key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
+        run(.markUnknown, key: key, [owner, Self.millis(ttl)], completion: Self.flag(completion))
+    }
+
+    public func refreshLease(key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
+        run(.refresh, key: key, [owner, Self.millis(lease)], completion: Self.flag(completion))
+    }
+
+    public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {
+        connection.send([Array("GET".utf8), Array(key.utf8)]) { result in
+            switch result {
+            case .success(.null):
+                completion(.success(nil))
+            case .success(.string(let bytes)):
+                do { completion(.success(try RecordCodec.decode(bytes))) } catch { completion(.failure(.corrupt("\(error)"))) }
+            case .success(let other):
+                completion(.failure(.unavailable("unexpected GET reply \(other)")))
+            case .failure(.timeout):
+                completion(.failure(.timeout))
+            case .failure(let error):
+                completion(.failure(.unavailable(error.description)))
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+/// The Lua scripts behind `RedisIdempotencyStore`. Each runs atomically in Redis, so a claim
+/// is one round trip that either creates the record or returns the existing one, and every
+/// transition out of `in_flight` compares the owner token first.
+///
+/// Records are `RecordCodec` bytes. Lua strings are 1-based, so the codec's 0-based offsets
+/// shift by one: state is byte 2, the owner bytes 35–50, the lease deadline bytes 51–58.
+/// Lease deadlines come from Redis `TIME`, the one clock every replica shares.
+enum RedisScripts {
+    /// Shared helpers prepended to each script.
+    private static let prelude = """
+    local function now_ms()
+      local t = redis.call('TIME')
+      return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    local function be64(n)
+      local s = ''
+      for i = 7, 0, -1 do s = s .. string.char(math.floor(n / 2 ^ (8 * i)) % 256) end
+      return s
+    end
+    local function deadline(v)
+      local n = 0
+      for i = 51, 58 do n = n * 256 + string.byte(v, i) end
+      return n
+    end
+    local function owned(v, owner)
+      return v and string.byte(v, 2) == 1 and string.sub(v, 35, 50) == owner
+    end
+
+    """
+
+    /// KEYS[1] record; ARGV owner, fingerprint, lease ms, ttl ms, "hold"|"release".
+    /// Returns 1 when claimed, otherwise the existing record's bytes. An in-flight record whose
+    /// lease expired (its owner died) becomes `unknown` under hold, or is replaced under release.
+    static let claim = prelude + """
+    local now = now_ms()
+    local v = redis.call('GET', KEYS[1])
+    if v then
+      if string.byte(v, 2) ~= 1 or deadline(v) > now then return v end
+      if ARGV[5] == 'hold' then
+        v = string.sub(v, 1, 1) .. string.char(3) .. string.sub(v, 3)
+        redis.call('SET', KEYS[1], v, 'PX', ARGV[4])
+        return v
+      end
+    end
+    local record = string.char(1, 1) .. ARGV[2] .. ARGV[1] .. be64(now + tonumber(ARGV[3])) .. string.char(0, 0, 0)
+    redis.call('SET', KEYS[1], record, 'PX', ARGV[4])
+    return 1
+    """
+
+    /// KEYS[1]; ARGV owner, response section (the encoded record from the flags byte on),
+    /// ttl ms. Compare-and-set on the owner; the stored fingerprint and owner are kept.
+    static let complete = prelude + """
+    local v = redis.call('GET', KEYS[1])
+    if not owned(v, ARGV[1]) then return 0 end
+    local record = string.sub(v, 1, 1) .. string.char(2) .. string.sub(v, 3, 50) .. be64(0) .. ARGV[2]
+    redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
+    return 1
+    """
+
+    /// KEYS[1]; ARGV owner. Deletes the claim so the request may be retried.
+    static let release = prelude + """
+    if not owned(redis.call('GET', KEYS[1]), ARGV[1]) then return 0 end
+    redis.call('DEL', KEYS[1])
+    return 1
+    """
+
+    /// KEYS[1]; ARGV owner, ttl ms. The request went out but its outcome is unknown.
+    static let markUnknown = prelude + """
+    local v = redis.call('GET', KEYS[1])
+    if not owned(v, ARGV[1]) then return 0 end
+    redis.call('SET', KEYS[1], string.sub(v, 1, 1) .. string.char(3) .. string.sub(v, 3), 'PX', ARGV[2])
+    return 1
+    """
+
+    /// KEYS[1]; ARGV owner, lease ms. Moves the lease deadline, keeping the key's TTL.
+    static let refresh = prelude + """
+    local v = redis.call('GET', KEYS[1])
+    if not owned(v, ARGV[1]) then return 0 end
+    v = string.sub(v, 1, 50) .. be64(now_ms() + tonumber(ARGV[2])) .. string.sub(v, 59)
+    redis.call('SET', KEYS[1], v, 'KEEPTTL')
+    return 1
+    """
+
+    static let all = [claim, complete, release, markUnknown, refresh]
+}

@@ -1,0 +1,166 @@
+import EventLoop
+
+/// What the exchange using an upstream connection hears from it. Every callback runs on the
+/// connection's loop thread.
+public protocol UpstreamConnectionDelegate: AnyObject {
+    /// The non-blocking connect failed (refused, unreachable) or timed out.
+    func upstreamConnectFailed(_ connection: UpstreamConnection, error: IOError)
+    /// Bytes arrived: everything not yet consumed, oldest first. Returns how many bytes were
+    /// consumed; the rest is offered again, with more, on the next read.
+    func upstream(_ connection: UpstreamConnection, didRead bytes: UnsafeRawBufferPointer) -> Int
+    /// The upstream closed (EOF, reset). `error` is nil for an orderly EOF.
+    func upstreamDidClose(_ connection: UpstreamConnection, error: IOError?)
+    /// Everything queued in `outbound` has been written.
+    func upstreamDidDrain(_ connection: UpstreamConnection)
+    /// The connection's timer fired (connect timeout or response timeout, as armed by the delegate).
+    func upstreamTimedOut(_ connection: UpstreamConnection)
+}
+
+/// One TCP connection to the upstream. It moves bytes and reports events; HTTP framing is the
+/// delegate's business.
+public final class UpstreamConnection: EventHandler {
+    public enum State { case connecting, open, closed }
+
+    public let id: Int
+    public let fd: Int32
+    public unowned let loop: EventLoop
+    public weak var delegate: (any UpstreamConnectionDelegate)?
+    public private(set) var state: State = .connecting
+    /// Bytes to send; appended by the delegate, flushed by `flush()`.
+    public var outbound = OutputBuffer()
+    /// Received bytes not yet consumed by the delegate (usually empty).
+    private var inbound: [UInt8] = []
+    /// Exchanges completed on this connection; a reused connection has served at least one.
+    public internal(set) var exchangesServed = 0
+    /// True once any byte of the current exchange's response arrived.
+    public var receivedResponseBytes = false
+    private var wantsRead = true
+    private lazy var timer = Timer { [unowned self] in self.delegate?.upstreamTimedOut(self) }
+
+    init(id: Int, fd: Int32, loop: EventLoop) throws(IOError) {
+        self.id = id
+        self.fd = fd
+        self.loop = loop
+        try loop.register(fd, handler: self, interest: [.write])
+    }
+
+    // MARK: delegate API
+
+    /// Writes queued bytes now if connected; otherwise they go once the connect completes.
+    public func flush() {
+        guard state == .open else { return }
+        do {
+            switch try outbound.flush(to: fd) {
+            case .drained:
+                updateInterest()
+                delegate?.upstreamDidDrain(self)
+            case .partial:
+                updateInterest()
+            }
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Stops or resumes reading (back-pressure when the client cannot keep up).
+    public func setReading(_ reading: Bool) {
+        wantsRead = reading
+        updateInterest()
+    }
+
+    public func armTimer(afterMillis millis: UInt64) { loop.arm(timer, after: millis) }
+    public func cancelTimer() { timer.cancel() }
+
+    public func close() {
+        guard state != .closed else { return }
+        state = .closed
+        timer.cancel()
+        loop.deregister(fd)
+        Socket.close(fd)
+        delegate = nil
+    }
+
+    // MARK: events
+
+    public func handleEvent(readable: Bool, writable: Bool) {
+        if state == .connecting {
+            guard readable || writable else { return }
+            let code = Socket.pendingError(fd)
+            if code != 0 {
+                let delegate = self.delegate
+                close()
+                delegate?.upstreamConnectFailed(self, error: IOError(errno: code, operation: "connect"))
+                return
+            }
+            state = .open
+            timer.cancel()
+            flush()
+            return
+        }
+        if readable && state == .open { readAvailable() }
+        if writable && state == .open { flush() }
+    }
+
+    private func readAvailable() {
+        let buffer = loop.upstreamReadBuffer
+        do {
+            switch try Socket.read(fd, into: buffer) {
+            case .wouldBlock:
+                return
+            case .processed(0):
+                let delegate = self.delegate
+                close()
+                delegate?.upstreamDidClose(self, error: nil)
+            case .processed(let count):
+                receivedResponseBytes = true
+                deliver(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+            }
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Hands bytes to the delegate straight from the loop's read buffer when nothing is
+    /// pending, so a whole small response is never copied here. The pending bytes are moved
+    /// out during the call because the delegate may finish the exchange and the pool may hand
+    /// this connection to another exchange before the call returns.
+    private func deliver(_ fresh: UnsafeRawBufferPointer) {
+        guard let delegate else { return }
+        if inbound.isEmpty {
+            let consumed = delegate.upstream(self, didRead: fresh)
+            if consumed < fresh.count && state == .open {
+                inbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: fresh[consumed...]))
+            }
+            return
+        }
+        var pending = inbound
+        inbound = []
+        pending.append(contentsOf: fresh)
+        let consumed = pending.withUnsafeBytes { delegate.upstream(self, didRead: $0) }
+        if consumed < pending.count && state == .open {
+            pending.removeFirst(consumed)
+            inbound = pending
+        }
+    }
+
+    private func fail(_ error: IOError) {
+        let delegate = self.delegate
+        close()
+        delegate?.upstreamDidClose(self, error: error)
+    }
+
+    private func updateInterest() {
+        guard state == .open else { return }
+        var interest: Interest = wantsRead ? [.read] : []
+        if !outbound.isEmpty { interest.insert(.write) }
+        loop.setInterest(fd, interest)
+    }
+
+    /// Prepares a parked connection for a new exchange.
+    func beginExchange() {
+        receivedResponseBytes = false
+        inbound.removeAll(keepingCapacity: true)
+        wantsRead = true
+        updateInterest()
+    }
+}

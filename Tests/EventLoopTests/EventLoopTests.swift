@@ -1,0 +1,90 @@
+@testable import EventLoop
+import Glibc
+import Testing
+
+/// The epoll loop with real file descriptors (socket pairs) on one thread.
+struct EventLoopTests {
+    final class Recorder: EventHandler {
+        var events: [(Bool, Bool)] = []
+        var onEvent: (() -> Void)?
+        func handleEvent(readable: Bool, writable: Bool) {
+            events.append((readable, writable))
+            onEvent?()
+        }
+    }
+
+    func socketPair() -> (Int32, Int32) {
+        var fds: [Int32] = [0, 0]
+        socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds)
+        return (fds[0], fds[1])
+    }
+
+    @Test func readableEventIsDelivered() throws {
+        let loop = try EventLoop()
+        let (a, b) = socketPair()
+        defer { close(a); close(b) }
+        let recorder = Recorder()
+        try loop.register(a, handler: recorder, interest: [.read])
+        _ = write(b, "x", 1)
+        loop.runOnce(maxWaitMillis: 100)
+        #expect(recorder.events.count == 1)
+        #expect(recorder.events.first?.0 == true)
+    }
+
+    /// Two descriptors are ready in one batch. Whichever handler runs first closes the other
+    /// descriptor and registers a new one under the same number: the other's stale event must
+    /// reach neither the closed handler nor the newcomer (DESIGN habit 2).
+    @Test func staleEventForAReusedDescriptorIsDropped() throws {
+        let loop = try EventLoop()
+        let (a, b) = socketPair()
+        let (c, d) = socketPair()
+        defer { close(b); close(d) }
+        let first = Recorder()
+        let second = Recorder()
+        let newcomer = Recorder()
+        try loop.register(a, handler: first, interest: [.read])
+        try loop.register(c, handler: second, interest: [.read])
+        var reused: [Int32] = []
+        var survivor: Int32 = -1
+        func closeTheOther(_ other: Int32, keeping mine: Int32) {
+            guard reused.isEmpty else { return }
+            loop.deregister(other)
+            close(other)
+            let number = dup(b)
+            reused.append(number)
+            survivor = mine
+            try? loop.register(number, handler: newcomer, interest: [.read])
+        }
+        first.onEvent = { closeTheOther(c, keeping: a) }
+        second.onEvent = { closeTheOther(a, keeping: c) }
+        _ = write(b, "x", 1)
+        _ = write(d, "y", 1)
+        loop.runOnce(maxWaitMillis: 100)
+        #expect(first.events.count + second.events.count == 1)
+        #expect(newcomer.events.isEmpty)
+        #expect(reused.first == (survivor == a ? c : a), "dup should reuse the closed number")
+        reused.forEach { close($0) }
+        close(survivor)
+    }
+
+    @Test func executeRunsTasksFromAnotherThreadOnTheLoop() throws {
+        let loop = try EventLoop()
+        final class Box: @unchecked Sendable { var ran = false }
+        let box = Box()
+        let thread = LoopThread(name: "test") { loop.execute { box.ran = true; loop.stop() } }
+        loop.run()
+        thread.join()
+        #expect(box.ran)
+    }
+
+    @Test func timerFiresThroughTheLoop() throws {
+        let loop = try EventLoop()
+        var fired = false
+        let timer = Timer { fired = true }
+        loop.arm(timer, after: 20)
+        let start = loop.now
+        while !fired && loop.refreshNow() - start < 1000 { loop.runOnce(maxWaitMillis: 50) }
+        #expect(fired)
+        #expect(loop.now - start >= 20)
+    }
+}

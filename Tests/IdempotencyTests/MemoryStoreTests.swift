@@ -1,0 +1,201 @@
+import Synchronization
+import Testing
+@testable import Idempotency
+
+private let fpA = SHA256Hasher.hash("A")
+private let fpB = SHA256Hasher.hash("B")
+private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content-Type", value: "text/plain")], body: bytes("ok"))
+
+@Suite struct MemoryStoreTests {
+    let clock = ManualClock()
+    let store: MemoryStore
+    let alice = OwnerToken.random()
+    let bob = OwnerToken.random()
+
+    init() {
+        store = MemoryStore(clock: clock.function)
+    }
+
+    @Test func firstClaimWinsThenExisting() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA, lease: .seconds(30)) == .claimed)
+        guard case .existing(let record) = store.claimNow("k", owner: bob, fingerprint: fpA) else {
+            Issue.record("expected the existing record")
+            return
+        }
+        #expect(record.state == .inFlight)
+        #expect(record.owner == alice)
+        #expect(record.fingerprint == fpA)
+        #expect(record.leaseDeadlineMillis == clock.now + 30_000)
+        // A different key is independent.
+        #expect(store.claimNow("other", owner: bob, fingerprint: fpB) == .claimed)
+    }
+
+    @Test func completeIsACompareAndSetOnTheOwner() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA) == .claimed)
+        #expect(store.completeNow("k", owner: bob, response: ok) == false)  // stale/foreign owner
+        #expect(store.getNow("k")?.state == .inFlight)
+        #expect(store.completeNow("k", owner: alice, response: ok) == true)
+        let record = store.getNow("k")
+        #expect(record?.state == .completed)
+        #expect(record?.response == ok)
+        #expect(record?.fingerprint == fpA)
+        // Completing again, or completing a record that is no longer in flight, is refused.
+        #expect(store.completeNow("k", owner: alice, response: StoredResponse(status: 500)) == false)
+        #expect(store.getNow("k")?.response == ok)
+        #expect(store.claimNow("k", owner: bob, fingerprint: fpA) == .existing(record!))
+        #expect(store.completeNow("missing", owner: alice, response: ok) == false)
+    }
+
+    @Test func releaseIsACompareAndSetOnTheOwner() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA) == .claimed)
+        #expect(store.releaseNow("k", owner: bob) == false)
+        #expect(store.getNow("k") != nil)
+        #expect(store.releaseNow("k", owner: alice) == true)
+        #expect(store.getNow("k") == nil)
+        #expect(store.releaseNow("k", owner: alice) == false)  // retry is harmless
+        #expect(store.claimNow("k", owner: bob, fingerprint: fpA) == .claimed)
+        // A completed record cannot be released by its former owner.
+        #expect(store.completeNow("k", owner: bob, response: ok))
+        #expect(store.releaseNow("k", owner: bob) == false)
+        #expect(store.getNow("k")?.state == .completed)
+    }
+
+    @Test func markUnknown() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA) == .claimed)
+        #expect(store.markUnknownNow("k", owner: bob) == false)
+        #expect(store.markUnknownNow("k", owner: alice) == true)
+        let record = store.getNow("k")
+        #expect(record?.state == .unknown)
+        #expect(record?.fingerprint == fpA)
+        #expect(store.markUnknownNow("k", owner: alice) == false)  // no longer in flight
+        #expect(store.completeNow("k", owner: alice, response: ok) == false)
+    }
+
+    @Test func refreshLeaseExtendsTheDeadline() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA, lease: .seconds(10)) == .claimed)
+        clock.advance(.seconds(8))
+        #expect(store.refreshNow("k", owner: bob, lease: .seconds(10)) == false)
+        #expect(store.refreshNow("k", owner: alice, lease: .seconds(10)) == true)
+        #expect(store.getNow("k")?.leaseDeadlineMillis == clock.now + 10_000)
+        // 16 s after the claim the original lease would be gone, the refreshed one is not.
+        clock.advance(.seconds(8))
+        guard case .existing(let record) = store.claimNow("k", owner: bob, fingerprint: fpA) else {
+            Issue.record("expected the existing record")
+            return
+        }
+        #expect(record.state == .inFlight)
+        #expect(record.owner == alice)
+    }
+
+    @Test func expiredLeaseUnderHoldBecomesUnknown() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA, lease: .seconds(10)) == .claimed)
+        clock.advance(.seconds(10))
+        guard case .existing(let record) = store.claimNow("k", owner: bob, fingerprint: fpA, expiredLease: .hold) else {
+            Issue.record("expected the existing record")
+            return
+        }
+        #expect(record.state == .unknown)
+        #expect(record.fingerprint == fpA)
+        #expect(store.getNow("k")?.state == .unknown)
+        // The owner that lost its lease cannot complete it afterwards.
+        #expect(store.completeNow("k", owner: alice, response: ok) == false)
+        #expect(OutcomePolicy.decide(.existing(record), fingerprint: fpA) == .outcomeUnknown)
+    }
+
+    @Test func expiredLeaseUnderReleaseIsClaimedAnew() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA, lease: .seconds(10)) == .claimed)
+        clock.advance(.seconds(9))
+        #expect(store.claimNow("k", owner: bob, fingerprint: fpA, expiredLease: .release) != .claimed)
+        clock.advance(.seconds(1))
+        #expect(store.claimNow("k", owner: bob, fingerprint: fpA, expiredLease: .release) == .claimed)
+        #expect(store.getNow("k")?.owner == bob)
+        // The old owner is now stale: none of its compare-and-sets apply.
+        #expect(store.completeNow("k", owner: alice, response: ok) == false)
+        #expect(store.releaseNow("k", owner: alice) == false)
+        #expect(store.refreshNow("k", owner: alice, lease: .seconds(10)) == false)
+        #expect(store.getNow("k")?.owner == bob)
+    }
+
+    @Test func slowOwnerWithExpiredLeaseCanStillCompleteIfNobodyTookOver() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA, lease: .seconds(1)) == .claimed)
+        clock.advance(.seconds(5))
+        #expect(store.completeNow("k", owner: alice, response: ok) == true)
+    }
+
+    @Test func ttlExpiry() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA, ttl: .seconds(60)) == .claimed)
+        #expect(store.completeNow("k", owner: alice, response: ok, ttl: .seconds(100)))
+        clock.advance(.seconds(99))
+        #expect(store.getNow("k")?.state == .completed)
+        clock.advance(.seconds(1))
+        #expect(store.getNow("k") == nil)  // lazily expired on access
+        #expect(store.claimNow("k", owner: bob, fingerprint: fpB) == .claimed)
+    }
+
+    @Test func markUnknownSetsItsOwnTTL() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA, ttl: .seconds(10)) == .claimed)
+        #expect(store.markUnknownNow("k", owner: alice, ttl: .seconds(100)))
+        clock.advance(.seconds(50))
+        #expect(store.getNow("k")?.state == .unknown)
+    }
+
+    @Test func sweepRemovesOnlyExpiredRecords() {
+        for i in 0..<100 {
+            #expect(store.claimNow("short-\(i)", owner: alice, fingerprint: fpA, ttl: .seconds(10)) == .claimed)
+            #expect(store.claimNow("long-\(i)", owner: alice, fingerprint: fpA, ttl: .seconds(1000)) == .claimed)
+        }
+        #expect(store.storedCount == 200)
+        #expect(store.sweep() == 0)
+        clock.advance(.seconds(10))
+        #expect(store.sweep() == 100)
+        #expect(store.storedCount == 100)
+        #expect(store.getNow("long-7") != nil)
+        #expect(store.sweep(now: clock.now + 1_000_000) == 100)
+        #expect(store.storedCount == 0)
+    }
+
+    @Test func completionMayReenterTheStore() {
+        var inner: ClaimOutcome?
+        store.claim(key: "k", owner: alice, fingerprint: fpA, lease: .seconds(1), ttl: .seconds(1), expiredLease: .hold) {
+            _ in
+            // Called after the shard lock is released: no self-deadlock.
+            inner = self.store.claimNow("k", owner: self.bob, fingerprint: fpA)
+        }
+        #expect(inner != nil && inner != .claimed)
+    }
+
+    @Test func concurrentClaimsHaveExactlyOneWinnerPerKey() {
+        let store = MemoryStore()
+        let keys = 300
+        let threads = 8
+        let winners = Mutex<[Int: [UInt8]]>([:])
+        let claimed = Atomic<Int>(0)
+        let mismatchedOwners = Atomic<Int>(0)
+        runOnThreads(threads) { _ in
+            let me = OwnerToken.random()
+            for k in 0..<keys {
+                store.claim(
+                    key: "key-\(k)", owner: me, fingerprint: fpA, lease: .seconds(30), ttl: .seconds(60),
+                    expiredLease: .hold
+                ) { result in
+                    switch result {
+                    case .success(.claimed):
+                        claimed.add(1, ordering: .relaxed)
+                        winners.withLock { $0[k] = me }
+                    case .success(.existing(let record)):
+                        if record.owner == me { mismatchedOwners.add(1, ordering: .relaxed) }
+                    case .failure:
+                        mismatchedOwners.add(1, ordering: .relaxed)
+                    }
+                }
+            }
+        }
+        #expect(claimed.load(ordering: .relaxed) == keys)
+        #expect(mismatchedOwners.load(ordering: .relaxed) == 0)
+        let owners = winners.withLock { $0 }
+        #expect(owners.count == keys)
+        for k in 0..<keys {
+            #expect(store.getNow("key-\(k)")?.owner == owners[k])
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import Testing
+@testable import Idempotency
+
+@Suite struct OwnerTokenTests {
+    @Test func sixteenRandomBytes() {
+        let tokens = (0..<64).map { _ in OwnerToken.random() }
+        #expect(tokens.allSatisfy { $0.count == 16 })
+        #expect(Set(tokens.map(Hex.encode)).count == tokens.count)
+        #expect(tokens.contains { $0 != [UInt8](repeating: 0, count: 16) })
+    }
+
+    @Test func durationMillis() {
+        #expect(Duration.seconds(30).storeMillis == 30_000)
+        #expect(Duration.milliseconds(250).storeMillis == 250)
+        #expect(Duration.microseconds(1999).storeMillis == 1)
+        #expect(Duration.seconds(-5).storeMillis == 0)
+        #expect(Duration.seconds(Int64.max).storeMillis == UInt64.max)
+    }
+
+    @Test func monotonicClockDoesNotGoBackwards() {
+        let a = MonotonicClock.nowMillis()
+        let b = MonotonicClock.nowMillis()
+        #expect(b >= a)
+        #expect(a > 0)
+    }
+}

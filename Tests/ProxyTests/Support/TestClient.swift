@@ -1,0 +1,122 @@
+import Foundation
+import Glibc
+
+/// A blocking loopback client that sends raw bytes and reads raw responses, so tests control
+/// every byte on the wire (malformed requests, pipelining, slow senders).
+final class TestClient {
+    let fd: Int32
+    private(set) var buffer: [UInt8] = []
+
+    struct Response {
+        var status: Int
+        var head: String
+        var body: [UInt8]
+        var bodyText: String { String(decoding: body, as: UTF8.self) }
+        func values(_ name: String) -> [String] {
+            head.components(separatedBy: "\r\n").dropFirst().compactMap { line in
+                guard let colon = line.firstIndex(of: ":"), line[..<colon].lowercased() == name.lowercased() else { return nil }
+                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        func value(_ name: String) -> String? { values(name).first }
+    }
+
+    enum ClientError: Error { case connectFailed(Int32), closed, timeout, malformed(String) }
+
+    init(port: UInt16, timeoutSeconds: Int = 10) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = port.bigEndian
+        let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if rc != 0 { let code = errno; close(fd); throw ClientError.connectFailed(code) }
+        setTimeout(seconds: timeoutSeconds)
+    }
+
+    func setTimeout(seconds: Int) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) throws { try send(Array(text.utf8)) }
+
+    func send(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { throw ClientError.closed }
+            offset += n
+        }
+    }
+
+    /// Reads more bytes into the buffer; false on EOF.
+    @discardableResult
+    func fill() throws -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = read(fd, &chunk, chunk.count)
+        if n < 0 { throw errno == EAGAIN ? ClientError.timeout : ClientError.closed }
+        if n == 0 { return false }
+        buffer.append(contentsOf: chunk[0..<n])
+        return true
+    }
+
+    /// True if the server closed the connection (EOF) within the timeout with no more data.
+    func isClosedByPeer() -> Bool {
+        do { return try !fill() && buffer.isEmpty } catch ClientError.closed { return true } catch { return false }
+    }
+
+    /// Reads one complete response (Content-Length, chunked, or until close). `discardBody`
+    /// counts body bytes without keeping them (large downloads).
+    func readResponse(requestMethod: String = "GET", discardBody: Bool = false, bodyCount: UnsafeMutablePointer<Int>? = nil) throws -> Response {
+        var headEnd = TestUpstream.find([13, 10, 13, 10], in: buffer)
+        while headEnd == nil {
+            guard try fill() else { throw ClientError.closed }
+            headEnd = TestUpstream.find([13, 10, 13, 10], in: buffer)
+        }
+        let head = String(decoding: buffer[0..<headEnd!], as: UTF8.self)
+        buffer.removeFirst(headEnd! + 4)
+        let parts = head.split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2, let status = Int(parts[1]) else { throw ClientError.malformed(head) }
+        var response = Response(status: status, head: head, body: [])
+        if status < 200 { return try readResponse(requestMethod: requestMethod, discardBody: discardBody, bodyCount: bodyCount) }
+        if requestMethod == "HEAD" || status == 204 || status == 304 { return response }
+        var count = 0
+        if let length = response.value("content-length").flatMap({ Int($0) }) {
+            var remaining = length
+            while remaining > 0 {
+                if buffer.isEmpty { guard try fill() else { throw ClientError.closed } }
+                let take = min(remaining, buffer.count)
+                if !discardBody { response.body.append(contentsOf: buffer[0..<take]) }
+                count += take
+                buffer.removeFirst(take)
+                remaining -= take
+            }
+        } else if response.value("transfer-encoding")?.lowercased() == "chunked" {
+            while true {
+                var lineEnd = TestUpstream.find([13, 10], in: buffer)
+                while lineEnd == nil { guard try fill() else { throw ClientError.closed }; lineEnd = TestUpstream.find([13, 10], in: buffer) }
+                guard let size = Int(String(decoding: buffer[0..<lineEnd!], as: UTF8.self), radix: 16) else { throw ClientError.malformed("chunk size") }
+                buffer.removeFirst(lineEnd! + 2)
+                if size == 0 {
+                    while buffer.count < 2 { guard try fill() else { throw ClientError.closed } }
+                    buffer.removeFirst(2)
+                    break
+                }
+                while buffer.count < size + 2 { guard try fill() else { throw ClientError.closed } }
+                if !discardBody { response.body.append(contentsOf: buffer[0..<size]) }
+                count += size
+                buffer.removeFirst(size + 2)
+            }
+        } else {
+            while try fill() {}
+            count = buffer.count
+            if !discardBody { response.body = buffer }
+            buffer.removeAll()
+        }
+        bodyCount?.pointee = count
+        return response
+    }
+}

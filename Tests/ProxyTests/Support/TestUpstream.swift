@@ -1,0 +1,223 @@
+import Foundation
+import Glibc
+import Synchronization
+
+/// A real HTTP/1.1 origin on a loopback socket, one thread per connection, that records every
+/// byte it receives. Tests use the recording to prove what the proxy did (and did not) forward.
+final class TestUpstream: @unchecked Sendable {
+    /// What the origin does with one parsed request.
+    enum Behaviour: Sendable {
+        /// Answer with this status, headers and body (Content-Length framing).
+        case respond(status: Int, headers: [(String, String)], body: [UInt8])
+        /// Answer with a chunked body made of these pieces.
+        case chunked(status: Int, pieces: [[UInt8]])
+        /// Answer, then close the connection with the body framed by EOF.
+        case untilClose(status: Int, body: [UInt8])
+        /// Read the request and never answer.
+        case silent
+        /// Close the connection right after reading the request.
+        case closeImmediately
+        /// Stream `total` bytes of body with Content-Length.
+        case download(total: Int)
+        /// Wait, then answer.
+        case delayed(seconds: Double, status: Int, body: [UInt8])
+    }
+
+    struct Request: Sendable {
+        var head: String
+        var body: [UInt8]
+        var bodyCount = 0
+        var method: String { String(head.prefix { $0 != " " }) }
+        var target: String { head.split(separator: " ", maxSplits: 2).dropFirst().first.map(String.init) ?? "" }
+        /// Header values by name (case-insensitive), in order.
+        func values(_ name: String) -> [String] {
+            head.components(separatedBy: "\r\n").dropFirst().compactMap { line in
+                guard let colon = line.firstIndex(of: ":") else { return nil }
+                guard line[..<colon].lowercased() == name.lowercased() else { return nil }
+                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+    }
+
+    typealias Responder = @Sendable (Request) -> Behaviour
+
+    let port: UInt16
+    private let listenFD: Int32
+    private let state: Mutex<(requests: [Request], raw: [UInt8], connections: Int, behaviour: Responder)>
+    private let stopped = Atomic<Bool>(false)
+    /// Records request bodies; off for multi-GiB uploads (only counted then).
+    let recordBodies: Bool
+
+    init(recordBodies: Bool = true, behaviour: @escaping Responder = { _ in .respond(status: 200, headers: [], body: Array("ok".utf8)) }) {
+        self.recordBodies = recordBodies
+        state = Mutex(([], [], 0, behaviour))
+        listenFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(listenFD, SOL_SOCKET, SO_REUSEADDR, &one, 4)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listenFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(listenFD, 512)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listenFD, $0, &length) } }
+        port = UInt16(bigEndian: address.sin_port)
+        let thread = Thread { [self] in acceptLoop() }
+        thread.start()
+    }
+
+    func setBehaviour(_ behaviour: @escaping Responder) {
+        state.withLock { $0.behaviour = behaviour }
+    }
+
+    var requests: [Request] { state.withLock { $0.requests } }
+    var rawBytes: [UInt8] { state.withLock { $0.raw } }
+    var rawText: String { String(decoding: rawBytes, as: UTF8.self) }
+    var connectionCount: Int { state.withLock { $0.connections } }
+
+    func stop() {
+        stopped.store(true, ordering: .releasing)
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        close(listenFD)
+    }
+
+    private func acceptLoop() {
+        while !stopped.load(ordering: .acquiring) {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 { if stopped.load(ordering: .acquiring) { return } else { continue } }
+            state.withLock { $0.connections += 1 }
+            let thread = Thread { [self] in serve(fd) }
+            thread.start()
+        }
+    }
+
+    private func record(_ bytes: ArraySlice<UInt8>) {
+        if recordBodies { state.withLock { $0.raw.append(contentsOf: bytes) } }
+    }
+
+    private func serve(_ fd: Int32) {
+        defer { close(fd) }
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        func fill() -> Bool {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { return false }
+            record(chunk[0..<n])
+            buffer.append(contentsOf: chunk[0..<n])
+            return true
+        }
+        while true {
+            var headEnd = Self.find([13, 10, 13, 10], in: buffer)
+            while headEnd == nil {
+                guard fill() else { return }
+                headEnd = Self.find([13, 10, 13, 10], in: buffer)
+            }
+            let head = String(decoding: buffer[0..<headEnd!], as: UTF8.self)
+            buffer.removeFirst(headEnd! + 4)
+            var request = Request(head: head, body: [])
+            if let length = request.values("content-length").first.flatMap({ Int($0) }) {
+                var remaining = length
+                while remaining > 0 {
+                    if buffer.isEmpty { guard fill() else { return } }
+                    let take = min(remaining, buffer.count)
+                    if recordBodies { request.body.append(contentsOf: buffer[0..<take]) }
+                    request.bodyCount += take
+                    buffer.removeFirst(take)
+                    remaining -= take
+                }
+            } else if request.values("transfer-encoding").first?.lowercased() == "chunked" {
+                while true {
+                    var lineEnd = Self.find([13, 10], in: buffer)
+                    while lineEnd == nil { guard fill() else { return }; lineEnd = Self.find([13, 10], in: buffer) }
+                    let sizeText = String(decoding: buffer[0..<lineEnd!], as: UTF8.self).split(separator: ";").first.map(String.init) ?? ""
+                    guard let size = Int(sizeText, radix: 16) else { return }
+                    buffer.removeFirst(lineEnd! + 2)
+                    if size == 0 {
+                        // Trailer section up to the empty line.
+                        while true {
+                            var end = Self.find([13, 10], in: buffer)
+                            while end == nil { guard fill() else { return }; end = Self.find([13, 10], in: buffer) }
+                            buffer.removeFirst(end! + 2)
+                            if end == 0 { break }
+                        }
+                        break
+                    }
+                    while buffer.count < size + 2 { guard fill() else { return } }
+                    if recordBodies { request.body.append(contentsOf: buffer[0..<size]) }
+                    request.bodyCount += size
+                    buffer.removeFirst(size + 2)
+                }
+            }
+            let behaviour = state.withLock { state -> Responder in
+                state.requests.append(request)
+                return state.behaviour
+            }(request)
+            if !respond(fd, behaviour, method: request.method) { return }
+        }
+    }
+
+    private func respond(_ fd: Int32, _ behaviour: Behaviour, method: String) -> Bool {
+        func send(_ bytes: [UInt8]) -> Bool {
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        let noBody = method == "HEAD"
+        switch behaviour {
+        case .respond(let status, let headers, let body):
+            var head = "HTTP/1.1 \(status) X\r\nContent-Length: \(body.count)\r\n"
+            for (name, value) in headers { head += "\(name): \(value)\r\n" }
+            head += "\r\n"
+            return send(Array(head.utf8) + (noBody ? [] : body))
+        case .chunked(let status, let pieces):
+            var bytes = Array("HTTP/1.1 \(status) X\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+            for piece in pieces where !piece.isEmpty {
+                bytes += Array(String(piece.count, radix: 16).utf8) + [13, 10] + piece + [13, 10]
+            }
+            bytes += Array("0\r\n\r\n".utf8)
+            return send(bytes)
+        case .untilClose(let status, let body):
+            _ = send(Array("HTTP/1.1 \(status) X\r\nConnection: close\r\n\r\n".utf8) + body)
+            return false
+        case .silent:
+            var scratch = [UInt8](repeating: 0, count: 1024)
+            while read(fd, &scratch, 1024) > 0 {}
+            return false
+        case .closeImmediately:
+            return false
+        case .download(let total):
+            guard send(Array("HTTP/1.1 200 OK\r\nContent-Length: \(total)\r\n\r\n".utf8)) else { return false }
+            let block = [UInt8](repeating: 0x61, count: 256 * 1024)
+            var remaining = total
+            while remaining > 0 {
+                let n = min(remaining, block.count)
+                let sent = block.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, n, Int32(MSG_NOSIGNAL)) }
+                if sent <= 0 { return false }
+                remaining -= sent
+            }
+            return true
+        case .delayed(let seconds, let status, let body):
+            usleep(UInt32(seconds * 1_000_000))
+            return send(Array("HTTP/1.1 \(status) X\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body)
+        }
+    }
+
+    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        var i = 0
+        while i <= haystack.count - needle.count {
+            if haystack[i] == needle[0] {
+                var match = true
+                for j in 1..<needle.count where haystack[i + j] != needle[j] { match = false; break }
+                if match { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+}
