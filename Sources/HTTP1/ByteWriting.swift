@@ -21,8 +21,7 @@ extension Array where Element == UInt8 {
 
     @inline(__always)
     mutating func appendString(_ string: String) {
-        var string = string
-        string.withUTF8 { append(contentsOf: $0) }
+        append(contentsOf: string.utf8)
     }
 
     @inline(__always)

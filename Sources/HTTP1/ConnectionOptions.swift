@@ -17,10 +17,16 @@ struct ConnectionOptions {
     static func apply(
         _ bytes: UnsafeRawBufferPointer,
         fields: [FieldRange],
-        hopByHop: inout [Bool]
+        hopByHop: inout [Bool],
+        summary: FieldSummary
     ) throws(HTTPParseError) -> ConnectionOptions {
         var options = ConnectionOptions()
-        for field in fields where NameMatch.equals(bytes, field.name, "connection") {
+        guard summary.connectionCount > 0 else { return options }
+        var remaining = summary.connectionCount
+        for index in summary.firstConnectionIndex..<fields.count where remaining > 0 {
+            let field = fields[index]
+            guard FieldKind.classify(bytes, field.name) == .connection else { continue }
+            remaining -= 1
             let range = field.value
             var elementStart = range.lowerBound
             var p = range.lowerBound
@@ -34,12 +40,16 @@ struct ConnectionOptions {
                     if s < e {
                         let token = s..<e
                         for i in token where !ByteClass.isTchar(bytes[i]) { throw .invalidConnection }
+                        // "close" and "keep-alive" are connection options rather
+                        // than field names (the Keep-Alive field is hop-by-hop
+                        // already), so they need no search through the fields.
                         if NameMatch.equals(bytes, token, "close") {
                             options.close = true
                         } else if NameMatch.equals(bytes, token, "keep-alive") {
                             options.keepAlive = true
+                        } else {
+                            markNamed(token, bytes, fields: fields, hopByHop: &hopByHop)
                         }
-                        markNamed(token, bytes, fields: fields, hopByHop: &hopByHop)
                     }
                     if atEnd { break }
                     elementStart = p + 1

@@ -18,24 +18,41 @@ enum FieldKind: UInt8, Sendable {
         }
     }
 
-    /// Classifies a field name by its length first, so that the common case of
+    /// Classifies a field name by its length first, then by whole-word
+    /// compares against the lowercase names (little-endian ASCII constants), so
     /// an uninteresting name costs one switch and at most one comparison.
     @inline(__always)
     static func classify(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> FieldKind {
+        let s = name.lowerBound
         switch name.count {
-        case 2: return NameMatch.equals(bytes, name, "te") ? .te : .other
-        case 4: return NameMatch.equals(bytes, name, "host") ? .host : .other
-        case 6: return NameMatch.equals(bytes, name, "expect") ? .expect : .other
+        case 2:
+            return WordMatch.folded(bytes, s, 2) == 0x6574 ? .te : .other
+        case 4:
+            return WordMatch.folded(bytes, s, 4) == 0x7473_6F68 ? .host : .other
+        case 6:
+            return WordMatch.folded(bytes, s, 6) == 0x7463_6570_7865 ? .expect : .other
         case 7:
-            if NameMatch.equals(bytes, name, "upgrade") { return .upgrade }
-            return NameMatch.equals(bytes, name, "trailer") ? .trailer : .other
+            let w = WordMatch.folded(bytes, s, 7)
+            if w == 0x0065_6461_7267_7075 { return .upgrade }
+            return w == 0x0072_656C_6961_7274 ? .trailer : .other
         case 10:
-            if NameMatch.equals(bytes, name, "connection") { return .connection }
-            return NameMatch.equals(bytes, name, "keep-alive") ? .keepAlive : .other
-        case 14: return NameMatch.equals(bytes, name, "content-length") ? .contentLength : .other
-        case 16: return NameMatch.equals(bytes, name, "proxy-connection") ? .proxyConnection : .other
-        case 17: return NameMatch.equals(bytes, name, "transfer-encoding") ? .transferEncoding : .other
-        default: return .other
+            let w0 = WordMatch.folded(bytes, s, 8), w1 = WordMatch.folded(bytes, s &+ 2, 8)
+            if w0 == 0x6974_6365_6E6E_6F63 && w1 == 0x6E6F_6974_6365_6E6E { return .connection }
+            if w0 == 0x696C_612D_7065_656B && w1 == 0x6576_696C_612D_7065 { return .keepAlive }
+            return .other
+        case 14:
+            let w0 = WordMatch.folded(bytes, s, 8), w1 = WordMatch.folded(bytes, s &+ 6, 8)
+            return w0 == 0x2D74_6E65_746E_6F63 && w1 == 0x6874_676E_656C_2D74 ? .contentLength : .other
+        case 16:
+            let w0 = WordMatch.folded(bytes, s, 8), w1 = WordMatch.folded(bytes, s &+ 8, 8)
+            return w0 == 0x6F63_2D79_786F_7270 && w1 == 0x6E6F_6974_6365_6E6E ? .proxyConnection : .other
+        case 17:
+            let w0 = WordMatch.folded(bytes, s, 8), w1 = WordMatch.folded(bytes, s &+ 8, 8)
+            let w2 = WordMatch.folded(bytes, s &+ 9, 8)
+            return w0 == 0x7265_6673_6E61_7274 && w1 == 0x6E69_646F_636E_652D && w2 == 0x676E_6964_6F63_6E65
+                ? .transferEncoding : .other
+        default:
+            return .other
         }
     }
 }
@@ -46,7 +63,10 @@ struct FieldSummary {
     var contentLength: UInt64?
     var transferEncodingIndex = -1
     var hostIndex = -1
-    var sawConnection = false
+    /// The first Connection field and how many there are, so that reading
+    /// them does not walk the whole field list again.
+    var firstConnectionIndex = -1
+    var connectionCount = 0
     var expectContinue = false
     var upgrade = false
 }
@@ -115,13 +135,18 @@ enum FieldLineParser {
     private static func scanValue(_ bytes: UnsafeRawBufferPointer, from start: Int) throws(HTTPParseError) -> Int {
         var p = start
         let count = bytes.count
-        // Fast path: eight bytes at a time while all are >= 0x20 and none is DEL.
-        while p &+ 8 <= count {
-            let w = SWAR.load(bytes, p)
-            if SWAR.hasByteLess(than: 0x20, in: w) || SWAR.hasByte(0x7F, in: w) { break }
-            p &+= 8
-        }
         while true {
+            // Jump eight bytes at a time to the next byte that is not plain
+            // field content: a control byte (CR included) or DEL.
+            if p &+ 8 <= count {
+                let w = SWAR.load(bytes, p)
+                let special = SWAR.bytesLess(than: 0x20, in: w) | SWAR.bytesEqual(to: 0x7F, in: w)
+                if special == 0 {
+                    p &+= 8
+                    continue
+                }
+                p &+= SWAR.firstIndex(special)
+            }
             let b = bytes[p]
             if b == ASCII.cr { return p }
             if !ByteClass.isFieldValueByte(b) { throw .invalidFieldValue }
@@ -156,7 +181,8 @@ enum FieldLineParser {
             if summary.hostIndex >= 0 { throw .duplicateHost }
             summary.hostIndex = index
         case .connection:
-            summary.sawConnection = true
+            if summary.connectionCount == 0 { summary.firstConnectionIndex = index }
+            summary.connectionCount += 1
         case .upgrade:
             summary.upgrade = true
         case .expect:

@@ -11,34 +11,29 @@ public enum HTTPMethod: Sendable, Equatable {
 
 extension HTTPMethod {
     /// Classifies the method token `bytes[range]`, which the caller has already
-    /// validated as a token. Comparing by length first keeps this to a handful of
-    /// byte compares on the hot path, with no String created.
+    /// validated as a token. The token is compared as one little-endian word
+    /// against the standard method names (methods are case-sensitive, so no
+    /// folding), which keeps this to a switch and one or two compares.
     @inline(__always)
     static func classify(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> HTTPMethod {
-        let s = range.lowerBound
-        @inline(__always) func eq(_ literal: StaticString) -> Bool {
-            literal.withUTF8Buffer { lit in
-                for i in 0..<lit.count where bytes[s + i] != lit[i] { return false }
-                return true
-            }
-        }
-        switch range.count {
+        let count = range.count
+        guard count >= 3 && count <= 7 else { return .other }
+        let word = WordMatch.load(bytes, range.lowerBound, count)
+        switch count {
         case 3:
-            if eq("GET") { return .get }
-            if eq("PUT") { return .put }
+            if word == 0x54_4547 { return .get }
+            if word == 0x54_5550 { return .put }
         case 4:
-            if eq("POST") { return .post }
-            if eq("HEAD") { return .head }
+            if word == 0x5453_4F50 { return .post }
+            if word == 0x4441_4548 { return .head }
         case 5:
-            if eq("PATCH") { return .patch }
-            if eq("TRACE") { return .trace }
+            if word == 0x48_4354_4150 { return .patch }
+            if word == 0x45_4341_5254 { return .trace }
         case 6:
-            if eq("DELETE") { return .delete }
-        case 7:
-            if eq("OPTIONS") { return .options }
-            if eq("CONNECT") { return .connect }
+            if word == 0x4554_454C_4544 { return .delete }
         default:
-            break
+            if word == 0x53_4E4F_4954_504F { return .options }
+            if word == 0x54_4345_4E4E_4F43 { return .connect }
         }
         return .other
     }

@@ -35,9 +35,18 @@ struct HeadScanner: Sendable {
     /// previous calls. Returns the head length once the empty line ending the
     /// head has been seen, or nil when more bytes are needed.
     mutating func scan(_ bytes: UnsafeRawBufferPointer, limits: HTTPParserLimits) throws(HTTPParseError) -> Int? {
+        if phase == .done { return offset }
         // Nothing past the size limit is ever looked at: if the head has not
         // ended within it, it is too large no matter what follows.
         let end = min(bytes.count, limits.maxHeaderBytes)
+        // The state lives in locals while scanning so the loop works on
+        // registers, and is stored back once when the bytes run out.
+        var phase = self.phase
+        var spaces = self.spaces
+        var targetStart = self.targetStart
+        var fieldLines = self.fieldLines
+        let maxTarget = limits.maxTargetLength
+        let maxFields = limits.maxHeaders
         var i = offset
         scanning: while i < end {
             let b = bytes[i]
@@ -58,6 +67,19 @@ struct HeadScanner: Sendable {
                 guard b == ASCII.lf else { throw .bareCR }
                 phase = .leadingEmptyLines
             case .startLine:
+                if b > ASCII.sp {
+                    // Method, target and version bytes: skip ahead to the next
+                    // SP, CR, LF or other control byte, eight bytes at a time.
+                    var j = i &+ 1
+                    while j &+ 8 <= end && !SWAR.hasByteLess(than: 0x21, in: SWAR.load(bytes, j)) { j &+= 8 }
+                    while j < end && bytes[j] > ASCII.sp { j &+= 1 }
+                    // RFC 9112 §3: a server receiving a request-target longer
+                    // than it wishes to parse MUST respond with 414. Checked as
+                    // the target grows, so an unterminated target is refused too.
+                    if tracksTarget && spaces == 1 && j &- 1 &- targetStart >= maxTarget { throw .targetTooLong }
+                    i = j
+                    continue scanning
+                }
                 if b == ASCII.cr {
                     phase = .startLineCR
                 } else if b == ASCII.lf {
@@ -65,12 +87,9 @@ struct HeadScanner: Sendable {
                     throw .bareLF
                 } else if tracksTarget {
                     if b == ASCII.sp {
-                        spaces += 1
-                        if spaces == 1 { targetStart = i + 1 }
-                    } else if spaces == 1 && i - targetStart >= limits.maxTargetLength {
-                        // RFC 9112 §3: a server receiving a request-target longer
-                        // than it wishes to parse MUST respond with 414. Checked
-                        // per byte so that an unterminated target is refused too.
+                        spaces &+= 1
+                        if spaces == 1 { targetStart = i &+ 1 }
+                    } else if spaces == 1 && i &- targetStart >= maxTarget {
                         throw .targetTooLong
                     }
                 }
@@ -93,11 +112,22 @@ struct HeadScanner: Sendable {
                     phase = .fieldLine
                 }
             case .fieldLine:
-                // Skip eight bytes at a time while none of them is a CR or LF
-                // (both are below 0x0E).
+                // Jump eight bytes at a time to the next byte below 0x0E, the
+                // range holding CR and LF; other such bytes (HTAB, controls) are
+                // stepped over here and judged by the field parser.
                 var j = i
-                while j &+ 8 <= end && !SWAR.hasByteLess(than: 0x0E, in: SWAR.load(bytes, j)) { j &+= 8 }
-                while j < end {
+                while true {
+                    if j &+ 8 <= end {
+                        let low = SWAR.bytesLess(than: 0x0E, in: SWAR.load(bytes, j))
+                        if low == 0 {
+                            j &+= 8
+                            continue
+                        }
+                        j &+= SWAR.firstIndex(low)
+                    } else {
+                        while j < end && bytes[j] >= 0x0E { j &+= 1 }
+                        if j == end { break }
+                    }
                     let c = bytes[j]
                     if c == ASCII.cr || c == ASCII.lf { break }
                     j &+= 1
@@ -108,21 +138,24 @@ struct HeadScanner: Sendable {
                 phase = .fieldCR
             case .fieldCR:
                 guard b == ASCII.lf else { throw .bareCR }
-                fieldLines += 1
-                if fieldLines > limits.maxHeaders { throw .tooManyFields }
+                fieldLines &+= 1
+                if fieldLines > maxFields { throw .tooManyFields }
                 phase = .lineStart
             case .finalCR:
                 guard b == ASCII.lf else { throw .bareCR }
-                phase = .done
-                offset = i + 1
-                return i + 1
-            case .done:
+                self.phase = .done
+                offset = i &+ 1
                 return offset
+            case .done:
+                break scanning
             }
             i &+= 1
         }
+        self.phase = phase
+        self.spaces = spaces
+        self.targetStart = targetStart
+        self.fieldLines = fieldLines
         offset = i
-        if phase == .done { return offset }
         if bytes.count >= limits.maxHeaderBytes { throw .headTooLarge }
         return nil
     }

@@ -18,6 +18,15 @@ extension RequestHeadParser {
         p &+= 1
 
         let targetStart = p
+        // Fast path over long targets: eight bytes at a time while all are
+        // visible ASCII (no byte below 0x21, none with the high bit, no DEL).
+        while p &+ 8 <= bytes.count {
+            let w = SWAR.load(bytes, p)
+            if SWAR.hasByteLess(than: 0x21, in: w) || w & 0x8080_8080_8080_8080 != 0 || SWAR.hasByte(0x7F, in: w) {
+                break
+            }
+            p &+= 8
+        }
         while true {
             let b = bytes[p]
             if b == ASCII.sp || b == ASCII.cr { break }

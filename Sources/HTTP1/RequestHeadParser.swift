@@ -60,9 +60,8 @@ public enum RequestHeadParser {
             if head.versionMinor == 1 { throw .missingHost }
         }
 
-        let options = summary.sawConnection
-            ? try ConnectionOptions.apply(bytes, fields: head.fields, hopByHop: &head.hopByHop)
-            : ConnectionOptions()
+        let options = try ConnectionOptions.apply(
+            bytes, fields: head.fields, hopByHop: &head.hopByHop, summary: summary)
         head.keepAlive = head.versionMinor == 1 ? !options.close : (options.keepAlive && !options.close)
         head.expectContinue = head.versionMinor == 1 && summary.expectContinue
         head.upgradeRequested = summary.upgrade

@@ -74,9 +74,8 @@ public enum ResponseHeadParser {
             head.framing = .untilClose
         }
 
-        let options = summary.sawConnection
-            ? try ConnectionOptions.apply(bytes, fields: head.fields, hopByHop: &head.hopByHop)
-            : ConnectionOptions()
+        let options = try ConnectionOptions.apply(
+            bytes, fields: head.fields, hopByHop: &head.hopByHop, summary: summary)
         let persistent = head.versionMinor == 1 ? !options.close : (options.keepAlive && !options.close)
         head.keepAlive = persistent && head.framing != .untilClose
     }

@@ -3,7 +3,7 @@ import Foundation
 import Proxy
 
 /// A real idemproxy (all of its loops, on loopback port 0) in front of a `TestUpstream`.
-final class ProxyHarness {
+final class ProxyHarness: @unchecked Sendable {
     let upstream: TestUpstream
     let server: ProxyServer
     var port: UInt16 { server.port }

@@ -51,7 +51,8 @@ final class TestUpstream: @unchecked Sendable {
     init(recordBodies: Bool = true, behaviour: @escaping Responder = { _ in .respond(status: 200, headers: [], body: Array("ok".utf8)) }) {
         self.recordBodies = recordBodies
         state = Mutex(([], [], 0, behaviour))
-        listenFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let listenFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.listenFD = listenFD
         var one: Int32 = 1
         setsockopt(listenFD, SOL_SOCKET, SO_REUSEADDR, &one, 4)
         var address = sockaddr_in()

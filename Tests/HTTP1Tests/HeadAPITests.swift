@@ -1,0 +1,101 @@
+import HTTP1
+import Testing
+
+/// Parser entry points: scan hints, reuse, lookups and error reporting.
+@Suite struct HeadAPITests {
+    @Test func incompleteHeadReturnsFalse() throws {
+        var head = RequestHead()
+        let input = raw("GET / HTTP/1.1\r\nHost: a\r\n\r")
+        try input.withUnsafeBytes { bytes throws in
+            #expect(try !RequestHeadParser.parse(bytes, into: &head, limits: .init()))
+        }
+    }
+
+    /// Feeding a large head one byte at a time must stay linear: with the scan
+    /// hint the scanner resumes where it stopped, so it must beat a parser that
+    /// is forced to rescan from the start (scanHint 0) by a wide margin.
+    @Test func byteByByteFeedingWithScanHintIsLinear() throws {
+        var text = "GET /" + String(repeating: "p", count: 6000) + " HTTP/1.1\r\nHost: a\r\n"
+        for i in 0..<40 { text += "X-Field-\(i): " + String(repeating: "v", count: 100) + "\r\n" }
+        text += "\r\n"
+        let input = raw(text)
+
+        func feed(useHint: Bool) throws -> (Duration, RequestHead) {
+            var head = RequestHead()
+            var done = false
+            let elapsed = try ContinuousClock().measure {
+                try input.withUnsafeBytes { bytes throws in
+                    for end in 1...input.count {
+                        done = try RequestHeadParser.parse(
+                            UnsafeRawBufferPointer(rebasing: bytes[..<end]), into: &head,
+                            limits: .init(), scanHint: useHint ? end - 1 : 0)
+                    }
+                }
+            }
+            #expect(done)
+            return (elapsed, head)
+        }
+
+        let (hinted, head) = try feed(useHint: true)
+        let (rescanning, _) = try feed(useHint: false)
+        #expect(head.fields.count == 41)
+        #expect(head.headLength == input.count)
+        #expect(hinted * 4 < rescanning, "hinted \(hinted), rescanning \(rescanning)")
+    }
+
+    @Test func fieldLookupIsCaseInsensitive() throws {
+        let input = raw("GET / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: \"k1\"\r\nidempotency-key: \"k2\"\r\n\r\n")
+        try input.withUnsafeBytes { bytes throws in
+            var head = RequestHead()
+            #expect(try RequestHeadParser.parse(bytes, into: &head, limits: .init()))
+            #expect(head.firstIndex(ofField: "idempotency-key", in: bytes) == 1)
+            #expect(head.fieldCount(named: "idempotency-key", in: bytes) == 2)
+            #expect(head.firstIndex(ofField: "missing", in: bytes) == nil)
+            #expect(head.fieldCount(named: "host", in: bytes) == 1)
+        }
+        let response = raw("HTTP/1.1 200 OK\r\nSet-Cookie: a\r\nset-cookie: b\r\nContent-Length: 0\r\n\r\n")
+        try response.withUnsafeBytes { bytes throws in
+            var head = ResponseHead()
+            #expect(try ResponseHeadParser.parse(bytes, into: &head, requestMethod: .post, limits: .init()))
+            #expect(head.fieldCount(named: "set-cookie", in: bytes) == 2)
+            #expect(head.firstIndex(ofField: "content-length", in: bytes) == 2)
+        }
+    }
+
+    @Test func methodAndVersionAreReported() throws {
+        let input = raw("OPTIONS /x HTTP/1.0\r\n\r\n")
+        try input.withUnsafeBytes { bytes throws in
+            var head = RequestHead()
+            #expect(try RequestHeadParser.parse(bytes, into: &head, limits: .init()))
+            #expect(head.method == .options)
+            #expect(head.methodRange == 0..<7)
+            #expect(head.target == 8..<10)
+            #expect(head.versionMinor == 0)
+            #expect(head.host == nil)
+            #expect(head.keepAlive == false)
+        }
+    }
+
+    @Test func errorsCarryStatusAndReason() {
+        let input = raw("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        var head = RequestHead()
+        #expect(throws: HTTPParseError(status: 400, reason: "Content-Length and Transfer-Encoding both present")) {
+            try input.withUnsafeBytes { bytes throws in
+                _ = try RequestHeadParser.parse(bytes, into: &head, limits: .init())
+            }
+        }
+        let error = HTTPParseError(status: 414, reason: "request-target too long")
+        #expect(error.description.contains("414"))
+    }
+
+    @Test func responseReasonAndStatus() throws {
+        let input = raw("HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n")
+        try input.withUnsafeBytes { bytes throws in
+            var head = ResponseHead()
+            #expect(try ResponseHeadParser.parse(bytes, into: &head, requestMethod: .get, limits: .init()))
+            #expect(head.status == 418)
+            #expect(text(bytes, head.reason) == "I'm a teapot")
+            #expect(head.headLength == input.count)
+        }
+    }
+}
