@@ -40,6 +40,13 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
         .testTarget(name: "IdempotencyTests", dependencies: ["Idempotency"], swiftSettings: strict),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream"], swiftSettings: strict),
-        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "EventLoop", "HTTP1", "Config", "Idempotency", "RedisClient", "RedisStore"], swiftSettings: strict),
+        // Real-socket test doubles (origin, client, proxy harness, redis-server process).
+        .target(name: "TestSupport", dependencies: ["Proxy", "Config", "Idempotency"], path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "TestSupport", "EventLoop"], swiftSettings: strict),
+        // Needs a live redis-server: REDIS_URL (set by scripts/test) and redis-server in PATH.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Proxy", "TestSupport", "Idempotency", "RedisClient", "RedisStore", "EventLoop"],
+            swiftSettings: strict),
     ]
 )

@@ -1,4 +1,4 @@
-/// Appending helpers for the output buffers. None of them allocate beyond the
+/// Appending functions for the output buffers. None of them allocate beyond the
 /// growth of the buffer itself: numbers are written digit by digit instead of
 /// going through `String(n)`.
 extension Array where Element == UInt8 {

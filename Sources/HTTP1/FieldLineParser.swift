@@ -116,6 +116,7 @@ enum FieldLineParser {
             if fields.count >= limits.maxHeaders { throw .tooManyFields }
             let range = FieldRange(name: nameStart..<nameEnd, value: valueStart..<valueEnd)
             let kind = FieldKind.classify(bytes, range.name)
+            if kind == .other && isUnderscoreFramingAlias(bytes, range.name) { throw .underscoreFramingAlias }
             let index = fields.count
             fields.append(range)
             hopByHop.append(kind.isHopByHop)
@@ -124,6 +125,33 @@ enum FieldLineParser {
             }
         }
         return summary
+    }
+
+    /// Whether the name is Content-Length or Transfer-Encoding spelled with
+    /// '_' in place of '-'. Such a name is a valid token and means nothing to
+    /// this parser, but CGI-style backends map '_' and '-' to the same variable
+    /// and would frame the body by it (Http11Probe SMUG-TRANSFER_ENCODING), so
+    /// forwarding it next to the proxy's own framing field invites a desync.
+    @inline(__always)
+    private static func isUnderscoreFramingAlias(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        let count = name.count
+        guard count == 14 || count == 17 else { return false }
+        var sawUnderscore = false
+        var folded: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &folded) { word in
+            for i in 0..<count {
+                var b = ByteClass.lowercased(bytes[name.lowerBound &+ i])
+                if b == 0x5F {
+                    sawUnderscore = true
+                    b = 0x2D
+                }
+                word[i] = b
+            }
+        }
+        guard sawUnderscore else { return false }
+        return withUnsafeBytes(of: &folded) { word in
+            FieldKind.classify(word, 0..<count) != .other
+        }
     }
 
     /// Validates a field value up to its CR and returns the CR's offset.

@@ -79,6 +79,9 @@ extension HTTPParseError {
     static var unsupportedTransferCoding: Self {
         .init(status: 501, reason: "unsupported transfer coding")
     }
+    static var underscoreFramingAlias: Self {
+        .init(status: 400, reason: "framing field name spelled with underscore")
+    }
     static var transferEncodingInHTTP10: Self {
         .init(status: 400, reason: "Transfer-Encoding in an HTTP/1.0 message")
     }

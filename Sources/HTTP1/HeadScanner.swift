@@ -98,54 +98,76 @@ struct HeadScanner: Sendable {
                 // recipients MUST reject or replace; this parser rejects.
                 guard b == ASCII.lf else { throw .bareCR }
                 phase = .lineStart
-            case .lineStart:
-                if b == ASCII.cr {
-                    phase = .finalCR
-                } else if b == ASCII.lf {
-                    throw .bareLF
-                } else if ByteClass.isWhitespace(b) {
+            case .lineStart, .fieldLine, .fieldCR, .finalCR:
+                // The field section is scanned line by line in straight-line
+                // code: dispatching on the phase for every line would cost an
+                // unpredictable indirect branch each time. Phases are only
+                // used to resume a line that the previous input cut short.
+                if phase == .fieldLine {
+                    let j = Self.lineBreak(bytes, from: i, end: end)
+                    guard j < end else {
+                        i = end
+                        break scanning
+                    }
+                    if bytes[j] == ASCII.lf { throw .bareLF }
+                    phase = .fieldCR
+                    i = j &+ 1
+                    continue scanning
+                }
+                if phase == .fieldCR {
+                    guard b == ASCII.lf else { throw .bareCR }
+                    fieldLines &+= 1
+                    if fieldLines > maxFields { throw .tooManyFields }
+                    phase = .lineStart
+                    i &+= 1
+                    continue scanning
+                }
+                if phase == .finalCR {
+                    guard b == ASCII.lf else { throw .bareCR }
+                    self.phase = .done
+                    offset = i &+ 1
+                    return offset
+                }
+                while i < end {
+                    let first = bytes[i]
+                    if first == ASCII.cr {
+                        // The empty line ending the head.
+                        guard i &+ 1 < end else {
+                            phase = .finalCR
+                            i &+= 1
+                            break scanning
+                        }
+                        // RFC 9112 §2.2: a CR not followed by LF is a bare CR.
+                        guard bytes[i &+ 1] == ASCII.lf else { throw .bareCR }
+                        self.phase = .done
+                        offset = i &+ 2
+                        return offset
+                    }
+                    // RFC 9112 §2.2: a bare LF line terminator is not accepted.
+                    if first == ASCII.lf { throw .bareLF }
                     // RFC 9112 §5.2: obs-fold is rejected with 400. A first field
                     // line starting with whitespace (RFC 9112 §2.2) is rejected
                     // the same way, since it could be read as a continuation.
-                    throw .obsFold
-                } else {
-                    phase = .fieldLine
-                }
-            case .fieldLine:
-                // Jump eight bytes at a time to the next byte below 0x0E, the
-                // range holding CR and LF; other such bytes (HTAB, controls) are
-                // stepped over here and judged by the field parser.
-                var j = i
-                while true {
-                    if j &+ 8 <= end {
-                        let low = SWAR.bytesLess(than: 0x0E, in: SWAR.load(bytes, j))
-                        if low == 0 {
-                            j &+= 8
-                            continue
-                        }
-                        j &+= SWAR.firstIndex(low)
-                    } else {
-                        while j < end && bytes[j] >= 0x0E { j &+= 1 }
-                        if j == end { break }
+                    if ByteClass.isWhitespace(first) { throw .obsFold }
+                    let j = Self.lineBreak(bytes, from: i &+ 1, end: end)
+                    guard j < end else {
+                        phase = .fieldLine
+                        i = end
+                        break scanning
                     }
-                    let c = bytes[j]
-                    if c == ASCII.cr || c == ASCII.lf { break }
-                    j &+= 1
+                    if bytes[j] == ASCII.lf { throw .bareLF }
+                    guard j &+ 1 < end else {
+                        phase = .fieldCR
+                        i = j &+ 1
+                        break scanning
+                    }
+                    guard bytes[j &+ 1] == ASCII.lf else { throw .bareCR }
+                    fieldLines &+= 1
+                    if fieldLines > maxFields { throw .tooManyFields }
+                    i = j &+ 2
                 }
-                i = j
-                guard j < end else { break scanning }
-                if bytes[j] == ASCII.lf { throw .bareLF }
-                phase = .fieldCR
-            case .fieldCR:
-                guard b == ASCII.lf else { throw .bareCR }
-                fieldLines &+= 1
-                if fieldLines > maxFields { throw .tooManyFields }
                 phase = .lineStart
-            case .finalCR:
-                guard b == ASCII.lf else { throw .bareCR }
-                self.phase = .done
-                offset = i &+ 1
-                return offset
+                break scanning
             case .done:
                 break scanning
             }
@@ -158,5 +180,29 @@ struct HeadScanner: Sendable {
         offset = i
         if bytes.count >= limits.maxHeaderBytes { throw .headTooLarge }
         return nil
+    }
+
+    /// The offset of the first CR or LF at or after `start`, or `end`. Bytes
+    /// below 0x0E are found eight at a time; other such bytes (HTAB, controls)
+    /// are stepped over here and judged by the field parser.
+    @inline(__always)
+    private static func lineBreak(_ bytes: UnsafeRawBufferPointer, from start: Int, end: Int) -> Int {
+        var j = start
+        while true {
+            if j &+ 8 <= end {
+                let low = SWAR.bytesLess(than: 0x0E, in: SWAR.load(bytes, j))
+                if low == 0 {
+                    j &+= 8
+                    continue
+                }
+                j &+= SWAR.firstIndex(low)
+            } else {
+                while j < end && bytes[j] >= 0x0E { j &+= 1 }
+                if j == end { return end }
+            }
+            let c = bytes[j]
+            if c == ASCII.cr || c == ASCII.lf { return j }
+            j &+= 1
+        }
     }
 }

@@ -5,7 +5,8 @@
 /// from the source are never copied, and the framing the caller chose is
 /// written instead. Copying them would forward whatever ambiguity the sender
 /// put there; writing them fresh means the next hop sees exactly one, canonical
-/// framing field (RFC 9112 §6.1: a proxy MUST NOT forward both).
+/// framing field (RFC 9112 §6.3: an intermediary MUST remove a received
+/// Content-Length before forwarding a message that also has Transfer-Encoding).
 ///
 /// `extra` names and values are written as given; they must already be valid
 /// field syntax (they come from configuration or from heads parsed strictly).
@@ -21,12 +22,11 @@ public enum HeadWriter {
         framing: BodyFraming,
         into out: inout [UInt8]
     ) {
-        out.reserveCapacity(out.count + head.headLength + 64)
         out.appendBytes(source, head.methodRange)
         out.append(ASCII.sp)
         out.appendBytes(source, head.target)
         // The proxy speaks HTTP/1.1 to the upstream whatever the client used
-        // (RFC 9110 §6.2: intermediaries send their own version).
+        // (RFC 9110 §2.5: intermediaries MUST send their own HTTP-version).
         out.appendLiteral(" HTTP/1.1\r\n")
         writeFields(head.fields, head.hopByHop, source: source, dropping: dropping, into: &out)
         for field in extra { out.appendField(field.name, field.value) }
@@ -45,7 +45,6 @@ public enum HeadWriter {
         close: Bool,
         into out: inout [UInt8]
     ) {
-        out.reserveCapacity(out.count + head.headLength + 64)
         out.appendLiteral("HTTP/1.1 ")
         out.appendDecimal(UInt64(clamping: head.status))
         out.append(ASCII.sp)
@@ -75,7 +74,6 @@ public enum HeadWriter {
         into out: inout [UInt8]
     ) {
         let bodyAllowed = status >= 200 && status != 204 && status != 304
-        out.reserveCapacity(out.count + 128 + (bodyAllowed ? body.count : 0))
         out.appendLiteral("HTTP/1.1 ")
         out.appendDecimal(UInt64(clamping: status))
         out.append(ASCII.sp)

@@ -254,10 +254,8 @@ extension ClientConnection {
     // MARK: waiting (concurrent: wait)
 
     private func startWaiting(_ guarded: GuardedExchange) {
-        if guarded.stage != .waiting {
-            guarded.stage = .waiting
-            guarded.waitDeadline = loop.now + guarded.policy.waitTimeoutMillis
-        }
+        guarded.stage = .waiting
+        if guarded.waitDeadline == 0 { guarded.waitDeadline = loop.now + guarded.policy.waitTimeoutMillis }
         if loop.now >= guarded.waitDeadline {
             guarded.stage = .settled
             worker.metrics.count(.inFlight)

@@ -1,6 +1,7 @@
 import CSystemShims
 import EventLoop
 import Glibc
+import Idempotency
 import Synchronization
 
 /// Starts one worker per configured loop, each on its own thread with its own SO_REUSEPORT
@@ -21,7 +22,9 @@ public final class ProxyServer: @unchecked Sendable {
     /// Binds every listener before any thread starts, so "address in use" is a startup error.
     public let metrics = ProxyMetrics()
 
-    public init(settings: ProxySettings) throws(IOError) {
+    /// `memoryStore` overrides the store the memory backend would create (several servers in
+    /// one process can then share one store, as loops of one server do).
+    public init(settings: ProxySettings, memoryStore: MemoryStore? = nil) throws(IOError) {
         self.settings = settings
         var fds: [Int32] = []
         var address = settings.listen
@@ -40,7 +43,7 @@ public final class ProxyServer: @unchecked Sendable {
             }
             fds.append(fd)
         }
-        let shared = SharedState(settings: settings, metrics: metrics)
+        let shared = SharedState(settings: settings, metrics: metrics, memoryStore: memoryStore)
         for (index, fd) in fds.enumerated() {
             workers.append(try Worker(index: index, settings: settings, listenFD: fd, shared: shared))
         }

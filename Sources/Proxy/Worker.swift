@@ -13,8 +13,8 @@ final class SharedState: Sendable {
     let waiters = InFlightWaiters()
     let metrics: ProxyMetrics
 
-    init(settings: ProxySettings, metrics: ProxyMetrics) {
-        memoryStore = settings.storeBackend == .memory ? MemoryStore() : nil
+    init(settings: ProxySettings, metrics: ProxyMetrics, memoryStore: MemoryStore?) {
+        self.memoryStore = settings.storeBackend == .memory ? (memoryStore ?? MemoryStore()) : nil
         self.metrics = metrics
     }
 }

@@ -53,7 +53,9 @@ public final class RedisConnection: EventHandler {
     }
 
     public let configuration: Configuration
-    public unowned let loop: EventLoop
+    /// Strong: the connection may outlive its owner's reference to the loop (hiredis calls
+    /// back into it during teardown).
+    public let loop: EventLoop
     public private(set) var state: State = .disconnected
     /// Why the last connection attempt or connection failed (for logs and readiness).
     public private(set) var lastError = "not connected yet"
@@ -79,7 +81,12 @@ public final class RedisConnection: EventHandler {
     }
 
     deinit {
-        if let context { redisAsyncFree(context) }
+        guard let context else { return }
+        // Hooks and callbacks must not reach an object being deinitialised: detach them first.
+        context.pointee.data = nil
+        context.pointee.ev.data = nil
+        if registered { loop.deregister(fd) }
+        redisAsyncFree(context)
     }
 
     // MARK: commands

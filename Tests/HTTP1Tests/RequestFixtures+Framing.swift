@@ -76,6 +76,13 @@ extension RequestFixtures {
                 head + "Transfer-Encoding:\r\n chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400),
         .reject("TE after bare CR in previous value", "defparam/smuggler: 'X: X\\rTransfer-Encoding' hides a field behind a bare CR.",
                 head + "X: X\rTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        .reject("Transfer_Encoding alias", "Http11Probe SMUG-TRANSFER_ENCODING: CGI-style backends read '_' as '-' and would see chunked.",
+                head + "Transfer_Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400),
+        .reject("Content_Length alias", "CGI-style backends read 'Content_Length' as Content-Length, a second length the proxy never saw.",
+                head + "content_length: 5\r\n\r\nhello", 400),
+        .accept("underscore in an unrelated name", "'_' is a tchar (RFC 9110 §5.6.2); only framing aliases are refused.",
+                head + "X_Custom_Field: 1\r\nContent-Length: 2\r\n\r\nok",
+                Accepted(framing: .contentLength(2), body: "ok", forwarded: ["Host: a", "X_Custom_Field: 1"])),
         .reject("TE after bare LF", "llhttp 'Missing expected CR after header value': 'x:x\\nTransfer-Encoding'.",
                 head + "x:x\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     ]

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 /// Upstream failures, client timeouts and retries, each over real sockets.
 @Suite(.serialized) struct FailureAndTimeoutTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// End-to-end forwarding over real loopback sockets: client → idemproxy → recording origin.
 @Suite(.serialized) struct ForwardingTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Every SPEC §5 malformation is answered by the proxy with its status and never reaches the
 /// upstream: the recording origin must not even see a connection.

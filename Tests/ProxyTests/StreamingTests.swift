@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Bodies that are not buffered flow with back-pressure: the proxy's memory stays bounded
 /// whatever the size. The proxy runs in this test process, so the process RSS is measured

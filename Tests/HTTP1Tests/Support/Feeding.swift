@@ -25,20 +25,8 @@ enum Feeding: CustomStringConvertible {
         }
     }
 
-    /// Whole, byte by byte, and split into two pieces at every offset. Very long
-    /// inputs are split at a bounded set of offsets (all of the first and last
-    /// 64 bytes plus an even spread) to keep the suite fast.
+    /// Whole, byte by byte, and split into two pieces at every offset.
     static func all(for count: Int) -> [Feeding] {
-        var modes: [Feeding] = [.whole, .byteByByte]
-        guard count > 1 else { return modes }
-        if count <= 400 {
-            modes += (1..<count).map { .split(at: $0) }
-        } else {
-            var offsets = Set(1..<65)
-            offsets.formUnion((count - 64)..<count)
-            offsets.formUnion(stride(from: 65, to: count - 64, by: max(1, count / 128)))
-            modes += offsets.sorted().map { .split(at: $0) }
-        }
-        return modes
+        [.whole, .byteByByte] + (1..<max(1, count)).map { .split(at: $0) }
     }
 }

@@ -4,9 +4,9 @@ import Synchronization
 
 /// A real HTTP/1.1 origin on a loopback socket, one thread per connection, that records every
 /// byte it receives. Tests use the recording to prove what the proxy did (and did not) forward.
-final class TestUpstream: @unchecked Sendable {
+public final class TestUpstream: @unchecked Sendable {
     /// What the origin does with one parsed request.
-    enum Behaviour: Sendable {
+    public enum Behaviour: Sendable {
         /// Answer with this status, headers and body (Content-Length framing).
         case respond(status: Int, headers: [(String, String)], body: [UInt8])
         /// Answer with a chunked body made of these pieces.
@@ -21,16 +21,18 @@ final class TestUpstream: @unchecked Sendable {
         case download(total: Int)
         /// Wait, then answer.
         case delayed(seconds: Double, status: Int, body: [UInt8])
+        /// Announce `declared` body bytes, send `sent` of them, then close (a broken response).
+        case partial(status: Int, declared: Int, sent: Int)
     }
 
-    struct Request: Sendable {
-        var head: String
-        var body: [UInt8]
-        var bodyCount = 0
-        var method: String { String(head.prefix { $0 != " " }) }
-        var target: String { head.split(separator: " ", maxSplits: 2).dropFirst().first.map(String.init) ?? "" }
+    public struct Request: Sendable {
+        public var head: String
+        public var body: [UInt8]
+        public var bodyCount = 0
+        public var method: String { String(head.prefix { $0 != " " }) }
+        public var target: String { head.split(separator: " ", maxSplits: 2).dropFirst().first.map(String.init) ?? "" }
         /// Header values by name (case-insensitive), in order.
-        func values(_ name: String) -> [String] {
+        public func values(_ name: String) -> [String] {
             head.components(separatedBy: "\r\n").dropFirst().compactMap { line in
                 guard let colon = line.firstIndex(of: ":") else { return nil }
                 guard line[..<colon].lowercased() == name.lowercased() else { return nil }
@@ -39,16 +41,18 @@ final class TestUpstream: @unchecked Sendable {
         }
     }
 
-    typealias Responder = @Sendable (Request) -> Behaviour
+    public typealias Responder = @Sendable (Request) -> Behaviour
 
-    let port: UInt16
+    public let port: UInt16
+    /// Requests parsed so far whose method is `method`.
+    public func count(method: String) -> Int { requests.filter { $0.method == method }.count }
     private let listenFD: Int32
     private let state: Mutex<(requests: [Request], raw: [UInt8], connections: Int, behaviour: Responder)>
     private let stopped = Atomic<Bool>(false)
     /// Records request bodies; off for multi-GiB uploads (only counted then).
-    let recordBodies: Bool
+    public let recordBodies: Bool
 
-    init(recordBodies: Bool = true, behaviour: @escaping Responder = { _ in .respond(status: 200, headers: [], body: Array("ok".utf8)) }) {
+    public init(port requestedPort: UInt16 = 0, recordBodies: Bool = true, behaviour: @escaping Responder = { _ in .respond(status: 200, headers: [], body: Array("ok".utf8)) }) {
         self.recordBodies = recordBodies
         state = Mutex(([], [], 0, behaviour))
         let listenFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -58,7 +62,7 @@ final class TestUpstream: @unchecked Sendable {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
+        address.sin_port = requestedPort.bigEndian
         _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listenFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         listen(listenFD, 512)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -68,16 +72,16 @@ final class TestUpstream: @unchecked Sendable {
         thread.start()
     }
 
-    func setBehaviour(_ behaviour: @escaping Responder) {
+    public func setBehaviour(_ behaviour: @escaping Responder) {
         state.withLock { $0.behaviour = behaviour }
     }
 
-    var requests: [Request] { state.withLock { $0.requests } }
-    var rawBytes: [UInt8] { state.withLock { $0.raw } }
-    var rawText: String { String(decoding: rawBytes, as: UTF8.self) }
-    var connectionCount: Int { state.withLock { $0.connections } }
+    public var requests: [Request] { state.withLock { $0.requests } }
+    public var rawBytes: [UInt8] { state.withLock { $0.raw } }
+    public var rawText: String { String(decoding: rawBytes, as: UTF8.self) }
+    public var connectionCount: Int { state.withLock { $0.connections } }
 
-    func stop() {
+    public func stop() {
         stopped.store(true, ordering: .releasing)
         shutdown(listenFD, Int32(SHUT_RDWR))
         close(listenFD)
@@ -202,13 +206,16 @@ final class TestUpstream: @unchecked Sendable {
                 remaining -= sent
             }
             return true
+        case .partial(let status, let declared, let sent):
+            _ = send(Array("HTTP/1.1 \(status) X\r\nContent-Length: \(declared)\r\n\r\n".utf8) + [UInt8](repeating: 0x7A, count: sent))
+            return false
         case .delayed(let seconds, let status, let body):
             usleep(UInt32(seconds * 1_000_000))
             return send(Array("HTTP/1.1 \(status) X\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body)
         }
     }
 
-    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+    public static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard haystack.count >= needle.count else { return nil }
         var i = 0
         while i <= haystack.count - needle.count {

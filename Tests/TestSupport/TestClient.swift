@@ -3,27 +3,27 @@ import Glibc
 
 /// A blocking loopback client that sends raw bytes and reads raw responses, so tests control
 /// every byte on the wire (malformed requests, pipelining, slow senders).
-final class TestClient {
-    let fd: Int32
-    private(set) var buffer: [UInt8] = []
+public final class TestClient {
+    public let fd: Int32
+    public private(set) var buffer: [UInt8] = []
 
-    struct Response {
-        var status: Int
-        var head: String
-        var body: [UInt8]
-        var bodyText: String { String(decoding: body, as: UTF8.self) }
-        func values(_ name: String) -> [String] {
+    public struct Response: Sendable {
+        public var status: Int
+        public var head: String
+        public var body: [UInt8]
+        public var bodyText: String { String(decoding: body, as: UTF8.self) }
+        public func values(_ name: String) -> [String] {
             head.components(separatedBy: "\r\n").dropFirst().compactMap { line in
                 guard let colon = line.firstIndex(of: ":"), line[..<colon].lowercased() == name.lowercased() else { return nil }
                 return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             }
         }
-        func value(_ name: String) -> String? { values(name).first }
+        public func value(_ name: String) -> String? { values(name).first }
     }
 
-    enum ClientError: Error { case connectFailed(Int32), closed, timeout, malformed(String) }
+    public enum ClientError: Error { case connectFailed(Int32), closed, timeout, malformed(String) }
 
-    init(port: UInt16, timeoutSeconds: Int = 10) throws {
+    public init(port: UInt16, timeoutSeconds: Int = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -34,16 +34,16 @@ final class TestClient {
         setTimeout(seconds: timeoutSeconds)
     }
 
-    func setTimeout(seconds: Int) {
+    public func setTimeout(seconds: Int) {
         var tv = timeval(tv_sec: seconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
     deinit { close(fd) }
 
-    func send(_ text: String) throws { try send(Array(text.utf8)) }
+    public func send(_ text: String) throws { try send(Array(text.utf8)) }
 
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -54,7 +54,7 @@ final class TestClient {
 
     /// Reads more bytes into the buffer; false on EOF.
     @discardableResult
-    func fill() throws -> Bool {
+    public func fill() throws -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
         let n = read(fd, &chunk, chunk.count)
         if n < 0 { throw errno == EAGAIN ? ClientError.timeout : ClientError.closed }
@@ -64,13 +64,13 @@ final class TestClient {
     }
 
     /// True if the server closed the connection (EOF) within the timeout with no more data.
-    func isClosedByPeer() -> Bool {
+    public func isClosedByPeer() -> Bool {
         do { return try !fill() && buffer.isEmpty } catch ClientError.closed { return true } catch { return false }
     }
 
     /// Reads one complete response (Content-Length, chunked, or until close). `discardBody`
     /// counts body bytes without keeping them (large downloads).
-    func readResponse(requestMethod: String = "GET", discardBody: Bool = false, bodyCount: UnsafeMutablePointer<Int>? = nil) throws -> Response {
+    public func readResponse(requestMethod: String = "GET", discardBody: Bool = false, bodyCount: UnsafeMutablePointer<Int>? = nil) throws -> Response {
         var headEnd = TestUpstream.find([13, 10, 13, 10], in: buffer)
         while headEnd == nil {
             guard try fill() else { throw ClientError.closed }

@@ -1,0 +1,50 @@
+import Config
+import Foundation
+import Idempotency
+import Proxy
+
+/// A real idemproxy (all of its loops, on loopback port 0) in front of a `TestUpstream`.
+public final class ProxyHarness: @unchecked Sendable {
+    public let upstream: TestUpstream
+    public let server: ProxyServer
+    public var port: UInt16 { server.port }
+
+    /// `upstreamYAML` lines go under `upstream:`; `yaml` is appended at top level, so tests
+    /// state only what they change. `memoryStore` lets several instances share one store.
+    public init(
+        upstream: TestUpstream = TestUpstream(), upstreamPort: UInt16? = nil, upstreamYAML: [String] = [],
+        yaml: String = "", workers: Int = 1, memoryStore: MemoryStore? = nil
+    ) throws {
+        self.upstream = upstream
+        var text = """
+        listen: 127.0.0.1:0
+        workers: \(workers)
+        upstream:
+          url: http://127.0.0.1:\(upstreamPort ?? upstream.port)
+
+        """
+        for line in upstreamYAML { text += "  \(line)\n" }
+        text += yaml
+        let config = try ConfigLoader.parse(yaml: text, fileName: "test.yaml", environment: [:])
+        var settings = try ProxySettings(config: config)
+        settings.log = Log(minimum: .error, json: true)
+        server = try ProxyServer(settings: settings, memoryStore: memoryStore)
+        server.start()
+    }
+
+    public func client(timeoutSeconds: Int = 10) throws -> TestClient {
+        try TestClient(port: port, timeoutSeconds: timeoutSeconds)
+    }
+
+    /// Sends one request on a new connection and reads its response.
+    public func request(_ raw: String, method: String = "POST") throws -> TestClient.Response {
+        let client = try client()
+        try client.send(raw)
+        return try client.readResponse(requestMethod: method)
+    }
+
+    public func stop() {
+        server.shutdown()
+        upstream.stop()
+    }
+}
