@@ -8,6 +8,10 @@ public struct OutputBuffer {
 
     public init() {}
 
+    /// Keeps written bytes after a drain (until `reset()`), so a request can be re-sent on a
+    /// fresh connection without having been copied up front.
+    public var retainAfterDrain = false
+
     public var pendingCount: Int { bytes.count - sent }
     public var isEmpty: Bool { sent == bytes.count }
 
@@ -25,11 +29,12 @@ public struct OutputBuffer {
             case .wouldBlock: return .partial
             }
         }
-        reset()
+        if !retainAfterDrain { reset() }
         return .drained
     }
 
     public mutating func reset() {
+        retainAfterDrain = false
         if bytes.capacity > 64 * 1024 { bytes = [] } else { bytes.removeAll(keepingCapacity: true) }
         sent = 0
     }

@@ -63,7 +63,8 @@ extension ClientConnection {
         }
         writeForwardedHead(source: source, framing: framing, into: &connection.outbound.bytes)
         if !hasBody && head.method.isIdempotent && connection.exchangesServed > 0 {
-            exchange.retryableRequest = connection.outbound.bytes
+            exchange.retryable = true
+            connection.outbound.retainAfterDrain = true
         }
 
         if hasBody {
@@ -83,15 +84,21 @@ extension ClientConnection {
         }
     }
 
+    static let dropExpect = ["expect"]
     static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
     func writeForwardedHead(source: UnsafeRawBufferPointer, framing: BodyFraming, into out: inout [UInt8]) {
-        var extra: [(name: String, value: String)] = [("X-Forwarded-For", peer), ("X-Forwarded-Proto", "http")]
+        // The array lives with the connection (peer and scheme never change on it), so
+        // forwarding a request allocates nothing here.
+        if forwardedFields.isEmpty {
+            forwardedFields = [("X-Forwarded-For", peer), ("X-Forwarded-Proto", "http")]
+        }
+        forwardedFields.removeSubrange(2...)
         if let host = head.host {
-            extra.append(("X-Forwarded-Host", String(decoding: UnsafeRawBufferPointer(rebasing: source[host]), as: UTF8.self)))
+            forwardedFields.append(("X-Forwarded-Host", String(decoding: UnsafeRawBufferPointer(rebasing: source[host]), as: UTF8.self)))
         }
         HeadWriter.writeRequestHead(
-            head, source: source, extra: extra, dropping: head.expectContinue ? ["expect"] : [],
+            head, source: source, extra: forwardedFields, dropping: head.expectContinue ? Self.dropExpect : [],
             framing: framing, into: &out)
     }
 
@@ -223,8 +230,9 @@ extension ClientConnection {
     /// Re-sends an idempotent, body-less request on a fresh connection after a reused one
     /// failed before any response byte (the classic keep-alive race: the upstream closed the
     /// idle connection as we wrote). Never done for POST or PATCH (RFC 9110 §9.2.2).
-    private func retryOnFreshConnection() -> Bool {
-        guard let request = exchange.retryableRequest, !exchange.retried else { return false }
+    private func retryOnFreshConnection(after failed: UpstreamConnection) -> Bool {
+        guard exchange.retryable, !exchange.retried, failed.outbound.pendingCount == 0 else { return false }
+        let request = failed.outbound.bytes
         exchange.retried = true
         upstream = nil
         do {
@@ -249,6 +257,8 @@ extension ClientConnection: UpstreamConnectionDelegate {
     func upstream(_ connection: UpstreamConnection, didRead bytes: UnsafeRawBufferPointer) -> Int {
         guard connection === upstream else { return bytes.count }
         connection.armTimer(afterMillis: settings.responseTimeoutMillis)
+        // A response byte arrived: the request will not be re-sent, its bytes can go.
+        if connection.outbound.retainAfterDrain && connection.outbound.pendingCount == 0 { connection.outbound.reset() }
         var offset = 0
         while upstream === connection {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
@@ -323,7 +333,7 @@ extension ClientConnection: UpstreamConnectionDelegate {
         guard connection === upstream else { return }
         upstream = nil
         if !exchange.responseStarted {
-            if !connection.receivedResponseBytes && connection.exchangesServed > 0 && retryOnFreshConnection() { return }
+            if !connection.receivedResponseBytes && connection.exchangesServed > 0 && retryOnFreshConnection(after: connection) { return }
             upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "the upstream closed the connection without a response")
             return
         }

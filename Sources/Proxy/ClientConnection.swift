@@ -30,8 +30,9 @@ final class ClientConnection: EventHandler {
     let fd: Int32
     let peer: String
     unowned let worker: Worker
-    var loop: EventLoop { worker.loop }
-    var settings: ProxySettings { worker.settings }
+    /// Cached from the worker: read on every request.
+    unowned let loop: EventLoop
+    let settings: ProxySettings
 
     var phase: Phase = .awaitingHead
     /// Unprocessed client bytes, oldest first (usually empty).
@@ -56,6 +57,8 @@ final class ClientConnection: EventHandler {
     /// The exchange in progress, if any.
     var exchange = Exchange()
     var upstream: UpstreamConnection?
+    /// X-Forwarded-For/Proto/Host for the current request (SPEC §5).
+    var forwardedFields: [(name: String, value: String)] = []
 
     /// Upstream bytes queued beyond this stop client reads (and client bytes queued beyond it
     /// stop upstream reads): memory per connection stays bounded whatever the body size.
@@ -66,6 +69,8 @@ final class ClientConnection: EventHandler {
         self.fd = fd
         self.peer = peer
         self.worker = worker
+        self.loop = worker.loop
+        self.settings = worker.settings
     }
 
     func start() {

@@ -16,9 +16,9 @@ struct Exchange {
     var responseDecoder = BodyDecoder(framing: .none)
     /// The response body is re-framed as chunked towards the client.
     var responseChunked = false
-    /// A copy of the forwarded request, kept only when it may be re-sent: an idempotent
-    /// method without a body on a reused connection (RFC 9110 §9.2.2).
-    var retryableRequest: [UInt8]? = nil
+    /// The request may be re-sent: an idempotent method without a body on a reused
+    /// connection (RFC 9110 §9.2.2). Its bytes stay in the connection's output buffer.
+    var retryable = false
     var retried = false
     var requestsServed = 0
     /// Set for guarded requests (SPEC §2–§4).
@@ -26,7 +26,10 @@ struct Exchange {
 
     mutating func reset() {
         let served = requestsServed
+        // Keep the response head's field arrays: their capacity is reused by the next parse.
+        let keptHead = responseHead
         self = Exchange()
+        responseHead = keptHead
         requestsServed = served
     }
 }

@@ -48,7 +48,7 @@ struct GuardPolicy: Sendable {
 
 /// Decides which requests are guarded: the first matching route's settings, else the global
 /// ones, and only for the methods those settings guard (SPEC §2).
-struct GuardTable: Sendable {
+final class GuardTable: Sendable {
     let config: IdemproxyConfig
     let global: GuardPolicy
     let routes: [GuardPolicy?]         // nil for a disabled route

@@ -5,7 +5,11 @@ import HTTP1
 
 /// The configuration values the hot path reads, converted once from `IdemproxyConfig`
 /// (durations to milliseconds, the upstream address resolved) so no request pays for it.
-public struct ProxySettings: Sendable {
+///
+/// A class: connections read these values on every request, and a reference costs nothing to
+/// pass around where a large struct would be copied with all its references retained.
+/// Configure it fully before handing it to `ProxyServer`; it is not mutated afterwards.
+public final class ProxySettings: @unchecked Sendable {
     public var listen: Socket.Address
     public var workers: Int
     public var upstreamAddress: Socket.Address

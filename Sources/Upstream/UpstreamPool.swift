@@ -42,11 +42,11 @@ public final class UpstreamPool {
             let action = fresh ? .connect : state.lease(now: loop.now, expired: &expired)
             closeExpired()
             switch action {
-            case .reuse(let id):
+            case .reuse(let id, let check):
                 guard let connection = parked.removeValue(forKey: id) else { continue }
                 // An upstream may close an idle connection at any moment; a peek that sees EOF
                 // or stray bytes retires it before a request is written into it.
-                guard connection.state == .open, Socket.isIdleConnectionAlive(connection.fd) else {
+                guard connection.state == .open, !check || Socket.isIdleConnectionAlive(connection.fd) else {
                     connection.close()
                     continue
                 }
@@ -80,6 +80,7 @@ public final class UpstreamPool {
         case .close:
             connection.close()
         case .park(let deadline):
+            connection.outbound.reset()
             connection.delegate = self
             connection.cancelTimer()
             connection.setReading(true)

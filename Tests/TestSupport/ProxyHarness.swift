@@ -26,7 +26,7 @@ public final class ProxyHarness: @unchecked Sendable {
         for line in upstreamYAML { text += "  \(line)\n" }
         text += yaml
         let config = try ConfigLoader.parse(yaml: text, fileName: "test.yaml", environment: [:])
-        var settings = try ProxySettings(config: config)
+        let settings = try ProxySettings(config: config)
         settings.log = Log(minimum: .error, json: true)
         server = try ProxyServer(settings: settings, memoryStore: memoryStore)
         server.start()

@@ -18,9 +18,18 @@ struct PoolStateMachineTests {
         #expect(state.release(id: 1, reusable: true, now: 0) == .park(deadline: 1000))
         #expect(state.release(id: 2, reusable: true, now: 10) == .park(deadline: 1010))
         var expired: [Int] = []
-        #expect(state.lease(now: 20, expired: &expired) == .reuse(id: 2))
-        #expect(state.lease(now: 20, expired: &expired) == .reuse(id: 1))
+        #expect(state.lease(now: 20, expired: &expired) == .reuse(id: 2, check: false))
+        #expect(state.lease(now: 20, expired: &expired) == .reuse(id: 1, check: false))
         #expect(expired.isEmpty)
+    }
+
+    @Test func connectionsIdleLongerThanTheThresholdAreCheckedBeforeReuse() {
+        var state = pool()
+        _ = state.release(id: 1, reusable: true, now: 0)
+        _ = state.release(id: 2, reusable: true, now: 100)
+        var expired: [Int] = []
+        #expect(state.lease(now: 120, expired: &expired) == .reuse(id: 2, check: false))
+        #expect(state.lease(now: 120, expired: &expired) == .reuse(id: 1, check: true))
     }
 
     @Test func expiredConnectionsAreNeverReused() {
