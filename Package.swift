@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Upstream", "Config", "Idempotency", "RedisClient", "RedisStore"], swiftSettings: strict),
         .executableTarget(
             name: "idemproxy",
-            dependencies: ["Proxy", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Proxy", "Config", "RedisStore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
 
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),

@@ -20,11 +20,17 @@ public enum HeadWriter {
         extra: [(name: String, value: String)],
         dropping: [String],
         framing: BodyFraming,
+        targetPrefix: [UInt8] = [],
         into out: inout [UInt8]
     ) {
         out.appendBytes(source, head.methodRange)
         out.append(ASCII.sp)
-        out.appendBytes(source, head.target)
+        let origin = originForm(of: head.target, in: source)
+        let asterisk = origin.count == 1 && source[origin.lowerBound] == UInt8(ascii: "*")
+        // The upstream URL's path, if any, is prepended (e.g. "/api" + "/v1/x").
+        if !asterisk { out.append(contentsOf: targetPrefix) }
+        if origin.isEmpty || source[origin.lowerBound] == UInt8(ascii: "?") { out.append(UInt8(ascii: "/")) }
+        out.appendBytes(source, origin)
         // The proxy speaks HTTP/1.1 to the upstream whatever the client used
         // (RFC 9110 §2.5: intermediaries MUST send their own HTTP-version).
         out.appendLiteral(" HTTP/1.1\r\n")
@@ -32,6 +38,31 @@ public enum HeadWriter {
         for field in extra { out.appendField(field.name, field.value) }
         out.appendFraming(framing)
         out.appendCRLF()
+    }
+
+    /// The origin-form part of a target: an absolute-form target ("http://a/b?c") is sent to
+    /// the upstream as "/b?c" (a path-less "http://a?q" yields "?q", to which the writer
+    /// prepends "/") (RFC 9112 §3.2.2: a server must accept absolute-form, but origin
+    /// servers are addressed in origin-form). "*" and origin-form pass unchanged.
+    public static func originForm(of target: Range<Int>, in source: UnsafeRawBufferPointer) -> Range<Int> {
+        guard target.count > 0, source[target.lowerBound] != UInt8(ascii: "/"), source[target.lowerBound] != UInt8(ascii: "*") else {
+            return target
+        }
+        // Skip "scheme://authority".
+        var index = target.lowerBound
+        var slashes = 0
+        while index < target.upperBound {
+            let byte = source[index]
+            if byte == UInt8(ascii: "/") {
+                slashes += 1
+                if slashes == 3 { return index..<target.upperBound }
+            } else if byte == UInt8(ascii: "?") && slashes == 2 {
+                return index..<target.upperBound
+            }
+            index += 1
+        }
+        // No path: the caller writes "/" in front of what is returned (empty or a query).
+        return target.upperBound..<target.upperBound
     }
 
     /// Writes "HTTP/1.1 STATUS REASON\r\n", the non-hop-by-hop fields, `extra`,

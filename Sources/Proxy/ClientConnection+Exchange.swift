@@ -99,7 +99,7 @@ extension ClientConnection {
         }
         HeadWriter.writeRequestHead(
             head, source: source, extra: forwardedFields, dropping: head.expectContinue ? Self.dropExpect : [],
-            framing: framing, into: &out)
+            framing: framing, targetPrefix: settings.upstreamPathPrefix, into: &out)
     }
 
     func forwardRequestBody(_ data: UnsafeRawBufferPointer) {

@@ -154,6 +154,12 @@ extension ClientConnection {
 
     private func storeUnavailable(_ guarded: GuardedExchange, _ error: StoreError) {
         worker.metrics.count(.storeUnavailable)
+        if error == .timeout {
+            // The claim may have been applied although its reply never came: release it
+            // (a compare-and-set on our owner token, so it can only undo our own claim), or
+            // the key would stay in flight for a request that was never forwarded.
+            worker.store.release(key: guarded.storageKey, owner: guarded.owner) { _ in }
+        }
         if settings.passThroughWhenStoreUnavailable {
             guarded.stage = .passThrough
             _ = worker.metrics.passThroughForwards.add(1, ordering: .relaxed)

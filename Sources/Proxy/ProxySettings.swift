@@ -13,7 +13,8 @@ public final class ProxySettings: @unchecked Sendable {
     public var listen: Socket.Address
     public var workers: Int
     public var upstreamAddress: Socket.Address
-    public var upstreamPathPrefix: String
+    /// The upstream URL's path without a trailing slash, prepended to every forwarded target.
+    public var upstreamPathPrefix: [UInt8]
     public var connectTimeoutMillis: UInt64
     public var responseTimeoutMillis: UInt64
     public var maxIdleUpstream: Int
@@ -38,7 +39,9 @@ public final class ProxySettings: @unchecked Sendable {
         listen = try Socket.Address.resolve(host: config.listen.host, port: config.listen.port)
         workers = config.workers ?? ProxySettings.availableCores()
         upstreamAddress = try Socket.Address.resolve(host: config.upstream.host, port: config.upstream.port)
-        upstreamPathPrefix = config.upstream.pathPrefix == "/" ? "" : config.upstream.pathPrefix
+        var prefix = config.upstream.pathPrefix
+        while prefix.hasSuffix("/") { prefix.removeLast() }
+        upstreamPathPrefix = Array(prefix.utf8)
         connectTimeoutMillis = config.upstream.connectTimeout.milliseconds
         responseTimeoutMillis = config.upstream.responseTimeout.milliseconds
         maxIdleUpstream = config.upstream.maxIdleConnections

@@ -5,7 +5,7 @@
 /// Records are `RecordCodec` bytes. Lua strings are 1-based, so the codec's 0-based offsets
 /// shift by one: state is byte 2, the owner bytes 35–50, the lease deadline bytes 51–58.
 /// Lease deadlines come from Redis `TIME`, the one clock every replica shares.
-enum RedisScripts {
+public enum RedisScripts {
     /// Shared helpers prepended to each script.
     private static let prelude = """
     local function now_ms()
@@ -81,5 +81,5 @@ enum RedisScripts {
     return 1
     """
 
-    static let all = [claim, complete, release, markUnknown, refresh]
+    public static let all = [claim, complete, release, markUnknown, refresh]
 }

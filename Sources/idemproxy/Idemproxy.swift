@@ -3,6 +3,7 @@ import Config
 import EventLoop
 import Foundation
 import Proxy
+import RedisStore
 
 /// `idemproxy [serve] --config PATH`, `idemproxy check-config --config PATH`, `--version`.
 /// Argument parsing and wiring only; everything else lives in the library modules.
@@ -41,19 +42,35 @@ struct Serve: ParsableCommand {
     func run() throws {
         let config = try options.load()
         ProxyServer.prepareSignals()
+        let settings: ProxySettings
         let server: ProxyServer
         do {
-            server = try ProxyServer(settings: try ProxySettings(config: config))
+            settings = try ProxySettings(config: config)
+            server = try ProxyServer(settings: settings)
         } catch {
             FileHandle.standardError.write(Data("idemproxy: cannot start: \(error)\n".utf8))
             throw ExitCode(1)
         }
+        if let redis = settings.redis {
+            // SPEC §9: say loudly when Redis may lose records; start anyway (the store may
+            // come up after the proxy, and store.unavailable covers the meantime).
+            let report = RedisStartupReport.run(
+                host: redis.ip, port: redis.port, username: redis.username, password: redis.password, database: redis.database)
+            for warning in report.warnings { settings.log.warning(warning, ["redis": "\(redis.ip):\(redis.port)"]) }
+            if report.reachable {
+                settings.log.info("redis checked", [
+                    "maxmemory_policy": report.maxmemoryPolicy ?? "?", "appendonly": report.appendOnly ?? "?",
+                    "scripts_loaded": "\(report.scriptsLoaded)"])
+            }
+        }
         server.start()
-        StartupLog.info("listening", ["listen": "\(config.listen.host):\(server.port)", "upstream": config.upstream.url, "workers": "\(server.settings.workers)"])
+        settings.log.info("listening", [
+            "listen": "\(config.listen.host):\(server.port)", "upstream": config.upstream.url,
+            "workers": "\(settings.workers)", "store": "\(config.store.backend)", "version": Idemproxy.version])
         let signal = ProxyServer.waitForTerminationSignal()
-        StartupLog.info("shutting down", ["signal": signal == SIGTERM ? "SIGTERM" : "SIGINT"])
+        settings.log.info("shutting down", ["signal": signal == SIGTERM ? "SIGTERM" : "SIGINT", "grace": "\(config.shutdownGrace)"])
         server.shutdown()
-        StartupLog.info("stopped", [:])
+        settings.log.info("stopped")
     }
 }
 
@@ -65,17 +82,5 @@ struct CheckConfig: ParsableCommand {
     func run() throws {
         let config = try options.load()
         print("configuration OK: listen \(config.listen), upstream \(config.upstream.url), store \(config.store.backend)")
-    }
-}
-
-/// One JSON line per lifecycle event on stderr, the format log collectors expect.
-enum StartupLog {
-    static func info(_ message: String, _ fields: [String: String]) {
-        var line = "{\"level\":\"info\",\"msg\":\"\(message)\""
-        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
-            line += ",\"\(key)\":\"\(value.replacingOccurrences(of: "\"", with: "\\\""))\""
-        }
-        line += "}\n"
-        FileHandle.standardError.write(Data(line.utf8))
     }
 }

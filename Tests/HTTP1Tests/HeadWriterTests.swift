@@ -30,6 +30,24 @@ import Testing
         }
     }
 
+    /// RFC 9112 §3.2.2: absolute-form reaches the origin in origin-form, and the upstream
+    /// URL's path is prepended to every target.
+    @Test(arguments: [
+        ("GET http://api.example/v1/x?q=1 HTTP/1.1\r\nHost: api.example\r\n\r\n", "", "GET /v1/x?q=1 HTTP/1.1"),
+        ("GET http://api.example HTTP/1.1\r\nHost: api.example\r\n\r\n", "", "GET / HTTP/1.1"),
+        ("GET http://api.example?q=1 HTTP/1.1\r\nHost: api.example\r\n\r\n", "", "GET /?q=1 HTTP/1.1"),
+        ("GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n", "/api", "GET /api/v1/x HTTP/1.1"),
+        ("GET http://a/v1 HTTP/1.1\r\nHost: a\r\n\r\n", "/api", "GET /api/v1 HTTP/1.1"),
+        ("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "/api", "OPTIONS * HTTP/1.1"),
+    ])
+    func targetIsWrittenInOriginFormWithThePrefix(_ request: String, _ prefix: String, _ line: String) throws {
+        try parseRequest(raw(request)) { head, bytes in
+            var out: [UInt8] = []
+            HeadWriter.writeRequestHead(head, source: bytes, extra: [], dropping: [], framing: .none, targetPrefix: Array(prefix.utf8), into: &out)
+            #expect(text(out).hasPrefix(line + "\r\n"))
+        }
+    }
+
     @Test func requestIsReframedAndExtrasAppended() throws {
         let input = raw("POST /u?x=1 HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\nTE: trailers\r\nKeep-Alive: 1\r\nX-A: 1\r\n\r\nabc")
         try parseRequest(input) { head, bytes in

@@ -7,11 +7,17 @@ import TestSupport
 /// Many identical requests at once, on one instance and on two instances sharing Redis.
 @Suite(.serialized) struct ConcurrencyTests {
     static func fire(_ count: Int, ports: [UInt16], request: String) -> [TestClient.Response?] {
-        concurrently(count) { index in
-            guard let client = try? TestClient(port: ports[index % ports.count], timeoutSeconds: 20) else { return nil }
-            guard (try? client.send(request)) != nil else { return nil }
-            return try? client.readResponse()
+        let results = concurrently(count) { index -> Result<TestClient.Response, TestClient.ClientError> in
+            do {
+                let client = try TestClient(port: ports[index % ports.count], timeoutSeconds: 20)
+                try client.send(request)
+                return .success(try client.readResponse())
+            } catch {
+                return .failure(error as? TestClient.ClientError ?? .closed)
+            }
         }
+        for case .failure(let error) in results { Issue.record("a client failed: \(error)") }
+        return results.map { try? $0.get() }
     }
 
     @Test(arguments: StoreKind.allCases)

@@ -25,6 +25,27 @@ import TestSupport
         #expect(seen.values("x-forwarded-host") == ["api.example"])
     }
 
+    @Test func upstreamPathIsPrependedAndAbsoluteFormIsNormalised() throws {
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: Self.echoTarget), upstreamPath: "/api/")
+        defer { proxy.stop() }
+        let client = try proxy.client()
+        try client.send("GET /v1/items HTTP/1.1\r\nHost: a\r\n\r\nGET http://a/v2?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(try client.readResponse().bodyText == "/api/v1/items")
+        #expect(try client.readResponse().bodyText == "/api/v2?x=1")
+    }
+
+    @Test func dotSegmentsAreRejectedSoRoutesCannotBeBypassed() throws {
+        let proxy = try ProxyHarness()
+        defer { proxy.stop() }
+        for target in ["/public/../v1/payments", "/./v1", "/a/..", "/a/.?x"] {
+            let response = try proxy.request("GET \(target) HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET")
+            #expect(response.status == 400, "\(target)")
+        }
+        // Dots inside names are fine.
+        #expect(try proxy.request("GET /a/.well-known/x..y HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET").status == 200)
+        #expect(proxy.upstream.requests.count == 1)
+    }
+
     @Test func hopByHopFieldsAreRemovedInBothDirections() throws {
         let upstream = TestUpstream { _ in
             .respond(status: 200, headers: [("Connection", "X-Upstream-Secret"), ("X-Upstream-Secret", "1"), ("Keep-Alive", "timeout=5"), ("X-Kept", "yes")], body: Array("ok".utf8))

@@ -12,7 +12,7 @@ public final class ProxyHarness: @unchecked Sendable {
     /// `upstreamYAML` lines go under `upstream:`; `yaml` is appended at top level, so tests
     /// state only what they change. `memoryStore` lets several instances share one store.
     public init(
-        upstream: TestUpstream = TestUpstream(), upstreamPort: UInt16? = nil, upstreamYAML: [String] = [],
+        upstream: TestUpstream = TestUpstream(), upstreamPort: UInt16? = nil, upstreamPath: String = "", upstreamYAML: [String] = [],
         yaml: String = "", workers: Int = 1, memoryStore: MemoryStore? = nil
     ) throws {
         self.upstream = upstream
@@ -20,7 +20,7 @@ public final class ProxyHarness: @unchecked Sendable {
         listen: 127.0.0.1:0
         workers: \(workers)
         upstream:
-          url: http://127.0.0.1:\(upstreamPort ?? upstream.port)
+          url: http://127.0.0.1:\(upstreamPort ?? upstream.port)\(upstreamPath)
 
         """
         for line in upstreamYAML { text += "  \(line)\n" }

@@ -21,7 +21,7 @@ public final class TestClient {
         public func value(_ name: String) -> String? { values(name).first }
     }
 
-    public enum ClientError: Error { case connectFailed(Int32), closed, timeout, malformed(String) }
+    public enum ClientError: Error, Sendable { case connectFailed(Int32), closed, timeout, malformed(String) }
 
     public init(port: UInt16, timeoutSeconds: Int = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
