@@ -23,7 +23,7 @@ public final class MemoryStore: IdempotencyStore {
     }
 
     private final class Shard: Sendable {
-        let entries = Mutex<[String: Entry]>([:])
+        let entries = Mutex<[StoreKey: Entry]>([:])
     }
 
     private let shards: [Shard]
@@ -41,7 +41,7 @@ public final class MemoryStore: IdempotencyStore {
         completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
         let now = clock()
-        let outcome = shard(for: key).entries.withLock { entries -> ClaimOutcome in
+        let outcome = shard(for: StoreKey(key)).entries.withLock { [key = StoreKey(key)] entries -> ClaimOutcome in
             if var existing = Self.live(&entries, key, now) {
                 guard existing.record.leaseExpired(atMillis: now) else { return .existing(existing.record) }
                 switch expiredLease {
@@ -79,7 +79,7 @@ public final class MemoryStore: IdempotencyStore {
 
     public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {
         let now = clock()
-        let released = shard(for: key).entries.withLock { entries -> Bool in
+        let released = shard(for: StoreKey(key)).entries.withLock { [key = StoreKey(key)] entries -> Bool in
             guard let entry = Self.live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
             entries[key] = nil
             return true
@@ -108,7 +108,7 @@ public final class MemoryStore: IdempotencyStore {
 
     public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {
         let now = clock()
-        let record = shard(for: key).entries.withLock { entries in
+        let record = shard(for: StoreKey(key)).entries.withLock { [key = StoreKey(key)] entries in
             Self.live(&entries, key, now)?.record
         }
         completion(.success(record))
@@ -143,7 +143,7 @@ public final class MemoryStore: IdempotencyStore {
 
     /// Applies `change` if the live record is in flight and owned by `owner`.
     private func updateOwned(key: String, owner: [UInt8], now: UInt64, _ change: (inout Entry) -> Void) -> Bool {
-        shard(for: key).entries.withLock { entries -> Bool in
+        shard(for: StoreKey(key)).entries.withLock { [key = StoreKey(key)] entries -> Bool in
             guard var entry = Self.live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
             change(&entry)
             entries[key] = entry
@@ -153,7 +153,7 @@ public final class MemoryStore: IdempotencyStore {
 
     /// The entry for `key` unless its TTL has passed, in which case it is
     /// removed first (lazy expiry).
-    private static func live(_ entries: inout [String: Entry], _ key: String, _ now: UInt64) -> Entry? {
+    private static func live(_ entries: inout [StoreKey: Entry], _ key: StoreKey, _ now: UInt64) -> Entry? {
         guard let entry = entries[key] else { return nil }
         guard entry.expiresAtMillis > now else {
             entries[key] = nil
@@ -176,12 +176,28 @@ public final class MemoryStore: IdempotencyStore {
 
     /// FNV-1a over the key's UTF-8: stable across runs (unlike `Hasher`),
     /// and storage keys end in a SHA-256 hex digest, so they spread evenly.
-    private func shard(for key: String) -> Shard {
+    private func shard(for key: StoreKey) -> Shard {
+        shards[Int(key.fnv % UInt64(Self.shardCount))]
+    }
+}
+
+/// A storage key with its FNV-1a hash computed once: the hash picks the shard and feeds the
+/// dictionary (through `Hasher`, which still seeds it per process), so a 70-byte key is
+/// hashed once per operation rather than three times by SipHash.
+struct StoreKey: Hashable, Sendable {
+    let text: String
+    let fnv: UInt64
+
+    init(_ text: String) {
+        self.text = text
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in key.utf8 {
+        for byte in text.utf8 {
             hash ^= UInt64(byte)
             hash &*= 0x0000_0100_0000_01B3
         }
-        return shards[Int(hash % UInt64(Self.shardCount))]
+        fnv = hash
     }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(fnv) }
+    static func == (a: StoreKey, b: StoreKey) -> Bool { a.fnv == b.fnv && a.text == b.text }
 }

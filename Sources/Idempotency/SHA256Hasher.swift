@@ -90,6 +90,14 @@ public struct SHA256Hasher {
 private final class DigestContext {
     let pointer: OpaquePointer
 
+    /// The SHA-256 implementation, fetched once. OpenSSL 3 otherwise looks the algorithm up
+    /// in its provider tables on every `EVP_DigestInit_ex(ctx, EVP_sha256(), nil)`, which
+    /// costs more than hashing a small request.
+    nonisolated(unsafe) static let sha256: OpaquePointer = {
+        guard let md = EVP_MD_fetch(nil, "SHA256", nil) else { fatalError("EVP_MD_fetch(SHA256) failed") }
+        return md
+    }()
+
     init() {
         guard let ctx = EVP_MD_CTX_new() else {
             fatalError("EVP_MD_CTX_new: out of memory")
@@ -114,7 +122,7 @@ private final class DigestContext {
     /// (Re)initialises the context for SHA-256. `EVP_DigestInit_ex` on an
     /// existing context discards any previous state.
     func reset() {
-        let ok = EVP_DigestInit_ex(pointer, EVP_sha256(), nil)
+        let ok = EVP_DigestInit_ex(pointer, Self.sha256, nil)
         precondition(ok == 1, "EVP_DigestInit_ex(SHA-256) failed")
     }
 

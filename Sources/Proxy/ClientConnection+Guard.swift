@@ -37,7 +37,8 @@ extension ClientConnection {
             return
         }
         let guarded = GuardedExchange(
-            policy: policy, key: key, headBytes: Array(UnsafeRawBufferPointer(rebasing: source[0..<head.headLength])), head: head)
+            policy: policy, key: key, headBytes: Array(UnsafeRawBufferPointer(rebasing: source[0..<head.headLength])), head: head,
+            owner: worker.ownerTokens.next())
         exchange.guarded = guarded
         if head.framing.hasBody {
             exchange.requestDecoder = BodyDecoder(framing: head.framing, limits: settings.parserLimits)
@@ -87,7 +88,7 @@ extension ClientConnection {
         let method = guarded.text(guarded.head.methodRange)
         let target = guarded.text(guarded.head.target)
         guarded.fingerprint = Fingerprinter.fingerprint(
-            method: method, target: target, headers: guarded.fieldStrings(), body: guarded.body, policy: guarded.policy.fingerprint)
+            method: method, target: target, headers: guarded.fingerprintFieldStrings(), body: guarded.body, policy: guarded.policy.fingerprint)
         var scope: [UInt8]? = nil
         if let scopeHeader = guarded.policy.scopeHeader {
             let lines = guarded.values(of: scopeHeader)

@@ -21,6 +21,8 @@ struct GuardPolicy: Sendable {
     let maxStoredBody: Int
     let scopeHeader: [UInt8]?        // lowercased; nil when scoping is disabled
     let fingerprint: FingerprintPolicy
+    /// `fingerprint.headers`, lowercased, for matching request fields byte-wise.
+    let fingerprintHeaderNames: [[UInt8]]
     let keepHeaders: [String]
 
     init(_ config: IdempotencyConfig) {
@@ -43,6 +45,7 @@ struct GuardPolicy: Sendable {
             headers: config.fingerprintHeaders, body: config.fingerprintBody == .json ? .json : .raw,
             ignoreFields: config.ignoreFields)
         keepHeaders = config.replayKeepHeaders
+        fingerprintHeaderNames = config.fingerprintHeaders.map { Array($0.lowercased().utf8) }
     }
 }
 

@@ -27,7 +27,7 @@ final class GuardedExchange {
     let head: RequestHead
     var body: [UInt8] = []
     var stage: Stage = .buffering
-    let owner = OwnerToken.random()
+    let owner: [UInt8]
     var storageKey = ""
     var fingerprint: [UInt8] = []
     var waitDeadline: UInt64 = 0
@@ -39,7 +39,8 @@ final class GuardedExchange {
     var capturedBody: [UInt8] = []
     var bodyOmitted = false
 
-    init(policy: GuardPolicy, key: String, headBytes: [UInt8], head: RequestHead) {
+    init(policy: GuardPolicy, key: String, headBytes: [UInt8], head: RequestHead, owner: [UInt8]) {
+        self.owner = owner
         self.policy = policy
         self.key = key
         self.headBytes = headBytes
@@ -67,14 +68,16 @@ final class GuardedExchange {
             body: bodyOmitted ? [] : capturedBody, bodyOmitted: bodyOmitted)
     }
 
-    /// All request fields as strings, for the fingerprint.
-    func fieldStrings() -> [(name: String, value: String)] {
-        headBytes.withUnsafeBytes { raw in
-            head.fields.map { field in
-                (String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.name]), as: UTF8.self),
-                 String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.value]), as: UTF8.self))
+    /// The request fields the fingerprint covers (`fingerprint.headers`), as strings; the
+    /// others are never converted.
+    func fingerprintFieldStrings() -> [(name: String, value: String)] {
+        var out: [(name: String, value: String)] = []
+        for name in policy.fingerprintHeaderNames {
+            for value in values(of: name) {
+                out.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
             }
         }
+        return out
     }
 
     func text(_ range: Range<Int>) -> String {

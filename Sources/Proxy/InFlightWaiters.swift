@@ -13,21 +13,32 @@ final class InFlightWaiters: Sendable {
     }
 
     private let waiters = Mutex<[String: [Waiter]]>([:])
+    /// How many waiters are registered, read without the lock: settling a record when nobody
+    /// waits (the common case) then costs one atomic load, not a lock and a hash lookup.
+    private let registered = Atomic<Int>(0)
 
     func add(key: String, _ waiter: Waiter) {
         waiters.withLock { $0[key, default: []].append(waiter) }
+        registered.add(1, ordering: .releasing)
     }
 
     func remove(key: String, id: ObjectIdentifier) {
-        waiters.withLock { table in
+        guard registered.load(ordering: .acquiring) > 0 else { return }
+        let removed = waiters.withLock { table -> Int in
+            let before = table[key]?.count ?? 0
             table[key]?.removeAll { $0.id == id }
-            if table[key]?.isEmpty == true { table[key] = nil }
+            let after = table[key]?.count ?? 0
+            if after == 0 { table[key] = nil }
+            return before - after
         }
+        if removed > 0 { registered.subtract(removed, ordering: .releasing) }
     }
 
     /// Wakes (and forgets) every waiter for `key`.
     func notify(key: String) {
+        guard registered.load(ordering: .acquiring) > 0 else { return }
         let woken = waiters.withLock { $0.removeValue(forKey: key) } ?? []
+        if !woken.isEmpty { registered.subtract(woken.count, ordering: .releasing) }
         for waiter in woken {
             let wake = waiter.wake
             waiter.loop.execute(UncheckedTask(wake).run)

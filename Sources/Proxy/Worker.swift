@@ -41,6 +41,8 @@ final class Worker: EventHandler, @unchecked Sendable {
     var metrics: ProxyMetrics { shared.metrics }
     var guards: GuardTable { settings.guards }
     var log: Log { settings.log }
+    /// Owner tokens for claims made on this loop.
+    var ownerTokens = OwnerTokenSource()
     private lazy var sweepTimer = Timer { [unowned self] in self.sweepMemoryStore() }
 
     init(index: Int, settings: ProxySettings, listenFD: Int32, shared: SharedState) throws(IOError) {
@@ -143,5 +145,21 @@ final class Worker: EventHandler, @unchecked Sendable {
     /// Graceful shutdown, last step after the grace period: close whatever is left.
     func forceClose() {
         for connection in Array(connections.values) { connection.abort() }
+    }
+}
+
+/// Owner tokens: 8 random bytes drawn once per loop, then a counter. Tokens only have to be
+/// unique among claims (they are compared, never shown to clients), so one getrandom(2) per
+/// loop replaces one per request.
+struct OwnerTokenSource {
+    private let prefix = Array(OwnerToken.random().prefix(8))
+    private var counter: UInt64 = 0
+
+    mutating func next() -> [UInt8] {
+        counter &+= 1
+        var token = prefix
+        token.reserveCapacity(OwnerToken.length)
+        withUnsafeBytes(of: counter.bigEndian) { token.append(contentsOf: $0) }
+        return token
     }
 }

@@ -114,6 +114,29 @@ public final class RedisConnection: EventHandler {
         if !timeoutTimer.isArmed { loop.arm(timeoutTimer, at: command.deadline) }
     }
 
+    /// Sends a command already formatted as RESP (see `RedisCommand`).
+    public func send(_ command: RedisCommand, completion: @escaping Completion) {
+        precondition(command.isComplete, "RedisCommand: argument count does not match")
+        guard let context, state != .disconnected else {
+            completion(.failure(.notConnected(lastError)))
+            return
+        }
+        let pending = PendingCommand(completion: completion, deadline: loop.now + configuration.commandTimeoutMillis)
+        let privdata = Unmanaged.passRetained(pending).toOpaque()
+        let status = command.bytes.withUnsafeBufferPointer { raw in
+            raw.withMemoryRebound(to: CChar.self) {
+                redisAsyncFormattedCommand(context, RedisConnection.replyCallback, privdata, $0.baseAddress, $0.count)
+            }
+        }
+        guard status == REDIS_OK else {
+            Unmanaged<PendingCommand>.fromOpaque(privdata).release()
+            completion(.failure(.disconnected("command not queued")))
+            return
+        }
+        self.pending.append(pending)
+        if !timeoutTimer.isArmed { loop.arm(timeoutTimer, at: pending.deadline) }
+    }
+
     public func send(_ arguments: [String], completion: @escaping Completion) {
         send(arguments.map { Array($0.utf8) }, completion: completion)
     }

@@ -27,9 +27,12 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         }
     }
 
-    private func run(_ script: Script, key: String, _ arguments: [[UInt8]], completion: @escaping (Result<RedisValue, StoreError>) -> Void) {
-        let source = RedisScripts.all[script.rawValue]
-        let tail = [Array(key.utf8)] + arguments
+    /// Runs a script by SHA (or by source until the SHA is known, or after NOSCRIPT).
+    /// `argumentCount` and `appendArguments` describe ARGV; KEYS is always the one key.
+    private func run(
+        _ script: Script, key: String, argumentCount: Int, _ appendArguments: @escaping (inout RedisCommand) -> Void,
+        completion: @escaping (Result<RedisValue, StoreError>) -> Void
+    ) {
         let finish: (Result<RedisValue, RedisClientError>) -> Void = { result in
             switch result {
             case .success(.error(let message)):
@@ -42,22 +45,30 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
                 completion(.failure(.unavailable(error.description)))
             }
         }
+        func command(_ verb: String, _ scriptOrSHA: String) -> RedisCommand {
+            var command = RedisCommand(argumentCount: 4 + argumentCount, capacity: 256 + (verb == "EVAL" ? scriptOrSHA.utf8.count : 0))
+            command.append(verb)
+            command.append(scriptOrSHA)
+            command.append("1")
+            command.append(key)
+            appendArguments(&command)
+            return command
+        }
+        let source = RedisScripts.all[script.rawValue]
         guard let sha = shas[script.rawValue] else {
-            connection.send([Array("EVAL".utf8), Array(source.utf8), Array("1".utf8)] + tail, completion: finish)
+            connection.send(command("EVAL", source), completion: finish)
             return
         }
-        connection.send([Array("EVALSHA".utf8), Array(sha.utf8), Array("1".utf8)] + tail) { [weak self] result in
+        connection.send(command("EVALSHA", sha)) { [weak self] result in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 self?.shas[script.rawValue] = nil
-                self?.connection.send([Array("EVAL".utf8), Array(source.utf8), Array("1".utf8)] + tail, completion: finish)
+                self?.connection.send(command("EVAL", source), completion: finish)
                 if let self { self.loadScripts(self.connection) }
                 return
             }
             finish(result)
         }
     }
-
-    private static func millis(_ duration: Duration) -> [UInt8] { Array(String(duration.storeMillis).utf8) }
 
     private static func flag(_ completion: @escaping (Result<Bool, StoreError>) -> Void) -> (Result<RedisValue, StoreError>) -> Void {
         { result in completion(result.map { $0.integer == 1 }) }
@@ -69,8 +80,15 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
         expiredLease: IndeterminatePolicy, completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
-        let policy: [UInt8] = Array((expiredLease == .hold ? "hold" : "release").utf8)
-        run(.claim, key: key, [owner, fingerprint, Self.millis(lease), Self.millis(ttl), policy]) { result in
+        let policy = expiredLease == .hold ? "hold" : "release"
+        let leaseMillis = lease.storeMillis, ttlMillis = ttl.storeMillis
+        run(.claim, key: key, argumentCount: 5, { command in
+            command.append(owner)
+            command.append(fingerprint)
+            command.append(leaseMillis)
+            command.append(ttlMillis)
+            command.append(policy)
+        }) { result in
             switch result {
             case .success(.integer(1)):
                 completion(.success(.claimed))
@@ -93,20 +111,27 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         let placeholder = IdempotencyRecord(
             state: .completed, fingerprint: [UInt8](repeating: 0, count: RecordCodec.fingerprintLength),
             owner: owner, leaseDeadlineMillis: 0, response: response)
-        let section = Array(RecordCodec.encode(placeholder)[RecordCodec.Offset.flags...])
-        run(.complete, key: key, [owner, section, Self.millis(ttl)], completion: Self.flag(completion))
+        let encoded = RecordCodec.encode(placeholder)
+        let ttlMillis = ttl.storeMillis
+        run(.complete, key: key, argumentCount: 3, { command in
+            command.append(owner)
+            encoded.withUnsafeBytes { command.append(UnsafeRawBufferPointer(rebasing: $0[RecordCodec.Offset.flags...])) }
+            command.append(ttlMillis)
+        }, completion: Self.flag(completion))
     }
 
     public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        run(.release, key: key, [owner], completion: Self.flag(completion))
+        run(.release, key: key, argumentCount: 1, { $0.append(owner) }, completion: Self.flag(completion))
     }
 
     public func markUnknown(key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        run(.markUnknown, key: key, [owner, Self.millis(ttl)], completion: Self.flag(completion))
+        let ttlMillis = ttl.storeMillis
+        run(.markUnknown, key: key, argumentCount: 2, { $0.append(owner); $0.append(ttlMillis) }, completion: Self.flag(completion))
     }
 
     public func refreshLease(key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        run(.refresh, key: key, [owner, Self.millis(lease)], completion: Self.flag(completion))
+        let leaseMillis = lease.storeMillis
+        run(.refresh, key: key, argumentCount: 2, { $0.append(owner); $0.append(leaseMillis) }, completion: Self.flag(completion))
     }
 
     public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {

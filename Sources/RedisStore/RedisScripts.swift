@@ -32,10 +32,12 @@ public enum RedisScripts {
     /// Returns 1 when claimed, otherwise the existing record's bytes. An in-flight record whose
     /// lease expired (its owner died) becomes `unknown` under hold, or is replaced under release.
     static let claim = prelude + """
-    local now = now_ms()
     local v = redis.call('GET', KEYS[1])
+    -- Completed and unknown records are returned as they are: a replay costs one GET.
+    if v and string.byte(v, 2) ~= 1 then return v end
+    local now = now_ms()
     if v then
-      if string.byte(v, 2) ~= 1 or deadline(v) > now then return v end
+      if deadline(v) > now then return v end
       if ARGV[5] == 'hold' then
         v = string.sub(v, 1, 1) .. string.char(3) .. string.sub(v, 3)
         redis.call('SET', KEYS[1], v, 'PX', ARGV[4])

@@ -27,3 +27,9 @@ for name in order:
     ratio = f"{rps / base[0]:.2f}x" if base else "-"
     pratio = f"{p99 / base[2]:.2f}x" if base else "-"
     print(f"{name:<16}{rps:>12.0f}{p50:>10.3f}{p99:>10.3f}{ratio:>16}{pratio:>14}")
+
+if "--added-latency" in sys.argv and "origin" in med:
+    print()
+    for name in order:
+        if name != "origin":
+            print(f"median latency added over the origin by {name}: {(med[name][1] - med['origin'][1]):.3f} ms")
