@@ -28,8 +28,9 @@ let package = Package(
         .target(name: "RedisClient", dependencies: ["CHiredis", "EventLoop"], swiftSettings: strict),
         .target(name: "Idempotency", dependencies: ["CLibCrypto"], swiftSettings: strict),
         .target(name: "RedisStore", dependencies: ["Idempotency", "RedisClient", "EventLoop"], swiftSettings: strict),
+        .target(name: "Observability", swiftSettings: strict),
         .target(name: "Upstream", dependencies: ["EventLoop", "HTTP1"], swiftSettings: strict),
-        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Upstream", "Config", "Idempotency", "RedisClient", "RedisStore"], swiftSettings: strict),
+        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Upstream", "Config", "Idempotency", "RedisClient", "RedisStore", "Observability"], swiftSettings: strict),
         .executableTarget(
             name: "idemproxy",
             dependencies: ["Proxy", "Config", "RedisStore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -39,6 +40,7 @@ let package = Package(
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
         .testTarget(name: "IdempotencyTests", dependencies: ["Idempotency"], swiftSettings: strict),
+        .testTarget(name: "ObservabilityTests", dependencies: ["Observability"], swiftSettings: strict),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream"], swiftSettings: strict),
         // Real-socket test doubles (origin, client, proxy harness, redis-server process).
         .target(name: "TestSupport", dependencies: ["Proxy", "Config", "Idempotency"], path: "Tests/TestSupport", swiftSettings: strict),

@@ -128,6 +128,10 @@ public final class EventLoop: @unchecked Sendable {
         timers.arm(timer, at: deadline)
     }
 
+    /// Monotonic nanoseconds, for latency measurements finer than the loop's millisecond clock.
+    @inline(__always)
+    public static func monotonicNanos() -> UInt64 { csys_monotonic_nanos() }
+
     /// Refreshes the cached clock; handlers that need sub-tick precision may call it.
     @discardableResult
     public func refreshNow() -> UInt64 {

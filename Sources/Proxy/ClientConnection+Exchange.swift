@@ -9,6 +9,11 @@ extension ClientConnection {
     /// A complete head was parsed from `source`; decide and start forwarding.
     func startExchange(source: UnsafeRawBufferPointer) {
         exchange.reset()
+        if worker.accessLog != nil {
+            exchange.startNanos = EventLoop.monotonicNanos()
+            exchange.logMethod = String(decoding: UnsafeRawBufferPointer(rebasing: source[head.methodRange]), as: UTF8.self)
+            exchange.logTarget = String(decoding: UnsafeRawBufferPointer(rebasing: source[head.target]), as: UTF8.self)
+        }
         exchange.method = head.method
         exchange.clientVersionMinor = head.versionMinor
         exchange.clientKeepAlive = head.keepAlive && !closeAfterResponse
@@ -32,7 +37,7 @@ extension ClientConnection {
             startGuarded(policy: policy, source: source)
             return
         }
-        worker.metrics.count(.unguarded)
+        countOutcome(.unguarded)
         forwardStreaming(source: source)
     }
 
@@ -49,11 +54,13 @@ extension ClientConnection {
         do {
             connection = try worker.pool.acquire(delegate: self)
         } catch {
+            worker.metrics.upstreamReachable.store(false, ordering: .relaxed)
             if hasBody { closeAfterResponse = true }
             writeProblem(status: 502, type: "upstream-unreachable", detail: "cannot connect to the upstream", close: hasBody)
             return
         }
         upstream = connection
+        exchange.upstreamStartNanos = EventLoop.monotonicNanos()
 
         let framing: BodyFraming
         switch head.framing {
@@ -152,6 +159,7 @@ extension ClientConnection {
     /// The response is complete (or the exchange ended with an error response): go back to
     /// reading the next request, or close.
     func requestFinished() {
+        logExchange()
         exchange.requestsServed += 1
         if !exchange.requestBodyDone {
             // The rest of the request body is still on the wire; the connection cannot be
@@ -188,6 +196,8 @@ extension ClientConnection {
         }
         HeadWriter.writeResponseHead(response, source: source, extra: extra, framing: choice.framing, close: close, into: &out.bytes)
         exchange.responseStarted = true
+        exchange.status = response.status
+        worker.metrics.upstreamReachable.store(true, ordering: .relaxed)
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guarded.status = response.status
             guarded.responseHeaders = response.fields.map { field in
@@ -201,6 +211,9 @@ extension ClientConnection {
 
     private func finishResponse(upstreamReusable: Bool) {
         if exchange.responseChunked { ChunkedEncoder.writeLastChunk(into: &out.bytes) }
+        if exchange.upstreamStartNanos != 0 {
+            worker.metrics.upstreamDuration.observe(nanoseconds: EventLoop.monotonicNanos() &- exchange.upstreamStartNanos)
+        }
         guardedResponseFinished()
         if let upstream {
             self.upstream = nil
@@ -222,7 +235,7 @@ extension ClientConnection {
             guardedUpstreamFailed(requestSent: requestSent, status: status, detail: detail)
             return
         }
-        worker.metrics.count(.upstreamError)
+        countOutcome(.upstreamError)
         upstreamAbandoned()
         writeProblem(status: status, type: type, detail: detail, close: !exchange.requestBodyDone)
     }
@@ -249,6 +262,7 @@ extension ClientConnection {
 
 extension ClientConnection: UpstreamConnectionDelegate {
     func upstreamConnectFailed(_ connection: UpstreamConnection, error: IOError) {
+        worker.metrics.upstreamReachable.store(false, ordering: .relaxed)
         guard connection === upstream else { return }
         upstream = nil
         upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "cannot connect to the upstream: \(error)", requestSent: false)

@@ -13,12 +13,12 @@ extension ClientConnection {
         let keyLines = keyFieldValues(policy.keyHeader, source: source)
         if keyLines.isEmpty {
             if policy.required {
-                worker.metrics.count(.missingKey)
+                countOutcome(.missingKey)
                 refuse(status: 400, type: .missingKey, detail: "this route requires an Idempotency-Key header", bodyUnread: head.framing.hasBody)
                 return
             }
             // Optional key: the request goes through unguarded, but it is counted.
-            worker.metrics.count(.noKey)
+            countOutcome(.noKey)
             forwardStreaming(source: source)
             return
         }
@@ -27,7 +27,7 @@ extension ClientConnection {
         case .success(let parsed):
             key = parsed
         case .failure(let error):
-            worker.metrics.count(.invalidKey)
+            countOutcome(.invalidKey)
             refuse(status: 400, type: .invalidKey, detail: error.reason, bodyUnread: head.framing.hasBody)
             return
         }
@@ -101,10 +101,13 @@ extension ClientConnection {
     private func claim(_ guarded: GuardedExchange) {
         guarded.stage = .claiming
         let policy = guarded.policy
+        let started = EventLoop.monotonicNanos()
+        let histogram = worker.metrics.storeClaimDuration
         worker.store.claim(
             key: guarded.storageKey, owner: guarded.owner, fingerprint: guarded.fingerprint, lease: policy.lease,
             ttl: policy.ttl, expiredLease: policy.indeterminate
         ) { [self] result in
+            histogram.observe(nanoseconds: EventLoop.monotonicNanos() &- started)
             claimFinished(guarded, result)
         }
     }
@@ -123,38 +126,38 @@ extension ClientConnection {
         }
         switch OutcomePolicy.decide(outcome, fingerprint: guarded.fingerprint) {
         case .forward:
-            worker.metrics.count(.forwarded)
+            countOutcome(.forwarded)
             guarded.stage = .forwarding
             forwardGuarded(guarded)
         case .replay(let response):
             guarded.stage = .settled
-            worker.metrics.count(.replayed)
+            countOutcome(.replayed)
             writeReplay(response)
         case .replayUnavailable(let status):
             guarded.stage = .settled
-            worker.metrics.count(.replayed)
+            countOutcome(.replayed)
             answer(status: 409, type: .replayUnavailable, detail: "the original response (status \(status)) was too large to store and cannot be replayed")
         case .mismatch:
             guarded.stage = .settled
-            worker.metrics.count(.mismatch)
+            countOutcome(.mismatch)
             answer(status: 422, type: .keyReused, detail: "this Idempotency-Key was used with a different request")
         case .inFlight:
             if guarded.policy.waitForInFlight {
                 startWaiting(guarded)
             } else {
                 guarded.stage = .settled
-                worker.metrics.count(.inFlight)
+                countOutcome(.inFlight)
                 answer(status: 409, type: .inFlight, detail: "a request with this Idempotency-Key is still being processed", retryAfter: 1)
             }
         case .outcomeUnknown:
             guarded.stage = .settled
-            worker.metrics.count(.outcomeUnknown)
+            countOutcome(.outcomeUnknown)
             answer(status: 409, type: .outcomeUnknown, detail: "an earlier request with this Idempotency-Key may or may not have been executed; it cannot be retried safely, with this key or a new one")
         }
     }
 
     private func storeUnavailable(_ guarded: GuardedExchange, _ error: StoreError) {
-        worker.metrics.count(.storeUnavailable)
+        countOutcome(.storeUnavailable)
         if error == .timeout {
             // The claim may have been applied although its reply never came: release it
             // (a compare-and-set on our owner token, so it can only undo our own claim), or
@@ -178,10 +181,12 @@ extension ClientConnection {
         do {
             connection = try worker.pool.acquire(delegate: self)
         } catch {
+            worker.metrics.upstreamReachable.store(false, ordering: .relaxed)
             guardedUpstreamFailed(requestSent: false, status: 502, detail: "cannot connect to the upstream")
             return
         }
         upstream = connection
+        exchange.upstreamStartNanos = EventLoop.monotonicNanos()
         exchange.requestBodyDone = true
         let framing: BodyFraming = guarded.body.isEmpty && !guarded.head.framing.hasBody ? .none : .contentLength(UInt64(guarded.body.count))
         guarded.headBytes.withUnsafeBytes { source in
@@ -207,7 +212,10 @@ extension ClientConnection {
         let metrics = worker.metrics
         switch OutcomePolicy.afterResponse(status: guarded.status, releaseStatuses: guarded.policy.releaseStatuses) {
         case .complete:
+            let started = EventLoop.monotonicNanos()
+            let histogram = metrics.storeCompleteDuration
             worker.store.complete(key: key, owner: guarded.owner, response: guarded.storedResponse, ttl: guarded.policy.ttl) { result in
+                histogram.observe(nanoseconds: EventLoop.monotonicNanos() &- started)
                 if case .success(false) = result { _ = metrics.staleOwnerRefusals.add(1, ordering: .relaxed) }
                 waiters.notify(key: key)
             }
@@ -236,11 +244,11 @@ extension ClientConnection {
             }
         }
         if requestSent {
-            worker.metrics.count(.outcomeUnknown)
+            countOutcome(.outcomeUnknown)
             if exchange.responseStarted { abort(); return }
             answer(status: status, type: .outcomeUnknown, detail: detail)
         } else {
-            worker.metrics.count(.upstreamError)
+            countOutcome(.upstreamError)
             answer(status: status, type: .upstreamUnreachable, detail: detail)
         }
         finishDetachedIfDone()
@@ -265,7 +273,7 @@ extension ClientConnection {
         if guarded.waitDeadline == 0 { guarded.waitDeadline = loop.now + guarded.policy.waitTimeoutMillis }
         if loop.now >= guarded.waitDeadline {
             guarded.stage = .settled
-            worker.metrics.count(.inFlight)
+            countOutcome(.inFlight)
             answer(status: 409, type: .inFlight, detail: "a request with this Idempotency-Key is still being processed (waited wait_timeout)", retryAfter: 1)
             return
         }
@@ -303,6 +311,7 @@ extension ClientConnection {
         var fields = response.headers.map { (name: $0.name, value: $0.value) }
         fields.append(("Idempotent-Replayed", "true"))
         let close = closeAfterResponse || !exchange.clientKeepAlive || clientFinished
+        exchange.status = response.status
         response.body.withUnsafeBytes { body in
             HeadWriter.writeResponse(status: response.status, reason: nil, fields: fields, body: body, close: close, into: &out.bytes)
         }

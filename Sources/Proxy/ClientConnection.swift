@@ -370,16 +370,32 @@ final class ClientConnection: EventHandler {
         close()
     }
 
+    func countOutcome(_ outcome: RequestOutcome) {
+        worker.metrics.count(outcome)
+        exchange.outcome = outcome
+    }
+
+    /// One access-log line per request, written when its response is complete.
+    func logExchange() {
+        guard !exchange.logged, let accessLog = worker.accessLog, exchange.startNanos != 0 else { return }
+        exchange.logged = true
+        accessLog.record(
+            client: peer, method: exchange.logMethod, target: exchange.logTarget, status: exchange.status,
+            startNanos: exchange.startNanos, outcome: exchange.outcome.label)
+    }
+
     /// Writes a generated error response; `close` also ends the connection after it.
     func writeProblem(status: Int, type: String?, detail: String, close: Bool, extraFields: [(name: String, value: String)] = []) {
         guard phase != .closed else { return }
         let mustClose = close || closeAfterResponse || clientFinished || !exchange.clientKeepAlive
+        exchange.status = status
         ProblemResponse.write(status: status, type: type, detail: detail, close: mustClose, extraFields: extraFields, into: &out.bytes)
         completeGeneratedResponse(close: mustClose)
     }
 
     /// A response the proxy generated (error or replay) is queued: finish the exchange.
     func completeGeneratedResponse(close mustClose: Bool) {
+        logExchange()
         if clientGone {
             close()
             return

@@ -23,6 +23,14 @@ struct Exchange {
     var requestsServed = 0
     /// Set for guarded requests (SPEC §2–§4).
     var guarded: GuardedExchange? = nil
+    /// For metrics and the access log.
+    var outcome: RequestOutcome = .unguarded
+    var status = 0
+    var startNanos: UInt64 = 0
+    var upstreamStartNanos: UInt64 = 0
+    var logMethod = ""
+    var logTarget = ""
+    var logged = false
 
     mutating func reset() {
         let served = requestsServed

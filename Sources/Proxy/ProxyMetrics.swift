@@ -1,3 +1,4 @@
+import Observability
 import Synchronization
 
 /// How a request ended, as counted by `idemproxy_requests_total{outcome=...}` (SPEC §8).
@@ -36,8 +37,41 @@ public final class ProxyMetrics: Sendable {
     /// Completions or releases the store refused because the claim was no longer ours.
     public let staleOwnerRefusals = Atomic<Int>(0)
 
+    /// Upstream exchanges, from forwarding the request to the end of the response.
+    public let upstreamDuration = Histogram()
+    /// Store calls by operation, from issuing the call to its completion.
+    public let storeClaimDuration = Histogram()
+    public let storeCompleteDuration = Histogram()
+    public let activeConnections = Atomic<Int>(0)
+    /// Readiness inputs, written by the loops and read by /readyz.
+    public let redisConnectionsReady = Atomic<Int>(0)
+    public let upstreamReachable = Atomic<Bool>(true)
+    public let shuttingDown = Atomic<Bool>(false)
+
     public init() {
         outcomes = RequestOutcome.allCases.map { _ in Counter() }
+    }
+
+    /// The whole registry in Prometheus text format (SPEC §8).
+    public func exposition() -> String {
+        var text = PrometheusText()
+        text.counter(
+            "idemproxy_requests_total", help: "Requests by how they ended.",
+            samples: RequestOutcome.allCases.map { ([("outcome", $0.label)], value($0)) })
+        text.counter(
+            "idemproxy_store_pass_through_total", help: "Guarded requests forwarded unguarded because the store was unavailable (pass_through).",
+            samples: [([], passThroughForwards.load(ordering: .relaxed))])
+        text.counter(
+            "idemproxy_store_stale_owner_total", help: "Completions the store refused because the claim was no longer ours.",
+            samples: [([], staleOwnerRefusals.load(ordering: .relaxed))])
+        text.gauge("idemproxy_connections_active", help: "Open client connections.", value: activeConnections.load(ordering: .relaxed))
+        text.histogram(
+            "idemproxy_upstream_duration_seconds", help: "Upstream exchanges, request forwarded to response complete.",
+            series: [([], upstreamDuration)])
+        text.histogram(
+            "idemproxy_store_duration_seconds", help: "Idempotency store calls.",
+            series: [([("operation", "claim")], storeClaimDuration), ([("operation", "complete")], storeCompleteDuration)])
+        return text.text
     }
 
     public func count(_ outcome: RequestOutcome) {

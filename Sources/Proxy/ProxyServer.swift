@@ -12,6 +12,9 @@ public final class ProxyServer: @unchecked Sendable {
     private var threads: [LoopThread] = []
     /// The bound port (useful when the configuration asked for port 0).
     public private(set) var port: UInt16 = 0
+    /// The admin endpoint's bound port, if enabled.
+    public private(set) var adminPort: UInt16?
+    private var admin: AdminEndpoint?
     private let drained = DrainCounter()
 
     /// Counts workers that finished draining; a class so loop closures can share it.
@@ -47,6 +50,13 @@ public final class ProxyServer: @unchecked Sendable {
         for (index, fd) in fds.enumerated() {
             workers.append(try Worker(index: index, settings: settings, listenFD: fd, shared: shared))
         }
+        if let adminAddress = settings.adminListen {
+            // Bound here so a busy admin port is a startup error like the main port; served
+            // by the first loop (registered before its thread starts).
+            let fd = try Socket.listen(on: adminAddress, reusePort: false, backlog: 64)
+            adminPort = Socket.localPort(fd)
+            admin = try AdminEndpoint(fd: fd, loop: workers[0].loop, metrics: metrics, settings: settings)
+        }
     }
 
     private static func hostText(_ address: Socket.Address) -> String {
@@ -68,6 +78,7 @@ public final class ProxyServer: @unchecked Sendable {
     /// Stops accepting, lets in-flight exchanges finish for up to `shutdown_grace`, closes
     /// what remains and returns once every loop thread has ended. Callable from any thread.
     public func shutdown() {
+        metrics.shuttingDown.store(true, ordering: .relaxed)
         let total = workers.count
         for worker in workers {
             let loop = worker.loop
@@ -84,9 +95,12 @@ public final class ProxyServer: @unchecked Sendable {
         while drained.value.load(ordering: .acquiring) < total && csys_monotonic_millis() < deadline {
             usleep(10_000)
         }
+        let admin = UncheckedTask { [admin] in admin?.close() }
+        workers[0].loop.execute(admin.run)
         for worker in workers {
             worker.loop.execute {
                 worker.forceClose()
+                worker.accessLog?.flush()
                 worker.loop.stop()
             }
         }

@@ -33,6 +33,11 @@ public final class ProxySettings: @unchecked Sendable {
     /// Redis address resolved once at startup: hiredis would otherwise resolve on the loop.
     public var redis: RedisConnectionSettings?
     public var log: Log
+    /// Where the admin endpoint listens (nil: disabled).
+    public var adminListen: Socket.Address?
+    public var accessLog: Bool
+    /// Where access-log lines go (stdout unless a test redirects them).
+    public var accessLogFD: Int32 = 1
 
     /// Resolves addresses; a failure here is a startup error, reported as one line.
     public init(config: IdemproxyConfig) throws(IOError) {
@@ -71,6 +76,10 @@ public final class ProxySettings: @unchecked Sendable {
         case .error: level = .error
         }
         log = Log(minimum: level, json: config.logging.format == .json)
+        if let admin = config.admin.listen {
+            adminListen = try Socket.Address.resolve(host: admin.host, port: admin.port)
+        }
+        accessLog = config.logging.accessLog
     }
 
     static func availableCores() -> Int {

@@ -41,6 +41,8 @@ final class Worker: EventHandler, @unchecked Sendable {
     var metrics: ProxyMetrics { shared.metrics }
     var guards: GuardTable { settings.guards }
     var log: Log { settings.log }
+    /// Present when `logging.access_log` is on.
+    let accessLog: AccessLog?
     /// Owner tokens for claims made on this loop.
     var ownerTokens = OwnerTokenSource()
     private lazy var sweepTimer = Timer { [unowned self] in self.sweepMemoryStore() }
@@ -49,6 +51,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         loop = try EventLoop(index: index)
         self.settings = settings
         self.shared = shared
+        accessLog = settings.accessLog ? AccessLog(loop: loop, fd: settings.accessLogFD) : nil
         if let memory = shared.memoryStore {
             store = memory
             redis = nil
@@ -61,6 +64,17 @@ final class Worker: EventHandler, @unchecked Sendable {
                 loop: loop)
             redis = connection
             store = RedisIdempotencyStore(connection: connection)
+            let metrics = shared.metrics
+            let log = settings.log
+            connection.onStateChange = { old, new in
+                if new == .ready {
+                    metrics.redisConnectionsReady.add(1, ordering: .relaxed)
+                    log.info("redis connected", ["loop": "\(index)"])
+                } else if old == .ready {
+                    metrics.redisConnectionsReady.subtract(1, ordering: .relaxed)
+                    log.warning("redis connection lost", ["loop": "\(index)", "error": connection.lastError])
+                }
+            }
         }
         self.listenFD = listenFD
         maxConnections = max(1, settings.maxConnections / max(1, settings.workers))
@@ -114,12 +128,15 @@ final class Worker: EventHandler, @unchecked Sendable {
                 continue
             }
             connections[ObjectIdentifier(connection)] = connection
+            metrics.activeConnections.add(1, ordering: .relaxed)
             connection.start()
         }
     }
 
     func connectionClosed(_ connection: ClientConnection) {
-        connections.removeValue(forKey: ObjectIdentifier(connection))
+        if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
+            metrics.activeConnections.subtract(1, ordering: .relaxed)
+        }
         if acceptPaused && !isShuttingDown && connections.count < maxConnections {
             acceptPaused = false
             loop.setInterest(listenFD, [.read])

@@ -56,7 +56,11 @@ public final class RedisConnection: EventHandler {
     /// Strong: the connection may outlive its owner's reference to the loop (hiredis calls
     /// back into it during teardown).
     public let loop: EventLoop
-    public private(set) var state: State = .disconnected
+    public private(set) var state: State = .disconnected {
+        didSet { if state != oldValue { onStateChange?(oldValue, state) } }
+    }
+    /// Observes every state change (old, new), e.g. for readiness and logs.
+    public var onStateChange: ((State, State) -> Void)?
     /// Why the last connection attempt or connection failed (for logs and readiness).
     public private(set) var lastError = "not connected yet"
     /// Runs after every successful (re)connect, before queued user commands are answered;

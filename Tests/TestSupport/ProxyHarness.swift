@@ -13,12 +13,14 @@ public final class ProxyHarness: @unchecked Sendable {
     /// state only what they change. `memoryStore` lets several instances share one store.
     public init(
         upstream: TestUpstream = TestUpstream(), upstreamPort: UInt16? = nil, upstreamPath: String = "", upstreamYAML: [String] = [],
-        yaml: String = "", workers: Int = 1, memoryStore: MemoryStore? = nil
+        yaml: String = "", workers: Int = 1, memoryStore: MemoryStore? = nil, accessLogFD: Int32? = nil
     ) throws {
         self.upstream = upstream
         var text = """
         listen: 127.0.0.1:0
         workers: \(workers)
+        admin: { listen: 127.0.0.1:0 }
+        logging: { access_log: \(accessLogFD != nil) }
         upstream:
           url: http://127.0.0.1:\(upstreamPort ?? upstream.port)\(upstreamPath)
 
@@ -28,6 +30,7 @@ public final class ProxyHarness: @unchecked Sendable {
         let config = try ConfigLoader.parse(yaml: text, fileName: "test.yaml", environment: [:])
         let settings = try ProxySettings(config: config)
         settings.log = Log(minimum: .error, json: true)
+        if let accessLogFD { settings.accessLogFD = accessLogFD }
         server = try ProxyServer(settings: settings, memoryStore: memoryStore)
         server.start()
     }

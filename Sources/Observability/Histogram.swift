@@ -1,0 +1,46 @@
+import Synchronization
+
+/// A Prometheus histogram with fixed buckets, updated lock-free from any loop thread.
+/// Buckets are cumulative only when exposed; each observation increments exactly one slot.
+public final class Histogram: Sendable {
+    /// Upper bounds in seconds, ascending; +Inf is implicit.
+    public let bounds: [Double]
+    private let slots: [Slot]
+    private let sumNanos = Atomic<Int>(0)
+
+    /// A class so the array can hold non-copyable atomics.
+    private final class Slot: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
+    /// Latency buckets from 100 µs to 10 s: proxy-side store calls sit at the low end,
+    /// upstream calls anywhere.
+    public static let latencyBounds: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+    public init(bounds: [Double] = Histogram.latencyBounds) {
+        self.bounds = bounds
+        slots = (0...bounds.count).map { _ in Slot() }
+    }
+
+    public func observe(nanoseconds: UInt64) {
+        let seconds = Double(nanoseconds) / 1e9
+        var index = bounds.count
+        for (i, bound) in bounds.enumerated() where seconds <= bound {
+            index = i
+            break
+        }
+        slots[index].count.add(1, ordering: .relaxed)
+        sumNanos.add(Int(clamping: nanoseconds), ordering: .relaxed)
+    }
+
+    /// Cumulative counts per bound (the last is +Inf), the total, and the sum in seconds.
+    public func snapshot() -> (cumulative: [Int], count: Int, sum: Double) {
+        var running = 0
+        var cumulative: [Int] = []
+        for slot in slots {
+            running += slot.count.load(ordering: .relaxed)
+            cumulative.append(running)
+        }
+        return (cumulative, running, Double(sumNanos.load(ordering: .relaxed)) / 1e9)
+    }
+}

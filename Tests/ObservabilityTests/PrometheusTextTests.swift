@@ -1,0 +1,44 @@
+import Observability
+import Testing
+
+/// Exposition checked as golden text, as Prometheus parses it.
+struct PrometheusTextTests {
+    @Test func countersCarryLabelsAndEscapes() {
+        var text = PrometheusText()
+        text.counter("idemproxy_requests_total", help: "Requests by outcome.", samples: [
+            ([("outcome", "forwarded")], 3), ([("outcome", "we\"ird\\")], 0),
+        ])
+        #expect(text.text == """
+        # HELP idemproxy_requests_total Requests by outcome.
+        # TYPE idemproxy_requests_total counter
+        idemproxy_requests_total{outcome="forwarded"} 3
+        idemproxy_requests_total{outcome="we\\"ird\\\\"} 0
+
+        """)
+    }
+
+    @Test func histogramBucketsAreCumulativeWithInfSumAndCount() {
+        let histogram = Histogram(bounds: [0.001, 0.01])
+        histogram.observe(nanoseconds: 500_000)      // 0.5 ms → first bucket
+        histogram.observe(nanoseconds: 5_000_000)    // 5 ms → second
+        histogram.observe(nanoseconds: 2_000_000_000) // 2 s → +Inf
+        var text = PrometheusText()
+        text.histogram("idemproxy_store_duration_seconds", help: "Store calls.", series: [([("operation", "claim")], histogram)])
+        #expect(text.text == """
+        # HELP idemproxy_store_duration_seconds Store calls.
+        # TYPE idemproxy_store_duration_seconds histogram
+        idemproxy_store_duration_seconds_bucket{operation="claim",le="0.001"} 1
+        idemproxy_store_duration_seconds_bucket{operation="claim",le="0.01"} 2
+        idemproxy_store_duration_seconds_bucket{operation="claim",le="+Inf"} 3
+        idemproxy_store_duration_seconds_sum{operation="claim"} 2.0055
+        idemproxy_store_duration_seconds_count{operation="claim"} 3
+
+        """)
+    }
+
+    @Test func boundaryValuesFallInTheirOwnBucket() {
+        let histogram = Histogram(bounds: [0.001])
+        histogram.observe(nanoseconds: 1_000_000)
+        #expect(histogram.snapshot().cumulative == [1, 1])
+    }
+}
