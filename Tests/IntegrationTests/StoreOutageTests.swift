@@ -56,4 +56,27 @@ import TestSupport
         }
         #expect(guardedAgain)
     }
+
+    @Test func readinessFollowsTheRedisConnection() throws {
+        let redis = try RedisServer()
+        let proxy = try ProxyHarness(yaml: StoreKind.redis.yaml(url: redis.url), workers: 2)
+        defer { proxy.stop() }
+        func ready() throws -> Int {
+            let client = try TestClient(port: try #require(proxy.server.adminPort))
+            try client.send("GET /readyz HTTP/1.1\r\nHost: admin\r\n\r\n")
+            return try client.readResponse().status
+        }
+        func eventually(_ status: Int) throws -> Bool {
+            for _ in 0..<60 {
+                if try ready() == status { return true }
+                usleep(50_000)
+            }
+            return false
+        }
+        #expect(try eventually(200))
+        redis.kill()
+        #expect(try eventually(503))
+        try redis.start()
+        #expect(try eventually(200))
+    }
 }
