@@ -38,7 +38,6 @@ public final class EventLoop: @unchecked Sendable {
     private var slots: [Slot] = []
     private var nextStamp: UInt32 = 1
     private var timers = TimerHeap()
-    private var dueTimers: [Timer] = []
     private let pending = Mutex<[() -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
     private var events: UnsafeMutablePointer<epoll_event>
@@ -188,7 +187,10 @@ public final class EventLoop: @unchecked Sendable {
                 guard index < slots.count, slots[index].stamp == stamp, let handler = slots[index].handler else { continue }
                 let failed = mask & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
                 let interest = slots[index].interest
-                let readable = (mask & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 || failed) && interest.contains(.read)
+                // epoll reports errors and hang-ups whatever the interest, level-triggered: an
+                // fd with reads paused would wake every iteration. Such events are delivered as
+                // readable so the handler's read sees the error or EOF and closes.
+                let readable = failed || (mask & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 && interest.contains(.read))
                 let writable = (mask & EPOLLOUT.rawValue != 0 || failed) && interest.contains(.write)
                 if readable || writable {
                     handler.handleEvent(readable: readable, writable: writable)
@@ -199,11 +201,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func fireTimers() {
-        timers.popExpired(now: now, into: &dueTimers)
-        if dueTimers.isEmpty { return }
-        let due = dueTimers
-        dueTimers.removeAll(keepingCapacity: true)
-        for timer in due { timer.action() }
+        while let timer = timers.popNextExpired(now: now) { timer.action() }
     }
 
     private func drainWakeups() {

@@ -57,8 +57,10 @@ struct TimerHeap {
         return nil
     }
 
-    /// Removes and returns every timer due at `now`, in deadline order.
-    mutating func popExpired(now: UInt64, into due: inout [Timer]) {
+    /// Removes and returns the next timer due at `now`, or nil. The caller fires it before
+    /// asking for the next one, so an action that cancels or re-arms another due timer is
+    /// seen: a timer cancelled by an earlier action in the same tick never fires.
+    mutating func popNextExpired(now: UInt64) -> Timer? {
         while let top = entries.first, top.deadline <= now {
             let entry = popTop()
             guard isLive(entry) else { continue }
@@ -72,8 +74,14 @@ struct TimerHeap {
                 continue
             }
             timer.isArmed = false
-            due.append(timer)
+            return timer
         }
+        return nil
+    }
+
+    /// Every timer due at `now`, in deadline order (for tests; the loop fires one at a time).
+    mutating func popExpired(now: UInt64, into due: inout [Timer]) {
+        while let timer = popNextExpired(now: now) { due.append(timer) }
     }
 
     private func isLive(_ entry: Entry) -> Bool {

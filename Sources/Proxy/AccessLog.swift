@@ -8,7 +8,7 @@ final class AccessLog {
     private var buffer: [UInt8] = []
     private unowned let loop: EventLoop
     private let fd: Int32
-    private lazy var timer = Timer { [unowned self] in self.flush() }
+    private lazy var timer = Timer { [weak self] in self?.flush() }
 
     init(loop: EventLoop, fd: Int32) {
         self.loop = loop

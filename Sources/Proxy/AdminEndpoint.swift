@@ -108,7 +108,7 @@ private final class AdminConnection: EventHandler {
     private var input: [UInt8] = []
     private var out = OutputBuffer()
     private var done = false
-    lazy var timer = Timer { [unowned self] in self.close() }
+    lazy var timer = Timer { [weak self] in self?.close() }
 
     init(fd: Int32, endpoint: AdminEndpoint) {
         self.fd = fd

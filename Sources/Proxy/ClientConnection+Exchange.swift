@@ -61,6 +61,7 @@ extension ClientConnection {
         }
         upstream = connection
         exchange.upstreamStartNanos = EventLoop.monotonicNanos()
+        watchUpstream(connection)
 
         let framing: BodyFraming
         switch head.framing {
@@ -89,6 +90,13 @@ extension ClientConnection {
             exchange.requestBodyDone = true
             phase = .awaitingResponse
         }
+    }
+
+    /// response_timeout as an inactivity limit on the upstream side of the exchange: re-armed
+    /// on connect, on every write that makes progress and on every read.
+    func watchUpstream(_ connection: UpstreamConnection) {
+        connection.activityTimeoutMillis = settings.responseTimeoutMillis
+        if connection.state == .open { connection.armTimer(afterMillis: settings.responseTimeoutMillis) }
     }
 
     static let dropExpect = ["expect"]
@@ -214,12 +222,14 @@ extension ClientConnection {
         if exchange.upstreamStartNanos != 0 {
             worker.metrics.upstreamDuration.observe(nanoseconds: EventLoop.monotonicNanos() &- exchange.upstreamStartNanos)
         }
-        guardedResponseFinished()
         if let upstream {
             self.upstream = nil
             let reusable = upstreamReusable && exchange.requestBodyDone && exchange.responseHead.keepAlive
             worker.pool.release(upstream, reusable: reusable)
         }
+        // After the release: a detached exchange closes its connection object here, and the
+        // upstream connection should go back to the pool first, not be closed with it.
+        guardedResponseFinished()
         flushOut()
         guard phase != .closed else { return }
         if clientGone {
@@ -251,6 +261,7 @@ extension ClientConnection {
         do {
             let connection = try worker.pool.acquire(delegate: self, fresh: true)
             upstream = connection
+            watchUpstream(connection)
             connection.outbound.bytes.append(contentsOf: request)
             connection.flush()
             return true
@@ -348,7 +359,9 @@ extension ClientConnection: UpstreamConnectionDelegate {
         upstream = nil
         if !exchange.responseStarted {
             if !connection.receivedResponseBytes && connection.exchangesServed > 0 && retryOnFreshConnection(after: connection) { return }
-            upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "the upstream closed the connection without a response")
+            upstreamFailedBeforeResponse(
+                status: 502, type: "upstream-unreachable", detail: "the upstream closed the connection without a response",
+                requestSent: connection.bytesWrittenThisExchange > 0)
             return
         }
         if case .untilClose = exchange.responseHead.framing {
@@ -375,7 +388,9 @@ extension ClientConnection: UpstreamConnectionDelegate {
         if connection.state == .connecting {
             upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "connecting to the upstream timed out", requestSent: false)
         } else if !exchange.responseStarted {
-            upstreamFailedBeforeResponse(status: 504, type: "upstream-timeout", detail: "the upstream did not respond within response_timeout")
+            upstreamFailedBeforeResponse(
+                status: 504, type: "upstream-timeout", detail: "the upstream did not respond within response_timeout",
+                requestSent: connection.bytesWrittenThisExchange > 0)
         } else {
             responseBrokeMidway()
         }

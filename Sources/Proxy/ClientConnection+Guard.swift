@@ -187,6 +187,7 @@ extension ClientConnection {
         }
         upstream = connection
         exchange.upstreamStartNanos = EventLoop.monotonicNanos()
+        watchUpstream(connection)
         exchange.requestBodyDone = true
         let framing: BodyFraming = guarded.body.isEmpty && !guarded.head.framing.hasBody ? .none : .contentLength(UInt64(guarded.body.count))
         guarded.headBytes.withUnsafeBytes { source in

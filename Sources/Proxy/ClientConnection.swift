@@ -47,9 +47,9 @@ final class ClientConnection: EventHandler {
     /// unread request body that makes the connection unusable).
     var closeAfterResponse = false
     var timerPurpose: TimerPurpose = .none
-    lazy var timer = Timer { [unowned self] in self.timerFired() }
+    lazy var timer = Timer { [weak self] in self?.timerFired() }
     /// Lease refresh while a guarded request is upstream; poll interval while waiting.
-    lazy var leaseTimer = Timer { [unowned self] in self.guardTimerFired() }
+    lazy var leaseTimer = Timer { [weak self] in self?.guardTimerFired() }
     /// The client connection is gone but a guarded exchange still runs to completion so its
     /// result is stored: a client's disconnect never cancels a guarded request (SPEC §4).
     var clientGone = false
@@ -83,7 +83,8 @@ final class ClientConnection: EventHandler {
 
     func handleEvent(readable: Bool, writable: Bool) {
         if writable { flushOut() }
-        if readable && phase != .closed { readFromClient() }
+        // flushOut may have closed or detached the connection: the fd is gone then.
+        if readable && phase != .closed && !clientGone { readFromClient() }
     }
 
     private func readFromClient() {
@@ -133,8 +134,14 @@ final class ClientConnection: EventHandler {
         clientFinished = true
         switch phase {
         case .awaitingHead:
-            // An incomplete head at EOF is not a request; nothing to answer.
-            close()
+            // An incomplete head at EOF is not a request; nothing to answer. A response still
+            // being written goes out first (the client may have only half-closed).
+            if out.isEmpty {
+                close()
+            } else {
+                phase = .closing
+                flushOut()
+            }
         case .streamingBody, .bufferingBody:
             // The body will never complete: the upstream must not act on a truncated request.
             abort()
@@ -150,8 +157,9 @@ final class ClientConnection: EventHandler {
 
     /// Consumes as many bytes as the current phase allows and returns how many were used.
     func process(_ bytes: UnsafeRawBufferPointer) -> Int {
+        let wasInProcess = inProcess
         inProcess = true
-        defer { inProcess = false }
+        defer { inProcess = wasInProcess }
         var offset = 0
         loop: while true {
             switch phase {
@@ -173,8 +181,10 @@ final class ClientConnection: EventHandler {
                 offset += head.headLength
                 startExchange(source: rest)
             case .streamingBody:
-                if let upstream, upstream.outbound.pendingCount > Self.highWatermark { break loop }
                 let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+                // Back-pressure holds body bytes back; with nothing left to forward the decoder
+                // is still asked, so a body whose last bytes already went out ends now.
+                if let upstream, upstream.outbound.pendingCount > Self.highWatermark, !rest.isEmpty { break loop }
                 let step: (event: BodyDecoder.Event, consumed: Int)
                 do {
                     step = try exchange.requestDecoder.next(rest)
@@ -214,6 +224,11 @@ final class ClientConnection: EventHandler {
             }
         }
         upstream?.flush()
+        // The flush above may have drained the upstream while back-pressure held bytes here;
+        // the drain callback cannot re-enter, so continue with them now.
+        if phase == .streamingBody, offset < bytes.count, let upstream, upstream.outbound.pendingCount <= Self.highWatermark {
+            return offset + process(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+        }
         return offset
     }
 
@@ -223,10 +238,18 @@ final class ClientConnection: EventHandler {
         guard phase != .closed else { return }
         if clientGone {
             out.reset()
+            upstream?.setReading(true)
             return
         }
         do {
-            switch try out.flush(to: fd) {
+            let before = out.pendingCount
+            let result = try out.flush(to: fd)
+            // A client that is reading (slowly) keeps the exchange alive: the upstream side
+            // may be paused for it, and that must not look like a silent upstream.
+            if out.pendingCount < before, let upstream, upstream.activityTimeoutMillis > 0, exchange.responseStarted {
+                upstream.armTimer(afterMillis: upstream.activityTimeoutMillis)
+            }
+            switch result {
             case .drained:
                 if phase == .closing {
                     close()
@@ -348,6 +371,8 @@ final class ClientConnection: EventHandler {
         Socket.close(fd)
         out.reset()
         pending = []
+        // Nobody reads the response any more: never hold the upstream back for it.
+        upstream?.setReading(true)
     }
 
     /// After a detached exchange settled, the connection object can go.

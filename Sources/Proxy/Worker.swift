@@ -45,7 +45,7 @@ final class Worker: EventHandler, @unchecked Sendable {
     let accessLog: AccessLog?
     /// Owner tokens for claims made on this loop.
     var ownerTokens = OwnerTokenSource()
-    private lazy var sweepTimer = Timer { [unowned self] in self.sweepMemoryStore() }
+    private lazy var sweepTimer = Timer { [weak self] in self?.sweepMemoryStore() }
 
     init(index: Int, settings: ProxySettings, listenFD: Int32, shared: SharedState) throws(IOError) {
         loop = try EventLoop(index: index)

@@ -76,8 +76,8 @@ public final class RedisConnection: EventHandler {
     private var pendingHead = 0
     private var backoffMillis: UInt64 = 50
     private var connectDeadline: UInt64 = 0
-    private lazy var timeoutTimer = Timer { [unowned self] in self.checkTimeouts() }
-    private lazy var reconnectTimer = Timer { [unowned self] in self.connect() }
+    private lazy var timeoutTimer = Timer { [weak self] in self?.checkTimeouts() }
+    private lazy var reconnectTimer = Timer { [weak self] in self?.connect() }
 
     public init(configuration: Configuration, loop: EventLoop) {
         self.configuration = configuration
@@ -266,7 +266,8 @@ public final class RedisConnection: EventHandler {
     }
 
     private func sendSetup(_ arguments: [String]) {
-        send(arguments) { [unowned self] result in
+        send(arguments) { [weak self] result in
+            guard let self else { return }
             switch result {
             case .success(.error(let message)):
                 self.lastError = "\(arguments[0]) failed: \(message)"
@@ -326,8 +327,10 @@ public final class RedisConnection: EventHandler {
     }
 
     private func connectionLost(_ why: String) {
-        state = .disconnected
+        // Both the disconnect callback and `drop` may report one loss: back off once.
+        if state == .disconnected && reconnectTimer.isArmed { return }
         lastError = why
+        state = .disconnected
         failAllPending(.disconnected(why))
         timeoutTimer.cancel()
         loop.arm(reconnectTimer, after: backoffMillis)

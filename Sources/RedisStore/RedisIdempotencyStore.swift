@@ -14,7 +14,24 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     public init(connection: RedisConnection) {
         self.connection = connection
-        connection.onReady = { [unowned self] connection in self.loadScripts(connection) }
+        connection.onReady = { [weak self] connection in
+            self?.loadScripts(connection)
+            self?.retryDeferredReleases()
+        }
+    }
+
+    /// Releases that could not reach Redis. A claim whose reply was lost may still have been
+    /// applied; releasing it is a compare-and-set on our owner token, so it is retried after
+    /// the next reconnect rather than leaving the key in flight for a request never forwarded.
+    private var deferredReleases: [(key: String, owner: [UInt8])] = []
+    private static let maxDeferredReleases = 10_000
+
+    private func retryDeferredReleases() {
+        let releases = deferredReleases
+        deferredReleases.removeAll()
+        for release in releases {
+            self.release(key: release.key, owner: release.owner) { _ in }
+        }
     }
 
     public var isReady: Bool { connection.state == .ready }
@@ -121,7 +138,14 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     }
 
     public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        run(.release, key: key, argumentCount: 1, { $0.append(owner) }, completion: Self.flag(completion))
+        run(.release, key: key, argumentCount: 1, { $0.append(owner) }) { [weak self] result in
+            if case .failure = result {
+                if let self, self.deferredReleases.count < Self.maxDeferredReleases {
+                    self.deferredReleases.append((key, owner))
+                }
+            }
+            completion(result.map { $0.integer == 1 })
+        }
     }
 
     public func markUnknown(key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {

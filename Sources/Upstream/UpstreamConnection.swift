@@ -34,8 +34,18 @@ public final class UpstreamConnection: EventHandler {
     public internal(set) var exchangesServed = 0
     /// True once any byte of the current exchange's response arrived.
     public var receivedResponseBytes = false
+    /// Bytes of the current exchange written to the socket: zero means the upstream cannot
+    /// have received the request (SPEC §4: safe to release the key).
+    public private(set) var bytesWrittenThisExchange = 0
+    /// While an exchange is active, the timer is re-armed with this on connect, on every
+    /// write that makes progress and on every read: an upstream that stops reading the
+    /// request or stops answering is noticed (0 = the delegate manages the timer itself).
+    public var activityTimeoutMillis: UInt64 = 0
     private var wantsRead = true
-    private lazy var timer = Timer { [unowned self] in self.delegate?.upstreamTimedOut(self) }
+    private lazy var timer = Timer { [weak self] in
+        guard let self else { return }
+        self.delegate?.upstreamTimedOut(self)
+    }
 
     init(id: Int, fd: Int32, loop: EventLoop) throws(IOError) {
         self.id = id
@@ -50,7 +60,14 @@ public final class UpstreamConnection: EventHandler {
     public func flush() {
         guard state == .open else { return }
         do {
-            switch try outbound.flush(to: fd) {
+            let before = outbound.pendingCount
+            let result = try outbound.flush(to: fd)
+            let written = before - outbound.pendingCount
+            if written > 0 {
+                bytesWrittenThisExchange += written
+                if activityTimeoutMillis > 0 { armTimer(afterMillis: activityTimeoutMillis) }
+            }
+            switch result {
             case .drained:
                 updateInterest()
                 delegate?.upstreamDidDrain(self)
@@ -93,7 +110,7 @@ public final class UpstreamConnection: EventHandler {
                 return
             }
             state = .open
-            timer.cancel()
+            if activityTimeoutMillis > 0 { armTimer(afterMillis: activityTimeoutMillis) } else { timer.cancel() }
             flush()
             return
         }
@@ -113,6 +130,7 @@ public final class UpstreamConnection: EventHandler {
                 delegate?.upstreamDidClose(self, error: nil)
             case .processed(let count):
                 receivedResponseBytes = true
+                if activityTimeoutMillis > 0 { armTimer(afterMillis: activityTimeoutMillis) }
                 deliver(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
             }
         } catch {
@@ -159,6 +177,7 @@ public final class UpstreamConnection: EventHandler {
     /// Prepares a parked connection for a new exchange.
     func beginExchange() {
         receivedResponseBytes = false
+        bytesWrittenThisExchange = 0
         inbound.removeAll(keepingCapacity: true)
         wantsRead = true
         updateInterest()

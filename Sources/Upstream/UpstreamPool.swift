@@ -23,7 +23,7 @@ public final class UpstreamPool {
     private var state: PoolStateMachine
     private var parked: [Int: UpstreamConnection] = [:]
     private var nextID = 1
-    private lazy var sweepTimer = Timer { [unowned self] in self.sweep() }
+    private lazy var sweepTimer = Timer { [weak self] in self?.sweep() }
     private var expired: [Int] = []
 
     public init(configuration: Configuration, loop: EventLoop) {
@@ -81,6 +81,7 @@ public final class UpstreamPool {
             connection.close()
         case .park(let deadline):
             connection.outbound.reset()
+            connection.activityTimeoutMillis = 0
             connection.delegate = self
             connection.cancelTimer()
             connection.setReading(true)

@@ -87,4 +87,19 @@ struct EventLoopTests {
         #expect(fired)
         #expect(loop.now - start >= 20)
     }
+
+    /// Two timers are due in the same tick and the first one's action cancels the second (a
+    /// connection closing both its timers): the second must not fire on a dead owner.
+    @Test func timerCancelledByAnEarlierTimerInTheSameTickDoesNotFire() throws {
+        let loop = try EventLoop()
+        var fired: [String] = []
+        var second: Timer!
+        let first = Timer { fired.append("first"); second.cancel() }
+        second = Timer { fired.append("second") }
+        loop.arm(first, after: 10)
+        loop.arm(second, after: 10)
+        let start = loop.now
+        while loop.refreshNow() - start < 100 { loop.runOnce(maxWaitMillis: 20) }
+        #expect(fired == ["first"])
+    }
 }

@@ -323,4 +323,29 @@ import TestSupport
         #expect(chunked.status == 413)
         #expect(origin.count == 0)
     }
+
+    /// The client leaves while a large guarded response streams to it (back-pressure had
+    /// paused the upstream): the exchange still completes and the retry is a full replay.
+    @Test(arguments: StoreKind.allCases)
+    func clientLeavingMidResponseStillStoresIt(_ store: StoreKind) throws {
+        let size = 4 * 1024 * 1024
+        let proxy = try ProxyHarness(upstream: TestUpstream { _ in .download(total: size) }, yaml: store.yaml() + "idempotency: { max_stored_body: 8MiB }\n")
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        do {
+            let leaving = try proxy.client()
+            try leaving.send(post(key: key))
+            try leaving.fill()  // the head and some body arrived; then the client goes
+        }
+        var replay: TestClient.Response?
+        for _ in 0..<40 {
+            let response = try proxy.request(post(key: key))
+            if response.status != 409 { replay = response; break }
+            usleep(100_000)
+        }
+        #expect(replay?.status == 200)
+        #expect(replay?.value("idempotent-replayed") == "true")
+        #expect(replay?.body.count == size)
+        #expect(proxy.upstream.count(method: "POST") == 1)
+    }
 }

@@ -47,4 +47,31 @@ import TestSupport
         #expect(response.bodyText == String(Self.size))
         #expect(growth < 64 * 1024 * 1024, "RSS grew by \(growth / 1_048_576) MiB")
     }
+
+    /// The upstream reads nothing for a while, so back-pressure holds the end of the body in
+    /// the proxy; once the upstream drains, the request must still complete.
+    @Test func bodyHeldBackByBackPressureStillCompletes() throws {
+        let upstream = TestUpstream(recordBodies: false) { request in
+            .respond(status: 200, headers: [], body: Array(String(request.bodyCount).utf8))
+        }
+        upstream.bodyReadDelay = 0.5
+        let proxy = try ProxyHarness(upstream: upstream)
+        defer { proxy.stop() }
+        let size = 16 * 1024 * 1024
+        for framing in ["Content-Length: \(size)", "Transfer-Encoding: chunked"] {
+            let client = try proxy.client(timeoutSeconds: 20)
+            try client.send("POST /slow HTTP/1.1\r\nHost: a\r\n\(framing)\r\n\r\n")
+            let block = [UInt8](repeating: 0x63, count: 1024 * 1024)
+            let chunked = framing.hasPrefix("Transfer")
+            for _ in 0..<(size / block.count) {
+                if chunked { try client.send(Array("100000\r\n".utf8)) }
+                try client.send(block)
+                if chunked { try client.send(Array("\r\n".utf8)) }
+            }
+            if chunked { try client.send(Array("0\r\n\r\n".utf8)) }
+            let response = try client.readResponse()
+            #expect(response.status == 200, "\(framing)")
+            #expect(response.bodyText == String(size), "\(framing)")
+        }
+    }
 }

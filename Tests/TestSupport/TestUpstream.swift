@@ -49,6 +49,8 @@ public final class TestUpstream: @unchecked Sendable {
     private let listenFD: Int32
     private let state: Mutex<(requests: [Request], raw: [UInt8], connections: Int, behaviour: Responder)>
     private let stopped = Atomic<Bool>(false)
+    /// Seconds to wait after a request head before reading its body (a slow reader).
+    public var bodyReadDelay: Double = 0
     /// Records request bodies; off for multi-GiB uploads (only counted then).
     public let recordBodies: Bool
 
@@ -121,6 +123,7 @@ public final class TestUpstream: @unchecked Sendable {
             let head = String(decoding: buffer[0..<headEnd!], as: UTF8.self)
             buffer.removeFirst(headEnd! + 4)
             var request = Request(head: head, body: [])
+            if bodyReadDelay > 0 { usleep(UInt32(bodyReadDelay * 1_000_000)) }
             if let length = request.values("content-length").first.flatMap({ Int($0) }) {
                 var remaining = length
                 while remaining > 0 {

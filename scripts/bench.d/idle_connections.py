@@ -6,7 +6,10 @@ import sys
 import time
 
 host, port, count, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+if hard < count + 100:
+    sys.exit(f"  cannot hold {count} connections: the open-files limit is {hard}")
 
 def rss():
     for line in open(f"/proc/{pid}/status"):
