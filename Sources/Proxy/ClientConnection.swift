@@ -430,6 +430,10 @@ final class ClientConnection: EventHandler {
             setTimer(.none)
             flushOut()
         } else {
+            // Written now: left queued, the response would cost an epoll_ctl to add write
+            // interest, a wake-up, and another epoll_ctl to drop it again.
+            flushOut()
+            guard phase != .closed else { return }
             requestFinished()
         }
     }
