@@ -40,6 +40,11 @@ public enum Socket {
         }
 
         public var family: Int32 { Int32(storage.ss_family) }
+
+        /// The port, from the stored address (network order at the same offset for v4 and v6).
+        public var port: UInt16 {
+            withUnsafeBytes(of: storage) { UInt16($0[2]) << 8 | UInt16($0[3]) }
+        }
     }
 
     /// Creates a listening socket. `reusePort` gives each event loop its own accept queue so

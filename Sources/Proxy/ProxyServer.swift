@@ -31,6 +31,13 @@ public final class ProxyServer: @unchecked Sendable {
         self.settings = settings
         var fds: [Int32] = []
         var address = settings.listen
+        // SO_REUSEPORT would let this process share a port another process already serves
+        // (same user), silently splitting its traffic. A plain bind first turns that into
+        // the startup error an operator expects.
+        if settings.listen.port != 0 {
+            let probe = try Socket.listen(on: settings.listen, reusePort: false, backlog: 1)
+            Socket.close(probe)
+        }
         for index in 0..<settings.workers {
             let fd: Int32
             do {

@@ -1,4 +1,7 @@
+import Config
+import EventLoop
 import Foundation
+import Proxy
 import Glibc
 import Testing
 import TestSupport
@@ -126,5 +129,18 @@ final class RequestCounter: @unchecked Sendable {
         defer { lock.unlock() }
         count += 1
         return count
+    }
+}
+
+/// A second proxy on a port another one serves is a startup error, not a silent split of
+/// traffic (SO_REUSEPORT would otherwise allow it).
+@Suite struct StartupTests {
+    @Test func portInUseIsAStartupError() throws {
+        let first = try ProxyHarness()
+        defer { first.stop() }
+        let config = try Config.ConfigLoader.parse(
+            yaml: "listen: 127.0.0.1:\(first.port)\nupstream: { url: http://127.0.0.1:1 }\nadmin: { listen: \"\" }\n",
+            fileName: "second.yaml", environment: [:])
+        #expect(throws: IOError.self) { _ = try Proxy.ProxyServer(settings: try Proxy.ProxySettings(config: config)) }
     }
 }
