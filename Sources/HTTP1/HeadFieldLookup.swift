@@ -6,6 +6,10 @@ enum FieldLookup {
         fields.firstIndex { NameMatch.equals(source, $0.name, name) }
     }
 
+    static func values(_ fields: [FieldRange], _ name: String, _ source: UnsafeRawBufferPointer) -> [Range<Int>] {
+        fields.compactMap { NameMatch.equals(source, $0.name, name) ? $0.value : nil }
+    }
+
     static func count(_ fields: [FieldRange], _ name: String, _ source: UnsafeRawBufferPointer) -> Int {
         var count = 0
         for field in fields where NameMatch.equals(source, field.name, name) { count += 1 }
@@ -20,6 +24,11 @@ public extension RequestHead {
 
     func fieldCount(named lowercasedName: String, in source: UnsafeRawBufferPointer) -> Int {
         FieldLookup.count(fields, lowercasedName, source)
+    }
+
+    /// The value ranges of every field line named `lowercasedName`, in order.
+    func values(ofField lowercasedName: String, in source: UnsafeRawBufferPointer) -> [Range<Int>] {
+        FieldLookup.values(fields, lowercasedName, source)
     }
 }
 

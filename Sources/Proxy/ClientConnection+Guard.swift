@@ -54,18 +54,8 @@ extension ClientConnection {
         }
     }
 
-    private func keyFieldValues(_ lowercasedName: [UInt8], source: UnsafeRawBufferPointer) -> [ArraySlice<UInt8>] {
-        var values: [ArraySlice<UInt8>] = []
-        for field in head.fields where field.name.count == lowercasedName.count {
-            var same = true
-            for (offset, byte) in lowercasedName.enumerated() {
-                var b = source[field.name.lowerBound + offset]
-                if b >= 0x41 && b <= 0x5A { b |= 0x20 }
-                if b != byte { same = false; break }
-            }
-            if same { values.append(Array(UnsafeRawBufferPointer(rebasing: source[field.value]))[...]) }
-        }
-        return values
+    private func keyFieldValues(_ lowercasedName: String, source: UnsafeRawBufferPointer) -> [ArraySlice<UInt8>] {
+        head.values(ofField: lowercasedName, in: source).map { Array(UnsafeRawBufferPointer(rebasing: source[$0]))[...] }
     }
 
     /// Body bytes of a guarded request, accumulated up to `max_request_body`.

@@ -5,7 +5,7 @@ import Idempotency
 /// One set of idempotency settings (the global ones or a route's), converted once into the
 /// shapes the request path uses, so no request re-derives them.
 struct GuardPolicy: Sendable {
-    let keyHeader: [UInt8]           // lowercased field name
+    let keyHeader: String            // lowercased field name
     let keySyntax: Idempotency.KeySyntax
     let keyMaxLength: Int
     let methods: [HTTPMethod]
@@ -19,14 +19,14 @@ struct GuardPolicy: Sendable {
     let releaseStatuses: [Int]
     let maxRequestBody: Int
     let maxStoredBody: Int
-    let scopeHeader: [UInt8]?        // lowercased; nil when scoping is disabled
+    let scopeHeader: String?         // lowercased; nil when scoping is disabled
     let fingerprint: FingerprintPolicy
-    /// `fingerprint.headers`, lowercased, for matching request fields byte-wise.
-    let fingerprintHeaderNames: [[UInt8]]
+    /// `fingerprint.headers`, lowercased, for matching request fields.
+    let fingerprintHeaderNames: [String]
     let keepHeaders: [String]
 
     init(_ config: IdempotencyConfig) {
-        keyHeader = Array(config.header.lowercased().utf8)
+        keyHeader = config.header.lowercased()
         keySyntax = config.keySyntax == .strict ? .strict : .lenient
         keyMaxLength = config.keyMaxLength
         methods = config.methods.map(HTTPMethod.init(name:))
@@ -40,12 +40,12 @@ struct GuardPolicy: Sendable {
         releaseStatuses = config.releaseStatuses
         maxRequestBody = config.maxRequestBody
         maxStoredBody = config.maxStoredBody
-        scopeHeader = config.scopeHeader.isEmpty ? nil : Array(config.scopeHeader.lowercased().utf8)
+        scopeHeader = config.scopeHeader.isEmpty ? nil : config.scopeHeader.lowercased()
         fingerprint = FingerprintPolicy(
             headers: config.fingerprintHeaders, body: config.fingerprintBody == .json ? .json : .raw,
             ignoreFields: config.ignoreFields)
         keepHeaders = config.replayKeepHeaders
-        fingerprintHeaderNames = config.fingerprintHeaders.map { Array($0.lowercased().utf8) }
+        fingerprintHeaderNames = config.fingerprintHeaders.map { $0.lowercased() }
     }
 }
 

@@ -74,7 +74,7 @@ final class GuardedExchange {
         var out: [(name: String, value: String)] = []
         for name in policy.fingerprintHeaderNames {
             for value in values(of: name) {
-                out.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+                out.append((name, String(decoding: value, as: UTF8.self)))
             }
         }
         return out
@@ -85,15 +85,7 @@ final class GuardedExchange {
     }
 
     /// Raw values of every field line named `lowercasedName`.
-    func values(of lowercasedName: [UInt8]) -> [ArraySlice<UInt8>] {
-        head.fields.compactMap { field in
-            guard field.name.count == lowercasedName.count else { return nil }
-            for (offset, byte) in lowercasedName.enumerated() {
-                var b = headBytes[field.name.lowerBound + offset]
-                if b >= 0x41 && b <= 0x5A { b |= 0x20 }
-                if b != byte { return nil }
-            }
-            return headBytes[field.value]
-        }
+    func values(of lowercasedName: String) -> [ArraySlice<UInt8>] {
+        headBytes.withUnsafeBytes { head.values(ofField: lowercasedName, in: $0) }.map { headBytes[$0] }
     }
 }
