@@ -71,4 +71,21 @@ public enum ProblemDetails {
         out.append(UInt8(ascii: "}"))
         return out
     }
+
+    /// A problem without a specific type (RFC 9457 §4.2.1 `about:blank`): the title is the
+    /// status phrase, for protocol errors such as a malformed request.
+    public static func json(status: Int, title: String, detail: String? = nil) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(96 + (detail?.utf8.count ?? 0))
+        out.append(contentsOf: #"{"type":"about:blank","title":"#.utf8)
+        JSONValue.writeString(title, into: &out)
+        out.append(contentsOf: #","status":"#.utf8)
+        out.append(contentsOf: String(status).utf8)
+        if let detail {
+            out.append(contentsOf: #","detail":"#.utf8)
+            JSONValue.writeString(detail, into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
 }

@@ -56,7 +56,7 @@ extension ClientConnection {
         } catch {
             worker.metrics.upstreamReachable.store(false, ordering: .relaxed)
             if hasBody { closeAfterResponse = true }
-            writeProblem(status: 502, type: "upstream-unreachable", detail: "cannot connect to the upstream", close: hasBody)
+            writeProblem(status: 502, type: .upstreamUnreachable, detail: "cannot connect to the upstream", close: hasBody)
             return
         }
         upstream = connection
@@ -240,7 +240,7 @@ extension ClientConnection {
     }
 
     /// The upstream failed before the response head arrived.
-    private func upstreamFailedBeforeResponse(status: Int, type: String, detail: String, requestSent: Bool = true) {
+    private func upstreamFailedBeforeResponse(status: Int, type: ProblemType, detail: String, requestSent: Bool = true) {
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guardedUpstreamFailed(requestSent: requestSent, status: status, detail: detail)
             return
@@ -276,7 +276,7 @@ extension ClientConnection: UpstreamConnectionDelegate {
         worker.metrics.upstreamReachable.store(false, ordering: .relaxed)
         guard connection === upstream else { return }
         upstream = nil
-        upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "cannot connect to the upstream: \(error)", requestSent: false)
+        upstreamFailedBeforeResponse(status: 502, type: .upstreamUnreachable, detail: "cannot connect to the upstream: \(error)", requestSent: false)
     }
 
     func upstream(_ connection: UpstreamConnection, didRead bytes: UnsafeRawBufferPointer) -> Int {
@@ -295,7 +295,7 @@ extension ClientConnection: UpstreamConnectionDelegate {
                         limits: settings.parserLimits, scanHint: exchange.responseScanHint)
                 } catch {
                     // RFC 9112 §6.3: an invalid response is discarded and answered with 502.
-                    upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "invalid response from the upstream: \(error.reason)")
+                    upstreamFailedBeforeResponse(status: 502, type: .upstreamUnreachable, detail: "invalid response from the upstream: \(error.reason)")
                     return bytes.count
                 }
                 guard complete else {
@@ -307,7 +307,7 @@ extension ClientConnection: UpstreamConnectionDelegate {
                 let status = exchange.responseHead.status
                 if status >= 100 && status < 200 {
                     if status == 101 {
-                        upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "the upstream switched protocols unasked")
+                        upstreamFailedBeforeResponse(status: 502, type: .upstreamUnreachable, detail: "the upstream switched protocols unasked")
                         return bytes.count
                     }
                     // Interim responses are not forwarded: the proxy answered Expect itself.
@@ -360,7 +360,7 @@ extension ClientConnection: UpstreamConnectionDelegate {
         if !exchange.responseStarted {
             if !connection.receivedResponseBytes && connection.exchangesServed > 0 && retryOnFreshConnection(after: connection) { return }
             upstreamFailedBeforeResponse(
-                status: 502, type: "upstream-unreachable", detail: "the upstream closed the connection without a response",
+                status: 502, type: .upstreamUnreachable, detail: "the upstream closed the connection without a response",
                 requestSent: connection.bytesWrittenThisExchange > 0)
             return
         }
@@ -386,10 +386,10 @@ extension ClientConnection: UpstreamConnectionDelegate {
     func upstreamTimedOut(_ connection: UpstreamConnection) {
         guard connection === upstream else { return }
         if connection.state == .connecting {
-            upstreamFailedBeforeResponse(status: 502, type: "upstream-unreachable", detail: "connecting to the upstream timed out", requestSent: false)
+            upstreamFailedBeforeResponse(status: 502, type: .upstreamUnreachable, detail: "connecting to the upstream timed out", requestSent: false)
         } else if !exchange.responseStarted {
             upstreamFailedBeforeResponse(
-                status: 504, type: "upstream-timeout", detail: "the upstream did not respond within response_timeout",
+                status: 504, type: .upstreamTimeout, detail: "the upstream did not respond within response_timeout",
                 requestSent: connection.bytesWrittenThisExchange > 0)
         } else {
             responseBrokeMidway()

@@ -312,14 +312,14 @@ extension ClientConnection {
     func answer(status: Int, type: ProblemType, detail: String, retryAfter: Int? = nil) {
         var extra: [(name: String, value: String)] = []
         if let retryAfter { extra.append(("Retry-After", String(retryAfter))) }
-        writeProblem(status: status, type: type.rawValue, detail: detail, close: false, extraFields: extra)
+        writeProblem(status: status, type: type, detail: detail, close: false, extraFields: extra)
     }
 
     /// A refusal before the body was read: the unread body makes the connection unusable.
     private func refuse(status: Int, type: ProblemType, detail: String, bodyUnread: Bool) {
         if bodyUnread { closeAfterResponse = true }
         exchange.requestBodyDone = !bodyUnread
-        writeProblem(status: status, type: type.rawValue, detail: detail, close: bodyUnread)
+        writeProblem(status: status, type: type, detail: detail, close: bodyUnread)
     }
 }
 

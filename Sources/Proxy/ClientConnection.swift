@@ -1,6 +1,7 @@
 import EventLoop
 import Glibc
 import HTTP1
+import Idempotency
 import Upstream
 
 /// One client connection: reads requests, forwards each to the upstream, and writes the
@@ -410,7 +411,7 @@ final class ClientConnection: EventHandler {
     }
 
     /// Writes a generated error response; `close` also ends the connection after it.
-    func writeProblem(status: Int, type: String?, detail: String, close: Bool, extraFields: [(name: String, value: String)] = []) {
+    func writeProblem(status: Int, type: ProblemType?, detail: String, close: Bool, extraFields: [(name: String, value: String)] = []) {
         guard phase != .closed else { return }
         let mustClose = close || closeAfterResponse || clientFinished || !exchange.clientKeepAlive
         exchange.status = status

@@ -1,32 +1,27 @@
 import HTTP1
+import Idempotency
 
-/// RFC 9457 problem details for the responses the proxy itself generates. The `type` URIs are
-/// stable and listed in the README; protocol errors that need no explanation beyond the status
-/// use `about:blank` as RFC 9457 §4.2.1 recommends.
+/// RFC 9457 problem responses the proxy itself generates. The `type` URIs are stable and
+/// listed in the README; protocol errors that need no explanation beyond the status use
+/// `about:blank` as RFC 9457 §4.2.1 recommends.
 enum ProblemResponse {
-    static let typeBase = "https://idemproxy.dev/problems/"
-
-    /// Writes a complete problem response. `extraFields` carries e.g. Retry-After.
+    /// Writes a complete problem response; the body comes from `ProblemDetails`, so the proxy
+    /// and the Idempotency module share one definition of every type, title and status.
+    /// `extraFields` carries e.g. Retry-After.
     static func write(
-        status: Int, type: String?, detail: String, close: Bool,
+        status: Int, type: ProblemType?, detail: String, close: Bool,
         extraFields: [(name: String, value: String)] = [], into out: inout [UInt8]
     ) {
-        let title = StatusReason.phrase(for: status)
-        var json = "{\"type\":\""
-        json += type.map { typeBase + $0 } ?? "about:blank"
-        json += "\",\"title\":"
-        appendJSONString(title, to: &json)
-        json += ",\"status\":\(status),\"detail\":"
-        appendJSONString(detail, to: &json)
-        json += "}"
-        var fields: [(name: String, value: String)] = [("Content-Type", "application/problem+json")]
+        let body = type.map { ProblemDetails.json(type: $0, status: status, detail: detail) }
+            ?? ProblemDetails.json(status: status, title: StatusReason.phrase(for: status), detail: detail)
+        var fields: [(name: String, value: String)] = [("Content-Type", ProblemDetails.contentType)]
         fields.append(contentsOf: extraFields)
-        var body = Array(json.utf8)
-        body.withUnsafeMutableBytes { raw in
-            HeadWriter.writeResponse(status: status, reason: nil, fields: fields, body: UnsafeRawBufferPointer(raw), close: close, into: &out)
+        body.withUnsafeBytes { raw in
+            HeadWriter.writeResponse(status: status, reason: nil, fields: fields, body: raw, close: close, into: &out)
         }
     }
 
+    /// JSON string escaping for the log lines the proxy builds as text.
     static func appendJSONString(_ text: String, to json: inout String) {
         json += "\""
         for scalar in text.unicodeScalars {
