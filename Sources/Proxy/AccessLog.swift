@@ -1,18 +1,18 @@
 import EventLoop
 import Glibc
 
-/// One JSON line per request on stdout (`logging.access_log`), buffered per loop and written
-/// in batches — at 16 KiB or every 200 ms — so logging costs a syscall per batch, not per
-/// request. Lifecycle and error logs go to stderr.
+/// One JSON line per request on stdout (`logging.access_log`), buffered per loop and handed
+/// in batches — at 16 KiB or every 200 ms — to a `BackgroundWriter`, so logging never blocks
+/// a loop, even when the reader of stdout stalls. Lifecycle and error logs go to stderr.
 final class AccessLog {
     private var buffer: [UInt8] = []
     private unowned let loop: EventLoop
-    private let fd: Int32
+    private let writer: BackgroundWriter
     private lazy var timer = Timer { [weak self] in self?.flush() }
 
-    init(loop: EventLoop, fd: Int32) {
+    init(loop: EventLoop, writer: BackgroundWriter) {
         self.loop = loop
-        self.fd = fd
+        self.writer = writer
         buffer.reserveCapacity(16 * 1024)
     }
 
@@ -35,18 +35,10 @@ final class AccessLog {
 
     func flush() {
         guard !buffer.isEmpty else { return }
-        var offset = 0
-        buffer.withUnsafeBytes { raw in
-            while offset < raw.count {
-                let written = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if written <= 0 {
-                    if written < 0 && errno == EINTR { continue }
-                    break  // stdout gone or blocked: drop the batch rather than stall the loop
-                }
-                offset += written
-            }
-        }
-        buffer.removeAll(keepingCapacity: true)
+        var batch: [UInt8] = []
+        batch.reserveCapacity(16 * 1024)
+        swap(&batch, &buffer)
+        writer.enqueue(batch)
     }
 
     private static func threeDigits(_ value: Int) -> String {

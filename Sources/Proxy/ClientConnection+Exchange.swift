@@ -205,7 +205,7 @@ extension ClientConnection {
         HeadWriter.writeResponseHead(response, source: source, extra: extra, framing: choice.framing, close: close, into: &out.bytes)
         exchange.responseStarted = true
         exchange.status = response.status
-        worker.metrics.upstreamReachable.store(true, ordering: .relaxed)
+        worker.metrics.markUpstreamReachable()
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guarded.status = response.status
             guarded.responseHeaders = response.fields.map { field in
@@ -335,6 +335,8 @@ extension ClientConnection: UpstreamConnectionDelegate {
                 let data = UnsafeRawBufferPointer(rebasing: rest[range])
                 if let guarded = exchange.guarded, guarded.ownsClaim { guarded.capture(data) }
                 if exchange.responseChunked {
+                    // A zero-size chunk would end the body early (RFC 9112 §7.1).
+                    guard !data.isEmpty else { continue }
                     ChunkedEncoder.writeChunkHeader(size: data.count, into: &out.bytes)
                     out.append(data)
                     ChunkedEncoder.writeChunkTrailer(into: &out.bytes)
@@ -373,6 +375,13 @@ extension ClientConnection: UpstreamConnectionDelegate {
 
     func upstreamDidDrain(_ connection: UpstreamConnection) {
         guard connection === upstream else { return }
+        // Writing works, so the upstream is reachable (this also clears a failed readiness).
+        worker.metrics.markUpstreamReachable()
+        if phase == .streamingBody {
+            // Everything the client sent is with the upstream: a pause now is the client's,
+            // and body_timeout covers it, not the upstream's inactivity timeout.
+            connection.cancelTimer()
+        }
         if exchange.requestBodyDone && !exchange.responseStarted {
             connection.armTimer(afterMillis: settings.responseTimeoutMillis)
         }

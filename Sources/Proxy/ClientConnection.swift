@@ -162,6 +162,7 @@ final class ClientConnection: EventHandler {
         inProcess = true
         defer { inProcess = wasInProcess }
         var offset = 0
+        var heldBack = false
         loop: while true {
             switch phase {
             case .awaitingHead:
@@ -185,7 +186,10 @@ final class ClientConnection: EventHandler {
                 let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
                 // Back-pressure holds body bytes back; with nothing left to forward the decoder
                 // is still asked, so a body whose last bytes already went out ends now.
-                if let upstream, upstream.outbound.pendingCount > Self.highWatermark, !rest.isEmpty { break loop }
+                if let upstream, upstream.outbound.pendingCount > Self.highWatermark, !rest.isEmpty {
+                    heldBack = true
+                    break loop
+                }
                 let step: (event: BodyDecoder.Event, consumed: Int)
                 do {
                     step = try exchange.requestDecoder.next(rest)
@@ -227,7 +231,9 @@ final class ClientConnection: EventHandler {
         upstream?.flush()
         // The flush above may have drained the upstream while back-pressure held bytes here;
         // the drain callback cannot re-enter, so continue with them now.
-        if phase == .streamingBody, offset < bytes.count, let upstream, upstream.outbound.pendingCount <= Self.highWatermark {
+        // Only a stop for back-pressure is retried: a stop because a framing line is incomplete
+        // must wait for more bytes, or this would recurse without end.
+        if heldBack, phase == .streamingBody, offset < bytes.count, let upstream, upstream.outbound.pendingCount <= Self.highWatermark {
             return offset + process(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
         }
         return offset

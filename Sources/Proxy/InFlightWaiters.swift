@@ -18,8 +18,11 @@ final class InFlightWaiters: Sendable {
     private let registered = Atomic<Int>(0)
 
     func add(key: String, _ waiter: Waiter) {
-        waiters.withLock { $0[key, default: []].append(waiter) }
-        registered.add(1, ordering: .releasing)
+        // Counted inside the lock: a notify that runs right after must see the waiter.
+        waiters.withLock { table in
+            table[key, default: []].append(waiter)
+            registered.add(1, ordering: .releasing)
+        }
     }
 
     func remove(key: String, id: ObjectIdentifier) {

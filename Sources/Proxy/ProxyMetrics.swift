@@ -52,6 +52,13 @@ public final class ProxyMetrics: Sendable {
         outcomes = RequestOutcome.allCases.map { _ in Counter() }
     }
 
+    /// Called on every exchange: a load first, so the shared cache line is only written when
+    /// the flag actually changes (all loops would otherwise bounce it between cores).
+    @inline(__always)
+    public func markUpstreamReachable() {
+        if !upstreamReachable.load(ordering: .relaxed) { upstreamReachable.store(true, ordering: .relaxed) }
+    }
+
     /// The whole registry in Prometheus text format (SPEC §8).
     public func exposition() -> String {
         var text = PrometheusText()

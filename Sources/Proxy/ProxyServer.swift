@@ -15,6 +15,8 @@ public final class ProxyServer: @unchecked Sendable {
     /// The admin endpoint's bound port, if enabled.
     public private(set) var adminPort: UInt16?
     private var admin: AdminEndpoint?
+    private var probe: UpstreamProbe?
+    private var shared: SharedState?
     private let drained = DrainCounter()
 
     /// Counts workers that finished draining; a class so loop closures can share it.
@@ -35,8 +37,8 @@ public final class ProxyServer: @unchecked Sendable {
         // (same user), silently splitting its traffic. A plain bind first turns that into
         // the startup error an operator expects.
         if settings.listen.port != 0 {
-            let probe = try Socket.listen(on: settings.listen, reusePort: false, backlog: 1)
-            Socket.close(probe)
+            let portCheck = try Socket.listen(on: settings.listen, reusePort: false, backlog: 1)
+            Socket.close(portCheck)
         }
         for index in 0..<settings.workers {
             let fd: Int32
@@ -54,6 +56,7 @@ public final class ProxyServer: @unchecked Sendable {
             fds.append(fd)
         }
         let shared = SharedState(settings: settings, metrics: metrics, memoryStore: memoryStore)
+        self.shared = shared
         for (index, fd) in fds.enumerated() {
             workers.append(try Worker(index: index, settings: settings, listenFD: fd, shared: shared))
         }
@@ -63,6 +66,9 @@ public final class ProxyServer: @unchecked Sendable {
             let fd = try Socket.listen(on: adminAddress, reusePort: false, backlog: 64)
             adminPort = Socket.localPort(fd)
             admin = try AdminEndpoint(fd: fd, loop: workers[0].loop, metrics: metrics, settings: settings)
+            probe = UpstreamProbe(
+                loop: workers[0].loop, address: settings.upstreamAddress, metrics: metrics,
+                connectTimeoutMillis: settings.connectTimeoutMillis)
         }
     }
 
@@ -73,6 +79,8 @@ public final class ProxyServer: @unchecked Sendable {
     }
 
     public func start() {
+        let probe = UncheckedTask { [probe] in probe?.start() }
+        workers[0].loop.execute(probe.run)
         for worker in workers {
             let thread = LoopThread(name: "idemproxy-\(worker.loop.index)") {
                 worker.startOnLoop()
@@ -102,7 +110,10 @@ public final class ProxyServer: @unchecked Sendable {
         while drained.value.load(ordering: .acquiring) < total && csys_monotonic_millis() < deadline {
             usleep(10_000)
         }
-        let admin = UncheckedTask { [admin] in admin?.close() }
+        let admin = UncheckedTask { [admin, probe] in
+            admin?.close()
+            probe?.stop()
+        }
         workers[0].loop.execute(admin.run)
         for worker in workers {
             worker.loop.execute {
@@ -112,6 +123,7 @@ public final class ProxyServer: @unchecked Sendable {
             }
         }
         for thread in threads { thread.join() }
+        shared?.accessLogWriter?.drain()
     }
 
     /// Installs the process-wide signal policy: SIGPIPE ignored (writes to closed sockets

@@ -11,10 +11,13 @@ import Upstream
 final class SharedState: Sendable {
     let memoryStore: MemoryStore?
     let waiters = InFlightWaiters()
+    /// The access log's writer thread, shared by all loops (nil when access_log is off).
+    let accessLogWriter: BackgroundWriter?
     let metrics: ProxyMetrics
 
     init(settings: ProxySettings, metrics: ProxyMetrics, memoryStore: MemoryStore?) {
         self.memoryStore = settings.storeBackend == .memory ? (memoryStore ?? MemoryStore()) : nil
+        accessLogWriter = settings.accessLog ? BackgroundWriter(fd: settings.accessLogFD) : nil
         self.metrics = metrics
     }
 }
@@ -48,10 +51,11 @@ final class Worker: EventHandler, @unchecked Sendable {
     private lazy var sweepTimer = Timer { [weak self] in self?.sweepMemoryStore() }
 
     init(index: Int, settings: ProxySettings, listenFD: Int32, shared: SharedState) throws(IOError) {
-        loop = try EventLoop(index: index)
+        let loop = try EventLoop(index: index)
+        self.loop = loop
         self.settings = settings
         self.shared = shared
-        accessLog = settings.accessLog ? AccessLog(loop: loop, fd: settings.accessLogFD) : nil
+        accessLog = shared.accessLogWriter.map { AccessLog(loop: loop, writer: $0) }
         if let memory = shared.memoryStore {
             store = memory
             redis = nil

@@ -31,6 +31,16 @@ import TestSupport
         let ready = try admin(proxy, "/readyz")
         #expect(ready.status == 503)
         #expect(ready.bodyText.contains("upstream"))
+        // The upstream comes back while no traffic arrives (a pod out of rotation): the
+        // proxy's own probe must make it ready again.
+        let revived = TestUpstream(port: port)
+        defer { revived.stop() }
+        var recovered = false
+        for _ in 0..<30 where !recovered {
+            usleep(100_000)
+            recovered = try admin(proxy, "/readyz").status == 200
+        }
+        #expect(recovered)
     }
 
     @Test func metricsCountOutcomesAndObserveLatencies() throws {

@@ -106,6 +106,18 @@ import TestSupport
         #expect(!proxy.upstream.rawText.contains("X-Trailer"))
     }
 
+    /// A read that ends inside a chunk-size line must wait for the rest of the line (this once
+    /// recursed without end and took the process down).
+    @Test func chunkSizeLineSplitAcrossReadsIsCompletedLater() throws {
+        let proxy = try ProxyHarness(upstream: TestUpstream { request in .respond(status: 200, headers: [], body: request.body) })
+        defer { proxy.stop() }
+        let client = try proxy.client()
+        try client.send("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1")
+        usleep(200_000)
+        try client.send("\r\nX\r\n0\r\n\r\n")
+        #expect(try client.readResponse().bodyText == "helloX")
+    }
+
     @Test func chunkedResponseIsChunkedForHTTP11AndCloseDelimitedForHTTP10() throws {
         let proxy = try ProxyHarness(upstream: TestUpstream { _ in .chunked(status: 200, pieces: [Array("abc".utf8), Array("defg".utf8)]) })
         defer { proxy.stop() }
