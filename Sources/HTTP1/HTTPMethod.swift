@@ -10,6 +10,13 @@ public enum HTTPMethod: Sendable, Equatable {
 }
 
 extension HTTPMethod {
+    /// The method named `name` (as written in configuration), by the same classification
+    /// the parser applies to request lines.
+    public init(name: String) {
+        var name = name
+        self = name.withUTF8 { HTTPMethod.classify(UnsafeRawBufferPointer($0), 0..<$0.count) }
+    }
+
     /// Classifies the method token `bytes[range]`, which the caller has already
     /// validated as a token. The token is compared as one little-endian word
     /// against the standard method names (methods are case-sensitive, so no

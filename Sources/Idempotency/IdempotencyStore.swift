@@ -84,8 +84,9 @@ public protocol IdempotencyStore: AnyObject, Sendable {
 
 extension Duration {
     /// Whole milliseconds, rounded down, clamped to `0...UInt64.max`.
-    /// Store deadlines and TTLs are kept in milliseconds (Redis `PX`).
-    public var storeMillis: UInt64 {
+    /// Store deadlines and TTLs are kept in milliseconds (Redis `PX`), and so are the
+    /// proxy's timeouts.
+    public var milliseconds: UInt64 {
         let (seconds, attoseconds) = components
         guard seconds >= 0 else { return 0 }
         let (wholeMillis, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1000)

@@ -170,7 +170,7 @@ public final class MemoryStore: IdempotencyStore {
     }
 
     private static func deadline(_ now: UInt64, _ duration: Duration) -> UInt64 {
-        let (sum, overflow) = now.addingReportingOverflow(duration.storeMillis)
+        let (sum, overflow) = now.addingReportingOverflow(duration.milliseconds)
         return overflow ? .max : sum
     }
 

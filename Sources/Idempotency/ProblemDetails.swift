@@ -89,3 +89,11 @@ public enum ProblemDetails {
         return out
     }
 }
+
+/// The JSON string escaper canonical JSON and problem bodies use, for other JSON writers
+/// (log lines) so the project has one escaping rule.
+public enum JSONString {
+    public static func write(_ text: String, into out: inout [UInt8]) {
+        JSONValue.writeString(text, into: &out)
+    }
+}

@@ -79,20 +79,3 @@ final class GuardTable: Sendable {
         return chosen.methods.contains(method) ? chosen : nil
     }
 }
-
-extension HTTPMethod {
-    init(name: String) {
-        switch name {
-        case "GET": self = .get
-        case "HEAD": self = .head
-        case "POST": self = .post
-        case "PUT": self = .put
-        case "DELETE": self = .delete
-        case "PATCH": self = .patch
-        case "OPTIONS": self = .options
-        case "CONNECT": self = .connect
-        case "TRACE": self = .trace
-        default: self = .other
-        }
-    }
-}

@@ -21,25 +21,11 @@ enum ProblemResponse {
         }
     }
 
-    /// JSON string escaping for the log lines the proxy builds as text.
+    /// JSON string escaping for the log lines the proxy builds as text: the same escaper the
+    /// problem bodies and canonical JSON use.
     static func appendJSONString(_ text: String, to json: inout String) {
-        json += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": json += "\\\""
-            case "\\": json += "\\\\"
-            case "\n": json += "\\n"
-            case "\r": json += "\\r"
-            case "\t": json += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    json += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    json.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        json += "\""
+        var bytes: [UInt8] = []
+        JSONString.write(text, into: &bytes)
+        json += String(decoding: bytes, as: UTF8.self)
     }
 }

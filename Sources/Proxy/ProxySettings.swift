@@ -2,6 +2,7 @@ import Glibc
 import Config
 import EventLoop
 import HTTP1
+import Idempotency
 
 /// The configuration values the hot path reads, converted once from `IdemproxyConfig`
 /// (durations to milliseconds, the upstream address resolved) so no request pays for it.
@@ -87,14 +88,7 @@ public final class ProxySettings: @unchecked Sendable {
     }
 }
 
-extension Duration {
-    /// Whole milliseconds, rounding up so a non-zero timeout never becomes zero.
-    var milliseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        let millis = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-        return UInt64(max(0, millis))
-    }
-}
+
 
 /// Where the Redis store connects, with the host already resolved to an IP literal.
 public struct RedisConnectionSettings: Sendable {

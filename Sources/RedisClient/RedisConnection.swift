@@ -95,30 +95,17 @@ public final class RedisConnection: EventHandler {
 
     // MARK: commands
 
-    /// Sends one command (argv form, binary-safe). The completion runs on the loop thread,
-    /// exactly once. Fails at once while disconnected, so callers can apply their fail mode
-    /// without waiting for a timeout.
+    /// Sends one command given as arguments (binary-safe); formatted through `RedisCommand`,
+    /// so there is one path into hiredis.
     public func send(_ arguments: [[UInt8]], completion: @escaping Completion) {
-        guard let context, state != .disconnected else {
-            completion(.failure(.notConnected(lastError)))
-            return
-        }
-        let command = PendingCommand(completion: completion, deadline: loop.now + configuration.commandTimeoutMillis)
-        let privdata = Unmanaged.passRetained(command).toOpaque()
-        let status = Self.withArgv(arguments) { argc, argv, lengths in
-            redisAsyncCommandArgv(context, RedisConnection.replyCallback, privdata, argc, argv, lengths)
-        }
-        guard status == REDIS_OK else {
-            // hiredis will never call back for a command it refused to queue.
-            Unmanaged<PendingCommand>.fromOpaque(privdata).release()
-            completion(.failure(.disconnected("command not queued")))
-            return
-        }
-        pending.append(command)
-        if !timeoutTimer.isArmed { loop.arm(timeoutTimer, at: command.deadline) }
+        var command = RedisCommand(argumentCount: arguments.count, capacity: arguments.reduce(16) { $0 + $1.count + 16 })
+        for argument in arguments { command.append(argument) }
+        send(command, completion: completion)
     }
 
-    /// Sends a command already formatted as RESP (see `RedisCommand`).
+    /// Sends a command already formatted as RESP (see `RedisCommand`). The completion runs on
+    /// the loop thread, exactly once. Fails at once while disconnected, so callers can apply
+    /// their fail mode without waiting for a timeout.
     public func send(_ command: RedisCommand, completion: @escaping Completion) {
         precondition(command.isComplete, "RedisCommand: argument count does not match")
         guard let context, state != .disconnected else {
@@ -143,32 +130,6 @@ public final class RedisConnection: EventHandler {
 
     public func send(_ arguments: [String], completion: @escaping Completion) {
         send(arguments.map { Array($0.utf8) }, completion: completion)
-    }
-
-    /// Lays the arguments out in one buffer so hiredis gets stable pointers for the call.
-    private static func withArgv<R>(_ arguments: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
-        var joined: [UInt8] = []
-        joined.reserveCapacity(arguments.reduce(0) { $0 + $1.count } + 1)
-        var lengths: [Int] = []
-        lengths.reserveCapacity(arguments.count)
-        for argument in arguments {
-            joined.append(contentsOf: argument)
-            lengths.append(argument.count)
-        }
-        joined.append(0)
-        return joined.withUnsafeBufferPointer { bytes in
-            let base = UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
-            var pointers: [UnsafePointer<CChar>?] = []
-            pointers.reserveCapacity(arguments.count)
-            var offset = 0
-            for length in lengths {
-                pointers.append(base + offset)
-                offset += length
-            }
-            return pointers.withUnsafeMutableBufferPointer { argv in
-                lengths.withUnsafeBufferPointer { body(Int32(arguments.count), argv.baseAddress!, $0.baseAddress!) }
-            }
-        }
     }
 
     private static let replyCallback: @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { context, reply, privdata in

@@ -98,7 +98,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         expiredLease: IndeterminatePolicy, completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
         let policy = expiredLease == .hold ? "hold" : "release"
-        let leaseMillis = lease.storeMillis, ttlMillis = ttl.storeMillis
+        let leaseMillis = lease.milliseconds, ttlMillis = ttl.milliseconds
         run(.claim, key: key, argumentCount: 5, { command in
             command.append(owner)
             command.append(fingerprint)
@@ -129,7 +129,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             state: .completed, fingerprint: [UInt8](repeating: 0, count: RecordCodec.fingerprintLength),
             owner: owner, leaseDeadlineMillis: 0, response: response)
         let encoded = RecordCodec.encode(placeholder)
-        let ttlMillis = ttl.storeMillis
+        let ttlMillis = ttl.milliseconds
         run(.complete, key: key, argumentCount: 3, { command in
             command.append(owner)
             encoded.withUnsafeBytes { command.append(UnsafeRawBufferPointer(rebasing: $0[RecordCodec.Offset.flags...])) }
@@ -149,12 +149,12 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     }
 
     public func markUnknown(key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        let ttlMillis = ttl.storeMillis
+        let ttlMillis = ttl.milliseconds
         run(.markUnknown, key: key, argumentCount: 2, { $0.append(owner); $0.append(ttlMillis) }, completion: Self.flag(completion))
     }
 
     public func refreshLease(key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        let leaseMillis = lease.storeMillis
+        let leaseMillis = lease.milliseconds
         run(.refresh, key: key, argumentCount: 2, { $0.append(owner); $0.append(leaseMillis) }, completion: Self.flag(completion))
     }
 

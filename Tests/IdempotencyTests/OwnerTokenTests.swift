@@ -10,11 +10,11 @@ import Testing
     }
 
     @Test func durationMillis() {
-        #expect(Duration.seconds(30).storeMillis == 30_000)
-        #expect(Duration.milliseconds(250).storeMillis == 250)
-        #expect(Duration.microseconds(1999).storeMillis == 1)
-        #expect(Duration.seconds(-5).storeMillis == 0)
-        #expect(Duration.seconds(Int64.max).storeMillis == UInt64.max)
+        #expect(Duration.seconds(30).milliseconds == 30_000)
+        #expect(Duration.milliseconds(250).milliseconds == 250)
+        #expect(Duration.microseconds(1999).milliseconds == 1)
+        #expect(Duration.seconds(-5).milliseconds == 0)
+        #expect(Duration.seconds(Int64.max).milliseconds == UInt64.max)
     }
 
     @Test func monotonicClockDoesNotGoBackwards() {

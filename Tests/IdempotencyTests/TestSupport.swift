@@ -14,7 +14,7 @@ final class ManualClock: Sendable {
     var now: UInt64 { millis.load(ordering: .relaxed) }
 
     func advance(_ duration: Duration) {
-        millis.add(duration.storeMillis, ordering: .relaxed)
+        millis.add(duration.milliseconds, ordering: .relaxed)
     }
 
     var function: @Sendable () -> UInt64 {

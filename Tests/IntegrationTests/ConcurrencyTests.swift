@@ -52,9 +52,7 @@ import TestSupport
         let origin = CountingOrigin()
         origin.delay = 0.5
         let upstream = TestUpstream(behaviour: origin.responder)
-        let url = StoreKind.redisURL
-        let prefix = "two\(UInt32.random(in: 0...UInt32.max)):"
-        let yaml = "store: { backend: redis, redis: { url: \"\(url)\", key_prefix: \"\(prefix)\" } }\nidempotency: { concurrent: wait, wait_timeout: 10s }\n"
+        let yaml = StoreKind.redis.yaml() + "idempotency: { concurrent: wait, wait_timeout: 10s }\n"
         let a = try ProxyHarness(upstream: upstream, yaml: yaml)
         let b = try ProxyHarness(upstream: upstream, yaml: yaml)
         defer { a.server.shutdown(); b.server.shutdown(); upstream.stop() }
@@ -70,14 +68,10 @@ import TestSupport
         let origin = CountingOrigin()
         origin.delay = 5
         let upstream = TestUpstream(behaviour: origin.responder)
-        let url = StoreKind.redisURL
-        let prefix = "dead\(UInt32.random(in: 0...UInt32.max)):"
-        let yaml = "store: { backend: redis, redis: { url: \"\(url)\", key_prefix: \"\(prefix)\" } }\nidempotency: { lease: 1s }\nshutdown_grace: 0s\n"
+        let yaml = StoreKind.redis.yaml() + "idempotency: { lease: 1s }\nshutdown_grace: 0s\n"
         let owner = try ProxyHarness(upstream: upstream, yaml: yaml)
         let key = uniqueKey()
-        let client = try owner.client()
-        try client.send(post(key: key))
-        usleep(300_000)
+        let client = try startOriginal(owner, key: key, settle: 300_000)
         // The owner's loops stop without settling: from the store's view the process died.
         owner.server.shutdown()
         usleep(1_300_000)
@@ -97,9 +91,7 @@ import TestSupport
         let yaml = "idempotency: { lease: 1s, indeterminate: release }\nshutdown_grace: 0s\n"
         let owner = try ProxyHarness(upstream: upstream, yaml: yaml, memoryStore: store)
         let key = uniqueKey()
-        let client = try owner.client()
-        try client.send(post(key: key))
-        usleep(300_000)
+        let client = try startOriginal(owner, key: key, settle: 300_000)
         owner.server.shutdown()
         usleep(1_300_000)
         origin.delay = 0

@@ -40,9 +40,7 @@ import TestSupport
         let proxy = try harness(store, origin: origin)
         defer { proxy.stop() }
         let key = uniqueKey()
-        let original = try proxy.client()
-        try original.send(post(key: key))
-        usleep(200_000)
+        let original = try startOriginal(proxy, key: key, settle: 200_000)
         let duplicate = try proxy.request(post(key: key))
         #expect(duplicate.status == 409)
         #expect(duplicate.value("retry-after") != nil)
@@ -58,9 +56,7 @@ import TestSupport
         let proxy = try harness(store, origin: origin, idempotency: "concurrent: wait, wait_timeout: 5s")
         defer { proxy.stop() }
         let key = uniqueKey()
-        let original = try proxy.client()
-        try original.send(post(key: key))
-        usleep(100_000)
+        let original = try startOriginal(proxy, key: key)
         let started = Date()
         let waited = try proxy.request(post(key: key))
         let first = try original.readResponse()
@@ -79,9 +75,7 @@ import TestSupport
         let proxy = try harness(store, origin: origin, idempotency: "concurrent: wait, wait_timeout: 300ms")
         defer { proxy.stop() }
         let key = uniqueKey()
-        let original = try proxy.client()
-        try original.send(post(key: key))
-        usleep(100_000)
+        let original = try startOriginal(proxy, key: key)
         let started = Date()
         let waited = try proxy.request(post(key: key))
         #expect(waited.status == 409)

@@ -18,13 +18,16 @@ enum StoreKind: String, CaseIterable, Sendable, CustomStringConvertible {
         return url
     }
 
-    /// A `store:` section; each test gets its own key prefix so tests never share records.
-    func yaml(unavailable: String = "reject", url: String? = nil) -> String {
+    /// A fresh key prefix, so tests never share records.
+    static func uniquePrefix() -> String { "t\(UInt32.random(in: 0...UInt32.max)):" }
+
+    /// A `store:` section; each call gets its own key prefix unless one is given (instances
+    /// that must share records pass the same prefix).
+    func yaml(unavailable: String = "reject", url: String? = nil, prefix: String = StoreKind.uniquePrefix()) -> String {
         switch self {
         case .memory:
             return "store: { backend: memory }\n"
         case .redis:
-            let prefix = "t\(UInt32.random(in: 0...UInt32.max)):"
             return "store: { backend: redis, unavailable: \(unavailable), redis: { url: \"\(url ?? Self.redisURL)\", key_prefix: \"\(prefix)\", command_timeout: 500ms } }\n"
         }
     }
@@ -86,4 +89,13 @@ func concurrently<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) -
     }
     group.wait()
     return results.values.map { $0! }
+}
+
+/// Sends a guarded request on its own connection and gives the upstream a moment to start on
+/// it, so that a duplicate sent next finds it in flight. Read its response from the client.
+func startOriginal(_ proxy: ProxyHarness, key: String, settle microseconds: UInt32 = 100_000) throws -> TestClient {
+    let original = try proxy.client()
+    try original.send(post(key: key))
+    usleep(microseconds)
+    return original
 }
