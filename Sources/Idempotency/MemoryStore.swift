@@ -41,7 +41,8 @@ public final class MemoryStore: IdempotencyStore {
         completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
         let now = clock()
-        let outcome = shard(for: StoreKey(key)).entries.withLock { [key = StoreKey(key)] entries -> ClaimOutcome in
+        let key = StoreKey(key)  // hashed once for the shard and the dictionary
+        let outcome = shard(for: key).entries.withLock { entries -> ClaimOutcome in
             if var existing = Self.live(&entries, key, now) {
                 guard existing.record.leaseExpired(atMillis: now) else { return .existing(existing.record) }
                 switch expiredLease {
@@ -79,7 +80,8 @@ public final class MemoryStore: IdempotencyStore {
 
     public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {
         let now = clock()
-        let released = shard(for: StoreKey(key)).entries.withLock { [key = StoreKey(key)] entries -> Bool in
+        let key = StoreKey(key)
+        let released = shard(for: key).entries.withLock { entries -> Bool in
             guard let entry = Self.live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
             entries[key] = nil
             return true
@@ -108,7 +110,8 @@ public final class MemoryStore: IdempotencyStore {
 
     public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {
         let now = clock()
-        let record = shard(for: StoreKey(key)).entries.withLock { [key = StoreKey(key)] entries in
+        let key = StoreKey(key)
+        let record = shard(for: key).entries.withLock { entries in
             Self.live(&entries, key, now)?.record
         }
         completion(.success(record))
@@ -143,7 +146,8 @@ public final class MemoryStore: IdempotencyStore {
 
     /// Applies `change` if the live record is in flight and owned by `owner`.
     private func updateOwned(key: String, owner: [UInt8], now: UInt64, _ change: (inout Entry) -> Void) -> Bool {
-        shard(for: StoreKey(key)).entries.withLock { [key = StoreKey(key)] entries -> Bool in
+        let key = StoreKey(key)
+        return shard(for: key).entries.withLock { entries -> Bool in
             guard var entry = Self.live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
             change(&entry)
             entries[key] = entry

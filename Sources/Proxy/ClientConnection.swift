@@ -182,11 +182,14 @@ final class ClientConnection: EventHandler {
                 headScanHint = 0
                 offset += head.headLength
                 startExchange(source: rest)
-            case .streamingBody:
+            case .streamingBody, .bufferingBody:
+                // One body loop for both: a streamed body goes to the upstream as it arrives
+                // (with back-pressure), a guarded body is kept until it is complete.
+                let streaming = phase == .streamingBody
                 let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
                 // Back-pressure holds body bytes back; with nothing left to forward the decoder
                 // is still asked, so a body whose last bytes already went out ends now.
-                if let upstream, upstream.outbound.pendingCount > Self.highWatermark, !rest.isEmpty {
+                if streaming, let upstream, upstream.outbound.pendingCount > Self.highWatermark, !rest.isEmpty {
                     heldBack = true
                     break loop
                 }
@@ -194,33 +197,20 @@ final class ClientConnection: EventHandler {
                 do {
                     step = try exchange.requestDecoder.next(rest)
                 } catch {
-                    requestBodyInvalid(error)
+                    if streaming { requestBodyInvalid(error) } else { rejectRequest(error) }
                     return bytes.count
                 }
                 offset += step.consumed
                 switch step.event {
                 case .data(let range):
-                    forwardRequestBody(UnsafeRawBufferPointer(rebasing: rest[range]))
+                    let data = UnsafeRawBufferPointer(rebasing: rest[range])
+                    if streaming {
+                        forwardRequestBody(data)
+                    } else if !bufferGuardedBody(data) {
+                        return bytes.count
+                    }
                 case .end:
-                    finishRequestBody()
-                case .needMore:
-                    break loop
-                }
-            case .bufferingBody:
-                let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
-                let step: (event: BodyDecoder.Event, consumed: Int)
-                do {
-                    step = try exchange.requestDecoder.next(rest)
-                } catch {
-                    rejectRequest(error)
-                    return bytes.count
-                }
-                offset += step.consumed
-                switch step.event {
-                case .data(let range):
-                    guard bufferGuardedBody(UnsafeRawBufferPointer(rebasing: rest[range])) else { return bytes.count }
-                case .end:
-                    guardedBodyComplete()
+                    if streaming { finishRequestBody() } else { guardedBodyComplete() }
                 case .needMore:
                     break loop
                 }

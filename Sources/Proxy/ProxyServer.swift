@@ -32,26 +32,23 @@ public final class ProxyServer: @unchecked Sendable {
     public init(settings: ProxySettings, memoryStore: MemoryStore? = nil) throws(IOError) {
         self.settings = settings
         var fds: [Int32] = []
-        var address = settings.listen
-        // SO_REUSEPORT would let this process share a port another process already serves
-        // (same user), silently splitting its traffic. A plain bind first turns that into
-        // the startup error an operator expects.
-        if settings.listen.port != 0 {
-            let portCheck = try Socket.listen(on: settings.listen, reusePort: false, backlog: 1)
-            Socket.close(portCheck)
-        }
-        for index in 0..<settings.workers {
+        // SO_REUSEPORT would let this listener share a port that another socket already
+        // serves (same user), silently splitting that port's traffic — even when asking for
+        // port 0, the kernel may hand out a port held by another SO_REUSEPORT listener. A
+        // plain bind first makes a taken port the startup error an operator expects, and for
+        // port 0 it picks a port nobody holds, which the workers then share.
+        let portCheck = try Socket.listen(on: settings.listen, reusePort: false, backlog: 1)
+        port = Socket.localPort(portCheck)
+        Socket.close(portCheck)
+        let address = settings.listen.port == port
+            ? settings.listen : try Socket.Address.resolve(host: Self.hostText(settings.listen), port: port)
+        for _ in 0..<settings.workers {
             let fd: Int32
             do {
                 fd = try Socket.listen(on: address, reusePort: true)
             } catch {
                 fds.forEach(Socket.close)
                 throw error
-            }
-            if index == 0 {
-                // With port 0 the first bind picks the port; the other workers join it.
-                port = Socket.localPort(fd)
-                address = try Socket.Address.resolve(host: Self.hostText(settings.listen), port: port)
             }
             fds.append(fd)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Proxy
 import Glibc
 import Idempotency
 import Testing
@@ -28,6 +29,11 @@ import TestSupport
         defer { proxy.stop() }
         let responses = Self.fire(100, ports: [proxy.port], request: post(key: uniqueKey()))
         let statuses = responses.map { $0?.status ?? 0 }
+        if statuses.contains(0) {
+            // Say where a lost request stood, from the proxy's own counters.
+            let counts = RequestOutcomeSummary.of(proxy)
+            Issue.record("a request got no answer; proxy outcomes: \(counts), open connections: \(proxy.server.metrics.activeConnections.load(ordering: .relaxed))")
+        }
         #expect(origin.count == 1)
         #expect(statuses.filter { $0 == 201 }.count == 1)
         #expect(statuses.filter { $0 == 409 }.count == 99, "statuses: \(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")
@@ -100,5 +106,11 @@ import TestSupport
         let retry = try survivor.request(post(key: key))
         #expect(retry.status == 201)
         #expect(origin.count == 2)
+    }
+}
+
+enum RequestOutcomeSummary {
+    static func of(_ proxy: ProxyHarness) -> String {
+        RequestOutcome.allCases.map { "\($0.label)=\(proxy.server.metrics.value($0))" }.joined(separator: " ")
     }
 }
