@@ -26,13 +26,18 @@ ensure_swift() {
     command -v swift >/dev/null 2>&1 || { echo "swift is not installed (expected in PATH or /opt/swift)" >&2; exit 1; }
 }
 
-# Prints a TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
+# Sets the variable named $1 to a TCP port on 127.0.0.1 that nothing listens on and that no
+# earlier call handed out. It runs in the calling shell, not in $(...): a subshell would not
+# remember the ports already chosen, and two services could be given the same port.
+USED_PORTS=" "
+pick_port() {
     local port
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 200); do
         port=$(( (RANDOM % 20000) + 30000 ))
+        case "$USED_PORTS" in *" $port "*) continue ;; esac
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
+            USED_PORTS="$USED_PORTS$port "
+            printf -v "$1" '%s' "$port"
             return 0
         fi
     done
