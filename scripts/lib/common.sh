@@ -31,13 +31,14 @@ ensure_swift() {
 # remember the ports already chosen, and two services could be given the same port.
 USED_PORTS=" "
 pick_port() {
-    local port
+    # The local name must not be one a caller passes in: printf -v would set the local.
+    local __candidate
     for _ in $(seq 1 200); do
-        port=$(( (RANDOM % 20000) + 30000 ))
-        case "$USED_PORTS" in *" $port "*) continue ;; esac
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            USED_PORTS="$USED_PORTS$port "
-            printf -v "$1" '%s' "$port"
+        __candidate=$(( (RANDOM % 20000) + 30000 ))
+        case "$USED_PORTS" in *" $__candidate "*) continue ;; esac
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$__candidate") 2>/dev/null; then
+            USED_PORTS="$USED_PORTS$__candidate "
+            printf -v "$1" '%s' "$__candidate"
             return 0
         fi
     done
