@@ -17,6 +17,7 @@ struct IdempotencyOverrides {
     var maxRequestBody: Located<Int>?
     var maxStoredBody: Located<Int>?
     var scopeHeader: Located<String>?
+    var scopeMissing: Located<ScopeMissingMode>?
     var fingerprintHeaders: Located<[String]>?
     var fingerprintBody: Located<FingerprintBodyMode>?
     var ignoreFields: Located<[String]>?
@@ -52,6 +53,7 @@ struct IdempotencyOverrides {
         if let maxRequestBody { config.maxRequestBody = maxRequestBody.value }
         if let maxStoredBody { config.maxStoredBody = maxStoredBody.value }
         if let scopeHeader { config.scopeHeader = scopeHeader.value }
+        if let scopeMissing { config.scopeMissing = scopeMissing.value }
         if let fingerprintHeaders { config.fingerprintHeaders = fingerprintHeaders.value }
         if let fingerprintBody { config.fingerprintBody = fingerprintBody.value }
         if let ignoreFields { config.ignoreFields = ignoreFields.value }
@@ -92,7 +94,8 @@ extension TreeReader {
         o.maxStoredBody = located(view, "max_stored_body") { size($0, in: 1...IdempotencyOverrides.maxBody) }
 
         if let scopeField = view.field("scope"), let scope = mapping(scopeField) {
-            rejectUnknownKeys(scope, known: ["header"])
+            rejectUnknownKeys(scope, known: ["header", "missing"])
+            o.scopeMissing = located(scope, "missing") { choice($0, as: ScopeMissingMode.self) }
             o.scopeHeader = located(scope, "header") { field in
                 if Self.isNull(field.node) { return "" }
                 return value(field, expected: "a header name or \"\"") { (text: String) throws(ValueProblem) -> String in

@@ -122,16 +122,21 @@ public enum UnavailableMode: String, Sendable, Equatable, CaseIterable {
 
 public struct StoreConfig: Sendable, Equatable {
     public var backend: StoreBackend
+    /// Bytes the memory store may hold (records, in-flight ones too, plus stored bodies and a
+    /// fixed per-record overhead); when full, new claims get `503 store-full`.
+    public var memoryMaxBytes: Int
     /// Always present and validated, even with the memory backend.
     public var redis: RedisConfig
     public var unavailable: UnavailableMode
 
     public init(
         backend: StoreBackend = .memory,
+        memoryMaxBytes: Int = 256 << 20,
         redis: RedisConfig = RedisConfig(),
         unavailable: UnavailableMode = .reject
     ) {
         self.backend = backend
+        self.memoryMaxBytes = memoryMaxBytes
         self.redis = redis
         self.unavailable = unavailable
     }
@@ -192,6 +197,14 @@ public enum IndeterminateMode: String, Sendable, Equatable, CaseIterable {
     case release
 }
 
+/// What happens to a guarded request without the scope header (SPEC §3, `scope.missing`).
+public enum ScopeMissingMode: String, Sendable, Equatable, CaseIterable {
+    /// Answer `400 missing-scope`: the request is never put in a namespace shared by callers.
+    case reject
+    /// Forward it unguarded and count it (`outcome="unscoped"`).
+    case unscoped
+}
+
 public enum FingerprintBodyMode: String, Sendable, Equatable, CaseIterable {
     /// Hash the body bytes as received.
     case raw
@@ -220,6 +233,8 @@ public struct IdempotencyConfig: Sendable, Equatable {
     public var maxStoredBody: Int
     /// Header identifying the caller; empty disables scoping.
     public var scopeHeader: String
+    /// A guarded request that lacks `scopeHeader` (while scoping is on).
+    public var scopeMissing: ScopeMissingMode
     public var fingerprintHeaders: [String]
     public var fingerprintBody: FingerprintBodyMode
     /// RFC 6901 JSON Pointers removed before hashing (only with `.json`).
@@ -242,6 +257,7 @@ public struct IdempotencyConfig: Sendable, Equatable {
         maxRequestBody: Int = 1 << 20,
         maxStoredBody: Int = 1 << 20,
         scopeHeader: String = "Authorization",
+        scopeMissing: ScopeMissingMode = .reject,
         fingerprintHeaders: [String] = ["Content-Type"],
         fingerprintBody: FingerprintBodyMode = .raw,
         ignoreFields: [String] = [],
@@ -261,6 +277,7 @@ public struct IdempotencyConfig: Sendable, Equatable {
         self.maxRequestBody = maxRequestBody
         self.maxStoredBody = maxStoredBody
         self.scopeHeader = scopeHeader
+        self.scopeMissing = scopeMissing
         self.fingerprintHeaders = fingerprintHeaders
         self.fingerprintBody = fingerprintBody
         self.ignoreFields = ignoreFields

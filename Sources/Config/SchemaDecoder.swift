@@ -6,7 +6,8 @@ struct SchemaDecoder {
 
     static let sections: [(name: String, keys: [String])] = [
         ("upstream", ["url", "connect_timeout", "response_timeout", "max_idle_connections", "idle_timeout"]),
-        ("store", ["backend", "redis", "unavailable"]),
+        ("store", ["backend", "memory", "redis", "unavailable"]),
+        ("store.memory", ["max_bytes"]),
         ("store.redis", ["url", "key_prefix", "command_timeout"]),
         ("idempotency", IdempotencyOverrides.keys),
         ("limits", ["max_header_bytes", "max_headers", "header_timeout", "body_timeout", "idle_timeout", "max_connections"]),
@@ -70,6 +71,7 @@ struct SchemaDecoder {
         if let field = top.field("routes"), !TreeReader.isNull(field.node) {
             routes = decodeRoutes(field, global: idempotency)
         }
+        if store.backend == .redis { checkStoredBodyFitsRedis(top, global: idempotency, routes: routes) }
 
         var limits = LimitsConfig()
         if let field = top.field("limits"), let view = reader.mapping(field) {
@@ -126,6 +128,25 @@ struct SchemaDecoder {
             logging: logging)
     }
 
+    /// Redis refuses a bulk string over `proto-max-bulk-len` (512 MB by default), so a completion
+    /// carrying a body near that size could never be stored: every retry would fail and the
+    /// record would end `unknown`. Refused here instead, at the key that sets it.
+    static let redisMaxStoredBody = 500 << 20
+
+    private func checkStoredBodyFitsRedis(_ top: MappingView, global: IdempotencyConfig, routes: [RouteConfig]) {
+        let limit = ValueParser.formatSize(Self.redisMaxStoredBody)
+        if global.maxStoredBody > Self.redisMaxStoredBody,
+           let section = top.field("idempotency"), let view = reader.mapping(section), let field = view.field("max_stored_body") {
+            reader.report(field, "must be at most \(limit) with the redis store (Redis' proto-max-bulk-len is 512MB), got \(ValueParser.formatSize(global.maxStoredBody))")
+        }
+        // Routes that failed to decode are already reported (and then items and routes differ).
+        guard let routesField = top.field("routes"), let items = reader.list(routesField, example: "[]"), items.count == routes.count else { return }
+        for (item, route) in zip(items, routes) where route.idempotency.maxStoredBody > Self.redisMaxStoredBody && route.idempotency.maxStoredBody != global.maxStoredBody {
+            guard let view = reader.mapping(item), let field = view.field("max_stored_body") else { continue }
+            reader.report(field, "must be at most \(limit) with the redis store (Redis' proto-max-bulk-len is 512MB), got \(ValueParser.formatSize(route.idempotency.maxStoredBody))")
+        }
+    }
+
     // MARK: Sections
 
     private func decodeUpstream(_ top: MappingView) -> UpstreamConfig? {
@@ -163,6 +184,10 @@ struct SchemaDecoder {
         reader.rejectUnknownKeys(view, known: Self.keys(of: "store"))
         set(&store.backend, view, "backend") { reader.choice($0, as: StoreBackend.self) }
         set(&store.unavailable, view, "unavailable") { reader.choice($0, as: UnavailableMode.self) }
+        if let memoryField = view.field("memory"), let memory = reader.mapping(memoryField) {
+            reader.rejectUnknownKeys(memory, known: Self.keys(of: "store.memory"))
+            set(&store.memoryMaxBytes, memory, "max_bytes") { reader.size($0, in: (64 << 10)...(1 << 40)) }
+        }
         guard let redisField = view.field("redis"), let redis = reader.mapping(redisField) else { return store }
         reader.rejectUnknownKeys(redis, known: Self.keys(of: "store.redis"))
         if let urlField = redis.field("url"), let text = reader.text(urlField, expected: "a redis:// URL") {

@@ -117,6 +117,36 @@ public enum HeadWriter {
         if bodyAllowed { out.appendBytes(body) }
     }
 
+    /// A replay: stored field lines as the exact bytes received (obs-text included, RFC 9110
+    /// §5.5), then `extra` generated ones; otherwise as `writeResponse`.
+    public static func writeResponse(
+        status: Int,
+        storedFields: [(name: [UInt8], value: [UInt8])],
+        extra: [(name: String, value: String)],
+        body: UnsafeRawBufferPointer,
+        close: Bool,
+        into out: inout [UInt8]
+    ) {
+        let bodyAllowed = status >= 200 && status != 204 && status != 304
+        out.appendLiteral("HTTP/1.1 ")
+        out.appendDecimal(UInt64(clamping: status))
+        out.append(ASCII.sp)
+        out.appendString(StatusReason.phrase(for: status))
+        out.appendCRLF()
+        for field in storedFields {
+            out.append(contentsOf: field.name)
+            out.append(ASCII.colon)
+            out.append(ASCII.sp)
+            out.append(contentsOf: field.value)
+            out.appendCRLF()
+        }
+        for field in extra { out.appendField(field.name, field.value) }
+        if bodyAllowed { out.appendFraming(.contentLength(UInt64(body.count))) }
+        if close { out.appendLiteral("Connection: close\r\n") }
+        out.appendCRLF()
+        if bodyAllowed { out.appendBytes(body) }
+    }
+
     /// Copies the kept field lines. Consecutive kept lines are copied as one
     /// run of source bytes, exactly as received (field-line syntax was already
     /// validated, and OWS around values is allowed on the wire), so a typical

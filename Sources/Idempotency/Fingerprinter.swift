@@ -19,7 +19,8 @@
 /// requests share a hash input: a header that is absent differs from one
 /// that is present and empty, and bytes cannot migrate between parts.
 ///
-/// With `FingerprintBodyMode.json` the body is parsed (`JSONParser`), the
+/// With `FingerprintBodyMode.json` a body whose `Content-Type` is a JSON media type
+/// (`application/json`, `*/*+json`) is parsed (`JSONParser`), the
 /// `ignoreFields` members are removed (`JSONValue.removing`), and the result
 /// is serialised canonically (`JSONValue.canonicalBytes`): object members in
 /// UTF-16 code-unit key order (as RFC 8785 §3.2.3), no insignificant
@@ -34,15 +35,19 @@ public enum Fingerprinter {
     static let jsonBodyTag = UInt8(ascii: "J")
 
     /// - Parameters:
-    ///   - method: the request method as received.
+    ///   - method: the request method's bytes as received.
     ///   - target: the request target (path and query) as received.
-    ///   - headers: all of the request's fields, in order.
+    ///   - headers: the request's fields (at least those the policy names), in order, as the
+    ///     exact bytes received: obs-text bytes count, nothing is decoded as text (SPEC §3).
+    ///   - contentType: the request's `Content-Type` value; `fingerprint.body: json` applies
+    ///     only to JSON media types.
     ///   - body: the complete request body.
     /// - Returns: 32 bytes.
     public static func fingerprint(
-        method: String,
-        target: String,
-        headers: [(name: String, value: String)],
+        method: UnsafeRawBufferPointer,
+        target: UnsafeRawBufferPointer,
+        headers: [(name: [UInt8], value: ArraySlice<UInt8>)],
+        contentType: ArraySlice<UInt8>?,
         body: [UInt8],
         policy: FingerprintPolicy
     ) -> [UInt8] {
@@ -52,31 +57,64 @@ public enum Fingerprinter {
         input.appendLength(policy.headers.count)
         for name in policy.headers {
             input.appendField(ASCII.lowercased(name))
-            input.appendOptionalField(joinedValue(of: name, in: headers))
+            input.appendOptionalField(joinedValue(of: Array(name.utf8), in: headers))
         }
-        let (tag, bytes) = bodyContribution(body, policy: policy)
+        let (tag, bytes) = bodyContribution(body, contentType: contentType, policy: policy)
         input.appendTag(tag)
         input.appendField(bytes)
         return input.finalize()
     }
 
+    /// Text convenience (tests, tools): the same hash as the byte form for the UTF-8 bytes of
+    /// each string; the content type is taken from `headers`.
+    public static func fingerprint(
+        method: String,
+        target: String,
+        headers: [(name: String, value: String)],
+        body: [UInt8],
+        policy: FingerprintPolicy
+    ) -> [UInt8] {
+        let fields = headers.map { (name: Array($0.name.utf8), value: Array($0.value.utf8)[...]) }
+        let contentType = fields.first { ASCII.equalsIgnoringCase($0.name, Array("content-type".utf8)) }?.value
+        let methodBytes = Array(method.utf8), targetBytes = Array(target.utf8)
+        return methodBytes.withUnsafeBytes { m in
+            targetBytes.withUnsafeBytes { t in
+                fingerprint(method: m, target: t, headers: fields, contentType: contentType, body: body, policy: policy)
+            }
+        }
+    }
+
     /// All field lines named `name`, combined as RFC 9110 §5.3 allows
     /// (comma-space separated, in order), or `nil` when there are none.
-    static func joinedValue(of name: String, in headers: [(name: String, value: String)]) -> String? {
-        var joined: String?
+    static func joinedValue(of name: [UInt8], in headers: [(name: [UInt8], value: ArraySlice<UInt8>)]) -> [UInt8]? {
+        var joined: [UInt8]?
         for field in headers where ASCII.equalsIgnoringCase(field.name, name) {
             if joined == nil {
-                joined = field.value
+                joined = Array(field.value)
             } else {
-                joined! += ", " + field.value
+                joined! += [UInt8(ascii: ","), UInt8(ascii: " ")]
+                joined! += field.value
             }
         }
         return joined
     }
 
+    /// True for `application/json` and any `<type>/<subtype>+json` (RFC 6839 §3.1), compared
+    /// case-insensitively with parameters ignored (RFC 9110 §8.3.1).
+    public static func isJSONMediaType(_ value: ArraySlice<UInt8>) -> Bool {
+        var end = value.startIndex
+        while end < value.endIndex && value[end] != UInt8(ascii: ";") { end += 1 }
+        let mediaType = IdempotencyKeyParser.trimOWS(value[value.startIndex..<end]).map(ASCII.fold)
+        guard let slash = mediaType.firstIndex(of: UInt8(ascii: "/")), slash > 0 else { return false }
+        if mediaType.elementsEqual("application/json".utf8) { return true }
+        let subtype = mediaType[(slash + 1)...]
+        return subtype.count > 5 && subtype.suffix(5).elementsEqual("+json".utf8)
+    }
+
     /// The tag and bytes the body contributes under `policy`.
-    static func bodyContribution(_ body: [UInt8], policy: FingerprintPolicy) -> (UInt8, [UInt8]) {
-        guard policy.body == .json, let canonical = canonicalJSON(body, ignoring: policy.ignoredTokenPaths) else {
+    static func bodyContribution(_ body: [UInt8], contentType: ArraySlice<UInt8>?, policy: FingerprintPolicy) -> (UInt8, [UInt8]) {
+        guard policy.body == .json, let contentType, isJSONMediaType(contentType),
+              let canonical = canonicalJSON(body, ignoring: policy.ignoredTokenPaths) else {
             return (rawBodyTag, body)
         }
         return (jsonBodyTag, canonical)

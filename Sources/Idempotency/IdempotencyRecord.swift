@@ -17,15 +17,24 @@ public enum RecordState: UInt8, Sendable, Equatable, CaseIterable {
     case unknown = 3
 }
 
-/// One response field line as stored for replay.
+/// One response field line as stored for replay: the exact bytes received. Field values may
+/// carry obs-text (RFC 9110 §5.5), which is not UTF-8; decoding them as text would replay
+/// U+FFFD in place of the original bytes.
 public struct HeaderPair: Sendable, Equatable, Hashable {
-    public var name: String
-    public var value: String
+    public var name: [UInt8]
+    public var value: [UInt8]
 
-    public init(name: String, value: String) {
+    public init(name: [UInt8], value: [UInt8]) {
         self.name = name
         self.value = value
     }
+
+    public init(name: String, value: String) {
+        self.init(name: Array(name.utf8), value: Array(value.utf8))
+    }
+
+    /// The name as text (field names are tokens, so ASCII).
+    public var nameText: String { String(decoding: name, as: UTF8.self) }
 }
 
 /// The upstream's response as kept for replay. Stripe-style: status,

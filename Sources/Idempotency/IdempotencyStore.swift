@@ -7,17 +7,31 @@ public enum ClaimOutcome: Sendable, Equatable {
     case existing(IdempotencyRecord)
 }
 
-/// Store failures, for the proxy: any of them means "store unavailable"
-/// (`503` + `Retry-After`, or pass-through, per `store.unavailable`); the
-/// associated text is for logs.
+/// Store failures. Each case says whether the command may have taken effect, because that
+/// decides what the proxy must undo: a claim that may have been written is released by
+/// compare-and-set once the store answers again (SPEC §4, "the claim's reply is lost").
 public enum StoreError: Error, Sendable, Equatable {
-    /// The store could not be reached or refused the command.
+    /// The command was never sent (not connected, refused before queueing, a Redis error
+    /// reply): it certainly did not take effect.
     case unavailable(String)
-    /// No reply within the command timeout. The command may still have
-    /// been applied; owner tokens make retrying it safe.
+    /// No reply within the command's deadline. The command may still have been applied;
+    /// owner tokens make undoing or repeating it safe.
     case timeout
+    /// The connection broke after the command was queued: it may have been applied.
+    case connectionLost(String)
+    /// The store is full (memory store at `store.memory.max_bytes`, Redis `OOM`): nothing was
+    /// written and nothing live is evicted to make room.
+    case full(String)
     /// The stored bytes are not a valid record.
     case corrupt(String)
+
+    /// True when the command may have been applied although it failed.
+    public var mayHaveBeenApplied: Bool {
+        switch self {
+        case .timeout, .connectionLost: return true
+        case .unavailable, .full, .corrupt: return false
+        }
+    }
 }
 
 /// What happens to a request whose outcome is unknown (SPEC §4,
@@ -46,7 +60,8 @@ public enum IndeterminatePolicy: Sendable, Equatable {
 /// another owner holds.
 public protocol IdempotencyStore: AnyObject, Sendable {
     /// Atomically: if there is no record, create `inFlight(owner,
-    /// fingerprint, lease deadline = now + lease)` with key TTL `ttl` and
+    /// fingerprint, lease deadline = now + lease)` with key TTL `max(ttl,
+    /// lease)` (a record never expires before its lease deadline) and
     /// return `.claimed`. If there is an in-flight record whose lease has
     /// expired, then with `.hold` turn it into `unknown` (keeping its
     /// fingerprint and owner, TTL `ttl`) and return it as `.existing`; with
@@ -73,8 +88,9 @@ public protocol IdempotencyStore: AnyObject, Sendable {
         key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void)
 
     /// Only if in flight and owned by `owner`: move the lease deadline to
-    /// now + `lease`. The owner calls this while the upstream exchange is
-    /// alive, so a slow but healthy request never loses its claim.
+    /// now + `lease`, and the record's expiry to at least that deadline. The
+    /// owner calls this while the upstream exchange is alive, so a slow but
+    /// healthy request never loses its claim, whatever `ttl` is.
     func refreshLease(
         key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void)
 

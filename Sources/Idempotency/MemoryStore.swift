@@ -14,12 +14,25 @@ import Synchronization
 /// when its key is next touched. `sweep()` reclaims the rest; the proxy
 /// calls it periodically. Time comes from an injectable millisecond clock,
 /// `CLOCK_MONOTONIC` by default.
+///
+/// Memory is bounded (`store.memory.max_bytes`, SPEC §6): every record is
+/// charged its key, body and header bytes plus a fixed overhead. A claim
+/// that would pass the bound fails with `StoreError.full`, and nothing live
+/// is evicted to make room: evicting a record is exactly what would let a
+/// retry execute twice. A completion is always stored, even past the bound,
+/// because refusing it would turn a request the upstream executed into
+/// `unknown`; the overshoot is at most the in-flight claims' responses.
 public final class MemoryStore: IdempotencyStore {
     public static let shardCount = 64
+    /// What one record costs besides its variable bytes: the dictionary slot, the entry, the
+    /// key's and arrays' headers (measured order of magnitude, not an exact count).
+    public static let recordOverhead = 192
 
     private struct Entry {
         var record: IdempotencyRecord
         var expiresAtMillis: UInt64
+        /// What this entry is charged against `maxBytes`.
+        var cost: Int
     }
 
     private final class Shard: Sendable {
@@ -28,11 +41,28 @@ public final class MemoryStore: IdempotencyStore {
 
     private let shards: [Shard]
     private let clock: @Sendable () -> UInt64
+    public let maxBytes: Int
+    private let used = Atomic<Int>(0)
 
-    /// - Parameter clock: current time in milliseconds; must not go backwards.
-    public init(clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nowMillis) {
+    /// - Parameters:
+    ///   - maxBytes: the bound on charged bytes; claims beyond it fail with `.full`.
+    ///   - clock: current time in milliseconds; must not go backwards.
+    public init(maxBytes: Int = 256 << 20, clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nowMillis) {
         self.clock = clock
+        self.maxBytes = maxBytes
         self.shards = (0..<Self.shardCount).map { _ in Shard() }
+    }
+
+    /// Bytes currently charged (records, bodies and overhead, expired records until swept).
+    public var usedBytes: Int { used.load(ordering: .relaxed) }
+
+    private static func cost(_ key: StoreKey, _ record: IdempotencyRecord) -> Int {
+        var total = recordOverhead + key.text.utf8.count + record.fingerprint.count + record.owner.count
+        if let response = record.response {
+            total += response.body.count
+            for header in response.headers { total += header.name.count + header.value.count + 48 }
+        }
+        return total
     }
 
     public func claim(
@@ -42,8 +72,9 @@ public final class MemoryStore: IdempotencyStore {
     ) {
         let now = clock()
         let key = StoreKey(key)  // hashed once for the shard and the dictionary
-        let outcome = shard(for: key).entries.withLock { entries -> ClaimOutcome in
-            if var existing = Self.live(&entries, key, now) {
+        let outcome = shard(for: key).entries.withLock { entries -> ClaimOutcome? in
+            var replaced = 0
+            if var existing = live(&entries, key, now) {
                 guard existing.record.leaseExpired(atMillis: now) else { return .existing(existing.record) }
                 switch expiredLease {
                 case .hold:
@@ -54,14 +85,21 @@ public final class MemoryStore: IdempotencyStore {
                     entries[key] = existing
                     return .existing(existing.record)
                 case .release:
-                    break  // fall through and claim over the dead record
+                    replaced = existing.cost  // claim over the dead record
                 }
             }
             let record = IdempotencyRecord(
                 state: .inFlight, fingerprint: fingerprint, owner: owner,
                 leaseDeadlineMillis: Self.deadline(now, lease))
-            entries[key] = Entry(record: record, expiresAtMillis: Self.deadline(now, ttl))
+            let cost = Self.cost(key, record)
+            guard charge(cost - replaced) else { return nil }
+            // A record never expires before its lease deadline, whatever ttl is (SPEC §4).
+            entries[key] = Entry(record: record, expiresAtMillis: Self.deadline(now, max(ttl, lease)), cost: cost)
             return .claimed
+        }
+        guard let outcome else {
+            completion(.failure(.full("the memory store holds \(usedBytes) of its \(maxBytes) bytes (store.memory.max_bytes)")))
+            return
         }
         completion(.success(outcome))
     }
@@ -71,10 +109,13 @@ public final class MemoryStore: IdempotencyStore {
         completion: @escaping (Result<Bool, StoreError>) -> Void
     ) {
         let now = clock()
-        completion(.success(updateOwned(key: key, owner: owner, now: now) { entry in
+        completion(.success(updateOwned(key: key, owner: owner, now: now) { storeKey, entry in
             entry.record.state = .completed
             entry.record.response = response
             entry.expiresAtMillis = Self.deadline(now, ttl)
+            let cost = Self.cost(storeKey, entry.record)
+            forceCharge(cost - entry.cost)
+            entry.cost = cost
         }))
     }
 
@@ -82,8 +123,9 @@ public final class MemoryStore: IdempotencyStore {
         let now = clock()
         let key = StoreKey(key)
         let released = shard(for: key).entries.withLock { entries -> Bool in
-            guard let entry = Self.live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
+            guard let entry = live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
             entries[key] = nil
+            forceCharge(-entry.cost)
             return true
         }
         completion(.success(released))
@@ -93,7 +135,7 @@ public final class MemoryStore: IdempotencyStore {
         key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void
     ) {
         let now = clock()
-        completion(.success(updateOwned(key: key, owner: owner, now: now) { entry in
+        completion(.success(updateOwned(key: key, owner: owner, now: now) { _, entry in
             entry.record.state = .unknown
             entry.expiresAtMillis = Self.deadline(now, ttl)
         }))
@@ -103,8 +145,10 @@ public final class MemoryStore: IdempotencyStore {
         key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void
     ) {
         let now = clock()
-        completion(.success(updateOwned(key: key, owner: owner, now: now) { entry in
+        completion(.success(updateOwned(key: key, owner: owner, now: now) { _, entry in
             entry.record.leaseDeadlineMillis = Self.deadline(now, lease)
+            // The key outlives the lease it carries, whatever ttl is (SPEC §4).
+            entry.expiresAtMillis = max(entry.expiresAtMillis, entry.record.leaseDeadlineMillis)
         }))
     }
 
@@ -112,7 +156,7 @@ public final class MemoryStore: IdempotencyStore {
         let now = clock()
         let key = StoreKey(key)
         let record = shard(for: key).entries.withLock { entries in
-            Self.live(&entries, key, now)?.record
+            live(&entries, key, now)?.record
         }
         completion(.success(record))
     }
@@ -123,8 +167,11 @@ public final class MemoryStore: IdempotencyStore {
         var removed = 0
         for shard in shards {
             removed += shard.entries.withLock { entries in
-                let expired = entries.filter { $0.value.expiresAtMillis <= now }.map(\.key)
-                for key in expired { entries[key] = nil }
+                let expired = entries.filter { $0.value.expiresAtMillis <= now }
+                for (key, entry) in expired {
+                    entries[key] = nil
+                    forceCharge(-entry.cost)
+                }
                 return expired.count
             }
         }
@@ -145,11 +192,11 @@ public final class MemoryStore: IdempotencyStore {
     // MARK: - Helpers (all called with the shard lock held)
 
     /// Applies `change` if the live record is in flight and owned by `owner`.
-    private func updateOwned(key: String, owner: [UInt8], now: UInt64, _ change: (inout Entry) -> Void) -> Bool {
+    private func updateOwned(key: String, owner: [UInt8], now: UInt64, _ change: (StoreKey, inout Entry) -> Void) -> Bool {
         let key = StoreKey(key)
         return shard(for: key).entries.withLock { entries -> Bool in
-            guard var entry = Self.live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
-            change(&entry)
+            guard var entry = live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
+            change(key, &entry)
             entries[key] = entry
             return true
         }
@@ -157,13 +204,33 @@ public final class MemoryStore: IdempotencyStore {
 
     /// The entry for `key` unless its TTL has passed, in which case it is
     /// removed first (lazy expiry).
-    private static func live(_ entries: inout [StoreKey: Entry], _ key: StoreKey, _ now: UInt64) -> Entry? {
+    private func live(_ entries: inout [StoreKey: Entry], _ key: StoreKey, _ now: UInt64) -> Entry? {
         guard let entry = entries[key] else { return nil }
         guard entry.expiresAtMillis > now else {
             entries[key] = nil
+            forceCharge(-entry.cost)
             return nil
         }
         return entry
+    }
+
+    /// Adds `bytes` to the charge unless that would pass `maxBytes` (releases always pass).
+    private func charge(_ bytes: Int) -> Bool {
+        guard bytes > 0 else {
+            forceCharge(bytes)
+            return true
+        }
+        var current = used.load(ordering: .relaxed)
+        while true {
+            guard current + bytes <= maxBytes else { return false }
+            let (exchanged, original) = used.compareExchange(expected: current, desired: current + bytes, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+    }
+
+    private func forceCharge(_ bytes: Int) {
+        used.add(bytes, ordering: .relaxed)
     }
 
     /// The owner compare-and-set condition shared by every transition out

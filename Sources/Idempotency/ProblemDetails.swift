@@ -2,11 +2,13 @@
 public enum ProblemType: String, Sendable, CaseIterable {
     case missingKey = "missing-key"
     case invalidKey = "invalid-key"
+    case missingScope = "missing-scope"
     case keyReused = "key-reused"
     case inFlight = "in-flight"
     case outcomeUnknown = "outcome-unknown"
     case replayUnavailable = "replay-unavailable"
     case storeUnavailable = "store-unavailable"
+    case storeFull = "store-full"
     case bodyTooLarge = "body-too-large"
     case upstreamUnreachable = "upstream-unreachable"
     case upstreamTimeout = "upstream-timeout"
@@ -20,10 +22,10 @@ public enum ProblemType: String, Sendable, CaseIterable {
     /// later retries).
     public var defaultStatus: Int {
         switch self {
-        case .missingKey, .invalidKey: return 400
+        case .missingKey, .invalidKey, .missingScope: return 400
         case .keyReused: return 422
         case .inFlight, .outcomeUnknown, .replayUnavailable: return 409
-        case .storeUnavailable: return 503
+        case .storeUnavailable, .storeFull: return 503
         case .bodyTooLarge: return 413
         case .upstreamUnreachable: return 502
         case .upstreamTimeout: return 504
@@ -36,11 +38,13 @@ public enum ProblemType: String, Sendable, CaseIterable {
         switch self {
         case .missingKey: return "Idempotency-Key header required"
         case .invalidKey: return "Invalid Idempotency-Key header"
+        case .missingScope: return "Caller identity (scope header) required"
         case .keyReused: return "Idempotency-Key reused for a different request"
         case .inFlight: return "A request with this Idempotency-Key is still being processed"
         case .outcomeUnknown: return "Outcome of the original request is unknown"
         case .replayUnavailable: return "Stored response too large to replay"
         case .storeUnavailable: return "Idempotency store unavailable"
+        case .storeFull: return "Idempotency store full"
         case .bodyTooLarge: return "Request body too large"
         case .upstreamUnreachable: return "Upstream unreachable"
         case .upstreamTimeout: return "Upstream timed out"

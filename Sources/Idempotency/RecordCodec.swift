@@ -18,8 +18,8 @@
 /// Response section:
 ///
 ///     varint  header count
-///     per header: varint name length, name bytes (UTF-8),
-///                 varint value length, value bytes (UTF-8)
+///     per header: varint name length, name bytes,
+///                 varint value length, value bytes (exactly as received)
 ///     varint  body length, then the body bytes (0 when the body was omitted)
 ///
 /// Nothing may follow the body. The explicit body length costs at most
@@ -91,10 +91,10 @@ public enum RecordCodec {
         out.append(UInt8(status & 0xFF))
         appendVarint(response.headers.count, to: &out)
         for header in response.headers {
-            appendVarint(header.name.utf8.count, to: &out)
-            out.append(contentsOf: header.name.utf8)
-            appendVarint(header.value.utf8.count, to: &out)
-            out.append(contentsOf: header.value.utf8)
+            appendVarint(header.name.count, to: &out)
+            out.append(contentsOf: header.name)
+            appendVarint(header.value.count, to: &out)
+            out.append(contentsOf: header.value)
         }
         appendVarint(response.body.count, to: &out)
         out.append(contentsOf: response.body)
@@ -139,8 +139,8 @@ public enum RecordCodec {
             var headers: [HeaderPair] = []
             headers.reserveCapacity(headerCount)
             for _ in 0..<headerCount {
-                let name = try reader.string()
-                let value = try reader.string()
+                let name = try reader.field()
+                let value = try reader.field()
                 headers.append(HeaderPair(name: name, value: value))
             }
             let bodyLength = try reader.varint()
@@ -196,13 +196,13 @@ public enum RecordCodec {
             return Int(value)
         }
 
-        mutating func string() throws(RecordCodecError) -> String {
+        mutating func field() throws(RecordCodecError) -> [UInt8] {
             let start = index
             let length = try varint()
             guard length <= remaining else { throw .lengthOutOfRange(offset: start) }
-            let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[index..<index + length]), as: UTF8.self)
+            let value = Array(bytes[index..<index + length])
             index += length
-            return text
+            return value
         }
     }
 }

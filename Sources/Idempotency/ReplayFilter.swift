@@ -18,7 +18,7 @@ public enum ReplayFilter {
         // copies: this runs once per guarded response.
         var connectionNamed: [String] = []
         for header in responseHeaders where ASCII.equalsIgnoringCase(header.name, "connection") {
-            for option in header.value.utf8.split(separator: UInt8(ascii: ",")) {
+            for option in header.value.split(separator: UInt8(ascii: ",")) {
                 let token = IdempotencyKeyParser.trimOWS(ArraySlice(option))
                 if !token.isEmpty { connectionNamed.append(String(decoding: token, as: UTF8.self)) }
             }

@@ -208,10 +208,9 @@ extension ClientConnection {
         worker.metrics.markUpstreamReachable()
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guarded.status = response.status
+            // The exact bytes: a replay must carry what the original response carried.
             guarded.responseHeaders = response.fields.map { field in
-                HeaderPair(
-                    name: String(decoding: UnsafeRawBufferPointer(rebasing: source[field.name]), as: UTF8.self),
-                    value: String(decoding: UnsafeRawBufferPointer(rebasing: source[field.value]), as: UTF8.self))
+                HeaderPair(name: Array(source[field.name]), value: Array(source[field.value]))
             }
         }
         exchange.responseDecoder = BodyDecoder(framing: response.framing, limits: settings.parserLimits)

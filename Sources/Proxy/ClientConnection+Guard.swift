@@ -75,15 +75,28 @@ extension ClientConnection {
         exchange.requestBodyDone = true
         phase = .awaitingResponse
         setTimer(.none)
-        let method = guarded.text(guarded.head.methodRange)
-        let target = guarded.text(guarded.head.target)
-        guarded.fingerprint = Fingerprinter.fingerprint(
-            method: method, target: target, headers: guarded.fingerprintFieldStrings(), body: guarded.body, policy: guarded.policy.fingerprint)
         var scope: [UInt8]? = nil
         if let scopeHeader = guarded.policy.scopeHeader {
             let lines = guarded.values(of: scopeHeader)
-            if !lines.isEmpty { scope = Array(lines.joined(separator: [0x2C, 0x20])) }
+            if lines.isEmpty {
+                // SPEC §3: a request without the scope header never falls into a namespace
+                // shared by every such caller (two cookie-authenticated callers sending the same
+                // key and body would get each other's stored response).
+                guarded.stage = .settled
+                switch guarded.policy.scopeMissing {
+                case .reject:
+                    countOutcome(.missingScope)
+                    answer(status: 400, type: .missingScope, detail: "this request has no \(guarded.policy.scopeHeaderDisplayName) header, which identifies the caller for its Idempotency-Key")
+                case .forwardUnguarded:
+                    countOutcome(.unscoped)
+                    exchange.guarded = nil
+                    forwardBuffered(guarded)
+                }
+                return
+            }
+            scope = Array(lines.joined(separator: [0x2C, 0x20]))
         }
+        guarded.fingerprint = guarded.computeFingerprint()
         guarded.storageKey = storageKey(prefix: settings.keyPrefix, scope: scope, key: guarded.key)
         claim(guarded)
     }
@@ -147,12 +160,22 @@ extension ClientConnection {
     }
 
     private func storeUnavailable(_ guarded: GuardedExchange, _ error: StoreError) {
+        if case .full(let why) = error {
+            // The store answered: nothing was written and nothing live is evicted (SPEC §4).
+            guarded.stage = .settled
+            countOutcome(.storeFull)
+            worker.log.warning("store full, claim refused", ["error": why])
+            answer(status: 503, type: .storeFull, detail: "the idempotency store is full; retry later with the same key", retryAfter: 1)
+            return
+        }
         countOutcome(.storeUnavailable)
-        if error == .timeout {
-            // The claim may have been applied although its reply never came: release it
-            // (a compare-and-set on our owner token, so it can only undo our own claim), or
-            // the key would stay in flight for a request that was never forwarded.
-            worker.store.release(key: guarded.storageKey, owner: guarded.owner) { _ in }
+        if error.mayHaveBeenApplied {
+            // The claim may have been written although its reply never came (timeout, or the
+            // connection broke after the command was queued): release it by compare-and-set on
+            // our owner token, retried until the store answers, or the key would stay in flight
+            // for a request that was never forwarded (SPEC §4, "the claim's reply is lost").
+            worker.settler.settle(
+                key: guarded.storageKey, owner: guarded.owner, action: .release, origin: .lostClaimReply, lease: guarded.policy.lease)
         }
         if settings.passThroughWhenStoreUnavailable {
             guarded.stage = .passThrough
@@ -163,6 +186,13 @@ extension ClientConnection {
             guarded.stage = .settled
             answer(status: 503, type: .storeUnavailable, detail: "the idempotency store is unavailable; retry later with the same key", retryAfter: 1)
         }
+    }
+
+    /// Sends a buffered request upstream without a claim (`scope.missing: unscoped`).
+    private func forwardBuffered(_ guarded: GuardedExchange) {
+        guarded.stage = .passThrough
+        exchange.guarded = guarded
+        forwardGuarded(guarded)
     }
 
     /// Sends the buffered request upstream, framed by Content-Length.
@@ -193,26 +223,21 @@ extension ClientConnection {
 
     // MARK: settling
 
-    /// The upstream answered completely: complete (or release, for release_statuses).
+    /// The upstream answered completely: complete (or release, for release_statuses). The
+    /// write is the settler's from here on, retried through store faults until it is stored
+    /// or the lease is proven lost.
     func guardedResponseFinished() {
         guard let guarded = exchange.guarded, guarded.ownsClaim else { return }
         guarded.stage = .settled
         leaseTimer.cancel()
-        let key = guarded.storageKey
-        let waiters = worker.waiters
-        let metrics = worker.metrics
+        let action: RecordSettler.Action
         switch OutcomePolicy.afterResponse(status: guarded.status, releaseStatuses: guarded.policy.releaseStatuses) {
-        case .complete:
-            let started = EventLoop.monotonicNanos()
-            let histogram = metrics.storeCompleteDuration
-            worker.store.complete(key: key, owner: guarded.owner, response: guarded.storedResponse, ttl: guarded.policy.ttl) { result in
-                histogram.observe(nanoseconds: EventLoop.monotonicNanos() &- started)
-                if case .success(false) = result { _ = metrics.staleOwnerRefusals.add(1, ordering: .relaxed) }
-                waiters.notify(key: key)
-            }
-        case .release:
-            worker.store.release(key: key, owner: guarded.owner) { _ in waiters.notify(key: key) }
+        case .complete: action = .complete(guarded.storedResponse, ttl: guarded.policy.ttl)
+        case .release: action = .release
         }
+        worker.settler.settle(
+            key: guarded.storageKey, owner: guarded.owner, action: action, origin: .owner(leaseKnownLost: guarded.leaseLost),
+            lease: guarded.policy.lease)
         finishDetachedIfDone()
     }
 
@@ -225,14 +250,14 @@ extension ClientConnection {
         leaseTimer.cancel()
         upstreamAbandoned()
         if owned {
-            let key = guarded.storageKey
-            let waiters = worker.waiters
+            let action: RecordSettler.Action
             switch OutcomePolicy.afterFailure(requestSent: requestSent, indeterminate: guarded.policy.indeterminate) {
-            case .release:
-                worker.store.release(key: key, owner: guarded.owner) { _ in waiters.notify(key: key) }
-            case .markUnknown:
-                worker.store.markUnknown(key: key, owner: guarded.owner, ttl: guarded.policy.ttl) { _ in waiters.notify(key: key) }
+            case .release: action = .release
+            case .markUnknown: action = .markUnknown(ttl: guarded.policy.ttl)
             }
+            worker.settler.settle(
+                key: guarded.storageKey, owner: guarded.owner, action: action, origin: .owner(leaseKnownLost: guarded.leaseLost),
+                lease: guarded.policy.lease)
         }
         if requestSent {
             countOutcome(.outcomeUnknown)
@@ -246,14 +271,23 @@ extension ClientConnection {
     }
 
     /// Keeps the claim alive while the upstream works: a slow but healthy request never
-    /// loses it (SPEC §4). Refreshed three times per lease.
+    /// loses it (SPEC §4). Refreshed three times per lease, so two refreshes may fail (a store
+    /// blip) before the lease can run out.
     private func armLeaseRefresh(_ guarded: GuardedExchange) {
         loop.arm(leaseTimer, after: max(guarded.policy.leaseMillis / 3, 50))
     }
 
     func refreshLease() {
         guard let guarded = exchange.guarded, guarded.ownsClaim else { return }
-        worker.store.refreshLease(key: guarded.storageKey, owner: guarded.owner, lease: guarded.policy.lease) { _ in }
+        let settler = worker.settler
+        worker.store.refreshLease(key: guarded.storageKey, owner: guarded.owner, lease: guarded.policy.lease) { result in
+            // `false`: the record is gone or another request owns it. Whatever the upstream
+            // answers can no longer be stored; that is logged and counted once (SPEC §4).
+            if case .success(false) = result, !guarded.leaseLost {
+                guarded.leaseLost = true
+                settler.leaseLost(key: guarded.storageKey, while: "refreshing the lease")
+            }
+        }
         armLeaseRefresh(guarded)
     }
 
@@ -299,15 +333,17 @@ extension ClientConnection {
     // MARK: responses
 
     private func writeReplay(_ response: StoredResponse) {
-        var fields = response.headers.map { (name: $0.name, value: $0.value) }
-        fields.append(("Idempotent-Replayed", "true"))
         let close = closeAfterResponse || !exchange.clientKeepAlive || clientFinished
         exchange.status = response.status
         response.body.withUnsafeBytes { body in
-            HeadWriter.writeResponse(status: response.status, reason: nil, fields: fields, body: body, close: close, into: &out.bytes)
+            HeadWriter.writeResponse(
+                status: response.status, storedFields: response.headers.map { ($0.name, $0.value) },
+                extra: Self.replayedField, body: body, close: close, into: &out.bytes)
         }
         completeGeneratedResponse(close: close)
     }
+
+    static let replayedField: [(name: String, value: String)] = [("Idempotent-Replayed", "true")]
 
     func answer(status: Int, type: ProblemType, detail: String, retryAfter: Int? = nil) {
         var extra: [(name: String, value: String)] = []

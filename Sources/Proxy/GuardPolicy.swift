@@ -20,6 +20,9 @@ struct GuardPolicy: Sendable {
     let maxRequestBody: Int
     let maxStoredBody: Int
     let scopeHeader: String?         // lowercased; nil when scoping is disabled
+    /// The scope header as configured, for messages.
+    let scopeHeaderDisplayName: String
+    let scopeMissing: ScopeMissing
     let fingerprint: FingerprintPolicy
     /// `fingerprint.headers`, lowercased, for matching request fields.
     let fingerprintHeaderNames: [String]
@@ -41,12 +44,22 @@ struct GuardPolicy: Sendable {
         maxRequestBody = config.maxRequestBody
         maxStoredBody = config.maxStoredBody
         scopeHeader = config.scopeHeader.isEmpty ? nil : config.scopeHeader.lowercased()
+        scopeHeaderDisplayName = config.scopeHeader
+        scopeMissing = config.scopeMissing == .reject ? .reject : .forwardUnguarded
         fingerprint = FingerprintPolicy(
             headers: config.fingerprintHeaders, body: config.fingerprintBody == .json ? .json : .raw,
             ignoreFields: config.ignoreFields)
         keepHeaders = config.replayKeepHeaders
         fingerprintHeaderNames = config.fingerprintHeaders.map { $0.lowercased() }
     }
+}
+
+/// `scope.missing` (SPEC §3).
+enum ScopeMissing: Sendable {
+    /// `400 missing-scope`.
+    case reject
+    /// Forwarded without a claim, counted as `unscoped`.
+    case forwardUnguarded
 }
 
 /// Decides which requests are guarded: the first matching route's settings, else the global

@@ -30,6 +30,8 @@ final class GuardedExchange {
     let owner: [UInt8]
     var storageKey = ""
     var fingerprint: [UInt8] = []
+    /// A lease refresh found the record gone or owned by another request (counted once).
+    var leaseLost = false
     var waitDeadline: UInt64 = 0
     var pollDelayMillis: UInt64 = 20
 
@@ -68,20 +70,21 @@ final class GuardedExchange {
             body: bodyOmitted ? [] : capturedBody, bodyOmitted: bodyOmitted)
     }
 
-    /// The request fields the fingerprint covers (`fingerprint.headers`), as strings; the
-    /// others are never converted.
-    func fingerprintFieldStrings() -> [(name: String, value: String)] {
-        var out: [(name: String, value: String)] = []
+    /// SHA-256 over method, target, the policy's fields and the body, all as the exact bytes
+    /// received (SPEC §3): nothing is decoded as text, so obs-text bytes count.
+    func computeFingerprint() -> [UInt8] {
+        var fields: [(name: [UInt8], value: ArraySlice<UInt8>)] = []
         for name in policy.fingerprintHeaderNames {
-            for value in values(of: name) {
-                out.append((name, String(decoding: value, as: UTF8.self)))
-            }
+            let nameBytes = Array(name.utf8)
+            for value in values(of: name) { fields.append((nameBytes, value)) }
         }
-        return out
-    }
-
-    func text(_ range: Range<Int>) -> String {
-        headBytes.withUnsafeBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
+        let contentType = values(of: "content-type").first
+        return headBytes.withUnsafeBytes { source in
+            Fingerprinter.fingerprint(
+                method: UnsafeRawBufferPointer(rebasing: source[head.methodRange]),
+                target: UnsafeRawBufferPointer(rebasing: source[head.target]),
+                headers: fields, contentType: contentType, body: body, policy: policy.fingerprint)
+        }
     }
 
     /// Raw values of every field line named `lowercasedName`.

@@ -4,7 +4,7 @@ import Synchronization
 /// How a request ended, as counted by `idemproxy_requests_total{outcome=...}` (SPEC §8).
 public enum RequestOutcome: Int, CaseIterable, Sendable {
     case forwarded, replayed, inFlight, mismatch, missingKey, invalidKey, noKey, unguarded
-    case storeUnavailable, outcomeUnknown, upstreamError
+    case storeUnavailable, outcomeUnknown, upstreamError, missingScope, storeFull, unscoped
 
     public var label: String {
         switch self {
@@ -19,6 +19,9 @@ public enum RequestOutcome: Int, CaseIterable, Sendable {
         case .storeUnavailable: return "store_unavailable"
         case .outcomeUnknown: return "outcome_unknown"
         case .upstreamError: return "upstream_error"
+        case .missingScope: return "missing_scope"
+        case .storeFull: return "store_full"
+        case .unscoped: return "unscoped"
         }
     }
 }
@@ -34,8 +37,20 @@ public final class ProxyMetrics: Sendable {
     private let outcomes: [Counter]
     /// Claims that found the store unreachable and were forwarded unguarded (pass_through).
     public let passThroughForwards = Atomic<Int>(0)
-    /// Completions or releases the store refused because the claim was no longer ours.
-    public let staleOwnerRefusals = Atomic<Int>(0)
+    /// Compare-and-sets (refresh, complete, mark unknown) that found the record gone or owned by
+    /// another request: the owner lost its lease (SPEC §4, §8).
+    public let lostLeases = Atomic<Int>(0)
+    /// Store writes (complete, release, mark unknown) retried after a store fault.
+    public let storeWriteRetries = Atomic<Int>(0)
+    /// Store writes waiting for their next attempt (a gauge).
+    public let pendingStoreWrites = Atomic<Int>(0)
+    /// Writes given up because too many were already waiting for the store.
+    public let abandonedStoreWrites = Atomic<Int>(0)
+    /// Claims whose reply was lost (timeout, disconnect), released by compare-and-set.
+    public let deferredReleases = Atomic<Int>(0)
+    /// A Redis that came back without its records, by how it was noticed.
+    public let storeResetsRunID = Atomic<Int>(0)
+    public let storeResetsRecordsMissing = Atomic<Int>(0)
 
     /// Upstream exchanges, from forwarding the request to the end of the response.
     public let upstreamDuration = Histogram()
@@ -69,8 +84,24 @@ public final class ProxyMetrics: Sendable {
             "idemproxy_store_pass_through_total", help: "Guarded requests forwarded unguarded because the store was unavailable (pass_through).",
             samples: [([], passThroughForwards.load(ordering: .relaxed))])
         text.counter(
-            "idemproxy_store_stale_owner_total", help: "Completions the store refused because the claim was no longer ours.",
-            samples: [([], staleOwnerRefusals.load(ordering: .relaxed))])
+            "idemproxy_lost_leases_total", help: "Claims whose owner found its record gone or taken over (lease lost).",
+            samples: [([], lostLeases.load(ordering: .relaxed))])
+        text.counter(
+            "idemproxy_store_write_retries_total", help: "Store writes (complete, release, mark unknown) retried after a store fault.",
+            samples: [([], storeWriteRetries.load(ordering: .relaxed))])
+        text.gauge(
+            "idemproxy_store_pending_writes", help: "Store writes waiting to be retried.",
+            value: pendingStoreWrites.load(ordering: .relaxed))
+        text.counter(
+            "idemproxy_store_abandoned_writes_total", help: "Store writes given up because too many were waiting for the store.",
+            samples: [([], abandonedStoreWrites.load(ordering: .relaxed))])
+        text.counter(
+            "idemproxy_store_deferred_releases_total", help: "Claims whose reply was lost, released by compare-and-set once the store answered.",
+            samples: [([], deferredReleases.load(ordering: .relaxed))])
+        text.counter(
+            "idemproxy_store_resets_total", help: "Times the store came back without its records (restart, failover, flush).",
+            samples: [([("reason", "run_id_changed")], storeResetsRunID.load(ordering: .relaxed)),
+                      ([("reason", "records_missing")], storeResetsRecordsMissing.load(ordering: .relaxed))])
         text.gauge("idemproxy_connections_active", help: "Open client connections.", value: activeConnections.load(ordering: .relaxed))
         text.histogram(
             "idemproxy_upstream_duration_seconds", help: "Upstream exchanges, request forwarded to response complete.",

@@ -31,6 +31,8 @@ public final class ProxySettings: @unchecked Sendable {
     public var keyPrefix: String
     public var passThroughWhenStoreUnavailable: Bool
     public var storeBackend: StoreBackend
+    /// `store.memory.max_bytes`.
+    public var memoryMaxBytes: Int
     /// Redis address resolved once at startup: hiredis would otherwise resolve on the loop.
     public var redis: RedisConnectionSettings?
     public var log: Log
@@ -62,6 +64,7 @@ public final class ProxySettings: @unchecked Sendable {
         keyPrefix = config.store.redis.keyPrefix
         passThroughWhenStoreUnavailable = config.store.unavailable == .passThrough
         storeBackend = config.store.backend
+        memoryMaxBytes = config.store.memoryMaxBytes
         if config.store.backend == .redis {
             let redis = config.store.redis
             let address = try Socket.Address.resolve(host: redis.host, port: redis.port)

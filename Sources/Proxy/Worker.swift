@@ -14,11 +14,21 @@ final class SharedState: Sendable {
     /// The access log's writer thread, shared by all loops (nil when access_log is off).
     let accessLogWriter: BackgroundWriter?
     let metrics: ProxyMetrics
+    /// Notices a Redis that came back without its records, once for all loops.
+    let resetDetector: StoreResetDetector?
 
     init(settings: ProxySettings, metrics: ProxyMetrics, memoryStore: MemoryStore?) {
-        self.memoryStore = settings.storeBackend == .memory ? (memoryStore ?? MemoryStore()) : nil
+        self.memoryStore = settings.storeBackend == .memory ? (memoryStore ?? MemoryStore(maxBytes: settings.memoryMaxBytes)) : nil
         accessLogWriter = settings.accessLog ? BackgroundWriter(fd: settings.accessLogFD) : nil
         self.metrics = metrics
+        let log = settings.log
+        resetDetector = settings.storeBackend == .redis ? StoreResetDetector { reason, detail in
+            switch reason {
+            case .runIDChanged: metrics.storeResetsRunID.add(1, ordering: .relaxed)
+            case .recordsMissing: metrics.storeResetsRecordsMissing.add(1, ordering: .relaxed)
+            }
+            log.error("store reset detected", ["reason": reason.rawValue, "detail": detail])
+        } : nil
     }
 }
 
@@ -46,6 +56,8 @@ final class Worker: EventHandler, @unchecked Sendable {
     var log: Log { settings.log }
     /// Present when `logging.access_log` is on.
     let accessLog: AccessLog?
+    /// Writes the end of every claim made on this loop, retrying through store faults.
+    let settler: RecordSettler
     /// Owner tokens for claims made on this loop.
     var ownerTokens = OwnerTokenSource()
     private lazy var sweepTimer = Timer { [weak self] in self?.sweepMemoryStore() }
@@ -67,7 +79,7 @@ final class Worker: EventHandler, @unchecked Sendable {
                     database: target.database, commandTimeoutMillis: target.commandTimeoutMillis),
                 loop: loop)
             redis = connection
-            store = RedisIdempotencyStore(connection: connection)
+            store = RedisIdempotencyStore(connection: connection, keyPrefix: settings.keyPrefix, resetDetector: shared.resetDetector)
             let metrics = shared.metrics
             let log = settings.log
             connection.onStateChange = { old, new in
@@ -80,6 +92,7 @@ final class Worker: EventHandler, @unchecked Sendable {
                 }
             }
         }
+        settler = RecordSettler(loop: loop, store: store, metrics: shared.metrics, waiters: shared.waiters, log: settings.log)
         self.listenFD = listenFD
         maxConnections = max(1, settings.maxConnections / max(1, settings.workers))
         pool = UpstreamPool(
@@ -88,6 +101,12 @@ final class Worker: EventHandler, @unchecked Sendable {
                 maxIdle: settings.maxIdleUpstream, idleTimeoutMillis: settings.upstreamIdleTimeoutMillis),
             loop: loop)
         try loop.register(listenFD, handler: self, interest: [.read])
+        settler.onIdle = { [unowned self] in self.drainedIfDone() }
+    }
+
+    /// Shutdown completes when the last connection closed and every outcome was written.
+    private func drainedIfDone() {
+        if isShuttingDown && connections.isEmpty && settler.pendingCount == 0 { onDrained?() }
     }
 
     /// Runs on the loop thread before it serves: connects to Redis, schedules store upkeep.
@@ -145,7 +164,7 @@ final class Worker: EventHandler, @unchecked Sendable {
             acceptPaused = false
             loop.setInterest(listenFD, [.read])
         }
-        if isShuttingDown && connections.isEmpty { onDrained?() }
+        drainedIfDone()
     }
 
     /// Graceful shutdown, step one: stop accepting, close idle keep-alive connections, and let
@@ -160,7 +179,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         }
         pool.shutdown()
         for connection in Array(connections.values) { connection.shutdownRequested() }
-        if connections.isEmpty { onDrained?() }
+        drainedIfDone()
     }
 
     /// Graceful shutdown, last step after the grace period: close whatever is left.

@@ -10,9 +10,17 @@ import EventLoop
 ///   context vanished meanwhile, and hiredis — not us — closes the fd after `cleanup`.
 /// - Every command callback runs exactly once (with NULL on teardown), except when queuing
 ///   fails, where the caller is completed directly.
-/// - 0.14 has no timer hook: command and connect timeouts are this class's own loop timers. A
-///   command that times out drops the whole connection, because a Redis that does not answer
-///   one command will not answer the ones queued behind it either.
+/// - 0.14 has no timer hook: command and connect timeouts are this class's own loop timers.
+///
+/// What a command timeout means. Each command has its own deadline (`command_timeout`, or a
+/// longer one the caller sizes for a large payload). Past it, that command alone fails with
+/// `.timeout` and its late reply is discarded; the connection and every other command on it
+/// stay. Dropping the connection on one slow reply would fail every exchange of the loop at
+/// once (each of them then has to be retried or released) for what is often one slow command
+/// or a short stall. The connection is dropped only when the server is truly unresponsive:
+/// the oldest unanswered command is `unresponsiveGraceMillis` past its own deadline. Replies
+/// arrive in command order (RESP), so an unanswered oldest command means no reply at all has
+/// come for that long.
 /// - Redis is addressed by IP: `redisAsyncConnect` resolves names with a blocking getaddrinfo.
 public final class RedisConnection: EventHandler {
     public struct Configuration: Sendable {
@@ -25,6 +33,10 @@ public final class RedisConnection: EventHandler {
         public var commandTimeoutMillis: UInt64
         /// Reconnect back-off starts at 50 ms and doubles up to this cap.
         public var maxBackoffMillis: UInt64
+
+        /// How long past its deadline the oldest unanswered command may stay unanswered before
+        /// the server counts as unresponsive and the connection is dropped.
+        public var unresponsiveGraceMillis: UInt64 { max(commandTimeoutMillis * 2, 1000) }
 
         public init(host: String, port: UInt16, username: String? = nil, password: String? = nil, database: Int = 0,
                     commandTimeoutMillis: UInt64 = 250, maxBackoffMillis: UInt64 = 500) {
@@ -45,7 +57,11 @@ public final class RedisConnection: EventHandler {
     final class PendingCommand {
         let completion: Completion
         let deadline: UInt64
-        var done = false
+        /// The completion ran (reply, timeout or teardown).
+        var completed = false
+        /// hiredis is done with it (a reply arrived, or teardown). Only answered commands leave
+        /// the FIFO, so its head is always the oldest command the server still owes a reply.
+        var answered = false
         init(completion: @escaping Completion, deadline: UInt64) {
             self.completion = completion
             self.deadline = deadline
@@ -105,14 +121,15 @@ public final class RedisConnection: EventHandler {
 
     /// Sends a command already formatted as RESP (see `RedisCommand`). The completion runs on
     /// the loop thread, exactly once. Fails at once while disconnected, so callers can apply
-    /// their fail mode without waiting for a timeout.
-    public func send(_ command: RedisCommand, completion: @escaping Completion) {
+    /// their fail mode without waiting for a timeout. `timeoutMillis` overrides
+    /// `command_timeout` for this command (a large payload needs longer to travel).
+    public func send(_ command: RedisCommand, timeoutMillis: UInt64? = nil, completion: @escaping Completion) {
         precondition(command.isComplete, "RedisCommand: argument count does not match")
         guard let context, state != .disconnected else {
             completion(.failure(.notConnected(lastError)))
             return
         }
-        let pending = PendingCommand(completion: completion, deadline: loop.now + configuration.commandTimeoutMillis)
+        let pending = PendingCommand(completion: completion, deadline: loop.now + (timeoutMillis ?? configuration.commandTimeoutMillis))
         let privdata = Unmanaged.passRetained(pending).toOpaque()
         let status = command.bytes.withUnsafeBufferPointer { raw in
             raw.withMemoryRebound(to: CChar.self) {
@@ -121,11 +138,11 @@ public final class RedisConnection: EventHandler {
         }
         guard status == REDIS_OK else {
             Unmanaged<PendingCommand>.fromOpaque(privdata).release()
-            completion(.failure(.disconnected("command not queued")))
+            completion(.failure(.notQueued))
             return
         }
         self.pending.append(pending)
-        if !timeoutTimer.isArmed { loop.arm(timeoutTimer, at: pending.deadline) }
+        if !timeoutTimer.isArmed || pending.deadline < timeoutTimer.deadline { loop.arm(timeoutTimer, at: pending.deadline) }
     }
 
     public func send(_ arguments: [String], completion: @escaping Completion) {
@@ -136,11 +153,13 @@ public final class RedisConnection: EventHandler {
         guard let privdata else { return }
         let command = Unmanaged<PendingCommand>.fromOpaque(privdata).takeRetainedValue()
         let owner = context?.pointee.data.map { Unmanaged<RedisConnection>.fromOpaque($0).takeUnretainedValue() }
-        guard !command.done else {
+        command.answered = true
+        guard !command.completed else {
+            // It timed out earlier; the late reply is discarded.
             owner?.dropCompleted()
             return
         }
-        command.done = true
+        command.completed = true
         if let reply {
             command.completion(.success(RedisValue(copying: reply.assumingMemoryBound(to: redisReply.self))))
         } else {
@@ -150,9 +169,10 @@ public final class RedisConnection: EventHandler {
         owner?.dropCompleted()
     }
 
-    /// Pops answered commands off the FIFO and re-arms the timeout for the oldest left.
+    /// Pops answered commands off the FIFO. The timer is left armed: when it fires it finds
+    /// the next deadline itself, which keeps this (per reply) path free of a scan.
     private func dropCompleted() {
-        while pendingHead < pending.count && pending[pendingHead].done { pendingHead += 1 }
+        while pendingHead < pending.count && pending[pendingHead].answered { pendingHead += 1 }
         if pendingHead == pending.count {
             pending.removeAll(keepingCapacity: true)
             pendingHead = 0
@@ -161,15 +181,15 @@ public final class RedisConnection: EventHandler {
             pending.removeFirst(pendingHead)
             pendingHead = 0
         }
-        if pendingHead < pending.count { loop.arm(timeoutTimer, at: pending[pendingHead].deadline) }
     }
 
     private func failAllPending(_ error: RedisClientError) {
         let commands = pending[pendingHead...]
         pending.removeAll()
         pendingHead = 0
-        for command in commands where !command.done {
-            command.done = true
+        for command in commands where !command.completed {
+            command.completed = true
+            command.answered = true
             command.completion(.failure(error))
         }
     }
@@ -278,7 +298,7 @@ public final class RedisConnection: EventHandler {
             state = .ready
             backoffMillis = 50
             lastError = ""
-            if pendingHead == pending.count { timeoutTimer.cancel() } else { loop.arm(timeoutTimer, at: pending[pendingHead].deadline) }
+            if pendingHead == pending.count { timeoutTimer.cancel() } else { checkTimeouts() }
             onReady?(self)
         } else {
             // hiredis frees the context after this callback returns.
@@ -320,13 +340,29 @@ public final class RedisConnection: EventHandler {
             return
         }
         guard pendingHead < pending.count else { return }
-        let oldest = pending[pendingHead]
-        if oldest.deadline > now {
-            loop.arm(timeoutTimer, at: oldest.deadline)
+        // Truly unresponsive: nothing answered long past the oldest command's deadline.
+        if now >= pending[pendingHead].deadline + configuration.unresponsiveGraceMillis {
+            failAllPending(.timeout)
+            drop(reason: "redis stopped answering (no reply for \(configuration.unresponsiveGraceMillis) ms past a command's deadline)")
             return
         }
-        failAllPending(.timeout)
-        drop(reason: "command timed out")
+        // Otherwise each command past its own deadline fails alone; the others keep waiting.
+        var next = pending[pendingHead].deadline + configuration.unresponsiveGraceMillis
+        var index = pendingHead
+        while index < pending.count {
+            let command = pending[index]
+            index += 1
+            guard !command.completed else { continue }
+            if command.deadline <= now {
+                command.completed = true
+                command.completion(.failure(.timeout))
+            } else {
+                next = min(next, command.deadline)
+            }
+        }
+        // The completions above may have sent commands or dropped the connection.
+        guard context != nil, pendingHead < pending.count else { return }
+        loop.arm(timeoutTimer, at: min(next, pending[pendingHead].deadline + configuration.unresponsiveGraceMillis))
     }
 
     // MARK: EventHandler

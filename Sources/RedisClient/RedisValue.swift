@@ -56,16 +56,20 @@ public enum RedisValue: Sendable, Equatable {
 public enum RedisClientError: Error, Sendable, Equatable, CustomStringConvertible {
     /// No connection is established (connecting, or backing off after a failure).
     case notConnected(String)
-    /// No reply within `command_timeout`; the connection is dropped and re-established.
+    /// No reply within the command's deadline. The command may still be applied; the
+    /// connection stays up unless the server stops answering altogether.
     case timeout
-    /// The connection broke while the command was outstanding.
+    /// The connection broke while the command was outstanding: it may have been applied.
     case disconnected(String)
+    /// hiredis refused to queue the command: it was never sent.
+    case notQueued
 
     public var description: String {
         switch self {
         case .notConnected(let why): return "redis not connected: \(why)"
         case .timeout: return "redis command timed out"
         case .disconnected(let why): return "redis connection lost: \(why)"
+        case .notQueued: return "redis command could not be queued"
         }
     }
 }

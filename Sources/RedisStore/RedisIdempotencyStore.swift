@@ -12,26 +12,48 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     private enum Script: Int { case claim, complete, release, markUnknown, refresh }
 
-    public init(connection: RedisConnection) {
+    /// Watches for a Redis that came back without its records (shared by every loop's store).
+    public let resetDetector: StoreResetDetector?
+    private let markerKey: String
+
+    public init(connection: RedisConnection, keyPrefix: String = "idem:", resetDetector: StoreResetDetector? = nil) {
         self.connection = connection
+        self.resetDetector = resetDetector
+        markerKey = keyPrefix + "{marker}"
         connection.onReady = { [weak self] connection in
             self?.loadScripts(connection)
-            self?.retryDeferredReleases()
+            self?.checkForReset(connection)
         }
     }
 
-    /// Releases that could not reach Redis. A claim whose reply was lost may still have been
-    /// applied; releasing it is a compare-and-set on our owner token, so it is retried after
-    /// the next reconnect rather than leaving the key in flight for a request never forwarded.
-    private var deferredReleases: [(key: String, owner: [UInt8])] = []
-    private static let maxDeferredReleases = 10_000
-
-    private func retryDeferredReleases() {
-        let releases = deferredReleases
-        deferredReleases.removeAll()
-        for release in releases {
-            self.release(key: release.key, owner: release.owner) { _ in }
+    /// On every (re)connect: Redis' `run_id` and a marker key this store writes once and never
+    /// expires. A new run_id means the server restarted (or a replica took over); a missing
+    /// marker means the data set lost what it held (restart without persistence, FLUSHALL).
+    /// Either way records may be gone, and with them the guarantee for their keys.
+    private func checkForReset(_ connection: RedisConnection) {
+        guard let resetDetector else { return }
+        connection.send(["INFO", "server"]) { [weak self] info in
+            guard let self, case .success(let value) = info, let text = value.text else { return }
+            let runID = Self.infoField("run_id", in: text) ?? ""
+            // SET NX answers OK when the marker was missing (and writes it), nil when present.
+            connection.send([Array("SET".utf8), Array(self.markerKey.utf8), Array("1".utf8), Array("NX".utf8)]) { marker in
+                guard case .success(let reply) = marker else { return }
+                let markerMissing: Bool
+                switch reply {
+                case .null: markerMissing = false
+                case .error: return
+                default: markerMissing = true
+                }
+                resetDetector.observe(runID: runID, markerMissing: markerMissing)
+            }
         }
+    }
+
+    static func infoField(_ name: String, in info: String) -> String? {
+        for line in info.split(whereSeparator: { $0 == "\r" || $0 == "\n" }) where line.hasPrefix(name + ":") {
+            return String(line.dropFirst(name.count + 1))
+        }
+        return nil
     }
 
     public var isReady: Bool { connection.state == .ready }
@@ -47,20 +69,12 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// Runs a script by SHA (or by source until the SHA is known, or after NOSCRIPT).
     /// `argumentCount` and `appendArguments` describe ARGV; KEYS is always the one key.
     private func run(
-        _ script: Script, key: String, argumentCount: Int, _ appendArguments: @escaping (inout RedisCommand) -> Void,
+        _ script: Script, key: String, argumentCount: Int, timeoutMillis: UInt64? = nil,
+        _ appendArguments: @escaping (inout RedisCommand) -> Void,
         completion: @escaping (Result<RedisValue, StoreError>) -> Void
     ) {
         let finish: (Result<RedisValue, RedisClientError>) -> Void = { result in
-            switch result {
-            case .success(.error(let message)):
-                completion(.failure(.unavailable("redis: \(message)")))
-            case .success(let value):
-                completion(.success(value))
-            case .failure(.timeout):
-                completion(.failure(.timeout))
-            case .failure(let error):
-                completion(.failure(.unavailable(error.description)))
-            }
+            completion(Self.storeResult(result))
         }
         func command(_ verb: String, _ scriptOrSHA: String) -> RedisCommand {
             var command = RedisCommand(argumentCount: 4 + argumentCount, capacity: 256 + (verb == "EVAL" ? scriptOrSHA.utf8.count : 0))
@@ -73,18 +87,48 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         }
         let source = RedisScripts.all[script.rawValue]
         guard let sha = shas[script.rawValue] else {
-            connection.send(command("EVAL", source), completion: finish)
+            connection.send(command("EVAL", source), timeoutMillis: timeoutMillis, completion: finish)
             return
         }
-        connection.send(command("EVALSHA", sha)) { [weak self] result in
+        connection.send(command("EVALSHA", sha), timeoutMillis: timeoutMillis) { [weak self] result in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 self?.shas[script.rawValue] = nil
-                self?.connection.send(command("EVAL", source), completion: finish)
+                self?.connection.send(command("EVAL", source), timeoutMillis: timeoutMillis, completion: finish)
                 if let self { self.loadScripts(self.connection) }
                 return
             }
             finish(result)
         }
+    }
+
+    /// Maps a client result to the store's terms, keeping what matters to the caller: whether
+    /// the command may have been applied (timeout, connection lost after queueing) or surely
+    /// was not (never sent, an error reply), and whether Redis is out of memory.
+    static func storeResult(_ result: Result<RedisValue, RedisClientError>) -> Result<RedisValue, StoreError> {
+        switch result {
+        case .success(.error(let message)):
+            // Redis refuses writes past maxmemory under noeviction ("OOM command not allowed
+            // when used memory > 'maxmemory'"); from a script the text is wrapped, so search it.
+            if message.hasPrefix("OOM") || message.contains("OOM command not allowed") {
+                return .failure(.full("redis: \(message)"))
+            }
+            return .failure(.unavailable("redis: \(message)"))
+        case .success(let value):
+            return .success(value)
+        case .failure(.timeout):
+            return .failure(.timeout)
+        case .failure(.disconnected(let why)):
+            return .failure(.connectionLost(why))
+        case .failure(let error):
+            return .failure(.unavailable(error.description))
+        }
+    }
+
+    /// A completion's deadline grows with its payload: `command_timeout` plus 1 ms per 8 KiB
+    /// (8 MB/s, slow for any network Redis runs on), so a 1 MiB response gets 128 ms more
+    /// instead of timing out on a link that is merely busy.
+    func completionTimeoutMillis(payloadBytes: Int) -> UInt64 {
+        connection.configuration.commandTimeoutMillis + UInt64(payloadBytes / 8192)
     }
 
     private static func flag(_ completion: @escaping (Result<Bool, StoreError>) -> Void) -> (Result<RedisValue, StoreError>) -> Void {
@@ -130,7 +174,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             owner: owner, leaseDeadlineMillis: 0, response: response)
         let encoded = RecordCodec.encode(placeholder)
         let ttlMillis = ttl.milliseconds
-        run(.complete, key: key, argumentCount: 3, { command in
+        run(.complete, key: key, argumentCount: 3, timeoutMillis: completionTimeoutMillis(payloadBytes: encoded.count), { command in
             command.append(owner)
             encoded.withUnsafeBytes { command.append(UnsafeRawBufferPointer(rebasing: $0[RecordCodec.Offset.flags...])) }
             command.append(ttlMillis)
@@ -138,14 +182,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     }
 
     public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        run(.release, key: key, argumentCount: 1, { $0.append(owner) }) { [weak self] result in
-            if case .failure = result {
-                if let self, self.deferredReleases.count < Self.maxDeferredReleases {
-                    self.deferredReleases.append((key, owner))
-                }
-            }
-            completion(result.map { $0.integer == 1 })
-        }
+        run(.release, key: key, argumentCount: 1, { $0.append(owner) }, completion: Self.flag(completion))
     }
 
     public func markUnknown(key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
@@ -160,17 +197,15 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {
         connection.send([Array("GET".utf8), Array(key.utf8)]) { result in
-            switch result {
+            switch Self.storeResult(result) {
             case .success(.null):
                 completion(.success(nil))
             case .success(.string(let bytes)):
                 do { completion(.success(try RecordCodec.decode(bytes))) } catch { completion(.failure(.corrupt("\(error)"))) }
             case .success(let other):
                 completion(.failure(.unavailable("unexpected GET reply \(other)")))
-            case .failure(.timeout):
-                completion(.failure(.timeout))
             case .failure(let error):
-                completion(.failure(.unavailable(error.description)))
+                completion(.failure(error))
             }
         }
     }

@@ -45,7 +45,8 @@ public enum RedisScripts {
       end
     end
     local record = string.char(1, 1) .. ARGV[2] .. ARGV[1] .. be64(now + tonumber(ARGV[3])) .. string.char(0, 0, 0)
-    redis.call('SET', KEYS[1], record, 'PX', ARGV[4])
+    -- A record never expires before its lease deadline, whatever ttl is.
+    redis.call('SET', KEYS[1], record, 'PX', math.max(tonumber(ARGV[4]), tonumber(ARGV[3])))
     return 1
     """
 
@@ -74,12 +75,19 @@ public enum RedisScripts {
     return 1
     """
 
-    /// KEYS[1]; ARGV owner, lease ms. Moves the lease deadline, keeping the key's TTL.
+    /// KEYS[1]; ARGV owner, lease ms. Moves the lease deadline and keeps the key's TTL unless
+    /// it would end before the new deadline: then the key lives until the deadline, so a slow
+    /// request keeps its claim even when it outlasts ttl.
     static let refresh = prelude + """
     local v = redis.call('GET', KEYS[1])
     if not owned(v, ARGV[1]) then return 0 end
-    v = string.sub(v, 1, 50) .. be64(now_ms() + tonumber(ARGV[2])) .. string.sub(v, 59)
-    redis.call('SET', KEYS[1], v, 'KEEPTTL')
+    local lease = tonumber(ARGV[2])
+    v = string.sub(v, 1, 50) .. be64(now_ms() + lease) .. string.sub(v, 59)
+    if redis.call('PTTL', KEYS[1]) < lease then
+      redis.call('SET', KEYS[1], v, 'PX', lease)
+    else
+      redis.call('SET', KEYS[1], v, 'KEEPTTL')
+    end
     return 1
     """
 

@@ -141,8 +141,8 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
 
     @Test func sweepRemovesOnlyExpiredRecords() {
         for i in 0..<100 {
-            #expect(store.claimNow("short-\(i)", owner: alice, fingerprint: fpA, ttl: .seconds(10)) == .claimed)
-            #expect(store.claimNow("long-\(i)", owner: alice, fingerprint: fpA, ttl: .seconds(1000)) == .claimed)
+            #expect(store.claimNow("short-\(i)", owner: alice, fingerprint: fpA, lease: .seconds(5), ttl: .seconds(10)) == .claimed)
+            #expect(store.claimNow("long-\(i)", owner: alice, fingerprint: fpA, lease: .seconds(5), ttl: .seconds(1000)) == .claimed)
         }
         #expect(store.storedCount == 200)
         #expect(store.sweep() == 0)

@@ -1,7 +1,7 @@
 import Testing
 @testable import Idempotency
 
-private func names(_ headers: [HeaderPair]) -> [String] { headers.map(\.name) }
+private func names(_ headers: [HeaderPair]) -> [String] { headers.map(\.nameText) }
 
 @Suite struct ReplayFilterTests {
     static let upstream: [HeaderPair] = [

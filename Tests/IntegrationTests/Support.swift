@@ -34,7 +34,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomStringConvertible {
 }
 
 /// A guarded POST with an sf-string key.
-func post(_ path: String = "/v1/payments", key: String?, body: String = "{\"amount\":100}", authorization: String? = nil, contentType: String = "application/json") -> String {
+func post(_ path: String = "/v1/payments", key: String?, body: String = "{\"amount\":100}", authorization: String? = "Bearer caller-1", contentType: String = "application/json") -> String {
     var text = "POST \(path) HTTP/1.1\r\nHost: api\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.utf8.count)\r\n"
     if let key { text += "Idempotency-Key: \"\(key)\"\r\n" }
     if let authorization { text += "Authorization: \(authorization)\r\n" }

@@ -49,7 +49,7 @@ import TestSupport
         for _ in 0..<3 { _ = try proxy.request("GET / HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET") }
         let key = "k\(UInt32.random(in: 0...UInt32.max))"
         for _ in 0..<2 {
-            _ = try proxy.request("POST /p HTTP/1.1\r\nHost: a\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}")
+            _ = try proxy.request("POST /p HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}")
         }
         let metrics = try admin(proxy, "/metrics")
         #expect(metrics.status == 200)
