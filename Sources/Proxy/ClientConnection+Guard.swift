@@ -161,11 +161,7 @@ extension ClientConnection {
 
     private func storeUnavailable(_ guarded: GuardedExchange, _ error: StoreError) {
         if case .full(let why) = error {
-            // The store answered: nothing was written and nothing live is evicted (SPEC §4).
-            guarded.stage = .settled
-            countOutcome(.storeFull)
-            worker.log.warning("store full, claim refused", ["error": why])
-            answer(status: 503, type: .storeFull, detail: "the idempotency store is full; retry later with the same key", retryAfter: 1)
+            storeFull(guarded, why)
             return
         }
         countOutcome(.storeUnavailable)
@@ -185,6 +181,23 @@ extension ClientConnection {
         } else {
             guarded.stage = .settled
             answer(status: 503, type: .storeUnavailable, detail: "the idempotency store is unavailable; retry later with the same key", retryAfter: 1)
+        }
+    }
+
+    /// The store refused the claim for lack of memory: nothing was written and nothing live is
+    /// evicted (SPEC §4). Redis refuses a claim script under OOM even when the key exists, so
+    /// the record is read with a plain GET first: a retry of a stored request still replays.
+    private func storeFull(_ guarded: GuardedExchange, _ why: String) {
+        worker.store.get(key: guarded.storageKey) { [self] result in
+            guard exchange.guarded === guarded, guarded.stage == .claiming else { return }
+            if case .success(let record?) = result {
+                claimFinished(guarded, .success(.existing(record)))
+                return
+            }
+            guarded.stage = .settled
+            countOutcome(.storeFull)
+            worker.log.warning("store full, claim refused", ["error": why])
+            answer(status: 503, type: .storeFull, detail: "the idempotency store is full; retry later with the same key", retryAfter: 1)
         }
     }
 

@@ -50,7 +50,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     }
 
     static func infoField(_ name: String, in info: String) -> String? {
-        for line in info.split(whereSeparator: { $0 == "\r" || $0 == "\n" }) where line.hasPrefix(name + ":") {
+        // "\r\n" is one Character in Swift: split on newlines, not on "\r" or "\n".
+        for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix(name + ":") {
             return String(line.dropFirst(name.count + 1))
         }
         return nil

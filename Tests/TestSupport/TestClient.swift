@@ -11,6 +11,8 @@ public final class TestClient {
         public var status: Int
         public var head: String
         public var body: [UInt8]
+        /// The head exactly as received (`head` is a lossy text decoding of it).
+        public var headBytes: [UInt8] = []
         public var bodyText: String { String(decoding: body, as: UTF8.self) }
         public func values(_ name: String) -> [String] {
             head.components(separatedBy: "\r\n").dropFirst().compactMap { line in
@@ -76,11 +78,13 @@ public final class TestClient {
             guard try fill() else { throw ClientError.closed }
             headEnd = TestUpstream.find([13, 10, 13, 10], in: buffer)
         }
+        let headBytes = Array(buffer[0..<headEnd!] + [13, 10])
         let head = String(decoding: buffer[0..<headEnd!], as: UTF8.self)
         buffer.removeFirst(headEnd! + 4)
         let parts = head.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, let status = Int(parts[1]) else { throw ClientError.malformed(head) }
         var response = Response(status: status, head: head, body: [])
+        response.headBytes = headBytes
         if status < 200 { return try readResponse(requestMethod: requestMethod, discardBody: discardBody, bodyCount: bodyCount) }
         if requestMethod == "HEAD" || status == 204 || status == 304 { return response }
         var count = 0

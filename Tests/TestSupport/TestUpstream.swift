@@ -23,6 +23,8 @@ public final class TestUpstream: @unchecked Sendable {
         case delayed(seconds: Double, status: Int, body: [UInt8])
         /// Announce `declared` body bytes, send `sent` of them, then close (a broken response).
         case partial(status: Int, declared: Int, sent: Int)
+        /// Send these bytes as the whole response (for bytes a String cannot carry, e.g. obs-text).
+        case raw([UInt8])
     }
 
     public struct Request: Sendable {
@@ -182,6 +184,8 @@ public final class TestUpstream: @unchecked Sendable {
             for (name, value) in headers { head += "\(name): \(value)\r\n" }
             head += "\r\n"
             return send(Array(head.utf8) + (noBody ? [] : body))
+        case .raw(let bytes):
+            return send(bytes)
         case .chunked(let status, let pieces):
             var bytes = Array("HTTP/1.1 \(status) X\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
             for piece in pieces where !piece.isEmpty {
