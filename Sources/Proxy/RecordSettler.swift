@@ -130,6 +130,17 @@ final class RecordSettler {
         }
     }
 
+    /// The store is reachable again (a reconnect): every waiting write is tried now rather
+    /// than at its back-off deadline, because each moment a completion waits is a moment its
+    /// lease may run out.
+    func retryNow() {
+        for write in pending.values {
+            write.timer?.cancel()
+            write.backoffMillis = Self.firstBackoffMillis
+            attempt(write)
+        }
+    }
+
     private func retryLater(_ write: Pending, id: ObjectIdentifier, after error: StoreError) {
         if pending[id] == nil {
             guard pending.count < Self.maxPending else {

@@ -102,6 +102,14 @@ final class Worker: EventHandler, @unchecked Sendable {
             loop: loop)
         try loop.register(listenFD, handler: self, interest: [.read])
         settler.onIdle = { [unowned self] in self.drainedIfDone() }
+        if let redis {
+            // Writes waiting for the store go out as soon as it is back (see RecordSettler).
+            let observe = redis.onStateChange
+            redis.onStateChange = { [unowned self] old, new in
+                observe?(old, new)
+                if new == .ready { self.settler.retryNow() }
+            }
+        }
     }
 
     /// Shutdown completes when the last connection closed and every outcome was written.

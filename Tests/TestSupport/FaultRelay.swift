@@ -7,9 +7,7 @@ import Glibc
 /// that thread is the only one that ever closes the connection's descriptors, so a fault
 /// injected from the test thread can never hit a descriptor number the kernel has reused.
 public final class FaultRelay: @unchecked Sendable {
-    public struct Failure: Error, CustomStringConvertible {
-        public var description: String
-    }
+    public struct Failure: Error, CustomStringConvertible { public var description: String }
 
     public let port: UInt16
     /// The threads retain the core, not the relay, so dropping the relay runs deinit (and stop()).
@@ -103,11 +101,7 @@ private final class Core: @unchecked Sendable {
         return address
     }
 
-    func locked<T>(_ body: () -> T) -> T {
-        condition.lock()
-        defer { condition.unlock() }
-        return body()
-    }
+    func locked<T>(_ body: () -> T) -> T { condition.lock(); defer { condition.unlock() }; return body() }
 
     /// Pokes a link's thread out of poll(2). Caller holds the lock, which is what makes writing
     /// to the wake socket safe: the link thread closes it only under the lock, after `finished`.
@@ -123,9 +117,7 @@ private final class Core: @unchecked Sendable {
         while targets.contains(where: { !$0.finished }), condition.wait(until: deadline) {}
     }
 
-    func cutAll() {
-        locked { cutAndWait(Array(links.values), deadline: Date(timeIntervalSinceNow: 5)) }
-    }
+    func cutAll() { locked { cutAndWait(Array(links.values), deadline: Date(timeIntervalSinceNow: 5)) } }
 
     func stop() {
         locked {
@@ -171,11 +163,9 @@ private final class Core: @unchecked Sendable {
         defer {
             locked {
                 link.finished = true
-                close(link.wakeRead)
-                close(link.wakeWrite)
+                close(link.wakeRead); close(link.wakeWrite)
                 links[ObjectIdentifier(link)] = nil
-                threads -= 1
-                condition.broadcast()
+                threads -= 1; condition.broadcast()
             }
         }
         let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -194,8 +184,7 @@ private final class Core: @unchecked Sendable {
         }
         switch relay(link, client: client, server: server) {
         case .orderly:
-            close(client)
-            close(server)
+            close(client); close(server)
         case .armedCommandSent:
             // Wait (up to a second) until Redis has acknowledged every byte and answered
             // something. Resetting at once lost the command in testing: redis-server in
@@ -212,8 +201,7 @@ private final class Core: @unchecked Sendable {
             }
             fallthrough
         case .fault:
-            Core.reset(client)
-            Core.reset(server)
+            Core.reset(client); Core.reset(server)
         }
     }
 
@@ -331,11 +319,9 @@ struct CommandScanner {
                 if state == .arrayHeader {
                     // `*0` and `*-1` are skipped by Redis without a reply, so they are not commands.
                     if value > 0 { bulksLeft = value; state = .bulkHeader } else { state = .start }
-                } else if value >= 0 {
-                    bodyLeft = value + 2
-                    state = .bulkBody
                 } else {
-                    state = .start
+                    bodyLeft = value + 2
+                    state = value >= 0 ? .bulkBody : .start
                 }
             case .bulkBody:
                 let take = min(bodyLeft, bytes.endIndex - i)
