@@ -109,7 +109,7 @@ public final class MemoryStore: IdempotencyStore {
         completion: @escaping (Result<Bool, StoreError>) -> Void
     ) {
         let now = clock()
-        completion(.success(updateOwned(key: key, owner: owner, now: now) { storeKey, entry in
+        completion(.success(updateOwned(key: key, owner: owner, now: now, alreadyIn: .completed) { storeKey, entry in
             entry.record.state = .completed
             entry.record.response = response
             entry.expiresAtMillis = Self.deadline(now, ttl)
@@ -135,7 +135,7 @@ public final class MemoryStore: IdempotencyStore {
         key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void
     ) {
         let now = clock()
-        completion(.success(updateOwned(key: key, owner: owner, now: now) { _, entry in
+        completion(.success(updateOwned(key: key, owner: owner, now: now, alreadyIn: .unknown) { _, entry in
             entry.record.state = .unknown
             entry.expiresAtMillis = Self.deadline(now, ttl)
         }))
@@ -191,11 +191,17 @@ public final class MemoryStore: IdempotencyStore {
 
     // MARK: - Helpers (all called with the shard lock held)
 
-    /// Applies `change` if the live record is in flight and owned by `owner`.
-    private func updateOwned(key: String, owner: [UInt8], now: UInt64, _ change: (StoreKey, inout Entry) -> Void) -> Bool {
+    /// Applies `change` if the live record is in flight and owned by `owner`. With `alreadyIn`,
+    /// a record this owner already moved to that state also succeeds (unchanged): the same
+    /// contract as the Redis scripts, where a write may be retried after a lost reply.
+    private func updateOwned(
+        key: String, owner: [UInt8], now: UInt64, alreadyIn: RecordState? = nil, _ change: (StoreKey, inout Entry) -> Void
+    ) -> Bool {
         let key = StoreKey(key)
         return shard(for: key).entries.withLock { entries -> Bool in
-            guard var entry = live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
+            guard var entry = live(&entries, key, now) else { return false }
+            if let alreadyIn, entry.record.state == alreadyIn, entry.record.owner == owner { return true }
+            guard Self.ownedInFlight(entry, owner) else { return false }
             change(key, &entry)
             entries[key] = entry
             return true

@@ -47,6 +47,9 @@ final class RecordSettler {
         let lease: Duration
         var backoffMillis: UInt64 = RecordSettler.firstBackoffMillis
         var attempts = 0
+        /// An earlier attempt may have been applied (its reply was lost): a release that now
+        /// finds nothing may be finding its own earlier success, not a lost lease.
+        var mayHaveBeenApplied = false
         var timer: Timer?
 
         init(key: String, owner: [UInt8], action: Action, origin: Origin, lease: Duration) {
@@ -109,7 +112,7 @@ final class RecordSettler {
             case .success(let written):
                 // `false` for a lost claim reply only means the claim was never written; for an
                 // owner it means the lease is gone (counted once, maybe already by a refresh).
-                if !written, case .owner(let alreadyCounted) = write.origin, !alreadyCounted {
+                if !written, case .owner(let alreadyCounted) = write.origin, !alreadyCounted, !write.mayHaveBeenApplied {
                     self.leaseLost(key: write.key, while: "storing the outcome")
                 }
                 if written && write.attempts > 1 {
@@ -117,6 +120,7 @@ final class RecordSettler {
                 }
                 self.finish(write, id: id)
             case .failure(let error):
+                if error.mayHaveBeenApplied { write.mayHaveBeenApplied = true }
                 self.retryLater(write, id: id, after: error)
             }
         }

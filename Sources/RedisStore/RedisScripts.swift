@@ -5,6 +5,10 @@
 /// Records are `RecordCodec` bytes. Lua strings are 1-based, so the codec's 0-based offsets
 /// shift by one: state is byte 2, the owner bytes 35–50, the lease deadline bytes 51–58.
 /// Lease deadlines come from Redis `TIME`, the one clock every replica shares.
+///
+/// `complete` and `markUnknown` are idempotent for their owner: a write retried because its
+/// first reply was lost (timeout, disconnect) finds the record already in the state it asked
+/// for, with its own owner token, and reports success rather than a lost lease.
 public enum RedisScripts {
     /// Shared helpers prepended to each script.
     private static let prelude = """
@@ -24,6 +28,10 @@ public enum RedisScripts {
     end
     local function owned(v, owner)
       return v and string.byte(v, 2) == 1 and string.sub(v, 35, 50) == owner
+    end
+    -- Already moved to `state` by this owner: a retried write whose first reply was lost.
+    local function already(v, owner, state)
+      return v and string.byte(v, 2) == state and string.sub(v, 35, 50) == owner
     end
 
     """
@@ -54,6 +62,7 @@ public enum RedisScripts {
     /// ttl ms. Compare-and-set on the owner; the stored fingerprint and owner are kept.
     static let complete = prelude + """
     local v = redis.call('GET', KEYS[1])
+    if already(v, ARGV[1], 2) then return 1 end
     if not owned(v, ARGV[1]) then return 0 end
     local record = string.sub(v, 1, 1) .. string.char(2) .. string.sub(v, 3, 50) .. be64(0) .. ARGV[2]
     redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
@@ -70,6 +79,7 @@ public enum RedisScripts {
     /// KEYS[1]; ARGV owner, ttl ms. The request went out but its outcome is unknown.
     static let markUnknown = prelude + """
     local v = redis.call('GET', KEYS[1])
+    if already(v, ARGV[1], 3) then return 1 end
     if not owned(v, ARGV[1]) then return 0 end
     redis.call('SET', KEYS[1], string.sub(v, 1, 1) .. string.char(3) .. string.sub(v, 3), 'PX', ARGV[2])
     return 1

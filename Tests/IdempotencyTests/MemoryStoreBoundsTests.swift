@@ -84,3 +84,24 @@ private let fingerprint = SHA256Hasher.hash("A")
         #expect(store.usedBytes == 0)
     }
 }
+
+/// A write retried after a lost reply succeeds for its owner only (the Redis scripts' contract).
+@Suite struct MemoryStoreRetriedWriteTests {
+    let clock = ManualClock()
+    let owner = OwnerToken.random()
+    let stranger = OwnerToken.random()
+
+    @Test func retriedCompletionAndMark() {
+        let store = MemoryStore(clock: clock.function)
+        let response = StoredResponse(status: 201)
+        #expect(store.claimNow("c", owner: owner, fingerprint: fingerprint) == .claimed)
+        #expect(store.completeNow("c", owner: owner, response: response))
+        #expect(store.completeNow("c", owner: owner, response: response))
+        #expect(!store.completeNow("c", owner: stranger, response: response))
+        #expect(!store.markUnknownNow("c", owner: owner))
+        #expect(store.claimNow("u", owner: owner, fingerprint: fingerprint) == .claimed)
+        #expect(store.markUnknownNow("u", owner: owner))
+        #expect(store.markUnknownNow("u", owner: owner))
+        #expect(!store.completeNow("u", owner: owner, response: response))
+    }
+}

@@ -39,8 +39,10 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         #expect(record?.state == .completed)
         #expect(record?.response == ok)
         #expect(record?.fingerprint == fpA)
-        // Completing again, or completing a record that is no longer in flight, is refused.
-        #expect(store.completeNow("k", owner: alice, response: StoredResponse(status: 500)) == false)
+        // Completing again (a retry after a lost reply) reports success but changes nothing;
+        // another owner, or a record that is not in flight, is refused.
+        #expect(store.completeNow("k", owner: alice, response: StoredResponse(status: 500)) == true)
+        #expect(store.completeNow("k", owner: bob, response: StoredResponse(status: 500)) == false)
         #expect(store.getNow("k")?.response == ok)
         #expect(store.claimNow("k", owner: bob, fingerprint: fpA) == .existing(record!))
         #expect(store.completeNow("missing", owner: alice, response: ok) == false)
@@ -67,7 +69,8 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         let record = store.getNow("k")
         #expect(record?.state == .unknown)
         #expect(record?.fingerprint == fpA)
-        #expect(store.markUnknownNow("k", owner: alice) == false)  // no longer in flight
+        #expect(store.markUnknownNow("k", owner: alice) == true)  // a retry: already unknown, for alice
+        #expect(store.markUnknownNow("k", owner: bob) == false)
         #expect(store.completeNow("k", owner: alice, response: ok) == false)
     }
 
