@@ -1,7 +1,8 @@
 import Config
 import Testing
 
-/// The configuration example of SPEC §6, verbatim.
+/// The configuration example of SPEC §6, verbatim except for the Redis topology keys (`tls`,
+/// `sentinel`, `cluster`, `min_replicas_acked`, `replica_ack_timeout`), which are not built yet.
 let specExample = """
 listen: 0.0.0.0:8080
 workers: auto                     # event loops; auto = number of cores
@@ -13,6 +14,8 @@ upstream:
   idle_timeout: 30s
 store:
   backend: memory                 # memory (single instance) | redis
+  memory:
+    max_bytes: 256MiB             # records (in-flight ones too) + stored bodies + a fixed per-record overhead; when full, new claims get 503 store-full
   redis:
     url: redis://127.0.0.1:6379/0 # redis://[:password@]host:port/db
     key_prefix: "idem:"
@@ -32,7 +35,7 @@ idempotency:
   release_statuses: [429, 503]
   max_request_body: 1MiB
   max_stored_body: 1MiB
-  scope: { header: Authorization }
+  scope: { header: Authorization, missing: reject }   # missing: reject (400) | unscoped (forward unguarded)
   fingerprint: { headers: [Content-Type], body: raw, ignore_fields: [] }
   replay: { keep_headers: [] }
 routes:                           # first match wins; each may override any idempotency field
