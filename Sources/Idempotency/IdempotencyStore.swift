@@ -60,8 +60,9 @@ public enum IndeterminatePolicy: Sendable, Equatable {
 /// another owner holds.
 public protocol IdempotencyStore: AnyObject, Sendable {
     /// Atomically: if there is no record, create `inFlight(owner,
-    /// fingerprint, lease deadline = now + lease)` with key TTL `max(ttl,
-    /// lease)` (a record never expires before its lease deadline) and
+    /// fingerprint, lease deadline = now + lease)` with key TTL `lease + ttl`
+    /// (a record never expires before its lease deadline, and a dead owner's
+    /// record is still there to be held as `unknown`) and
     /// return `.claimed`. If there is an in-flight record whose lease has
     /// expired, then with `.hold` turn it into `unknown` (keeping its
     /// fingerprint and owner, TTL `ttl`) and return it as `.existing`; with
@@ -88,11 +89,15 @@ public protocol IdempotencyStore: AnyObject, Sendable {
         key: String, owner: [UInt8], ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void)
 
     /// Only if in flight and owned by `owner`: move the lease deadline to
-    /// now + `lease`, and the record's expiry to at least that deadline. The
-    /// owner calls this while the upstream exchange is alive, so a slow but
-    /// healthy request never loses its claim, whatever `ttl` is.
+    /// now + `lease`, and the record's expiry to at least that deadline +
+    /// `ttl`. The owner calls this while the upstream exchange is alive, so a
+    /// slow but healthy request never loses its claim, whatever `ttl` is; and
+    /// if the owner then dies, its record outlives the lease by `ttl`, so the
+    /// next claim finds the expired lease and holds the key as `unknown`
+    /// rather than finding nothing and executing again.
     func refreshLease(
-        key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void)
+        key: String, owner: [UInt8], lease: Duration, ttl: Duration,
+        completion: @escaping (Result<Bool, StoreError>) -> Void)
 
     /// Reads the record (waiters poll with it under `concurrent: wait`).
     func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void)

@@ -93,8 +93,9 @@ public final class MemoryStore: IdempotencyStore {
                 leaseDeadlineMillis: Self.deadline(now, lease))
             let cost = Self.cost(key, record)
             guard charge(cost - replaced) else { return nil }
-            // A record never expires before its lease deadline, whatever ttl is (SPEC §4).
-            entries[key] = Entry(record: record, expiresAtMillis: Self.deadline(now, max(ttl, lease)), cost: cost)
+            // A record never expires before its lease deadline, whatever ttl is (SPEC §4), and
+            // outlives it by ttl so that a dead owner's claim is found and held as unknown.
+            entries[key] = Entry(record: record, expiresAtMillis: Self.deadline(now, lease + ttl), cost: cost)
             return .claimed
         }
         guard let outcome else {
@@ -142,13 +143,14 @@ public final class MemoryStore: IdempotencyStore {
     }
 
     public func refreshLease(
-        key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void
+        key: String, owner: [UInt8], lease: Duration, ttl: Duration,
+        completion: @escaping (Result<Bool, StoreError>) -> Void
     ) {
         let now = clock()
         completion(.success(updateOwned(key: key, owner: owner, now: now) { _, entry in
             entry.record.leaseDeadlineMillis = Self.deadline(now, lease)
-            // The key outlives the lease it carries, whatever ttl is (SPEC §4).
-            entry.expiresAtMillis = max(entry.expiresAtMillis, entry.record.leaseDeadlineMillis)
+            // The key outlives the lease it carries by ttl, whatever ttl is (SPEC §4).
+            entry.expiresAtMillis = max(entry.expiresAtMillis, Self.deadline(entry.record.leaseDeadlineMillis, ttl))
         }))
     }
 

@@ -78,7 +78,8 @@ extension ClientConnection {
         var scope: [UInt8]? = nil
         if let scopeHeader = guarded.policy.scopeHeader {
             let lines = guarded.values(of: scopeHeader)
-            if lines.isEmpty {
+            // An empty value identifies nobody: every caller sending it would share one namespace.
+            if lines.allSatisfy(\.isEmpty) {
                 // SPEC §3: a request without the scope header never falls into a namespace
                 // shared by every such caller (two cookie-authenticated callers sending the same
                 // key and body would get each other's stored response).
@@ -185,8 +186,8 @@ extension ClientConnection {
     }
 
     /// The store refused the claim for lack of memory: nothing was written and nothing live is
-    /// evicted (SPEC §4). Redis refuses a claim script under OOM even when the key exists, so
-    /// the record is read with a plain GET first: a retry of a stored request still replays.
+    /// evicted (SPEC §4). The record is read with a plain GET first, so a retry of a stored
+    /// request still replays whatever a store's out-of-memory rule does to the claim itself.
     private func storeFull(_ guarded: GuardedExchange, _ why: String) {
         worker.store.get(key: guarded.storageKey) { [self] result in
             guard exchange.guarded === guarded, guarded.stage == .claiming else { return }
@@ -249,7 +250,7 @@ extension ClientConnection {
         case .release: action = .release
         }
         worker.settler.settle(
-            key: guarded.storageKey, owner: guarded.owner, action: action, origin: .owner(leaseKnownLost: guarded.leaseLost),
+            key: guarded.storageKey, owner: guarded.owner, action: action, origin: .owner(guarded),
             lease: guarded.policy.lease)
         finishDetachedIfDone()
     }
@@ -269,7 +270,7 @@ extension ClientConnection {
             case .markUnknown: action = .markUnknown(ttl: guarded.policy.ttl)
             }
             worker.settler.settle(
-                key: guarded.storageKey, owner: guarded.owner, action: action, origin: .owner(leaseKnownLost: guarded.leaseLost),
+                key: guarded.storageKey, owner: guarded.owner, action: action, origin: .owner(guarded),
                 lease: guarded.policy.lease)
         }
         if requestSent {
@@ -284,24 +285,35 @@ extension ClientConnection {
     }
 
     /// Keeps the claim alive while the upstream works: a slow but healthy request never
-    /// loses it (SPEC §4). Refreshed three times per lease, so two refreshes may fail (a store
-    /// blip) before the lease can run out.
+    /// loses it (SPEC §4). Refreshed four times per lease, so two refreshes may fail (a store
+    /// blip) with a quarter of the lease still to spare; a reconnect refreshes at once
+    /// (`Worker`).
     private func armLeaseRefresh(_ guarded: GuardedExchange) {
-        loop.arm(leaseTimer, after: max(guarded.policy.leaseMillis / 3, 50))
+        loop.arm(leaseTimer, after: max(guarded.policy.leaseMillis / 4, 50))
+    }
+
+    /// A reconnect: refresh now if this connection holds a claim (the timer keeps its pace).
+    func refreshLeaseIfClaimed() {
+        guard let guarded = exchange.guarded, guarded.ownsClaim else { return }
+        sendLeaseRefresh(guarded)
     }
 
     func refreshLease() {
         guard let guarded = exchange.guarded, guarded.ownsClaim else { return }
+        sendLeaseRefresh(guarded)
+        armLeaseRefresh(guarded)
+    }
+
+    private func sendLeaseRefresh(_ guarded: GuardedExchange) {
         let settler = worker.settler
-        worker.store.refreshLease(key: guarded.storageKey, owner: guarded.owner, lease: guarded.policy.lease) { result in
+        worker.store.refreshLease(key: guarded.storageKey, owner: guarded.owner, lease: guarded.policy.lease, ttl: guarded.policy.ttl) { result in
             // `false`: the record is gone or another request owns it. Whatever the upstream
-            // answers can no longer be stored; that is logged and counted once (SPEC §4).
-            if case .success(false) = result, !guarded.leaseLost {
-                guarded.leaseLost = true
-                settler.leaseLost(key: guarded.storageKey, while: "refreshing the lease")
+            // answers can no longer be stored; that is logged and counted once (SPEC §4). Once
+            // settling began, the settler's own write may be what moved the record on.
+            if case .success(false) = result, guarded.ownsClaim {
+                settler.leaseLost(guarded, key: guarded.storageKey, while: "refreshing the lease")
             }
         }
-        armLeaseRefresh(guarded)
     }
 
     // MARK: waiting (concurrent: wait)

@@ -96,7 +96,7 @@ public final class ProxyMetrics: Sendable {
             "idemproxy_store_abandoned_writes_total", help: "Store writes given up because too many were waiting for the store.",
             samples: [([], abandonedStoreWrites.load(ordering: .relaxed))])
         text.counter(
-            "idemproxy_store_deferred_releases_total", help: "Claims whose reply was lost, released by compare-and-set once the store answered.",
+            "idemproxy_store_deferred_releases_total", help: "Claims whose reply was lost, scheduled for release by compare-and-set (retried until the store answers).",
             samples: [([], deferredReleases.load(ordering: .relaxed))])
         text.counter(
             "idemproxy_store_resets_total", help: "Times the store came back without its records (restart, failover, flush).",

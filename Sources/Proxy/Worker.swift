@@ -82,13 +82,14 @@ final class Worker: EventHandler, @unchecked Sendable {
             store = RedisIdempotencyStore(connection: connection, keyPrefix: settings.keyPrefix, resetDetector: shared.resetDetector)
             let metrics = shared.metrics
             let log = settings.log
-            connection.onStateChange = { old, new in
+            // Weak: the connection owns this closure.
+            connection.onStateChange = { [weak connection] old, new in
                 if new == .ready {
                     metrics.redisConnectionsReady.add(1, ordering: .relaxed)
                     log.info("redis connected", ["loop": "\(index)"])
                 } else if old == .ready {
                     metrics.redisConnectionsReady.subtract(1, ordering: .relaxed)
-                    log.warning("redis connection lost", ["loop": "\(index)", "error": connection.lastError])
+                    log.warning("redis connection lost", ["loop": "\(index)", "error": connection?.lastError ?? ""])
                 }
             }
         }
@@ -107,9 +108,16 @@ final class Worker: EventHandler, @unchecked Sendable {
             let observe = redis.onStateChange
             redis.onStateChange = { [unowned self] old, new in
                 observe?(old, new)
-                if new == .ready { self.settler.retryNow() }
+                if new == .ready { self.storeIsBack() }
             }
         }
+    }
+
+    /// The Redis connection is back: leases of live claims are refreshed and waiting writes
+    /// retried now, not at their next timer, since a blip may have eaten into their leases.
+    private func storeIsBack() {
+        for connection in connections.values { connection.refreshLeaseIfClaimed() }
+        settler.retryNow()
     }
 
     /// Shutdown completes when the last connection closed and every outcome was written.
@@ -193,6 +201,7 @@ final class Worker: EventHandler, @unchecked Sendable {
     /// Graceful shutdown, last step after the grace period: close whatever is left.
     func forceClose() {
         for connection in Array(connections.values) { connection.abort() }
+        settler.logAbandonedAtShutdown()
     }
 }
 

@@ -142,6 +142,8 @@ public final class RedisConnection: EventHandler {
             return
         }
         self.pending.append(pending)
+        // Only ever earlier: a later deadline would postpone the connect timeout or another
+        // command's deadline.
         if !timeoutTimer.isArmed || pending.deadline < timeoutTimer.deadline { loop.arm(timeoutTimer, at: pending.deadline) }
     }
 
@@ -310,9 +312,12 @@ public final class RedisConnection: EventHandler {
     private func connectionLost(_ why: String) {
         // Both the disconnect callback and `drop` may report one loss: back off once.
         if state == .disconnected && reconnectTimer.isArmed { return }
+        // hiredis sends nothing before the connect completes: commands queued while connecting
+        // were never sent, and saying so spares callers undoing what never happened.
+        let neverSent = state == .connecting
         lastError = why
         state = .disconnected
-        failAllPending(.disconnected(why))
+        failAllPending(neverSent ? .notConnected(why) : .disconnected(why))
         timeoutTimer.cancel()
         loop.arm(reconnectTimer, after: backoffMillis)
         backoffMillis = min(backoffMillis * 2, configuration.maxBackoffMillis)
@@ -335,18 +340,24 @@ public final class RedisConnection: EventHandler {
         let now = loop.now
         if state == .connecting && now >= connectDeadline {
             lastError = "connect timed out"
-            failAllPending(.timeout)
+            failAllPending(.notConnected("connect timed out"))
             drop(reason: "connect timed out")
             return
         }
-        guard pendingHead < pending.count else { return }
-        // Truly unresponsive: nothing answered long past the oldest command's deadline.
-        if now >= pending[pendingHead].deadline + configuration.unresponsiveGraceMillis {
+        guard pendingHead < pending.count else {
+            if state == .connecting { loop.arm(timeoutTimer, at: connectDeadline) }
+            return
+        }
+        // Truly unresponsive: nothing answered long past the oldest command's deadline (only
+        // a connected server owes replies; a connect has its own deadline).
+        if state == .ready && now >= pending[pendingHead].deadline + configuration.unresponsiveGraceMillis {
             failAllPending(.timeout)
             drop(reason: "redis stopped answering (no reply for \(configuration.unresponsiveGraceMillis) ms past a command's deadline)")
             return
         }
         // Otherwise each command past its own deadline fails alone; the others keep waiting.
+        // While connecting nothing was sent yet, so such a command surely was not applied.
+        let expired: RedisClientError = state == .connecting ? .notConnected("still connecting") : .timeout
         var next = pending[pendingHead].deadline + configuration.unresponsiveGraceMillis
         var index = pendingHead
         while index < pending.count {
@@ -355,14 +366,17 @@ public final class RedisConnection: EventHandler {
             guard !command.completed else { continue }
             if command.deadline <= now {
                 command.completed = true
-                command.completion(.failure(.timeout))
+                command.completion(.failure(expired))
             } else {
                 next = min(next, command.deadline)
             }
         }
         // The completions above may have sent commands or dropped the connection.
-        guard context != nil, pendingHead < pending.count else { return }
-        loop.arm(timeoutTimer, at: min(next, pending[pendingHead].deadline + configuration.unresponsiveGraceMillis))
+        guard context != nil else { return }
+        if state == .connecting { next = min(next, connectDeadline) }
+        guard pendingHead < pending.count || state == .connecting else { return }
+        if pendingHead < pending.count { next = min(next, pending[pendingHead].deadline + configuration.unresponsiveGraceMillis) }
+        loop.arm(timeoutTimer, at: next)
     }
 
     // MARK: EventHandler

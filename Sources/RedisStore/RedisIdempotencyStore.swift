@@ -15,6 +15,11 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// Watches for a Redis that came back without its records (shared by every loop's store).
     public let resetDetector: StoreResetDetector?
     private let markerKey: String
+    /// This connection reported to the detector before (its first report sets no alarm).
+    private var reportedBefore = false
+    /// Also checked every few seconds, so a FLUSHALL without a reconnect is noticed too.
+    private lazy var resetCheckTimer = Timer { [weak self] in self?.periodicResetCheck() }
+    static let resetCheckIntervalMillis: UInt64 = 5000
 
     public init(connection: RedisConnection, keyPrefix: String = "idem:", resetDetector: StoreResetDetector? = nil) {
         self.connection = connection
@@ -32,6 +37,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// Either way records may be gone, and with them the guarantee for their keys.
     private func checkForReset(_ connection: RedisConnection) {
         guard let resetDetector else { return }
+        if !resetCheckTimer.isArmed { connection.loop.arm(resetCheckTimer, after: Self.resetCheckIntervalMillis) }
         connection.send(["INFO", "server"]) { [weak self] info in
             guard let self, case .success(let value) = info, let text = value.text else { return }
             let runID = Self.infoField("run_id", in: text) ?? ""
@@ -44,9 +50,15 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
                 case .error: return
                 default: markerMissing = true
                 }
-                resetDetector.observe(runID: runID, markerMissing: markerMissing)
+                resetDetector.observe(runID: runID, markerMissing: markerMissing, firstReport: !self.reportedBefore)
+                self.reportedBefore = true
             }
         }
+    }
+
+    private func periodicResetCheck() {
+        if connection.state == .ready { checkForReset(connection) }
+        connection.loop.arm(resetCheckTimer, after: Self.resetCheckIntervalMillis)
     }
 
     static func infoField(_ name: String, in info: String) -> String? {
@@ -191,9 +203,11 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         run(.markUnknown, key: key, argumentCount: 2, { $0.append(owner); $0.append(ttlMillis) }, completion: Self.flag(completion))
     }
 
-    public func refreshLease(key: String, owner: [UInt8], lease: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        let leaseMillis = lease.milliseconds
-        run(.refresh, key: key, argumentCount: 2, { $0.append(owner); $0.append(leaseMillis) }, completion: Self.flag(completion))
+    public func refreshLease(
+        key: String, owner: [UInt8], lease: Duration, ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void
+    ) {
+        let leaseMillis = lease.milliseconds, ttlMillis = ttl.milliseconds
+        run(.refresh, key: key, argumentCount: 3, { $0.append(owner); $0.append(leaseMillis); $0.append(ttlMillis) }, completion: Self.flag(completion))
     }
 
     public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {

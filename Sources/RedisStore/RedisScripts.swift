@@ -6,6 +6,14 @@
 /// shift by one: state is byte 2, the owner bytes 35–50, the lease deadline bytes 51–58.
 /// Lease deadlines come from Redis `TIME`, the one clock every replica shares.
 ///
+/// Out of memory (`maxmemory` with `noeviction`): Redis refuses a script without flags at its
+/// first write of a command that may grow memory (`SET`), and lets the rest of the script run
+/// once a write has happened. The owner's writes (complete, mark unknown, refresh) therefore
+/// start with `PEXPIRE`, which is not refused: an owner that already holds a claim can always
+/// settle it (the growth is bounded by the claims in flight), while new claims, whose first
+/// write is `SET`, are refused and answered `503 store-full`. (Script flags such as
+/// `allow-oom` would need Redis 7; this works from Redis 6.)
+///
 /// `complete` and `markUnknown` are idempotent for their owner: a write retried because its
 /// first reply was lost (timeout, disconnect) finds the record already in the state it asked
 /// for, with its own owner token, and reports success rather than a lost lease.
@@ -53,8 +61,9 @@ public enum RedisScripts {
       end
     end
     local record = string.char(1, 1) .. ARGV[2] .. ARGV[1] .. be64(now + tonumber(ARGV[3])) .. string.char(0, 0, 0)
-    -- A record never expires before its lease deadline, whatever ttl is.
-    redis.call('SET', KEYS[1], record, 'PX', math.max(tonumber(ARGV[4]), tonumber(ARGV[3])))
+    -- The record outlives its lease deadline by ttl: never gone before it, and a dead owner's
+    -- claim is still there for the next claim to hold as unknown.
+    redis.call('SET', KEYS[1], record, 'PX', tonumber(ARGV[3]) + tonumber(ARGV[4]))
     return 1
     """
 
@@ -64,6 +73,7 @@ public enum RedisScripts {
     local v = redis.call('GET', KEYS[1])
     if already(v, ARGV[1], 2) then return 1 end
     if not owned(v, ARGV[1]) then return 0 end
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])  -- first write: not refused under OOM (see above)
     local record = string.sub(v, 1, 1) .. string.char(2) .. string.sub(v, 3, 50) .. be64(0) .. ARGV[2]
     redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
     return 1
@@ -81,23 +91,24 @@ public enum RedisScripts {
     local v = redis.call('GET', KEYS[1])
     if already(v, ARGV[1], 3) then return 1 end
     if not owned(v, ARGV[1]) then return 0 end
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])  -- first write: not refused under OOM (see above)
     redis.call('SET', KEYS[1], string.sub(v, 1, 1) .. string.char(3) .. string.sub(v, 3), 'PX', ARGV[2])
     return 1
     """
 
-    /// KEYS[1]; ARGV owner, lease ms. Moves the lease deadline and keeps the key's TTL unless
-    /// it would end before the new deadline: then the key lives until the deadline, so a slow
-    /// request keeps its claim even when it outlasts ttl.
+    /// KEYS[1]; ARGV owner, lease ms, ttl ms. Moves the lease deadline and keeps the key's TTL
+    /// unless it would end less than ttl after the new deadline: then the key lives until
+    /// deadline + ttl, so a slow request keeps its claim even when it outlasts ttl, and if its
+    /// owner dies the record is still there to be held as unknown.
     static let refresh = prelude + """
     local v = redis.call('GET', KEYS[1])
     if not owned(v, ARGV[1]) then return 0 end
-    local lease = tonumber(ARGV[2])
-    v = string.sub(v, 1, 50) .. be64(now_ms() + lease) .. string.sub(v, 59)
-    if redis.call('PTTL', KEYS[1]) < lease then
-      redis.call('SET', KEYS[1], v, 'PX', lease)
-    else
-      redis.call('SET', KEYS[1], v, 'KEEPTTL')
-    end
+    -- The first write, and not refused under OOM (see above): the key lives on for at least
+    -- the new lease plus ttl, or keeps its longer TTL.
+    local keep = tonumber(ARGV[2]) + tonumber(ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), keep))
+    v = string.sub(v, 1, 50) .. be64(now_ms() + tonumber(ARGV[2])) .. string.sub(v, 59)
+    redis.call('SET', KEYS[1], v, 'KEEPTTL')
     return 1
     """
 

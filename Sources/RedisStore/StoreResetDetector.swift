@@ -3,10 +3,12 @@ import Synchronization
 /// Notices a Redis that came back without the records it held, across every loop's
 /// connection of one process (SPEC §8, "detected store resets").
 ///
-/// Each connection reports, after every (re)connect, the server's `run_id` and whether the
-/// store's marker key was missing (the marker is written once, without expiry, and re-written
-/// by whoever finds it gone). The first report only sets the baseline: a marker missing then
-/// just means a new data set. After that:
+/// Each connection reports, after every (re)connect and every few seconds, the server's
+/// `run_id` and whether the store's marker key was missing (the marker is written once,
+/// without expiry, and re-written by whoever finds it gone). A connection's first report
+/// never counts a missing marker: at startup several loops race to write it, and the one
+/// that wrote it may report after another set the baseline; a new data set is not a reset.
+/// After that:
 /// - a different `run_id` means the server restarted or another node took over; records
 ///   written since its last save, or not yet replicated, may be gone;
 /// - a missing marker means the data set lost what it had (restart without persistence,
@@ -30,7 +32,7 @@ public final class StoreResetDetector: Sendable {
         self.onReset = onReset
     }
 
-    public func observe(runID: String, markerMissing: Bool) {
+    public func observe(runID: String, markerMissing: Bool, firstReport: Bool = false) {
         let events = baseline.withLock { state -> [(Reason, String)] in
             guard let known = state.runID else {
                 state.runID = runID
@@ -41,7 +43,7 @@ public final class StoreResetDetector: Sendable {
                 state.runID = runID
                 events.append((.runIDChanged, "redis run_id changed from \(known) to \(runID): the server restarted or failed over; records it had not persisted or replicated are lost"))
             }
-            if markerMissing {
+            if markerMissing && !firstReport {
                 events.append((.recordsMissing, "redis came back without its records (the store's marker key is gone): keys claimed before are no longer protected and a retry of them will execute again"))
             }
             return events

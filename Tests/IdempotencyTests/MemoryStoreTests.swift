@@ -149,7 +149,9 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         }
         #expect(store.storedCount == 200)
         #expect(store.sweep() == 0)
-        clock.advance(.seconds(10))
+        clock.advance(.seconds(14))
+        #expect(store.sweep() == 0)  // lease + ttl: 15 s
+        clock.advance(.seconds(1))
         #expect(store.sweep() == 100)
         #expect(store.storedCount == 100)
         #expect(store.getNow("long-7") != nil)

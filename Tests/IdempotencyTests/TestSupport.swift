@@ -53,9 +53,9 @@ extension MemoryStore {
         return try! result!.get()
     }
 
-    func refreshNow(_ key: String, owner: [UInt8], lease: Duration) -> Bool {
+    func refreshNow(_ key: String, owner: [UInt8], lease: Duration, ttl: Duration = .seconds(3600)) -> Bool {
         var result: Result<Bool, StoreError>?
-        refreshLease(key: key, owner: owner, lease: lease) { result = $0 }
+        refreshLease(key: key, owner: owner, lease: lease, ttl: ttl) { result = $0 }
         return try! result!.get()
     }
 

@@ -98,7 +98,7 @@ import TestSupport
         _ = f.await { done in f.store.claim(key: key, owner: owner, fingerprint: fingerprint, lease: .milliseconds(150), ttl: .seconds(60), expiredLease: .hold, completion: done) }
         for _ in 0..<4 {
             usleep(80_000)
-            #expect(f.await { done in f.store.refreshLease(key: key, owner: owner, lease: .milliseconds(150), completion: done) } == .success(true))
+            #expect(f.await { done in f.store.refreshLease(key: key, owner: owner, lease: .milliseconds(150), ttl: .seconds(60), completion: done) } == .success(true))
         }
         let next = f.await { done in f.store.claim(key: key, owner: OwnerToken.random(), fingerprint: fingerprint, lease: .seconds(5), ttl: .seconds(60), expiredLease: .hold, completion: done) }
         guard case .success(.existing(let record))? = next else { Issue.record("expected the existing record"); return }

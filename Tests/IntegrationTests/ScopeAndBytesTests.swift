@@ -17,10 +17,14 @@ import TestSupport
         #expect(refused.status == 400)
         #expect(refused.bodyText.contains("missing-scope"))
         #expect(origin.count == 0)
+        // An empty scope value identifies nobody either.
+        let empty = try proxy.request(post(key: key, authorization: ""))
+        #expect(empty.status == 400)
+        #expect(empty.bodyText.contains("missing-scope"))
         // A request with neither key nor scope is a key question (SPEC §3).
         let noKey = try proxy.request(post(key: nil, authorization: nil))
         #expect(noKey.status == 201)
-        #expect(proxy.server.metrics.value(.missingScope) == 1)
+        #expect(proxy.server.metrics.value(.missingScope) == 2)
     }
 
     @Test(arguments: StoreKind.allCases)

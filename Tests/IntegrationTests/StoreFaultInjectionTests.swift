@@ -91,9 +91,9 @@ import TestSupport
         #expect(lost.status == 503)
         #expect(lost.bodyText.contains("store-unavailable"))
         // The claim reached Redis although its reply never came back.
-        // The claim reached Redis although its reply never came back; the release sent right
-        // after the timeout reached it too, but its reply is withheld as well, so the proxy
-        // cannot know that and keeps it pending until the store answers.
+        // The claim reached Redis although its reply never came back. The release sent right
+        // after the timeout reaches Redis too, but its reply is withheld as well: the proxy
+        // cannot know it worked, so the release stays pending until Redis answers again.
         usleep(300_000)  // past the release's own deadline
         #expect(rig.proxy.server.metrics.pendingStoreWrites.load(ordering: .relaxed) == 1)
         rig.relay.cutAll()
