@@ -322,6 +322,9 @@ public struct LimitsConfig: Sendable, Equatable {
     public var bodyTimeout: Duration
     /// Idle client keep-alive connections are closed after this long.
     public var idleTimeout: Duration
+    /// Longest a client may go without reading any of the bytes queued for it (nginx's
+    /// `send_timeout`), in every phase, including the final flush of a closing connection.
+    public var sendTimeout: Duration
     public var maxConnections: Int
 
     public init(
@@ -330,6 +333,7 @@ public struct LimitsConfig: Sendable, Equatable {
         headerTimeout: Duration = .seconds(10),
         bodyTimeout: Duration = .seconds(30),
         idleTimeout: Duration = .seconds(60),
+        sendTimeout: Duration = .seconds(30),
         maxConnections: Int = 10_000
     ) {
         self.maxHeaderBytes = maxHeaderBytes
@@ -337,6 +341,7 @@ public struct LimitsConfig: Sendable, Equatable {
         self.headerTimeout = headerTimeout
         self.bodyTimeout = bodyTimeout
         self.idleTimeout = idleTimeout
+        self.sendTimeout = sendTimeout
         self.maxConnections = maxConnections
     }
 }

@@ -10,7 +10,7 @@ struct SchemaDecoder {
         ("store.memory", ["max_bytes"]),
         ("store.redis", ["url", "key_prefix", "command_timeout"]),
         ("idempotency", IdempotencyOverrides.keys),
-        ("limits", ["max_header_bytes", "max_headers", "header_timeout", "body_timeout", "idle_timeout", "max_connections"]),
+        ("limits", ["max_header_bytes", "max_headers", "header_timeout", "body_timeout", "idle_timeout", "send_timeout", "max_connections"]),
         ("admin", ["listen"]),
         ("logging", ["level", "format", "access_log"]),
     ]
@@ -81,6 +81,7 @@ struct SchemaDecoder {
             set(&limits.headerTimeout, view, "header_timeout") { reader.duration($0, exclusive: true) }
             set(&limits.bodyTimeout, view, "body_timeout") { reader.duration($0, exclusive: true) }
             set(&limits.idleTimeout, view, "idle_timeout") { reader.duration($0, exclusive: true) }
+            set(&limits.sendTimeout, view, "send_timeout") { reader.duration($0, exclusive: true) }
             set(&limits.maxConnections, view, "max_connections") { reader.integer($0, in: 1...1_000_000) }
         }
 

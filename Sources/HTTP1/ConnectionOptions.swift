@@ -2,6 +2,8 @@
 struct ConnectionOptions {
     var close = false
     var keepAlive = false
+    /// A Connection field named a field present in the head (now marked hop-by-hop).
+    var namedFields = false
 
     /// Reads the Connection fields (RFC 9110 §7.6.1), records `close` and
     /// `keep-alive`, and marks every field named by a connection option as
@@ -47,8 +49,10 @@ struct ConnectionOptions {
                             options.close = true
                         } else if NameMatch.equals(bytes, token, "keep-alive") {
                             options.keepAlive = true
-                        } else {
-                            markNamed(token, bytes, fields: fields, hopByHop: &hopByHop)
+                        } else if !NameMatch.equals(bytes, token, "host") {
+                            // RFC 9112 §3.2: Host is required end to end; a Connection
+                            // field naming it must not leave the upstream request without it.
+                            if markNamed(token, bytes, fields: fields, hopByHop: &hopByHop) { options.namedFields = true }
                         }
                     }
                     if atEnd { break }
@@ -60,14 +64,18 @@ struct ConnectionOptions {
         return options
     }
 
+    /// Returns whether a field was marked.
     private static func markNamed(
         _ token: Range<Int>,
         _ bytes: UnsafeRawBufferPointer,
         fields: [FieldRange],
         hopByHop: inout [Bool]
-    ) {
+    ) -> Bool {
+        var marked = false
         for index in fields.indices where !hopByHop[index] && NameMatch.equals(bytes, fields[index].name, token) {
             hopByHop[index] = true
+            marked = true
         }
+        return marked
     }
 }

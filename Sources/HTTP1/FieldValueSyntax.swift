@@ -17,6 +17,9 @@ enum FieldValueSyntax {
             guard d < 10 else { throw .invalidContentLength }
             value = value &* 10 &+ UInt64(d)
         }
+        // 19 digits can exceed what a signed 64-bit length holds; so many bytes could never
+        // be sent, and a peer that parses lengths as Int64 would read another value.
+        guard value <= UInt64(Int64.max) else { throw .invalidContentLength }
         return value
     }
 
@@ -27,9 +30,10 @@ enum FieldValueSyntax {
     /// Checks that a Transfer-Encoding value is exactly `chunked`
     /// (case-insensitive, RFC 9112 §7), reporting how it fails otherwise.
     ///
-    /// - malformed: empty list elements (`,chunked`), non-token codings or
-    ///   parameters; an intermediary that trims these forwards a value the next
-    ///   hop reads differently.
+    /// - malformed: non-token codings or parameters. Empty list elements
+    ///   (`, chunked`) are accepted and ignored, as RFC 9110 §5.6.1 requires of
+    ///   recipients; the value is never forwarded (messages are re-framed), so
+    ///   no next hop can read it differently.
     /// - chunkedNotFinal: chunked missing, not last, or applied twice
     ///   (RFC 9112 §6.1, §6.3 rule 4), including `xchunked`.
     /// - unsupported: a well-formed list ending in chunked with other codings
@@ -46,11 +50,12 @@ enum FieldValueSyntax {
                 var e = p
                 while s < e && ByteClass.isWhitespace(bytes[s]) { s += 1 }
                 while e > s && ByteClass.isWhitespace(bytes[e - 1]) { e -= 1 }
-                if s == e { return .malformed }
-                for i in s..<e where !ByteClass.isTchar(bytes[i]) { return .malformed }
-                if sawChunked { return .chunkedNotFinal }
-                sawChunked = NameMatch.equals(bytes, s..<e, "chunked")
-                codings += 1
+                if s < e {
+                    for i in s..<e where !ByteClass.isTchar(bytes[i]) { return .malformed }
+                    if sawChunked { return .chunkedNotFinal }
+                    sawChunked = NameMatch.equals(bytes, s..<e, "chunked")
+                    codings += 1
+                }
                 if atEnd { break }
                 elementStart = p + 1
             }

@@ -18,6 +18,17 @@ enum FieldLookup {
 }
 
 public extension RequestHead {
+    /// Un-marks fields named `lowercasedNames` that a Connection field had marked hop-by-hop:
+    /// fields the proxy depends on end to end (SPEC §5: `Connection` can never remove the
+    /// key or the scope header). Only fields outside RFC 9110 §7.6.1's fixed list may be given.
+    mutating func keepFields(_ lowercasedNames: [String], in source: UnsafeRawBufferPointer) {
+        for index in fields.indices where hopByHop[index] {
+            for name in lowercasedNames where NameMatch.equals(source, fields[index].name, name) {
+                hopByHop[index] = false
+            }
+        }
+    }
+
     func firstIndex(ofField lowercasedName: String, in source: UnsafeRawBufferPointer) -> Int? {
         FieldLookup.firstIndex(fields, lowercasedName, source)
     }

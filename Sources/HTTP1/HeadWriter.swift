@@ -65,6 +65,24 @@ public enum HeadWriter {
         return target.upperBound..<target.upperBound
     }
 
+    /// The authority of an absolute-form target ("http://a.example:8080/x" → "a.example:8080"),
+    /// or nil for origin-form and asterisk-form. RFC 9112 §3.2.2: a proxy receiving an
+    /// absolute-form target replaces Host with this authority.
+    public static func absoluteFormAuthority(of target: Range<Int>, in source: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard target.count > 0, source[target.lowerBound] != UInt8(ascii: "/"), source[target.lowerBound] != UInt8(ascii: "*") else {
+            return nil
+        }
+        var index = target.lowerBound
+        while index + 2 < target.upperBound && !(source[index] == UInt8(ascii: ":") && source[index + 1] == UInt8(ascii: "/") && source[index + 2] == UInt8(ascii: "/")) {
+            index += 1
+        }
+        let start = index + 3
+        guard start <= target.upperBound else { return nil }
+        var end = start
+        while end < target.upperBound && source[end] != UInt8(ascii: "/") && source[end] != UInt8(ascii: "?") { end += 1 }
+        return start..<end
+    }
+
     /// Writes "HTTP/1.1 STATUS REASON\r\n", the non-hop-by-hop fields, `extra`,
     /// the framing field (none for `.none` and `.untilClose`),
     /// "Connection: close\r\n" when `close` is true, then the final CRLF.
@@ -121,7 +139,7 @@ public enum HeadWriter {
     /// §5.5), then `extra` generated ones; otherwise as `writeResponse`.
     public static func writeResponse(
         status: Int,
-        storedFields: [(name: [UInt8], value: [UInt8])],
+        storedFields: [(name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)],
         extra: [(name: String, value: String)],
         body: UnsafeRawBufferPointer,
         close: Bool,

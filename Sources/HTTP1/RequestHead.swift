@@ -28,6 +28,9 @@ public struct RequestHead: Sendable {
     public var upgradeRequested: Bool
     /// The value of the single Host field, if there is one.
     public var host: Range<Int>?
+    /// A Connection field named other fields of this head, which are now marked hop-by-hop;
+    /// a proxy that depends on some end-to-end fields may have to keep them (SPEC §5).
+    public var connectionNamedFields: Bool
     /// Bytes consumed by the head, including leading empty lines and the final
     /// CRLF CRLF. The body, or the next pipelined request, starts here.
     public var headLength: Int
@@ -47,6 +50,7 @@ public struct RequestHead: Sendable {
         expectContinue = false
         upgradeRequested = false
         host = nil
+        connectionNamedFields = false
         headLength = 0
         scanner = HeadScanner(forRequest: true)
     }

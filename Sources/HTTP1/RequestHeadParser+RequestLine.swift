@@ -34,6 +34,10 @@ extension RequestHeadParser {
             // controls or non-ASCII bytes; RFC 9112 §3 says invalid request-line
             // syntax is answered with 400.
             guard ByteClass.isVisibleASCII(b) else { throw .invalidTarget }
+            // RFC 9112 §3.2: no request-target form has a fragment; a client must not
+            // send one, and forwarding it would hand the upstream a target it may
+            // route differently.
+            if b == 0x23 { throw .invalidTarget }  // "#"
             p &+= 1
         }
         // An empty target means two consecutive SPs; a CR here means the

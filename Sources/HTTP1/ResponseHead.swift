@@ -19,6 +19,10 @@ public struct ResponseHead: Sendable {
     public var contentLength: UInt64?
     /// Bytes consumed by the head, including the final CRLF CRLF.
     public var headLength: Int
+    /// A 1xx, 204 or 304 response that nevertheless announced a body (Content-Length above
+    /// zero, or Transfer-Encoding). It has none (RFC 9112 §6.3 rule 1), but a broken upstream
+    /// may send those bytes anyway, so the connection must not carry another exchange.
+    public var announcedForbiddenBody: Bool
 
     var scanner: HeadScanner
 
@@ -32,6 +36,7 @@ public struct ResponseHead: Sendable {
         keepAlive = true
         contentLength = nil
         headLength = 0
+        announcedForbiddenBody = false
         scanner = HeadScanner(forRequest: false)
     }
 }

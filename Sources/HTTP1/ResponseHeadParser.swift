@@ -58,7 +58,9 @@ public enum ResponseHeadParser {
         head.contentLength = summary.contentLength
 
         let status = head.status
-        if requestMethod == .head || status < 200 || status == 204 || status == 304 {
+        let bodyForbidden = status < 200 || status == 204 || status == 304
+        head.announcedForbiddenBody = bodyForbidden && (chunked || (summary.contentLength ?? 0) > 0)
+        if requestMethod == .head || bodyForbidden {
             // RFC 9112 §6.3 rule 1: responses to HEAD, 1xx, 204 and 304 end at
             // the empty line after the head, whatever their fields say.
             head.framing = .none
@@ -82,6 +84,11 @@ public enum ResponseHeadParser {
 
     /// status-line = HTTP-version SP status-code SP [ reason-phrase ]
     /// (RFC 9112 §4). Returns the offset of the first field line.
+    ///
+    /// Named leniency: a status line that ends right after the code (`HTTP/1.1 200` without
+    /// the SP before an empty reason) is accepted, as nginx, HAProxy and llhttp accept it.
+    /// It cannot be confused with anything else (the line still ends in CRLF after exactly
+    /// three digits), so accepting it opens no desynchronisation.
     private static func parseStatusLine(
         _ bytes: UnsafeRawBufferPointer,
         into head: inout ResponseHead
@@ -90,9 +97,9 @@ public enum ResponseHeadParser {
         while bytes[lineEnd] != ASCII.cr { lineEnd &+= 1 }
         // "HTTP/1.1" SP 3DIGIT SP is 13 bytes; the reason may be empty but the
         // second SP may not be omitted.
-        guard lineEnd >= 13,
+        guard lineEnd >= 12,
               let (major, minor) = RequestHeadParser.versionDigits(bytes, 0..<8),
-              bytes[8] == ASCII.sp, bytes[12] == ASCII.sp else { throw .invalidStatusLine }
+              bytes[8] == ASCII.sp, lineEnd == 12 || bytes[12] == ASCII.sp else { throw .invalidStatusLine }
         guard major == 1, minor <= 1 else { throw .unsupportedVersion }
         head.versionMinor = Int(minor)
 
@@ -103,8 +110,10 @@ public enum ResponseHeadParser {
         head.status = Int(d0) * 100 + Int(d1) * 10 + Int(d2)
 
         // reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).
-        for i in 13..<lineEnd where !ByteClass.isFieldValueByte(bytes[i]) { throw .invalidStatusLine }
-        head.reason = 13..<lineEnd
+        if lineEnd > 13 {
+            for i in 13..<lineEnd where !ByteClass.isFieldValueByte(bytes[i]) { throw .invalidStatusLine }
+        }
+        head.reason = lineEnd == 12 ? 12..<12 : 13..<lineEnd
         return lineEnd &+ 2
     }
 }

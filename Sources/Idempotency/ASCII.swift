@@ -18,6 +18,10 @@ enum ASCII {
         a.count == b.count && a.elementsEqual(b) { fold($0) == fold($1) }
     }
 
+    static func equalsIgnoringCase(_ a: ArraySlice<UInt8>, _ b: String) -> Bool {
+        a.count == b.utf8.count && a.elementsEqual(b.utf8) { fold($0) == fold($1) }
+    }
+
     static func equalsIgnoringCase(_ a: [UInt8], _ b: String) -> Bool {
         a.count == b.utf8.count && a.elementsEqual(b.utf8) { fold($0) == fold($1) }
     }

@@ -14,15 +14,21 @@ public enum FingerprintBodyMode: String, Sendable, Equatable {
 public struct FingerprintPolicy: Sendable, Equatable {
     /// Request fields that take part, matched case-insensitively, hashed in
     /// this order. Default: `Content-Type`.
-    public var headers: [String]
+    public var headers: [String] {
+        didSet { lowercasedHeaderBytes = headers.map { Array(ASCII.lowercased($0).utf8) } }
+    }
     /// Default: `.raw`.
     public var body: FingerprintBodyMode
     /// JSON Pointers (RFC 6901) of members to drop before hashing a JSON
     /// body, e.g. `/meta/request_id`. Only used with `.json`.
     public var ignoreFields: [String]
 
+    /// `headers`, ASCII-lowercased, as bytes (computed once, hashed per request).
+    public private(set) var lowercasedHeaderBytes: [[UInt8]]
+
     public init(headers: [String] = ["Content-Type"], body: FingerprintBodyMode = .raw, ignoreFields: [String] = []) {
         self.headers = headers
+        self.lowercasedHeaderBytes = headers.map { Array(ASCII.lowercased($0).utf8) }
         self.body = body
         self.ignoreFields = ignoreFields
     }

@@ -55,9 +55,14 @@ public enum Fingerprinter {
         input.appendField(method)
         input.appendField(target)
         input.appendLength(policy.headers.count)
-        for name in policy.headers {
-            input.appendField(ASCII.lowercased(name))
-            input.appendOptionalField(joinedValue(of: Array(name.utf8), in: headers))
+        for lowercased in policy.lowercasedHeaderBytes {
+            input.appendField(lowercased)
+            var values: [ArraySlice<UInt8>] = []
+            for field in headers where ASCII.equalsIgnoringCase(field.name, lowercased) {
+                values.append(field.value)
+            }
+            // Several field lines combine with ", " (RFC 9110 §5.3), hashed without joining.
+            input.appendOptionalJoinedField(values, separator: ", ")
         }
         let (tag, bytes) = bodyContribution(body, contentType: contentType, policy: policy)
         input.appendTag(tag)
@@ -82,21 +87,6 @@ public enum Fingerprinter {
                 fingerprint(method: m, target: t, headers: fields, contentType: contentType, body: body, policy: policy)
             }
         }
-    }
-
-    /// All field lines named `name`, combined as RFC 9110 §5.3 allows
-    /// (comma-space separated, in order), or `nil` when there are none.
-    static func joinedValue(of name: [UInt8], in headers: [(name: [UInt8], value: ArraySlice<UInt8>)]) -> [UInt8]? {
-        var joined: [UInt8]?
-        for field in headers where ASCII.equalsIgnoringCase(field.name, name) {
-            if joined == nil {
-                joined = Array(field.value)
-            } else {
-                joined! += [UInt8(ascii: ","), UInt8(ascii: " ")]
-                joined! += field.value
-            }
-        }
-        return joined
     }
 
     /// True for `application/json` and any `<type>/<subtype>+json` (RFC 6839 §3.1), compared

@@ -56,6 +56,24 @@ struct FramedHasher {
         }
     }
 
+    /// Writes a presence tag, then, when `parts` is not empty, one framed part made of the
+    /// parts joined by `separator` (field lines combined as RFC 9110 §5.3 allows), without
+    /// building the joined bytes.
+    mutating func appendOptionalJoinedField(_ parts: [ArraySlice<UInt8>], separator: StaticString) {
+        guard !parts.isEmpty else {
+            appendTag(Self.absent)
+            return
+        }
+        appendTag(Self.present)
+        var total = separator.utf8CodeUnitCount * (parts.count - 1)
+        for part in parts { total += part.count }
+        appendLength(total)
+        for (index, part) in parts.enumerated() {
+            if index > 0 { hasher.update(UnsafeRawBufferPointer(start: separator.utf8Start, count: separator.utf8CodeUnitCount)) }
+            part.withUnsafeBytes { hasher.update($0) }
+        }
+    }
+
     mutating func appendOptionalField(_ text: String?) {
         if let text {
             appendTag(Self.present)

@@ -20,17 +20,24 @@ public enum RecordState: UInt8, Sendable, Equatable, CaseIterable {
 /// One response field line as stored for replay: the exact bytes received. Field values may
 /// carry obs-text (RFC 9110 §5.5), which is not UTF-8; decoding them as text would replay
 /// U+FFFD in place of the original bytes.
+///
+/// Name and value are slices, usually of one shared copy of the response head (or of the
+/// stored record), so capturing a response costs one allocation, not two per field.
 public struct HeaderPair: Sendable, Equatable, Hashable {
-    public var name: [UInt8]
-    public var value: [UInt8]
+    public var name: ArraySlice<UInt8>
+    public var value: ArraySlice<UInt8>
 
-    public init(name: [UInt8], value: [UInt8]) {
+    public init(name: ArraySlice<UInt8>, value: ArraySlice<UInt8>) {
         self.name = name
         self.value = value
     }
 
+    public init(name: [UInt8], value: [UInt8]) {
+        self.init(name: name[...], value: value[...])
+    }
+
     public init(name: String, value: String) {
-        self.init(name: Array(name.utf8), value: Array(value.utf8))
+        self.init(name: Array(name.utf8)[...], value: Array(value.utf8)[...])
     }
 
     /// The name as text (field names are tokens, so ASCII).

@@ -138,10 +138,20 @@ public enum RecordCodec {
             guard headerCount <= reader.remaining / 2 else { throw .lengthOutOfRange(offset: Offset.response) }
             var headers: [HeaderPair] = []
             headers.reserveCapacity(headerCount)
+            // One copy of the header section; every name and value is a slice of it.
+            var ranges: [(Range<Int>, Range<Int>)] = []
+            ranges.reserveCapacity(headerCount)
+            let sectionStart = reader.index
             for _ in 0..<headerCount {
                 let name = try reader.field()
                 let value = try reader.field()
-                headers.append(HeaderPair(name: name, value: value))
+                ranges.append((name, value))
+            }
+            let section = Array(bytes[sectionStart..<reader.index])
+            for (name, value) in ranges {
+                headers.append(HeaderPair(
+                    name: section[(name.lowerBound - sectionStart)..<(name.upperBound - sectionStart)],
+                    value: section[(value.lowerBound - sectionStart)..<(value.upperBound - sectionStart)]))
             }
             let bodyLength = try reader.varint()
             guard bodyLength == reader.remaining else {
@@ -196,13 +206,13 @@ public enum RecordCodec {
             return Int(value)
         }
 
-        mutating func field() throws(RecordCodecError) -> [UInt8] {
+        /// The range of the next length-prefixed field.
+        mutating func field() throws(RecordCodecError) -> Range<Int> {
             let start = index
             let length = try varint()
             guard length <= remaining else { throw .lengthOutOfRange(offset: start) }
-            let value = Array(bytes[index..<index + length])
-            index += length
-            return value
+            defer { index += length }
+            return index..<index + length
         }
     }
 }

@@ -21,18 +21,20 @@ extension ClientConnection {
 
         // RFC 9110 §9.3.6 / §7.8: tunnels and protocol switches are not supported yet.
         if head.method == .connect || head.upgradeRequested {
-            closeAfterResponse = true
+            closeWithUnreadInput()
             writeProblem(status: 501, type: nil, detail: "CONNECT and Upgrade are not supported", close: true)
             return
         }
-        let path = UnsafeRawBufferPointer(rebasing: source[head.target])
-        // RFC 3986 §5.2.4 dot segments are resolved by clients before sending. Forwarded as-is
-        // they would let "/public/../v1/payments" reach a guarded route unguarded.
-        if TargetCheck.hasDotSegment(path) {
-            closeAfterResponse = true
-            writeProblem(status: 400, type: nil, detail: "the request target contains dot segments", close: true)
+        // Routing and guarding use the path the upstream will receive: the origin-form part of
+        // an absolute-form target (SPEC §5), never the raw target.
+        let path = UnsafeRawBufferPointer(rebasing: source[HeadWriter.originForm(of: head.target, in: source)])
+        if let problem = TargetCheck.problem(in: path) {
+            closeWithUnreadInput()
+            writeProblem(status: 400, type: nil, detail: problem, close: true)
             return
         }
+        // Connection may not strip fields the proxy depends on end to end (SPEC §5, §9).
+        if head.connectionNamedFields { head.keepFields(worker.guards.protectedFieldNames, in: source) }
         if let policy = worker.guards.policy(method: head.method, methodName: UnsafeRawBufferPointer(rebasing: source[head.methodRange]), path: path) {
             startGuarded(policy: policy, source: source)
             return
@@ -55,7 +57,7 @@ extension ClientConnection {
             connection = try worker.pool.acquire(delegate: self)
         } catch {
             worker.metrics.upstreamReachable.store(false, ordering: .relaxed)
-            if hasBody { closeAfterResponse = true }
+            if hasBody { closeWithUnreadInput() }
             writeProblem(status: 502, type: .upstreamUnreachable, detail: "cannot connect to the upstream", close: hasBody)
             return
         }
@@ -79,7 +81,7 @@ extension ClientConnection {
             exchange.requestChunked = framing == .chunked
             exchange.requestDecoder = BodyDecoder(framing: framing, limits: settings.parserLimits)
             phase = .streamingBody
-            setTimer(.body)
+            startBodyTimer()
             // RFC 9110 §10.1.1: the proxy reads the body itself, so it answers the expectation
             // and does not forward it.
             if head.expectContinue {
@@ -100,6 +102,8 @@ extension ClientConnection {
     }
 
     static let dropExpect = ["expect"]
+    static let dropHost = ["host"]
+    static let dropExpectAndHost = ["expect", "host"]
     static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
     func writeForwardedHead(source: UnsafeRawBufferPointer, framing: BodyFraming, into out: inout [UInt8]) {
@@ -109,11 +113,22 @@ extension ClientConnection {
             forwardedFields = [("X-Forwarded-For", peer), ("X-Forwarded-Proto", "http")]
         }
         forwardedFields.removeSubrange(2...)
-        if let host = head.host {
+        var dropping: [String] = head.expectContinue ? Self.dropExpect : []
+        // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
+        if let authority = HeadWriter.absoluteFormAuthority(of: head.target, in: source) {
+            let text = String(decoding: UnsafeRawBufferPointer(rebasing: source[authority]), as: UTF8.self)
+            dropping = head.expectContinue ? Self.dropExpectAndHost : Self.dropHost
+            forwardedFields.append(("Host", text))
+            forwardedFields.append(("X-Forwarded-Host", text))
+        } else if let host = head.host {
             forwardedFields.append(("X-Forwarded-Host", String(decoding: UnsafeRawBufferPointer(rebasing: source[host]), as: UTF8.self)))
+        } else {
+            // An HTTP/1.0 request may lack Host; the upstream gets HTTP/1.1, which requires one
+            // (RFC 9112 §3.2): the upstream's own authority.
+            forwardedFields.append(("Host", settings.upstreamAuthority))
         }
         HeadWriter.writeRequestHead(
-            head, source: source, extra: forwardedFields, dropping: head.expectContinue ? Self.dropExpect : [],
+            head, source: source, extra: forwardedFields, dropping: dropping,
             framing: framing, targetPrefix: settings.upstreamPathPrefix, into: &out)
     }
 
@@ -139,7 +154,7 @@ extension ClientConnection {
 
     /// A malformed head: answer with its status and close. Nothing was forwarded.
     func rejectRequest(_ error: HTTPParseError) {
-        closeAfterResponse = true
+        closeWithUnreadInput()
         writeProblem(status: error.status, type: nil, detail: error.reason, close: true)
     }
 
@@ -149,7 +164,7 @@ extension ClientConnection {
         if exchange.responseStarted {
             abort()
         } else {
-            closeAfterResponse = true
+            closeWithUnreadInput()
             writeProblem(status: error.status, type: nil, detail: error.reason, close: true)
         }
     }
@@ -171,17 +186,19 @@ extension ClientConnection {
         exchange.requestsServed += 1
         if !exchange.requestBodyDone {
             // The rest of the request body is still on the wire; the connection cannot be
-            // re-synchronised, so it closes after this response.
-            closeAfterResponse = true
+            // re-synchronised, so it closes after this response (lingering).
+            closeWithUnreadInput()
         }
         if closeAfterResponse || !exchange.clientKeepAlive {
             phase = .closing
-            setTimer(.none)
+            setTimer(.send)
             flushOut()
             return
         }
         phase = .awaitingHead
-        setTimer(.idle)
+        // Bytes still queued for the client: it must take them within send_timeout (a replay
+        // of a large body is queued whole); the idle timer starts once they are out.
+        setTimer(out.isEmpty ? .idle : .send)
         if !pending.isEmpty {
             setTimer(.header)
             if !inProcess { processPending() }
@@ -194,14 +211,18 @@ extension ClientConnection {
         let choice = ResponseFraming.towardsClient(upstream: response.framing, clientVersionMinor: exchange.clientVersionMinor)
         exchange.responseChunked = choice.chunked
         if choice.mustClose { closeAfterResponse = true }
-        if !exchange.requestBodyDone { closeAfterResponse = true }
+        if !exchange.requestBodyDone { closeWithUnreadInput() }
         let close = closeAfterResponse || !exchange.clientKeepAlive
         var extra: [(name: String, value: String)] = []
-        // A response to HEAD (or a 304) keeps the Content-Length the upstream stated: it
-        // describes the representation, not this message's body (RFC 9110 §8.6).
-        if case .none = response.framing, let index = response.firstIndex(ofField: "content-length", in: source) {
+        // A response to HEAD keeps the Content-Length the upstream stated: it describes the
+        // representation, not this message's body (RFC 9110 §8.6). 1xx, 204 and 304 responses
+        // carry no framing fields at all (RFC 9110 §8.6: a server MUST NOT send Content-Length
+        // in 1xx or 204; SPEC §5 drops it from 304 too).
+        let bodyForbidden = response.status < 200 || response.status == 204 || response.status == 304
+        if case .none = response.framing, !bodyForbidden, let index = response.firstIndex(ofField: "content-length", in: source) {
             extra.append(("Content-Length", String(decoding: UnsafeRawBufferPointer(rebasing: source[response.fields[index].value]), as: UTF8.self)))
         }
+        if acknowledgesKeepAlive(close: close) { extra.append(Self.keepAliveField) }
         HeadWriter.writeResponseHead(response, source: source, extra: extra, framing: choice.framing, close: close, into: &out.bytes)
         exchange.responseStarted = true
         exchange.status = response.status
@@ -209,8 +230,9 @@ extension ClientConnection {
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guarded.status = response.status
             // The exact bytes: a replay must carry what the original response carried.
+            let head = Array(UnsafeRawBufferPointer(rebasing: source[0..<response.headLength]))
             guarded.responseHeaders = response.fields.map { field in
-                HeaderPair(name: Array(source[field.name]), value: Array(source[field.value]))
+                HeaderPair(name: head[field.name], value: head[field.value])
             }
         }
         exchange.responseDecoder = BodyDecoder(framing: response.framing, limits: settings.parserLimits)
@@ -314,7 +336,10 @@ extension ClientConnection: UpstreamConnectionDelegate {
                 }
                 startResponse(source: rest)
                 if case .none = exchange.responseHead.framing {
-                    finishResponse(upstreamReusable: offset == bytes.count)
+                    // Bytes after a body-less response, or the promise of some (a 204 with a
+                    // Content-Length), make the connection unfit for another exchange: those
+                    // bytes would be read as the next client's response (SPEC §5).
+                    finishResponse(upstreamReusable: offset == bytes.count && !exchange.responseHead.announcedForbiddenBody)
                     return bytes.count
                 }
                 continue
@@ -365,7 +390,10 @@ extension ClientConnection: UpstreamConnectionDelegate {
                 requestSent: connection.bytesWrittenThisExchange > 0)
             return
         }
-        if case .untilClose = exchange.responseHead.framing {
+        // RFC 9112 §6.3 rule 8: a close-delimited body ends at the connection's orderly close.
+        // A reset or read error is not an end: the body may be truncated, so it is "no
+        // complete response" (SPEC §4), never a well-framed message or a stored one.
+        if case .untilClose = exchange.responseHead.framing, error == nil {
             finishResponse(upstreamReusable: false)
         } else {
             responseBrokeMidway()
@@ -415,24 +443,50 @@ extension ClientConnection: UpstreamConnectionDelegate {
     }
 }
 
-/// Checks on the request target that the parser, being syntax-only, does not make.
+/// Checks on the request path that the parser, being syntax-only, does not make. Routes
+/// match path prefixes, so any spelling of a path that an upstream would resolve to another
+/// path is a way around a route (SPEC §5): such targets are refused rather than normalised,
+/// because the upstream must receive exactly the path that was routed.
 enum TargetCheck {
-    /// True if the path has a "." or ".." segment (RFC 3986 §3.3), before any query.
-    static func hasDotSegment(_ target: UnsafeRawBufferPointer) -> Bool {
+    /// Why `path` (origin-form, before any query) cannot be routed, or nil.
+    /// - dot segments "." and ".." (RFC 3986 §3.3), also percent-encoded ("%2e", "%2E%2e",
+    ///   ".%2e"), which upstreams commonly decode and then resolve;
+    /// - empty segments ("//"), which many upstreams merge into one slash.
+    static func problem(in path: UnsafeRawBufferPointer) -> String? {
         var segmentStart = 0
         var index = 0
-        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: "."), question = UInt8(ascii: "?")
-        while index <= target.count {
-            let byte: UInt8 = index < target.count ? target[index] : slash
+        let slash = UInt8(ascii: "/"), question = UInt8(ascii: "?")
+        while index <= path.count {
+            let byte: UInt8 = index < path.count ? path[index] : question
             if byte == slash || byte == question {
-                let length = index - segmentStart
-                if length == 1 && target[segmentStart] == dot { return true }
-                if length == 2 && target[segmentStart] == dot && target[segmentStart + 1] == dot { return true }
-                if byte == question { return false }
+                let segment = UnsafeRawBufferPointer(rebasing: path[segmentStart..<index])
+                if isDotSegment(segment) { return "the request target contains dot segments" }
+                // The segment before the first slash is empty in origin-form ("/a"): fine.
+                if segment.isEmpty && byte == slash && index > 0 { return "the request target contains an empty path segment (//)" }
+                if byte == question { return nil }
                 segmentStart = index + 1
             }
             index += 1
         }
-        return false
+        return nil
+    }
+
+    /// "." or ".." where each dot may be spelled "%2e" or "%2E".
+    static func isDotSegment(_ segment: UnsafeRawBufferPointer) -> Bool {
+        var dots = 0
+        var index = 0
+        while index < segment.count {
+            if segment[index] == UInt8(ascii: ".") {
+                index += 1
+            } else if index + 3 <= segment.count, segment[index] == UInt8(ascii: "%"), segment[index + 1] == UInt8(ascii: "2"),
+                      segment[index + 2] | 0x20 == UInt8(ascii: "e") {
+                index += 3
+            } else {
+                return false
+            }
+            dots += 1
+            if dots > 2 { return false }
+        }
+        return dots == 1 || dots == 2
     }
 }

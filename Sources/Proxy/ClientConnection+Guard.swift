@@ -44,7 +44,7 @@ extension ClientConnection {
             exchange.requestDecoder = BodyDecoder(framing: head.framing, limits: settings.parserLimits)
             if case .contentLength(let length) = head.framing { guarded.body.reserveCapacity(Int(length)) }
             phase = .bufferingBody
-            setTimer(.body)
+            startBodyTimer()
             if head.expectContinue {
                 out.bytes.append(contentsOf: Self.continueLine)
                 flushOut()
@@ -363,12 +363,14 @@ extension ClientConnection {
         response.body.withUnsafeBytes { body in
             HeadWriter.writeResponse(
                 status: response.status, storedFields: response.headers.map { ($0.name, $0.value) },
-                extra: Self.replayedField, body: body, close: close, into: &out.bytes)
+                extra: acknowledgesKeepAlive(close: close) ? Self.replayedAndKeepAliveFields : Self.replayedField,
+                body: body, close: close, into: &out.bytes)
         }
         completeGeneratedResponse(close: close)
     }
 
     static let replayedField: [(name: String, value: String)] = [("Idempotent-Replayed", "true")]
+    static let replayedAndKeepAliveFields: [(name: String, value: String)] = [("Idempotent-Replayed", "true"), keepAliveField]
 
     func answer(status: Int, type: ProblemType, detail: String, retryAfter: Int? = nil) {
         var extra: [(name: String, value: String)] = []
@@ -378,7 +380,7 @@ extension ClientConnection {
 
     /// A refusal before the body was read: the unread body makes the connection unusable.
     private func refuse(status: Int, type: ProblemType, detail: String, bodyUnread: Bool) {
-        if bodyUnread { closeAfterResponse = true }
+        if bodyUnread { closeWithUnreadInput() }
         exchange.requestBodyDone = !bodyUnread
         writeProblem(status: status, type: type, detail: detail, close: bodyUnread)
     }

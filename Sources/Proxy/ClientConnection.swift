@@ -23,10 +23,26 @@ final class ClientConnection: EventHandler {
         case awaitingResponse
         /// Writing the last bytes before closing.
         case closing
+        /// The error response is out and the write side shut down; the client's unread
+        /// request bytes are drained (and discarded) for a bounded time, so that it reads the
+        /// response instead of a reset (SPEC §5 "lingering close").
+        case lingering
         case closed
     }
 
-    enum TimerPurpose { case none, header, body, idle }
+    /// What the connection's one timer measures, by phase:
+    ///
+    /// | purpose  | armed                                        | on expiry                          |
+    /// |----------|----------------------------------------------|------------------------------------|
+    /// | `header` | at accept, and when a request head starts    | 408 (or a silent close if nothing was ever sent) |
+    /// | `body`   | while a request body is read, per read       | 408, or cut if the response began  |
+    /// | `idle`   | between keep-alive requests                  | close                              |
+    /// | `send`   | closing with bytes queued, per write progress | cut (the client stopped reading)   |
+    /// | `linger` | lingering close, per read                    | close                              |
+    ///
+    /// The upstream side has its own timers (connect, response inactivity), and a guarded
+    /// exchange its lease timer.
+    enum TimerPurpose { case none, header, body, idle, send, linger }
 
     let fd: Int32
     let peer: String
@@ -48,6 +64,16 @@ final class ClientConnection: EventHandler {
     /// unread request body that makes the connection unusable).
     var closeAfterResponse = false
     var timerPurpose: TimerPurpose = .none
+    /// Close by lingering: request bytes may still be on their way (an error answered before
+    /// the body was read, a malformed head), and closing with unread bytes makes the kernel
+    /// send a reset that can destroy the response before the client reads it.
+    var lingerOnClose = false
+    /// Body bytes received since the body timer was last armed (see `minimumBodyRate`).
+    var bodyBytesSinceArmed = 0
+    /// Lingering ends by this time whatever the client does.
+    var lingerDeadline: UInt64 = 0
+    static let lingerQuietMillis: UInt64 = 2_000
+    static let lingerTotalMillis: UInt64 = 10_000
     lazy var timer = Timer { [weak self] in self?.timerFired() }
     /// Lease refresh while a guarded request is upstream; poll interval while waiting.
     lazy var leaseTimer = Timer { [weak self] in self?.guardTimerFired() }
@@ -89,6 +115,10 @@ final class ClientConnection: EventHandler {
     }
 
     private func readFromClient() {
+        if phase == .lingering {
+            drainLingering()
+            return
+        }
         let buffer = loop.clientReadBuffer
         let result: IOResult<Int>
         do {
@@ -104,7 +134,7 @@ final class ClientConnection: EventHandler {
             clientSentEOF()
         case .processed(let count):
             if phase == .awaitingHead && pending.isEmpty && timerPurpose == .idle { setTimer(.header) }
-            if phase == .streamingBody || phase == .bufferingBody { setTimer(.body) }
+            if phase == .streamingBody || phase == .bufferingBody { bodyProgress(count) }
             let fresh = UnsafeRawBufferPointer(rebasing: buffer[..<count])
             if pending.isEmpty {
                 let consumed = process(fresh)
@@ -141,6 +171,7 @@ final class ClientConnection: EventHandler {
                 close()
             } else {
                 phase = .closing
+                setTimer(.send)
                 flushOut()
             }
         case .streamingBody, .bufferingBody:
@@ -149,6 +180,8 @@ final class ClientConnection: EventHandler {
         case .awaitingResponse, .closing:
             closeAfterResponse = true
             updateInterest()
+        case .lingering:
+            close()
         case .closed:
             break
         }
@@ -214,7 +247,7 @@ final class ClientConnection: EventHandler {
                 case .needMore:
                     break loop
                 }
-            case .awaitingResponse, .closing, .closed:
+            case .awaitingResponse, .closing, .lingering, .closed:
                 break loop
             }
         }
@@ -246,16 +279,26 @@ final class ClientConnection: EventHandler {
             if out.pendingCount < before, let upstream, upstream.activityTimeoutMillis > 0, exchange.responseStarted {
                 upstream.armTimer(afterMillis: upstream.activityTimeoutMillis)
             }
+            if out.pendingCount < before && timerPurpose == .send { setTimer(.send) }
             switch result {
             case .drained:
                 if phase == .closing {
-                    close()
+                    if lingerOnClose && !clientFinished {
+                        startLingering()
+                    } else {
+                        close()
+                    }
                     return
                 }
                 // The client caught up: let upstream bytes flow again.
                 upstream?.setReading(true)
+                if timerPurpose == .send && phase == .awaitingResponse { setTimer(.none) }
+                if timerPurpose == .send && phase == .awaitingHead { setTimer(pending.isEmpty && headScanHint == 0 ? .idle : .header) }
             case .partial:
                 if out.pendingCount > Self.highWatermark { upstream?.setReading(false) }
+                // A response is streaming and the client is not taking it: send_timeout runs
+                // (the connection's timer is free while the upstream answers).
+                if phase == .awaitingResponse && timerPurpose == .none { setTimer(.send) }
             }
         } catch {
             // The client is gone (EPIPE, reset).
@@ -283,6 +326,8 @@ final class ClientConnection: EventHandler {
             case .awaitingResponse:
                 // Keep reading pipelined requests (and notice EOF) up to a bound.
                 if pending.count < Self.maxPendingPipelined { interest.insert(.read) }
+            case .lingering:
+                interest.insert(.read)
             case .closing, .closed:
                 break
             }
@@ -300,6 +345,8 @@ final class ClientConnection: EventHandler {
         case .header: loop.arm(timer, after: settings.headerTimeoutMillis)
         case .body: loop.arm(timer, after: settings.bodyTimeoutMillis)
         case .idle: loop.arm(timer, after: settings.idleTimeoutMillis)
+        case .send: loop.arm(timer, after: settings.sendTimeoutMillis)
+        case .linger: loop.arm(timer, at: min(loop.now + Self.lingerQuietMillis, lingerDeadline))
         }
     }
 
@@ -307,8 +354,12 @@ final class ClientConnection: EventHandler {
         switch timerPurpose {
         case .none:
             return
-        case .idle:
+        case .idle, .linger:
             close()
+        case .send:
+            // The client stopped reading what it was sent: it may hold the connection, its
+            // descriptor and its buffered response no longer.
+            abort()
         case .header:
             if pending.isEmpty && headScanHint == 0 && exchange.requestsServed == 0 && out.isEmpty {
                 close()
@@ -317,11 +368,13 @@ final class ClientConnection: EventHandler {
             }
         case .body:
             if phase == .bufferingBody {
+                closeWithUnreadInput()
                 writeProblem(status: 408, type: nil, detail: "the request body stalled for longer than body_timeout", close: true)
             } else if exchange.responseStarted {
                 abort()
             } else {
                 upstreamAbandoned()
+                closeWithUnreadInput()
                 writeProblem(status: 408, type: nil, detail: "the request body stalled for longer than body_timeout", close: true)
             }
         }
@@ -387,6 +440,77 @@ final class ClientConnection: EventHandler {
         }
     }
 
+    static let keepAliveField = (name: "Connection", value: "keep-alive")
+
+    /// An HTTP/1.0 client asked for keep-alive (`Connection: keep-alive`) and the connection
+    /// stays open: the response must say so, or the client waits for a close that never
+    /// comes (RFC 9112 §9.3, HTTP/1.0 persistence; SPEC §5).
+    func acknowledgesKeepAlive(close: Bool) -> Bool {
+        exchange.clientVersionMinor == 0 && !close
+    }
+
+    /// Marks the connection to close after the current response while request bytes may
+    /// still be unread: the close lingers.
+    func closeWithUnreadInput() {
+        closeAfterResponse = true
+        lingerOnClose = true
+    }
+
+    /// The error response is written: shut the write side (the client sees EOF after it) and
+    /// read and discard what the client still sends, until it closes, goes quiet, or the
+    /// total bound passes (nginx's lingering_timeout and lingering_time).
+    private func startLingering() {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        phase = .lingering
+        lingerDeadline = loop.now + Self.lingerTotalMillis
+        setTimer(.linger)
+        updateInterest()
+    }
+
+    private func drainLingering() {
+        let buffer = loop.clientReadBuffer
+        // Bounded per event (level-triggered: the rest comes with the next one), so a client
+        // that sends without pause cannot keep the loop here.
+        for _ in 0..<16 {
+            let result: IOResult<Int>
+            do {
+                result = try Socket.read(fd, into: buffer)
+            } catch {
+                close()
+                return
+            }
+            switch result {
+            case .wouldBlock:
+                setTimer(.linger)
+                return
+            case .processed(0):
+                close()
+                return
+            case .processed:
+                continue
+            }
+        }
+        setTimer(.linger)
+    }
+
+    /// body_timeout with a minimum data rate: the timer is re-armed only once the body has
+    /// advanced by `minimumBodyRate` bytes per second of `body_timeout` since it was last armed.
+    /// A pure stall timer would let a client sending one byte a second hold the connection
+    /// (and, streaming, the upstream's) for as long as it likes. 240 B/s is Kestrel's
+    /// MinRequestBodyDataRate: slow for any real client, fatal to a trickle.
+    static let minimumBodyRate = 240
+
+    func startBodyTimer() {
+        bodyBytesSinceArmed = 0
+        setTimer(.body)
+    }
+
+    private func bodyProgress(_ count: Int) {
+        bodyBytesSinceArmed += count
+        let needed = max(1, Self.minimumBodyRate * Int(settings.bodyTimeoutMillis / 1000))
+        if bodyBytesSinceArmed >= needed { startBodyTimer() }
+    }
+
     /// Closes immediately, discarding unsent output (reset-like), e.g. a truncated response.
     func abort() {
         close()
@@ -411,7 +535,9 @@ final class ClientConnection: EventHandler {
         guard phase != .closed else { return }
         let mustClose = close || closeAfterResponse || clientFinished || !exchange.clientKeepAlive
         exchange.status = status
-        ProblemResponse.write(status: status, type: type, detail: detail, close: mustClose, extraFields: extraFields, into: &out.bytes)
+        var fields = extraFields
+        if acknowledgesKeepAlive(close: mustClose) { fields.append(Self.keepAliveField) }
+        ProblemResponse.write(status: status, type: type, detail: detail, close: mustClose, extraFields: fields, into: &out.bytes)
         completeGeneratedResponse(close: mustClose)
     }
 
@@ -424,7 +550,7 @@ final class ClientConnection: EventHandler {
         }
         if mustClose {
             phase = .closing
-            setTimer(.none)
+            setTimer(.send)
             flushOut()
         } else {
             // Written now: left queued, the response would cost an epoll_ctl to add write

@@ -70,6 +70,9 @@ final class GuardTable: Sendable {
     let routes: [GuardPolicy?]         // nil for a disabled route
     /// Every method any policy guards: other methods skip the route lookup entirely.
     let anyGuardedMethods: [HTTPMethod]
+    /// Key and scope header names of every policy, lowercased: a Connection field may not
+    /// remove them (SPEC §5).
+    let protectedFieldNames: [String]
 
     init(config: IdemproxyConfig) {
         self.config = config
@@ -78,6 +81,11 @@ final class GuardTable: Sendable {
         var methods = global.methods
         for policy in routes.compactMap({ $0 }) { methods.append(contentsOf: policy.methods) }
         anyGuardedMethods = methods
+        var names: [String] = []
+        for policy in [global] + routes.compactMap({ $0 }) {
+            for name in [policy.keyHeader, policy.scopeHeader].compactMap({ $0 }) where !names.contains(name) { names.append(name) }
+        }
+        protectedFieldNames = names
     }
 
     func policy(method: HTTPMethod, methodName: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer) -> GuardPolicy? {

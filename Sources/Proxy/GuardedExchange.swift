@@ -74,15 +74,15 @@ final class GuardedExchange {
     /// received (SPEC §3): nothing is decoded as text, so obs-text bytes count.
     func computeFingerprint() -> [UInt8] {
         var fields: [(name: [UInt8], value: ArraySlice<UInt8>)] = []
-        for name in policy.fingerprintHeaderNames {
-            let nameBytes = Array(name.utf8)
+        for (name, nameBytes) in zip(policy.fingerprintHeaderNames, policy.fingerprint.lowercasedHeaderBytes) {
             for value in values(of: name) { fields.append((nameBytes, value)) }
         }
         let contentType = values(of: "content-type").first
         return headBytes.withUnsafeBytes { source in
             Fingerprinter.fingerprint(
                 method: UnsafeRawBufferPointer(rebasing: source[head.methodRange]),
-                target: UnsafeRawBufferPointer(rebasing: source[head.target]),
+                // The origin-form path and query: the same request in absolute-form is the same.
+                target: UnsafeRawBufferPointer(rebasing: source[HeadWriter.originForm(of: head.target, in: source)]),
                 headers: fields, contentType: contentType, body: body, policy: policy.fingerprint)
         }
     }

@@ -16,6 +16,8 @@ public final class ProxySettings: @unchecked Sendable {
     public var upstreamAddress: Socket.Address
     /// The upstream URL's path without a trailing slash, prepended to every forwarded target.
     public var upstreamPathPrefix: [UInt8]
+    /// `host[:port]` of the upstream URL: the Host sent when the client sent none (HTTP/1.0).
+    public var upstreamAuthority: String
     public var connectTimeoutMillis: UInt64
     public var responseTimeoutMillis: UInt64
     public var maxIdleUpstream: Int
@@ -24,6 +26,7 @@ public final class ProxySettings: @unchecked Sendable {
     public var headerTimeoutMillis: UInt64
     public var bodyTimeoutMillis: UInt64
     public var idleTimeoutMillis: UInt64
+    public var sendTimeoutMillis: UInt64
     public var maxConnections: Int
     public var shutdownGraceMillis: UInt64
     /// Which requests are guarded, and how (routes and global idempotency settings).
@@ -50,6 +53,7 @@ public final class ProxySettings: @unchecked Sendable {
         var prefix = config.upstream.pathPrefix
         while prefix.hasSuffix("/") { prefix.removeLast() }
         upstreamPathPrefix = Array(prefix.utf8)
+        upstreamAuthority = config.upstream.authority
         connectTimeoutMillis = config.upstream.connectTimeout.milliseconds
         responseTimeoutMillis = config.upstream.responseTimeout.milliseconds
         maxIdleUpstream = config.upstream.maxIdleConnections
@@ -58,6 +62,7 @@ public final class ProxySettings: @unchecked Sendable {
         headerTimeoutMillis = config.limits.headerTimeout.milliseconds
         bodyTimeoutMillis = config.limits.bodyTimeout.milliseconds
         idleTimeoutMillis = config.limits.idleTimeout.milliseconds
+        sendTimeoutMillis = config.limits.sendTimeout.milliseconds
         maxConnections = config.limits.maxConnections
         shutdownGraceMillis = config.shutdownGrace.milliseconds
         guards = GuardTable(config: config)

@@ -58,6 +58,9 @@ final class RecordSettler {
         var mayHaveBeenApplied = false
         var retryTimer: Timer?
         var refreshTimer: Timer?
+        /// Counted in `pending` (it outlived its first, synchronous chance to finish).
+        var registered = false
+        var finished = false
 
         init(key: String, owner: [UInt8], action: Action, origin: Origin, lease: Duration, bodyBytes: Int) {
             self.key = key
@@ -132,19 +135,26 @@ final class RecordSettler {
             bodyBytes = response.body.count
         }
         let write = Pending(key: key, owner: owner, action: action, origin: origin, lease: lease, bodyBytes: bodyBytes)
-        pending[ObjectIdentifier(write)] = write
-        pendingBodyBytes += bodyBytes
-        metrics.pendingStoreWrites.add(1, ordering: .relaxed)
         if case .lostClaimReply = origin { metrics.deferredReleases.add(1, ordering: .relaxed) }
-        if write.exchange != nil { armRefresh(write) }
         attempt(write)
+        // A store that answers at once (the memory store) is done here, and such a write costs
+        // no bookkeeping; one that answers later is tracked until it does.
+        if !write.finished { register(write) }
+    }
+
+    private func register(_ write: Pending) {
+        guard !write.registered else { return }
+        write.registered = true
+        pending[ObjectIdentifier(write)] = write
+        pendingBodyBytes += write.bodyBytes
+        metrics.pendingStoreWrites.add(1, ordering: .relaxed)
     }
 
     /// The store is reachable again (a reconnect): every waiting write is tried now rather
     /// than at its back-off deadline, because each moment a completion waits is a moment its
     /// lease may run out.
     func retryNow() {
-        for write in pending.values where !write.attemptOutstanding {
+        for write in pending.values where !write.attemptOutstanding && !write.finished {
             write.retryTimer?.cancel()
             write.backoffMillis = Self.firstBackoffMillis
             if write.exchange != nil { refresh(write) }
@@ -189,7 +199,10 @@ final class RecordSettler {
     }
 
     private func retryLater(_ write: Pending, after error: StoreError) {
-        guard pending[ObjectIdentifier(write)] != nil else { return }
+        guard !write.finished else { return }
+        register(write)
+        // From the first failure on, the owner keeps its lease on its own timer.
+        if write.exchange != nil && write.refreshTimer == nil { armRefresh(write) }
         metrics.storeWriteRetries.add(1, ordering: .relaxed)
         if write.attempts == 1 {
             log.warning("store write failed; retrying until stored or the lease is lost", ["operation": write.operation, "error": "\(error)"])
@@ -198,7 +211,7 @@ final class RecordSettler {
         // Never wait longer than a quarter lease between attempts.
         write.backoffMillis = min(write.backoffMillis * 2, Self.maxBackoffMillis, max(write.lease.milliseconds / 4, Self.firstBackoffMillis))
         let timer = write.retryTimer ?? Timer { [weak self, weak write] in
-            guard let self, let write, !write.attemptOutstanding else { return }
+            guard let self, let write, !write.attemptOutstanding, !write.finished else { return }
             self.attempt(write)
         }
         write.retryTimer = timer
@@ -222,20 +235,22 @@ final class RecordSettler {
         store.refreshLease(key: write.key, owner: write.owner, lease: write.lease, ttl: exchange.policy.ttl) { [weak self] result in
             // `false` is not proof while the write itself may already have been applied (the
             // record is then completed or unknown, no longer in flight).
-            guard let self, case .success(false) = result, !write.mayHaveBeenApplied, self.pending[ObjectIdentifier(write)] != nil else { return }
+            guard let self, case .success(false) = result, !write.mayHaveBeenApplied, !write.finished else { return }
             self.leaseLost(exchange, key: write.key, while: "refreshing the lease of a pending write")
         }
     }
 
     private func finish(_ write: Pending) {
+        guard !write.finished else { return }
+        write.finished = true
         write.retryTimer?.cancel()
         write.retryTimer = nil
         write.refreshTimer?.cancel()
         write.refreshTimer = nil
-        guard pending.removeValue(forKey: ObjectIdentifier(write)) != nil else { return }
+        waiters.notify(key: write.key)
+        guard write.registered, pending.removeValue(forKey: ObjectIdentifier(write)) != nil else { return }
         pendingBodyBytes -= write.bodyBytes
         metrics.pendingStoreWrites.subtract(1, ordering: .relaxed)
-        waiters.notify(key: write.key)
         if pending.isEmpty { onIdle?() }
     }
 

@@ -44,6 +44,9 @@ final class Worker: EventHandler, @unchecked Sendable {
     private(set) var isShuttingDown = false
     private let maxConnections: Int
     private var acceptPaused = false
+    /// Logged once per process run of descriptor exhaustion, not once per 100 ms.
+    private var descriptorLog = false
+    private lazy var acceptRetryTimer = Timer { [weak self] in self?.resumeAccepting() }
     /// Called on the loop thread once shutdown began and the last connection closed.
     var onDrained: (() -> Void)?
     let store: any IdempotencyStore
@@ -154,7 +157,13 @@ final class Worker: EventHandler, @unchecked Sendable {
             do {
                 accepted = try Socket.accept(listenFD)
             } catch {
-                // EMFILE/ENFILE and aborted handshakes: keep serving, try again on the next event.
+                if error.errno == EMFILE || error.errno == ENFILE || error.errno == ENOBUFS || error.errno == ENOMEM {
+                    // Out of descriptors (or kernel memory): the pending connection stays in the
+                    // backlog and the level-triggered listener would fire again at once, spinning
+                    // a core. Stop listening until a connection closes or a short back-off ends.
+                    pauseAcceptingForDescriptors()
+                }
+                // Aborted handshakes and the like: try again on the next event.
                 return
             }
             guard case .processed(let (fd, peer)) = accepted else { return }
@@ -172,14 +181,29 @@ final class Worker: EventHandler, @unchecked Sendable {
         }
     }
 
+    /// Accepting stopped for lack of descriptors; a closing connection or this back-off
+    /// (100 ms) resumes it.
+    private func pauseAcceptingForDescriptors() {
+        guard !acceptPaused else { return }
+        acceptPaused = true
+        loop.setInterest(listenFD, [])
+        if !descriptorLog { log.warning("out of file descriptors; pausing accept", ["open_connections": "\(connections.count)"]) }
+        descriptorLog = true
+        loop.arm(acceptRetryTimer, after: 100)
+    }
+
+    private func resumeAccepting() {
+        guard acceptPaused, !isShuttingDown, listenFD >= 0, connections.count < maxConnections else { return }
+        acceptPaused = false
+        acceptRetryTimer.cancel()
+        loop.setInterest(listenFD, [.read])
+    }
+
     func connectionClosed(_ connection: ClientConnection) {
         if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
             metrics.activeConnections.subtract(1, ordering: .relaxed)
         }
-        if acceptPaused && !isShuttingDown && connections.count < maxConnections {
-            acceptPaused = false
-            loop.setInterest(listenFD, [.read])
-        }
+        if acceptPaused { resumeAccepting() }
         drainedIfDone()
     }
 

@@ -25,6 +25,18 @@ public final class TestUpstream: @unchecked Sendable {
         case partial(status: Int, declared: Int, sent: Int)
         /// Send these bytes as the whole response (for bytes a String cannot carry, e.g. obs-text).
         case raw([UInt8])
+        /// Send each part, pausing `gapSeconds` between parts, then end the connection as told.
+        case sequence([[UInt8]], gapSeconds: Double, ending: Ending)
+    }
+
+    /// How a `sequence` response leaves the connection.
+    public enum Ending: Sendable {
+        /// Keep it open for the next request.
+        case keepOpen
+        /// An orderly close (FIN).
+        case close
+        /// A reset (RST: SO_LINGER with a zero timeout, then close).
+        case reset
     }
 
     public struct Request: Sendable {
@@ -186,6 +198,21 @@ public final class TestUpstream: @unchecked Sendable {
             return send(Array(head.utf8) + (noBody ? [] : body))
         case .raw(let bytes):
             return send(bytes)
+        case .sequence(let parts, let gap, let ending):
+            for (index, part) in parts.enumerated() {
+                if index > 0 && gap > 0 { usleep(UInt32(gap * 1_000_000)) }
+                guard send(part) else { return false }
+            }
+            switch ending {
+            case .keepOpen:
+                return true
+            case .close:
+                return false
+            case .reset:
+                var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                return false
+            }
         case .chunked(let status, let pieces):
             var bytes = Array("HTTP/1.1 \(status) X\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
             for piece in pieces where !piece.isEmpty {

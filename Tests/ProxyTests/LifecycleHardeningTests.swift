@@ -1,0 +1,210 @@
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+/// SPEC §4–§5 rules around the parser: what happens when peers misbehave, stall or hang up,
+/// and the Host and routing rules. Raw bytes in; bytes out and the upstream's log checked.
+@Suite(.serialized) struct LifecycleHardeningTests {
+    /// Reads whatever arrives until EOF, a reset or `seconds` of silence.
+    func drain(_ client: TestClient, seconds: Int = 3) -> (bytes: [UInt8], reset: Bool) {
+        client.setTimeout(seconds: seconds)
+        var reset = false
+        while true {
+            do {
+                if try !client.fill() { break }
+            } catch TestClient.ClientError.timeout {
+                break
+            } catch {
+                reset = true
+                break
+            }
+        }
+        return (client.buffer, reset)
+    }
+
+    // MARK: 1. a reset is not the end of a close-delimited body
+
+    @Test func anUpstreamResetDuringACloseDelimitedBodyIsATruncatedMessage() throws {
+        let head = Array("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".utf8)
+        let upstream = TestUpstream { _ in .sequence([head, Array("partial".utf8), []], gapSeconds: 0.1, ending: .reset) }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: "idempotency: { scope: { header: \"\" } }\n")
+        defer { proxy.stop() }
+        let client = try proxy.client()
+        try client.send("GET /file HTTP/1.1\r\nHost: a\r\n\r\n")
+        let (bytes, _) = drain(client)
+        let text = String(decoding: bytes, as: UTF8.self)
+        // Either the head and some of the body arrived, or nothing (the reset can beat the
+        // bytes); never the last chunk that would make the truncated body look whole.
+        #expect(!text.contains("\r\n0\r\n\r\n"), "\(text)")
+
+        // Guarded: the record is not stored as completed; the retry is told the outcome is unknown.
+        let guarded = try proxy.client()
+        let post = "POST /v1/p HTTP/1.1\r\nHost: a\r\nIdempotency-Key: k1\r\nContent-Length: 2\r\n\r\n{}"
+        try guarded.send(post)
+        let (guardedBytes, _) = drain(guarded)
+        #expect(!String(decoding: guardedBytes, as: UTF8.self).contains("\r\n0\r\n\r\n"))
+        usleep(100_000)
+        let retry = try proxy.request(post)
+        #expect(retry.status == 409)
+        #expect(retry.bodyText.contains("outcome-unknown"))
+        #expect(upstream.count(method: "POST") == 1)
+    }
+
+    // MARK: 2. a client that stops reading is cut at send_timeout
+
+    @Test func aClientThatStopsReadingIsCutAtTheSendTimeout() throws {
+        let body = [UInt8](repeating: 0x61, count: 6 << 20)
+        let upstream = TestUpstream { _ in .respond(status: 201, headers: [], body: body) }
+        let proxy = try ProxyHarness(
+            upstream: upstream,
+            yaml: "idempotency: { max_stored_body: 8MiB, scope: { header: \"\" } }\nlimits: { send_timeout: 1s }\n")
+        defer { proxy.stop() }
+        let post = "POST /v1/p HTTP/1.1\r\nHost: a\r\nIdempotency-Key: big\r\nContent-Length: 2\r\n\r\n{}"
+        do {
+            let first = try proxy.client()
+            try first.send(post)
+            #expect(try first.readResponse().body.count == body.count)
+        }  // closed: only the stalled client below holds a connection
+        for _ in 0..<20 where proxy.server.metrics.activeConnections.load(ordering: .relaxed) != 0 { usleep(50_000) }
+        // The replay is queued whole at once; this client never reads it.
+        let stalled = try proxy.client()
+        var small: Int32 = 4096
+        setsockopt(stalled.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        try stalled.send(post)
+        let started = Date()
+        var closed = false
+        while Date().timeIntervalSince(started) < 5 && !closed {
+            usleep(100_000)
+            closed = proxy.server.metrics.activeConnections.load(ordering: .relaxed) == 0
+        }
+        #expect(closed, "the proxy still holds the connection of a client that stopped reading")
+        #expect(Date().timeIntervalSince(started) >= 0.9)
+    }
+
+    // MARK: 3. routing uses the normalised path
+
+    @Test func absoluteFormAndEncodedPathsCannotBypassARoute() throws {
+        let upstream = TestUpstream()
+        let proxy = try ProxyHarness(
+            upstream: upstream,
+            yaml: "routes:\n  - match: { path_prefix: /v1/payments }\n    required: true\n")
+        defer { proxy.stop() }
+        let absolute = try proxy.request("POST http://a/v1/payments HTTP/1.1\r\nHost: b\r\nAuthorization: t\r\nContent-Length: 2\r\n\r\n{}")
+        #expect(absolute.status == 400)
+        #expect(absolute.bodyText.contains("missing-key"))
+        for target in ["/x/%2e%2e/v1/payments", "/x/%2E./v1/payments", "/x/.%2e/v1/payments", "//v1/payments", "/v1//payments", "/x/../v1/payments", "/./v1/payments"] {
+            let response = try proxy.request("POST \(target) HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\n{}")
+            #expect(response.status == 400, "\(target)")
+        }
+        // Look-alikes that are not dot segments still route normally.
+        #expect(try proxy.request("GET /x/%2e%2ex/y HTTP/1.1\r\nHost: b\r\n\r\n", method: "GET").status == 200)
+        #expect(try proxy.request("GET /a?next=//b/../c HTTP/1.1\r\nHost: b\r\n\r\n", method: "GET").status == 200)
+        #expect(upstream.requests.count == 2)
+    }
+
+    // MARK: 4. lingering close
+
+    @Test func aRefusedUploadIsAnsweredNotReset() throws {
+        let upstream = TestUpstream()
+        let proxy = try ProxyHarness(
+            upstream: upstream, yaml: "idempotency: { max_request_body: 64KiB, required: true, scope: { header: \"\" } }\n")
+        defer { proxy.stop() }
+        let body = [UInt8](repeating: 0x62, count: 2 << 20)
+        for (key, expected) in [("Idempotency-Key: k\r\n", 413), ("", 400)] {
+            let client = try proxy.client()
+            // The whole upload is sent before reading, as Python's http.client and curl do.
+            try client.send(Array("POST /v1/upload HTTP/1.1\r\nHost: a\r\n\(key)Content-Length: \(body.count)\r\n\r\n".utf8) + body)
+            let response = try client.readResponse()
+            #expect(response.status == expected)
+        }
+        #expect(upstream.requests.isEmpty)
+    }
+
+    // MARK: 5. framing fields on body-less responses
+
+    @Test func aNoContentResponseWithALengthIsNotReused() throws {
+        let upstream = TestUpstream { request in
+            if request.head.hasPrefix("GET /a ") {
+                return .sequence([Array("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n".utf8), Array("hello".utf8)], gapSeconds: 0.05, ending: .keepOpen)
+            }
+            return .respond(status: 200, headers: [], body: Array("second".utf8))
+        }
+        let proxy = try ProxyHarness(upstream: upstream)
+        defer { proxy.stop() }
+        let client = try proxy.client()
+        try client.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        let first = try client.readResponse(requestMethod: "GET")
+        #expect(first.status == 204)
+        #expect(first.value("content-length") == nil)
+        #expect(first.value("transfer-encoding") == nil)
+        usleep(150_000)
+        try client.send("GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+        let second = try client.readResponse(requestMethod: "GET")
+        #expect(second.status == 200)
+        #expect(second.bodyText == "second")
+    }
+
+    // MARK: 6 and 7. Host, and fields Connection may not remove
+
+    @Test func theUpstreamAlwaysGetsTheRightHost() throws {
+        let upstream = TestUpstream()
+        let proxy = try ProxyHarness(upstream: upstream)
+        defer { proxy.stop() }
+        #expect(try proxy.request("GET /old HTTP/1.0\r\n\r\n", method: "GET").status == 200)
+        #expect(try proxy.request("GET /named HTTP/1.1\r\nHost: client.example\r\nConnection: host\r\n\r\n", method: "GET").status == 200)
+        #expect(try proxy.request("GET http://target.example:8080/abs HTTP/1.1\r\nHost: other.example\r\n\r\n", method: "GET").status == 200)
+        let requests = upstream.requests
+        try #require(requests.count == 3)
+        #expect(requests[0].values("host") == ["127.0.0.1:\(upstream.port)"])
+        #expect(requests[1].values("host") == ["client.example"])
+        #expect(requests[2].values("host") == ["target.example:8080"])
+        #expect(requests[2].head.hasPrefix("GET /abs HTTP/1.1"))
+    }
+
+    @Test func connectionCannotStripTheKeyOrTheScope() throws {
+        let upstream = TestUpstream()
+        let proxy = try ProxyHarness(upstream: upstream)
+        defer { proxy.stop() }
+        let response = try proxy.request(
+            "POST /v1/p HTTP/1.1\r\nHost: a\r\nConnection: idempotency-key, authorization, x-drop\r\nIdempotency-Key: k7\r\nAuthorization: Bearer s\r\nX-Drop: 1\r\nContent-Length: 2\r\n\r\n{}")
+        #expect(response.status == 200)
+        let seen = try #require(upstream.requests.first)
+        #expect(seen.values("idempotency-key") == ["k7"])
+        #expect(seen.values("authorization") == ["Bearer s"])
+        #expect(seen.values("x-drop").isEmpty)
+    }
+
+    // MARK: 9. the smaller ones
+
+    @Test func http10KeepAliveIsAcknowledged() throws {
+        let proxy = try ProxyHarness()
+        defer { proxy.stop() }
+        let client = try proxy.client()
+        for _ in 0..<2 {
+            try client.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            let response = try client.readResponse(requestMethod: "GET")
+            #expect(response.status == 200)
+            #expect(response.value("connection")?.lowercased() == "keep-alive")
+        }
+        try client.send("GET / HTTP/1.0\r\n\r\n")
+        let last = try client.readResponse(requestMethod: "GET")
+        #expect(last.value("connection")?.lowercased() == "close")
+    }
+
+    @Test func smallerRules() throws {
+        let upstream = TestUpstream { request in
+            request.head.hasPrefix("GET /bare ") ? .raw(Array("HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok".utf8)) : .respond(status: 200, headers: [], body: Array("x".utf8))
+        }
+        let proxy = try ProxyHarness(upstream: upstream)
+        defer { proxy.stop() }
+        #expect(try proxy.request("GET /a#f HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET").status == 400)
+        #expect(try proxy.request("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n").status == 400)
+        let bare = try proxy.request("GET /bare HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET")
+        #expect(bare.status == 200)
+        #expect(bare.bodyText == "ok")
+        let chunked = try proxy.request("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        #expect(chunked.status == 200)
+        #expect(upstream.requests.last?.body == Array("abc".utf8))
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+/// Resource bounds of the real binary in its own process: running out of file descriptors
+/// backs off accepting instead of spinning (SPEC §5), and the memory store's bound keeps the
+/// process's memory bounded (SPEC §6 `store.memory.max_bytes`).
+@Suite(.serialized) struct ProcessResourceTests {
+    @Test func outOfDescriptorsTheProxyWaitsInsteadOfSpinning() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: ProxyProcess.binary), "build the idemproxy executable first (swift build)")
+        let upstream = TestUpstream()
+        defer { upstream.stop() }
+        let proxy = try ProxyProcess(yaml: """
+            workers: 1
+            upstream: { url: "http://127.0.0.1:\(upstream.port)" }
+            admin: { listen: "" }
+            logging: { access_log: false, level: error }
+
+            """, openFiles: 64)
+        defer { proxy.stop() }
+        try #require(proxy.waitUntilServing(), "the proxy did not start")
+
+        // 80 idle clients: more than the descriptors the proxy has; the rest wait in the backlog.
+        var clients: [TestClient] = []
+        for _ in 0..<80 { clients.append(try TestClient(port: proxy.port, timeoutSeconds: 2)) }
+        usleep(500_000)
+        let before = proxy.cpuTicks
+        usleep(2_000_000)
+        let used = proxy.cpuTicks - before
+        let ticksPerSecond = Int(sysconf(Int32(_SC_CLK_TCK)))
+        // Under 20% of one core over the 2 s.
+        #expect(used * 100 < ticksPerSecond * 2 * 20, "the proxy used \(used) ticks in 2 s with its descriptors exhausted")
+        clients.removeAll()
+        #expect(proxy.waitUntilServing(seconds: 4), "the proxy did not serve again once the clients left")
+    }
+
+    @Test func theMemoryStoreBoundKeepsTheProcessSmall() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: ProxyProcess.binary), "build the idemproxy executable first (swift build)")
+        let body = [UInt8](repeating: 0x72, count: 8 << 10)
+        let upstream = TestUpstream(recordBodies: false) { _ in .respond(status: 201, headers: [], body: body) }
+        defer { upstream.stop() }
+        let proxy = try ProxyProcess(yaml: """
+            workers: 1
+            upstream: { url: "http://127.0.0.1:\(upstream.port)" }
+            store: { backend: memory, memory: { max_bytes: 16MiB } }
+            idempotency: { scope: { header: "" } }
+            admin: { listen: "" }
+            logging: { access_log: false, level: error }
+
+            """)
+        defer { proxy.stop() }
+        try #require(proxy.waitUntilServing())
+        let before = proxy.residentKiB
+        // 20,000 unique keys with 8 KiB responses: 160 MiB of responses if nothing bounded them.
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 5)
+        var full = 0, stored = 0
+        for index in 0..<20_000 {
+            try client.send("POST /v1/p HTTP/1.1\r\nHost: a\r\nIdempotency-Key: rss-\(index)\r\nContent-Length: 2\r\n\r\n{}")
+            let response = try client.readResponse(requestMethod: "POST", discardBody: true)
+            if response.status == 503 { full += 1 } else if response.status == 201 { stored += 1 }
+        }
+        let growth = proxy.residentKiB - before
+        #expect(stored > 1000 && stored < 2100, "stored \(stored)")
+        #expect(full == 20_000 - stored)
+        #expect(growth < 48 << 10, "RSS grew by \(growth) KiB with a 16 MiB store bound")
+    }
+}
