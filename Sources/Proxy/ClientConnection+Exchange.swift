@@ -184,21 +184,13 @@ extension ClientConnection {
     func requestFinished() {
         logExchange()
         exchange.requestsServed += 1
-        if !exchange.requestBodyDone {
-            // The rest of the request body is still on the wire; the connection cannot be
-            // re-synchronised, so it closes after this response (lingering).
-            closeWithUnreadInput()
-        }
-        if closeAfterResponse || !exchange.clientKeepAlive {
-            phase = .closing
-            setTimer(.send)
+        let action = lifecycle.exchangeFinished(
+            keepAlive: exchange.clientKeepAlive, requestBodyDone: exchange.requestBodyDone, outputPending: !out.isEmpty)
+        armTimer()
+        if action == .flushThenClose {
             flushOut()
             return
         }
-        phase = .awaitingHead
-        // Bytes still queued for the client: it must take them within send_timeout (a replay
-        // of a large body is queued whole); the idle timer starts once they are out.
-        setTimer(out.isEmpty ? .idle : .send)
         if !pending.isEmpty {
             setTimer(.header)
             if !inProcess { processPending() }
@@ -245,7 +237,9 @@ extension ClientConnection {
         }
         if let upstream {
             self.upstream = nil
-            let reusable = upstreamReusable && exchange.requestBodyDone && exchange.responseHead.keepAlive
+            let reusable = ConnectionLifecycle.upstreamReusable(
+                trailingBytes: !upstreamReusable, announcedForbiddenBody: exchange.responseHead.announcedForbiddenBody,
+                upstreamKeepAlive: exchange.responseHead.keepAlive, requestBodyDone: exchange.requestBodyDone)
             worker.pool.release(upstream, reusable: reusable)
         }
         // After the release: a detached exchange closes its connection object here, and the
@@ -339,7 +333,7 @@ extension ClientConnection: UpstreamConnectionDelegate {
                     // Bytes after a body-less response, or the promise of some (a 204 with a
                     // Content-Length), make the connection unfit for another exchange: those
                     // bytes would be read as the next client's response (SPEC §5).
-                    finishResponse(upstreamReusable: offset == bytes.count && !exchange.responseHead.announcedForbiddenBody)
+                    finishResponse(upstreamReusable: offset == bytes.count)
                     return bytes.count
                 }
                 continue
@@ -390,13 +384,9 @@ extension ClientConnection: UpstreamConnectionDelegate {
                 requestSent: connection.bytesWrittenThisExchange > 0)
             return
         }
-        // RFC 9112 §6.3 rule 8: a close-delimited body ends at the connection's orderly close.
-        // A reset or read error is not an end: the body may be truncated, so it is "no
-        // complete response" (SPEC §4), never a well-framed message or a stored one.
-        if case .untilClose = exchange.responseHead.framing, error == nil {
-            finishResponse(upstreamReusable: false)
-        } else {
-            responseBrokeMidway()
+        switch ConnectionLifecycle.upstreamClosed(responseStarted: true, framing: exchange.responseHead.framing, orderly: error == nil) {
+        case .responseComplete: finishResponse(upstreamReusable: false)
+        case .responseBroken, .noResponse: responseBrokeMidway()
         }
     }
 

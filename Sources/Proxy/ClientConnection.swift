@@ -11,38 +11,12 @@ import Upstream
 /// Bytes are read into the loop's shared read buffer and processed in place; only what cannot
 /// be processed yet (a partial head, a pipelined request, body bytes held back by
 /// back-pressure) is copied into `pending`. An idle keep-alive connection owns no buffer.
+///
+/// Decisions about the connection's lifecycle (phases, timers, how it ends) are made by the
+/// `ConnectionLifecycle` value it holds; this class does the I/O they call for.
 final class ClientConnection: EventHandler {
-    enum Phase {
-        /// Waiting for (the rest of) a request head.
-        case awaitingHead
-        /// Streaming the request body to the upstream.
-        case streamingBody
-        /// Reading a guarded request's body into memory (bounded by max_request_body).
-        case bufferingBody
-        /// Request forwarded whole; waiting for the response to finish.
-        case awaitingResponse
-        /// Writing the last bytes before closing.
-        case closing
-        /// The error response is out and the write side shut down; the client's unread
-        /// request bytes are drained (and discarded) for a bounded time, so that it reads the
-        /// response instead of a reset (SPEC §5 "lingering close").
-        case lingering
-        case closed
-    }
-
-    /// What the connection's one timer measures, by phase:
-    ///
-    /// | purpose  | armed                                        | on expiry                          |
-    /// |----------|----------------------------------------------|------------------------------------|
-    /// | `header` | at accept, and when a request head starts    | 408 (or a silent close if nothing was ever sent) |
-    /// | `body`   | while a request body is read, per read       | 408, or cut if the response began  |
-    /// | `idle`   | between keep-alive requests                  | close                              |
-    /// | `send`   | closing with bytes queued, per write progress | cut (the client stopped reading)   |
-    /// | `linger` | lingering close, per read                    | close                              |
-    ///
-    /// The upstream side has its own timers (connect, response inactivity), and a guarded
-    /// exchange its lease timer.
-    enum TimerPurpose { case none, header, body, idle, send, linger }
+    typealias Phase = ConnectionLifecycle.Phase
+    typealias TimerPurpose = ConnectionLifecycle.TimerPurpose
 
     let fd: Int32
     let peer: String
@@ -51,23 +25,27 @@ final class ClientConnection: EventHandler {
     unowned let loop: EventLoop
     let settings: ProxySettings
 
-    var phase: Phase = .awaitingHead
+    /// Phase, timer and closing state (see the table in `ConnectionLifecycle`).
+    var lifecycle = ConnectionLifecycle()
+    var phase: Phase {
+        get { lifecycle.phase }
+        set { lifecycle.phase = newValue }
+    }
+    var clientFinished: Bool {
+        get { lifecycle.clientFinished }
+        set { lifecycle.clientFinished = newValue }
+    }
+    var closeAfterResponse: Bool {
+        get { lifecycle.closeAfterResponse }
+        set { lifecycle.closeAfterResponse = newValue }
+    }
+    var timerPurpose: TimerPurpose { lifecycle.timer }
     /// Unprocessed client bytes, oldest first (usually empty).
     var pending: [UInt8] = []
     var out = OutputBuffer()
     var head = RequestHead()
     var headScanHint = 0
     var inProcess = false
-    /// The client sent EOF; no more requests will come.
-    var clientFinished = false
-    /// Close once the current response is written (Connection: close, shutdown, or an
-    /// unread request body that makes the connection unusable).
-    var closeAfterResponse = false
-    var timerPurpose: TimerPurpose = .none
-    /// Close by lingering: request bytes may still be on their way (an error answered before
-    /// the body was read, a malformed head), and closing with unread bytes makes the kernel
-    /// send a reset that can destroy the response before the client reads it.
-    var lingerOnClose = false
     /// Body bytes received since the body timer was last armed (see `minimumBodyRate`).
     var bodyBytesSinceArmed = 0
     /// Lingering ends by this time whatever the client does.
@@ -162,28 +140,32 @@ final class ClientConnection: EventHandler {
     }
 
     private func clientSentEOF() {
-        clientFinished = true
-        switch phase {
-        case .awaitingHead:
-            // An incomplete head at EOF is not a request; nothing to answer. A response still
-            // being written goes out first (the client may have only half-closed).
-            if out.isEmpty {
-                close()
-            } else {
-                phase = .closing
-                setTimer(.send)
-                flushOut()
-            }
-        case .streamingBody, .bufferingBody:
-            // The body will never complete: the upstream must not act on a truncated request.
-            abort()
-        case .awaitingResponse, .closing:
-            closeAfterResponse = true
-            updateInterest()
-        case .lingering:
+        perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
+        if phase == .awaitingResponse || phase == .closing { updateInterest() }
+    }
+
+    /// Carries out what the lifecycle decided.
+    func perform(_ action: ConnectionLifecycle.Action) {
+        switch action {
+        case .none, .awaitNextRequest:
+            return
+        case .close:
             close()
-        case .closed:
-            break
+        case .abort:
+            abort()
+        case .flushThenClose:
+            armTimer()
+            flushOut()
+        case .startLingering:
+            startLingering()
+        case .setTimer(let purpose):
+            setTimer(purpose)
+        case .answerRequestTimeout(let abandonUpstream):
+            if abandonUpstream { upstreamAbandoned() }
+            let detail = phase == .awaitingHead
+                ? "the request head did not arrive within header_timeout"
+                : "the request body stalled for longer than body_timeout"
+            writeProblem(status: 408, type: nil, detail: detail, close: true)
         }
     }
 
@@ -279,26 +261,21 @@ final class ClientConnection: EventHandler {
             if out.pendingCount < before, let upstream, upstream.activityTimeoutMillis > 0, exchange.responseStarted {
                 upstream.armTimer(afterMillis: upstream.activityTimeoutMillis)
             }
-            if out.pendingCount < before && timerPurpose == .send { setTimer(.send) }
+            // Progress restarts send_timeout: it bounds a stall, not a slow reader.
+            if out.pendingCount < before && timerPurpose == .send { armTimer() }
             switch result {
             case .drained:
-                if phase == .closing {
-                    if lingerOnClose && !clientFinished {
-                        startLingering()
-                    } else {
-                        close()
-                    }
+                let action = lifecycle.outputDrained(pendingInput: !pending.isEmpty || headScanHint != 0)
+                if action == .close || action == .startLingering {
+                    perform(action)
                     return
                 }
                 // The client caught up: let upstream bytes flow again.
                 upstream?.setReading(true)
-                if timerPurpose == .send && phase == .awaitingResponse { setTimer(.none) }
-                if timerPurpose == .send && phase == .awaitingHead { setTimer(pending.isEmpty && headScanHint == 0 ? .idle : .header) }
+                perform(action)
             case .partial:
                 if out.pendingCount > Self.highWatermark { upstream?.setReading(false) }
-                // A response is streaming and the client is not taking it: send_timeout runs
-                // (the connection's timer is free while the upstream answers).
-                if phase == .awaitingResponse && timerPurpose == .none { setTimer(.send) }
+                perform(lifecycle.outputBackedUp())
             }
         } catch {
             // The client is gone (EPIPE, reset).
@@ -338,9 +315,14 @@ final class ClientConnection: EventHandler {
     // MARK: timers
 
     func setTimer(_ purpose: TimerPurpose) {
-        timerPurpose = clientGone ? .none : purpose
+        lifecycle.timer = clientGone ? .none : purpose
+        armTimer()
+    }
+
+    /// Arms the timer for `lifecycle.timer` (its duration from the settings).
+    func armTimer() {
         if clientGone { timer.cancel(); return }
-        switch purpose {
+        switch lifecycle.timer {
         case .none: timer.cancel()
         case .header: loop.arm(timer, after: settings.headerTimeoutMillis)
         case .body: loop.arm(timer, after: settings.bodyTimeoutMillis)
@@ -351,33 +333,8 @@ final class ClientConnection: EventHandler {
     }
 
     private func timerFired() {
-        switch timerPurpose {
-        case .none:
-            return
-        case .idle, .linger:
-            close()
-        case .send:
-            // The client stopped reading what it was sent: it may hold the connection, its
-            // descriptor and its buffered response no longer.
-            abort()
-        case .header:
-            if pending.isEmpty && headScanHint == 0 && exchange.requestsServed == 0 && out.isEmpty {
-                close()
-            } else {
-                writeProblem(status: 408, type: nil, detail: "the request head did not arrive within header_timeout", close: true)
-            }
-        case .body:
-            if phase == .bufferingBody {
-                closeWithUnreadInput()
-                writeProblem(status: 408, type: nil, detail: "the request body stalled for longer than body_timeout", close: true)
-            } else if exchange.responseStarted {
-                abort()
-            } else {
-                upstreamAbandoned()
-                closeWithUnreadInput()
-                writeProblem(status: 408, type: nil, detail: "the request body stalled for longer than body_timeout", close: true)
-            }
-        }
+        let nothingReceived = pending.isEmpty && headScanHint == 0 && exchange.requestsServed == 0 && out.isEmpty
+        perform(lifecycle.timerFired(nothingReceived: nothingReceived, responseStarted: exchange.responseStarted))
     }
 
     // MARK: lifecycle
@@ -416,7 +373,7 @@ final class ClientConnection: EventHandler {
         clientFinished = true
         closeAfterResponse = true
         timer.cancel()
-        timerPurpose = .none
+        lifecycle.timer = .none
         loop.deregister(fd)
         Socket.close(fd)
         out.reset()
@@ -452,8 +409,7 @@ final class ClientConnection: EventHandler {
     /// Marks the connection to close after the current response while request bytes may
     /// still be unread: the close lingers.
     func closeWithUnreadInput() {
-        closeAfterResponse = true
-        lingerOnClose = true
+        lifecycle.closeWithUnreadInput()
     }
 
     /// The error response is written: shut the write side (the client sees EOF after it) and

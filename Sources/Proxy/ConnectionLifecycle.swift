@@ -1,0 +1,212 @@
+import HTTP1
+
+/// The lifecycle of one client connection as a value: its phase, which of its timers runs,
+/// and how it ends. `ClientConnection` feeds it events (bytes read, EOF, a timer, output
+/// drained or backed up, an exchange finished, the upstream closed) and carries out the action
+/// it returns; the decisions themselves need no sockets and are tested without any
+/// (`ConnectionLifecycleTests`). The shape follows async-http-client's
+/// `HTTP1ConnectionStateMachine`: mutate state, return what to do.
+///
+/// Phases and the timer each one runs:
+///
+/// | phase              | timer                                    | on expiry                          |
+/// |--------------------|------------------------------------------|------------------------------------|
+/// | `awaitingHead`     | `header` from accept or the first byte of a head; `idle` between requests; `send` while a response is still queued | 408 (silent close if nothing was ever sent); close; cut |
+/// | `streamingBody`    | `body` (re-armed at `minimumBodyRate`)   | 408, or cut if the response began  |
+/// | `bufferingBody`    | `body`                                   | 408                                |
+/// | `awaitingResponse` | none while the upstream works (its connect and response timers run); `send` while the client does not take what is queued | cut |
+/// | `closing`          | `send`                                   | cut                                |
+/// | `lingering`        | `linger` (quiet gap, total bound)        | close                              |
+struct ConnectionLifecycle {
+    enum Phase: Equatable {
+        /// Waiting for (the rest of) a request head.
+        case awaitingHead
+        /// Streaming the request body to the upstream.
+        case streamingBody
+        /// Reading a guarded request's body into memory (bounded by max_request_body).
+        case bufferingBody
+        /// Request forwarded whole; waiting for the response to finish.
+        case awaitingResponse
+        /// Writing the last bytes before closing.
+        case closing
+        /// The error response is out and the write side shut down; the client's unread
+        /// request bytes are drained (and discarded) for a bounded time, so that it reads the
+        /// response instead of a reset (SPEC §5 "lingering close").
+        case lingering
+        case closed
+    }
+
+    /// What the connection's one timer measures (see the table above).
+    enum TimerPurpose: Equatable { case none, header, body, idle, send, linger }
+
+    /// What the connection must do now.
+    enum Action: Equatable {
+        case none
+        /// Close the socket (orderly: queued output already went out or does not matter).
+        case close
+        /// Cut the connection now, discarding queued output (a truncated response stays
+        /// truncated; a client that stopped reading loses what it did not read).
+        case abort
+        /// Keep writing what is queued, then close (the phase is `closing`).
+        case flushThenClose
+        /// Shut the write side and drain reads (the phase is `lingering`).
+        case startLingering
+        /// Answer 408; with `abandonUpstream` the upstream connection goes first (it has part
+        /// of a body that will never be complete).
+        case answerRequestTimeout(abandonUpstream: Bool)
+        /// Arm (or cancel, for `.none`) the connection timer.
+        case setTimer(TimerPurpose)
+        /// Wait for the next request head (the timer is set as returned in `timer`).
+        case awaitNextRequest
+    }
+
+    var phase: Phase = .awaitingHead
+    var timer: TimerPurpose = .none
+    /// The client sent EOF; no more requests will come.
+    var clientFinished = false
+    /// Close once the current response is written (Connection: close, shutdown, or an
+    /// unread request body that makes the connection unusable).
+    var closeAfterResponse = false
+    /// Close by lingering: request bytes may still be on their way (an error answered before
+    /// the body was read, a malformed head); closing with unread bytes makes the kernel send a
+    /// reset that can destroy the response before the client reads it.
+    var lingerOnClose = false
+
+    /// Marks the connection to close after the current response while request bytes may
+    /// still be unread: the close lingers.
+    mutating func closeWithUnreadInput() {
+        closeAfterResponse = true
+        lingerOnClose = true
+    }
+
+    // MARK: events
+
+    /// The client sent EOF. `outputPending`: response bytes are still queued.
+    mutating func clientHungUp(outputPending: Bool) -> Action {
+        clientFinished = true
+        switch phase {
+        case .awaitingHead:
+            // An incomplete head at EOF is not a request; nothing to answer. A response still
+            // being written goes out first (the client may have only half-closed).
+            guard outputPending else { return .close }
+            phase = .closing
+            timer = .send
+            return .flushThenClose
+        case .streamingBody, .bufferingBody:
+            // The body will never complete: the upstream must not act on a truncated request.
+            return .abort
+        case .awaitingResponse, .closing:
+            closeAfterResponse = true
+            return .none
+        case .lingering:
+            return .close
+        case .closed:
+            return .none
+        }
+    }
+
+    /// A read from the client failed (reset, error).
+    func readFailed() -> Action { .abort }
+
+    /// The connection timer fired. `nothingReceived`: no byte of any request ever arrived and
+    /// nothing is queued (a connection opened and left idle is closed without a 408).
+    mutating func timerFired(nothingReceived: Bool, responseStarted: Bool) -> Action {
+        switch timer {
+        case .none:
+            return .none
+        case .idle, .linger:
+            return .close
+        case .send:
+            // The client stopped reading what it was sent: it may hold the connection, its
+            // descriptor and its buffered response no longer.
+            return .abort
+        case .header:
+            return nothingReceived ? .close : .answerRequestTimeout(abandonUpstream: false)
+        case .body:
+            if phase == .bufferingBody {
+                closeWithUnreadInput()
+                return .answerRequestTimeout(abandonUpstream: false)
+            }
+            if responseStarted { return .abort }
+            closeWithUnreadInput()
+            return .answerRequestTimeout(abandonUpstream: true)
+        }
+    }
+
+    /// Everything queued for the client was written.
+    mutating func outputDrained(pendingInput: Bool) -> Action {
+        switch phase {
+        case .closing:
+            if lingerOnClose && !clientFinished {
+                phase = .lingering
+                timer = .linger
+                return .startLingering
+            }
+            return .close
+        case .awaitingResponse where timer == .send:
+            timer = .none
+            return .setTimer(.none)
+        case .awaitingHead where timer == .send:
+            timer = pendingInput ? .header : .idle
+            return .setTimer(timer)
+        default:
+            return .none
+        }
+    }
+
+    /// A write left bytes queued: while a response streams, the client must take some within
+    /// send_timeout (the connection's timer is free while the upstream answers).
+    mutating func outputBackedUp() -> Action {
+        guard phase == .awaitingResponse, timer == .none else { return .none }
+        timer = .send
+        return .setTimer(.send)
+    }
+
+    /// The response to the current request is complete (or the exchange ended with a
+    /// generated response). `keepAlive`: the request allows another one on this connection.
+    mutating func exchangeFinished(keepAlive: Bool, requestBodyDone: Bool, outputPending: Bool) -> Action {
+        // The rest of the request body is still on the wire; the connection cannot be
+        // re-synchronised, so it closes after this response (lingering).
+        if !requestBodyDone { closeWithUnreadInput() }
+        if closeAfterResponse || !keepAlive {
+            phase = .closing
+            timer = .send
+            return .flushThenClose
+        }
+        phase = .awaitingHead
+        // Bytes still queued for the client: it must take them within send_timeout (a replay
+        // of a large body is queued whole); the idle timer starts once they are out.
+        timer = outputPending ? .send : .idle
+        return .awaitNextRequest
+    }
+
+    // MARK: decisions about the upstream side
+
+    /// How an upstream close ends the exchange.
+    enum UpstreamCloseOutcome: Equatable {
+        /// The response is complete: a close-delimited body ends at an orderly close.
+        case responseComplete
+        /// The head went out but the body will never be complete: truncated, never stored.
+        case responseBroken
+        /// No response head yet.
+        case noResponse
+    }
+
+    /// RFC 9112 §6.3 rule 8: a close-delimited body ends at the connection's orderly close. A
+    /// reset or read error is not an end: the body may be truncated, so it is "no complete
+    /// response" (SPEC §4), never a well-framed message or a stored one.
+    static func upstreamClosed(responseStarted: Bool, framing: BodyFraming, orderly: Bool) -> UpstreamCloseOutcome {
+        guard responseStarted else { return .noResponse }
+        if case .untilClose = framing, orderly { return .responseComplete }
+        return .responseBroken
+    }
+
+    /// Whether the upstream connection may carry another exchange after a complete response.
+    /// Bytes after a response, or the promise of some (a 204 with a Content-Length: SPEC §5),
+    /// would be read as the next client's response.
+    static func upstreamReusable(
+        trailingBytes: Bool, announcedForbiddenBody: Bool, upstreamKeepAlive: Bool, requestBodyDone: Bool
+    ) -> Bool {
+        !trailingBytes && !announcedForbiddenBody && upstreamKeepAlive && requestBodyDone
+    }
+}
