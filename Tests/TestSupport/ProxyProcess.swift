@@ -9,7 +9,12 @@ public final class ProxyProcess: @unchecked Sendable {
     private let process: Process
     private let directory: String
 
+    /// Next to the running test bundle (so a build under another scratch path, such as the
+    /// AddressSanitizer one, tests its own binary), else in `.build/debug`.
     public static var binary: String {
+        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        let sibling = bundleDirectory + "/idemproxy"
+        if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
         var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
         parts.removeLast(3)
         return parts.joined(separator: "/") + "/.build/debug/idemproxy"
