@@ -19,10 +19,12 @@ extension RequestHeadParser {
 
         let targetStart = p
         // Fast path over long targets: eight bytes at a time while all are
-        // visible ASCII (no byte below 0x21, none with the high bit, no DEL).
+        // visible ASCII (no byte below 0x21, none with the high bit, no DEL) and
+        // none is "#", which the byte loop below must see.
         while p &+ 8 <= bytes.count {
             let w = SWAR.load(bytes, p)
-            if SWAR.hasByteLess(than: 0x21, in: w) || w & 0x8080_8080_8080_8080 != 0 || SWAR.hasByte(0x7F, in: w) {
+            if SWAR.hasByteLess(than: 0x21, in: w) || w & 0x8080_8080_8080_8080 != 0 || SWAR.hasByte(0x7F, in: w)
+                || SWAR.hasByte(0x23, in: w) {
                 break
             }
             p &+= 8

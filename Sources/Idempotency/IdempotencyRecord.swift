@@ -40,6 +40,23 @@ public struct HeaderPair: Sendable, Equatable, Hashable {
         self.init(name: Array(name.utf8)[...], value: Array(value.utf8)[...])
     }
 
+    /// `pairs` with their bytes copied into one new buffer: slices of a larger buffer (the
+    /// whole response head) would keep all of it alive while only these bytes are stored.
+    public static func compacted(_ pairs: [HeaderPair]) -> [HeaderPair] {
+        var storage: [UInt8] = []
+        storage.reserveCapacity(pairs.reduce(0) { $0 + $1.name.count + $1.value.count })
+        var ranges: [(Range<Int>, Range<Int>)] = []
+        ranges.reserveCapacity(pairs.count)
+        for pair in pairs {
+            let nameStart = storage.count
+            storage.append(contentsOf: pair.name)
+            let valueStart = storage.count
+            storage.append(contentsOf: pair.value)
+            ranges.append((nameStart..<valueStart, valueStart..<storage.count))
+        }
+        return ranges.map { HeaderPair(name: storage[$0.0], value: storage[$0.1]) }
+    }
+
     /// The name as text (field names are tokens, so ASCII).
     public var nameText: String { String(decoding: name, as: UTF8.self) }
 }

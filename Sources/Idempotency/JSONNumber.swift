@@ -16,10 +16,14 @@
 ///   and an explicit exponent sign.
 ///
 /// Exponents written with more than 15 significant digits are refused
-/// (RFC 8259 §9 lets a parser limit the range of numbers); such a body then
-/// fingerprints as raw bytes.
+/// (RFC 8259 §9 lets a parser limit the range of numbers), and so are numbers
+/// whose canonical exponent would need more than 15 digits, so that every
+/// canonical form parses back to itself; such a body then fingerprints as raw
+/// bytes.
 enum JSONNumber {
     static let maxExponentDigits = 15
+    /// The largest exponent with `maxExponentDigits` digits.
+    static let maxExponent = 999_999_999_999_999
 
     static func canonical(
         negative: Bool,
@@ -47,6 +51,11 @@ enum JSONNumber {
             digits.removeLast()
             scale += 1
         }
+        // The exponent `render` writes in `d.ddde±x` form. Digits moved across
+        // the point can push it past what the parser reads (`10e999999999999999`
+        // is `1e+1000000000000000`), and a canonical form that does not parse
+        // would not be canonical: found by Tests/Fuzz canonical-json.
+        guard (digits.count + scale - 1).magnitude <= maxExponent else { return nil }
         return render(negative: negative, digits: digits, scale: scale)
     }
 

@@ -17,7 +17,7 @@ extension ClientConnection {
         exchange.method = head.method
         exchange.clientVersionMinor = head.versionMinor
         exchange.clientKeepAlive = head.keepAlive && !closeAfterResponse
-        setTimer(.none)
+        setTimerWhileUpstreamWorks()
 
         // RFC 9110 §9.3.6 / §7.8: tunnels and protocol switches are not supported yet.
         if head.method == .connect || head.upgradeRequested {
@@ -35,7 +35,12 @@ extension ClientConnection {
         }
         // Connection may not strip fields the proxy depends on end to end (SPEC §5, §9).
         if head.connectionNamedFields { head.keepFields(worker.guards.protectedFieldNames, in: source) }
-        if let policy = worker.guards.policy(method: head.method, methodName: UnsafeRawBufferPointer(rebasing: source[head.methodRange]), path: path) {
+        let methodName = UnsafeRawBufferPointer(rebasing: source[head.methodRange])
+        // "http://a" and "http://a?q" reach the upstream as "/" and "/?q": routed as such.
+        let policy = TargetCheck.isRootless(path)
+            ? ([UInt8(ascii: "/")] + path).withUnsafeBytes { worker.guards.policy(method: head.method, methodName: methodName, path: $0) }
+            : worker.guards.policy(method: head.method, methodName: methodName, path: path)
+        if let policy {
             startGuarded(policy: policy, source: source)
             return
         }
@@ -148,7 +153,7 @@ extension ClientConnection {
         exchange.requestBodyDone = true
         if phase == .streamingBody {
             phase = .awaitingResponse
-            setTimer(.none)
+            setTimerWhileUpstreamWorks()
         }
     }
 
@@ -436,7 +441,10 @@ extension ClientConnection: UpstreamConnectionDelegate {
 /// Checks on the request path that the parser, being syntax-only, does not make. Routes
 /// match path prefixes, so any spelling of a path that an upstream would resolve to another
 /// path is a way around a route (SPEC §5): such targets are refused rather than normalised,
-/// because the upstream must receive exactly the path that was routed.
+/// because the upstream must receive exactly the path that was routed. Only the path is
+/// checked; the query may hold anything. Route prefixes still match case-sensitively: an
+/// upstream that routes case-insensitively needs its routes written for every spelling, or a
+/// catch-all policy.
 enum TargetCheck {
     /// Why `path` (origin-form, before any query) cannot be routed, or nil.
     /// - dot segments "." and ".." (RFC 3986 §3.3), also percent-encoded ("%2e", "%2E%2e",
@@ -448,6 +456,9 @@ enum TargetCheck {
         let slash = UInt8(ascii: "/"), question = UInt8(ascii: "?")
         while index <= path.count {
             let byte: UInt8 = index < path.count ? path[index] : question
+            if byte == UInt8(ascii: "\\") { return "the request target contains a backslash, which some upstreams read as a slash" }
+            if byte == UInt8(ascii: ";") { return "the request target has a ';' path parameter, which some upstreams strip before routing" }
+            if byte == UInt8(ascii: "%"), let problem = encodedProblem(path, at: index) { return problem }
             if byte == slash || byte == question {
                 let segment = UnsafeRawBufferPointer(rebasing: path[segmentStart..<index])
                 if isDotSegment(segment) { return "the request target contains dot segments" }
@@ -459,6 +470,31 @@ enum TargetCheck {
             index += 1
         }
         return nil
+    }
+
+    /// Percent-encodings in the path that common upstreams decode into something that routes
+    /// differently: "%2F" (a slash to WSGI's PATH_INFO and older Go muxes), "%5C" (a backslash,
+    /// a slash to WHATWG URL parsers), "%00", and "%25" (double encoding: "%252e" is a dot to a
+    /// server that decodes twice). Dot escapes are handled with the segments.
+    static func encodedProblem(_ path: UnsafeRawBufferPointer, at index: Int) -> String? {
+        guard index + 2 < path.count else { return nil }
+        let high = path[index + 1], low = path[index + 2] | 0x20
+        switch (high, low) {
+        case (UInt8(ascii: "2"), UInt8(ascii: "f")), (UInt8(ascii: "5"), UInt8(ascii: "c")):
+            return "the request target encodes a slash or backslash (%2F, %5C), which some upstreams decode before routing"
+        case (UInt8(ascii: "0"), UInt8(ascii: "0")):
+            return "the request target encodes a NUL byte"
+        case (UInt8(ascii: "2"), UInt8(ascii: "5")):
+            return "the request target is percent-encoded twice (%25), which some upstreams decode twice"
+        default:
+            return nil
+        }
+    }
+
+    /// An origin-form part with no path: an absolute-form target without one, which the
+    /// upstream receives with "/" in front (RFC 9112 §3.2.1).
+    static func isRootless(_ path: UnsafeRawBufferPointer) -> Bool {
+        path.isEmpty || path[0] == UInt8(ascii: "?")
     }
 
     /// "." or ".." where each dot may be spelled "%2e" or "%2E".

@@ -74,7 +74,7 @@ extension ClientConnection {
         guard let guarded = exchange.guarded else { return }
         exchange.requestBodyDone = true
         phase = .awaitingResponse
-        setTimer(.none)
+        setTimerWhileUpstreamWorks()
         var scope: [UInt8]? = nil
         if let scopeHeader = guarded.policy.scopeHeader {
             let lines = guarded.values(of: scopeHeader)

@@ -48,6 +48,8 @@ final class ClientConnection: EventHandler {
     var inProcess = false
     /// Body bytes received since the body timer was last armed (see `minimumBodyRate`).
     var bodyBytesSinceArmed = 0
+    /// Bytes the client took since the send timer was last armed (same rate).
+    var sentBytesSinceArmed = 0
     /// Lingering ends by this time whatever the client does.
     var lingerDeadline: UInt64 = 0
     static let lingerQuietMillis: UInt64 = 2_000
@@ -102,7 +104,7 @@ final class ClientConnection: EventHandler {
         do {
             result = try Socket.read(fd, into: buffer)
         } catch {
-            abort()
+            perform(lifecycle.readFailed())
             return
         }
         switch result {
@@ -261,8 +263,8 @@ final class ClientConnection: EventHandler {
             if out.pendingCount < before, let upstream, upstream.activityTimeoutMillis > 0, exchange.responseStarted {
                 upstream.armTimer(afterMillis: upstream.activityTimeoutMillis)
             }
-            // Progress restarts send_timeout: it bounds a stall, not a slow reader.
-            if out.pendingCount < before && timerPurpose == .send { armTimer() }
+            // Progress re-arms send_timeout only at the minimum rate (see `sendProgress`).
+            if out.pendingCount < before && timerPurpose == .send { sendProgress(before - out.pendingCount) }
             switch result {
             case .drained:
                 let action = lifecycle.outputDrained(pendingInput: !pending.isEmpty || headScanHint != 0)
@@ -299,6 +301,12 @@ final class ClientConnection: EventHandler {
             case .streamingBody:
                 if (upstream?.outbound.pendingCount ?? 0) <= Self.highWatermark && pending.count < Self.highWatermark {
                     interest.insert(.read)
+                    // Reads resume after back-pressure: the body's rate is measured again.
+                    if timerPurpose == .none { startBodyTimer() }
+                } else if timerPurpose == .body {
+                    // Held back for the upstream, whose own timer covers the wait: the client
+                    // is not the slow one, so its body timer pauses.
+                    setTimer(.none)
                 }
             case .awaitingResponse:
                 // Keep reading pipelined requests (and notice EOF) up to a bound.
@@ -319,9 +327,17 @@ final class ClientConnection: EventHandler {
         armTimer()
     }
 
+    /// While the upstream works the connection's timer is free, unless response bytes are
+    /// still queued for the client (a previous pipelined response, an early answer): then
+    /// send_timeout keeps running.
+    func setTimerWhileUpstreamWorks() {
+        setTimer(out.isEmpty ? .none : .send)
+    }
+
     /// Arms the timer for `lifecycle.timer` (its duration from the settings).
     func armTimer() {
         if clientGone { timer.cancel(); return }
+        sentBytesSinceArmed = 0
         switch lifecycle.timer {
         case .none: timer.cancel()
         case .header: loop.arm(timer, after: settings.headerTimeoutMillis)
@@ -440,7 +456,7 @@ final class ClientConnection: EventHandler {
                 setTimer(.linger)
                 return
             case .processed(0):
-                close()
+                perform(lifecycle.clientHungUp(outputPending: false))
                 return
             case .processed:
                 continue
@@ -455,6 +471,13 @@ final class ClientConnection: EventHandler {
     /// (and, streaming, the upstream's) for as long as it likes. 240 B/s is Kestrel's
     /// MinRequestBodyDataRate: slow for any real client, fatal to a trickle.
     static let minimumBodyRate = 240
+
+    /// send_timeout with the same minimum rate: a client reading 4 KiB every 25 s would
+    /// otherwise hold a connection for hours (SPEC §5: slow readers never hold one forever).
+    private func sendProgress(_ count: Int) {
+        sentBytesSinceArmed += count
+        if sentBytesSinceArmed >= max(1, Self.minimumBodyRate * Int(settings.sendTimeoutMillis / 1000)) { armTimer() }
+    }
 
     func startBodyTimer() {
         bodyBytesSinceArmed = 0
@@ -505,6 +528,9 @@ final class ClientConnection: EventHandler {
             return
         }
         if mustClose {
+            // An error answered while the request body is still arriving (the upstream failed
+            // mid-upload): the client must read the answer, not a reset.
+            if !exchange.requestBodyDone { closeWithUnreadInput() }
             phase = .closing
             setTimer(.send)
             flushOut()

@@ -147,6 +147,8 @@ struct ConnectionLifecycle {
             timer = .none
             return .setTimer(.none)
         case .awaitingHead where timer == .send:
+            // Shutdown asked to close once the response was out.
+            if closeAfterResponse { return .close }
             timer = pendingInput ? .header : .idle
             return .setTimer(timer)
         default:

@@ -66,7 +66,8 @@ final class GuardedExchange {
 
     var storedResponse: StoredResponse {
         StoredResponse(
-            status: status, headers: ReplayFilter.headersToStore(responseHeaders: responseHeaders, keepHeaders: policy.keepHeaders),
+            status: status,
+            headers: HeaderPair.compacted(ReplayFilter.headersToStore(responseHeaders: responseHeaders, keepHeaders: policy.keepHeaders)),
             body: bodyOmitted ? [] : capturedBody, bodyOmitted: bodyOmitted)
     }
 
@@ -79,11 +80,15 @@ final class GuardedExchange {
         }
         let contentType = values(of: "content-type").first
         return headBytes.withUnsafeBytes { source in
-            Fingerprinter.fingerprint(
-                method: UnsafeRawBufferPointer(rebasing: source[head.methodRange]),
-                // The origin-form path and query: the same request in absolute-form is the same.
-                target: UnsafeRawBufferPointer(rebasing: source[HeadWriter.originForm(of: head.target, in: source)]),
-                headers: fields, contentType: contentType, body: body, policy: policy.fingerprint)
+            // The path and query the upstream receives: the same request in absolute-form
+            // ("http://a/x", or "http://a?q" sent as "/?q") fingerprints as in origin-form.
+            let origin = UnsafeRawBufferPointer(rebasing: source[HeadWriter.originForm(of: head.target, in: source)])
+            let fingerprint = { [self] (target: UnsafeRawBufferPointer) in
+                Fingerprinter.fingerprint(
+                    method: UnsafeRawBufferPointer(rebasing: source[head.methodRange]), target: target,
+                    headers: fields, contentType: contentType, body: body, policy: policy.fingerprint)
+            }
+            return TargetCheck.isRootless(origin) ? ([UInt8(ascii: "/")] + origin).withUnsafeBytes(fingerprint) : fingerprint(origin)
         }
     }
 

@@ -95,6 +95,10 @@ import Testing
         #expect(l.outputDrained(pendingInput: false) == .setTimer(.none))
         l = lifecycle(.awaitingHead, timer: .header)
         #expect(l.outputDrained(pendingInput: true) == L.Action.none)
+        // Shutdown asked to close once the queued response was out: no idle wait.
+        l = lifecycle(.awaitingHead, timer: .send)
+        l.closeAfterResponse = true
+        #expect(l.outputDrained(pendingInput: false) == .close)
     }
 
     @Test func backedUpOutputStartsTheSendTimerOnlyWhileTheUpstreamAnswers() {

@@ -25,8 +25,12 @@ public final class TestClient {
 
     public enum ClientError: Error, Sendable { case connectFailed(Int32), closed, timeout, malformed(String) }
 
-    public init(port: UInt16, timeoutSeconds: Int = 10) throws {
+    /// `receiveBuffer` sets SO_RCVBUF before connecting, when the window is negotiated.
+    public init(port: UInt16, timeoutSeconds: Int = 10, receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
