@@ -34,7 +34,9 @@ pick_port() {
     # The local name must not be one a caller passes in: printf -v would set the local.
     local __candidate
     for _ in $(seq 1 200); do
-        __candidate=$(( (RANDOM % 20000) + 30000 ))
+        # Below the kernel's ephemeral range (32768-60999 by default): a port in it can be
+        # taken at any moment by an outgoing connection's local end, and bind then fails.
+        __candidate=$(( (RANDOM % 12000) + 20000 ))
         case "$USED_PORTS" in *" $__candidate "*) continue ;; esac
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$__candidate") 2>/dev/null; then
             USED_PORTS="$USED_PORTS$__candidate "
