@@ -122,47 +122,42 @@ public enum HeadWriter {
         close: Bool,
         into out: inout [UInt8]
     ) {
+        writeResponse(status: status, reason: reason, extra: fields, body: body, close: close, into: &out) { _ in }
+    }
+
+    /// A complete response whose first field lines come from `writeFields` (a replay writes
+    /// its stored lines with `appendField(name:value:into:)`, as the exact bytes received),
+    /// followed by `extra`; otherwise as above.
+    public static func writeResponse(
+        status: Int,
+        reason: String? = nil,
+        extra: [(name: String, value: String)],
+        body: UnsafeRawBufferPointer,
+        close: Bool,
+        into out: inout [UInt8],
+        writeFields: (inout [UInt8]) -> Void
+    ) {
         let bodyAllowed = status >= 200 && status != 204 && status != 304
         out.appendLiteral("HTTP/1.1 ")
         out.appendDecimal(UInt64(clamping: status))
         out.append(ASCII.sp)
         out.appendString(reason ?? StatusReason.phrase(for: status))
         out.appendCRLF()
-        for field in fields { out.appendField(field.name, field.value) }
+        writeFields(&out)
+        for field in extra { out.appendField(field.name, field.value) }
         if bodyAllowed { out.appendFraming(.contentLength(UInt64(body.count))) }
         if close { out.appendLiteral("Connection: close\r\n") }
         out.appendCRLF()
         if bodyAllowed { out.appendBytes(body) }
     }
 
-    /// A replay: stored field lines as the exact bytes received (obs-text included, RFC 9110
-    /// §5.5), then `extra` generated ones; otherwise as `writeResponse`.
-    public static func writeResponse(
-        status: Int,
-        storedFields: [(name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)],
-        extra: [(name: String, value: String)],
-        body: UnsafeRawBufferPointer,
-        close: Bool,
-        into out: inout [UInt8]
-    ) {
-        let bodyAllowed = status >= 200 && status != 204 && status != 304
-        out.appendLiteral("HTTP/1.1 ")
-        out.appendDecimal(UInt64(clamping: status))
+    /// One field line from bytes kept as received (obs-text included, RFC 9110 §5.5).
+    public static func appendField(name: ArraySlice<UInt8>, value: ArraySlice<UInt8>, into out: inout [UInt8]) {
+        out.append(contentsOf: name)
+        out.append(ASCII.colon)
         out.append(ASCII.sp)
-        out.appendString(StatusReason.phrase(for: status))
+        out.append(contentsOf: value)
         out.appendCRLF()
-        for field in storedFields {
-            out.append(contentsOf: field.name)
-            out.append(ASCII.colon)
-            out.append(ASCII.sp)
-            out.append(contentsOf: field.value)
-            out.appendCRLF()
-        }
-        for field in extra { out.appendField(field.name, field.value) }
-        if bodyAllowed { out.appendFraming(.contentLength(UInt64(body.count))) }
-        if close { out.appendLiteral("Connection: close\r\n") }
-        out.appendCRLF()
-        if bodyAllowed { out.appendBytes(body) }
     }
 
     /// Copies the kept field lines. Consecutive kept lines are copied as one

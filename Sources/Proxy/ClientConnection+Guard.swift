@@ -362,9 +362,11 @@ extension ClientConnection {
         exchange.status = response.status
         response.body.withUnsafeBytes { body in
             HeadWriter.writeResponse(
-                status: response.status, storedFields: response.headers.map { ($0.name, $0.value) },
-                extra: acknowledgesKeepAlive(close: close) ? Self.replayedAndKeepAliveFields : Self.replayedField,
-                body: body, close: close, into: &out.bytes)
+                status: response.status, extra: acknowledgesKeepAlive(close: close) ? Self.replayedAndKeepAliveFields : Self.replayedField,
+                body: body, close: close, into: &out.bytes
+            ) { out in
+                for field in response.headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
+            }
         }
         completeGeneratedResponse(close: close)
     }

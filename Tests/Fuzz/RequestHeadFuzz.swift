@@ -105,21 +105,8 @@ private func check(_ input: UnsafeRawBufferPointer, limits: HTTPParserLimits, la
     if case .accepted(let s) = whole { validate(s, input, limits: limits) }
 
     var rng = SplitMix64(hashing: input)
-    var schedules: [(String, [Int])] = [
-        ("split at first byte", Cuts.split(n, at: n > 0 ? Int(input[0]) : 0)),
-        ("random pieces", Cuts.random(n, &rng)),
-    ]
-    if n <= 512 { schedules.append(("byte by byte", Cuts.byteByByte(n))) }
     var used = usedHead()
-    for (name, cuts) in schedules {
-        let (outcome, at) = feeder.fed(
-            input, cuts: cuts, head: &used, fresh: RequestHead.init, checkEachStep: cuts.count <= 64,
-            label: "\(label), \(name)")
-        fuzzCheck(outcome == whole, """
-            \(label), \(name): fed in pieces \(cuts) the parse ended at \(at) bytes with \(outcome), \
-            whole it gave \(whole); input \(escaped(input))
-            """)
-    }
+    feeder.checkSplitsAgree(input, whole: whole, head: &used, fresh: RequestHead.init, rng: &rng, label: label)
 
     // A pipelined request right after the head parses the same with the head reused.
     if case .accepted(let s) = whole, s.headLength < n {

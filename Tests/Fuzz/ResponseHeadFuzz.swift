@@ -100,21 +100,8 @@ private func check(_ input: UnsafeRawBufferPointer, method: HTTPMethod, limits: 
     if case .accepted(let s) = whole { validate(s, method: method, input, limits: limits) }
 
     var rng = SplitMix64(hashing: input, salt: method == .head ? 1 : 0)
-    var schedules: [(String, [Int])] = [
-        ("split at first byte", Cuts.split(n, at: n > 0 ? Int(input[0]) : 0)),
-        ("random pieces", Cuts.random(n, &rng)),
-    ]
-    if n <= 512 { schedules.append(("byte by byte", Cuts.byteByByte(n))) }
     var used = usedHead()
-    for (name, cuts) in schedules {
-        let (outcome, at) = feeder.fed(
-            input, cuts: cuts, head: &used, fresh: ResponseHead.init, checkEachStep: cuts.count <= 64,
-            label: "\(label), \(name)")
-        fuzzCheck(outcome == whole, """
-            \(label), \(name): fed in pieces \(cuts) the parse ended at \(at) bytes with \(outcome), \
-            whole it gave \(whole); input \(escaped(input))
-            """)
-    }
+    feeder.checkSplitsAgree(input, whole: whole, head: &used, fresh: ResponseHead.init, rng: &rng, label: label)
     return whole
 }
 

@@ -9,27 +9,32 @@ def millis(text):
             return float(text[: -len(suffix)]) * factor
     return float("nan")
 
-rows = {}
-order = []
-for line in open(sys.argv[1]):
-    name, _round, rps, p50, p99 = line.split()
-    if name not in rows:
-        rows[name] = []
-        order.append(name)
-    rows[name].append((float(rps), millis(p50), millis(p99)))
+def main():
+    rows = {}
+    order = []
+    for line in open(sys.argv[1]):
+        name, _round, rps, p50, p99 = line.split()
+        if name not in rows:
+            rows[name] = []
+            order.append(name)
+        rows[name].append((float(rps), millis(p50), millis(p99)))
 
-med = {name: tuple(statistics.median(col) for col in zip(*values)) for name, values in rows.items()}
-base = med.get("nginx")
-print()
-print(f"{'target':<16}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'req/s vs nginx':>16}{'p99 vs nginx':>14}")
-for name in order:
-    rps, p50, p99 = med[name]
-    ratio = f"{rps / base[0]:.2f}x" if base else "-"
-    pratio = f"{p99 / base[2]:.2f}x" if base else "-"
-    print(f"{name:<16}{rps:>12.0f}{p50:>10.3f}{p99:>10.3f}{ratio:>16}{pratio:>14}")
-
-if "--added-latency" in sys.argv and "origin" in med:
+    med = {name: tuple(statistics.median(col) for col in zip(*values)) for name, values in rows.items()}
+    base = med.get("nginx")
     print()
+    print(f"{'target':<16}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'req/s vs nginx':>16}{'p99 vs nginx':>14}")
     for name in order:
-        if name != "origin":
-            print(f"median latency added over the origin by {name}: {(med[name][1] - med['origin'][1]):.3f} ms")
+        rps, p50, p99 = med[name]
+        ratio = f"{rps / base[0]:.2f}x" if base else "-"
+        pratio = f"{p99 / base[2]:.2f}x" if base else "-"
+        print(f"{name:<16}{rps:>12.0f}{p50:>10.3f}{p99:>10.3f}{ratio:>16}{pratio:>14}")
+
+    if "--added-latency" in sys.argv and "origin" in med:
+        print()
+        for name in order:
+            if name != "origin":
+                print(f"median latency added over the origin by {name}: {(med[name][1] - med['origin'][1]):.3f} ms")
+
+
+if __name__ == "__main__":
+    main()

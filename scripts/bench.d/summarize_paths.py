@@ -7,13 +7,7 @@ nginx's POST rows (path "post") are the baseline of every POST path; its GET row
 import statistics
 import sys
 
-
-def millis(text):
-    text = text.strip()
-    for suffix, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * factor
-    return float("nan")
+from summarize import millis
 
 
 rows = {}

@@ -56,6 +56,27 @@ struct HeadFeeder<Head, Snapshot: Equatable> {
         }
         return (.incomplete, cuts.last ?? 0)
     }
+
+    /// The split schedules both head targets use: at an offset the input picks, in random
+    /// pieces, and byte by byte for short inputs; each fed schedule must end as `whole` did.
+    func checkSplitsAgree(
+        _ input: UnsafeRawBufferPointer, whole: HeadOutcome<Snapshot>, head: inout Head, fresh: () -> Head,
+        rng: inout SplitMix64, label: String
+    ) {
+        let n = input.count
+        var schedules: [(String, [Int])] = [
+            ("split at first byte", Cuts.split(n, at: n > 0 ? Int(input[0]) : 0)),
+            ("random pieces", Cuts.random(n, &rng)),
+        ]
+        if n <= 512 { schedules.append(("byte by byte", Cuts.byteByByte(n))) }
+        for (name, cuts) in schedules {
+            let (outcome, at) = fed(input, cuts: cuts, head: &head, fresh: fresh, checkEachStep: cuts.count <= 64, label: "\(label), \(name)")
+            fuzzCheck(outcome == whole, """
+                \(label), \(name): fed in pieces \(cuts) the parse ended at \(at) bytes with \(outcome), \
+                whole it gave \(whole); input \(escaped(input))
+                """)
+        }
+    }
 }
 
 /// Limits small enough that inputs of a few hundred bytes cross every one of them.

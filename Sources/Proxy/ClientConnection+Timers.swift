@@ -1,0 +1,108 @@
+import EventLoop
+import Glibc
+
+/// The connection's timers (which one runs is `ConnectionLifecycle`'s decision; this arms it
+/// with its duration), the minimum data rates that decide when a body or a send timer is
+/// re-armed, and the lingering close.
+extension ClientConnection {
+    static let lingerQuietMillis: UInt64 = 2_000
+    static let lingerTotalMillis: UInt64 = 10_000
+
+    func setTimer(_ purpose: TimerPurpose) {
+        lifecycle.timer = clientGone ? .none : purpose
+        armTimer()
+    }
+
+    /// While the upstream works the connection's timer is free, unless response bytes are
+    /// still queued for the client (a previous pipelined response, an early answer): then
+    /// send_timeout keeps running.
+    func setTimerWhileUpstreamWorks() {
+        setTimer(out.isEmpty ? .none : .send)
+    }
+
+    /// Arms the timer for `lifecycle.timer` (its duration from the settings).
+    func armTimer() {
+        if clientGone { timer.cancel(); return }
+        sentBytesSinceArmed = 0
+        switch lifecycle.timer {
+        case .none: timer.cancel()
+        case .header: loop.arm(timer, after: settings.headerTimeoutMillis)
+        case .body: loop.arm(timer, after: settings.bodyTimeoutMillis)
+        case .idle: loop.arm(timer, after: settings.idleTimeoutMillis)
+        case .send: loop.arm(timer, after: settings.sendTimeoutMillis)
+        case .linger: loop.arm(timer, at: min(loop.now + Self.lingerQuietMillis, lingerDeadline))
+        }
+    }
+
+    func timerFired() {
+        let nothingReceived = pending.isEmpty && headScanHint == 0 && exchange.requestsServed == 0 && out.isEmpty
+        perform(lifecycle.timerFired(nothingReceived: nothingReceived, responseStarted: exchange.responseStarted))
+    }
+
+    /// The error response is written: shut the write side (the client sees EOF after it) and
+    /// read and discard what the client still sends, until it closes, goes quiet, or the
+    /// total bound passes (nginx's lingering_timeout and lingering_time).
+    func startLingering() {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        phase = .lingering
+        lingerDeadline = loop.now + Self.lingerTotalMillis
+        setTimer(.linger)
+        updateInterest()
+    }
+
+    func drainLingering() {
+        let buffer = loop.clientReadBuffer
+        // Bounded per event (level-triggered: the rest comes with the next one), so a client
+        // that sends without pause cannot keep the loop here.
+        for _ in 0..<16 {
+            let result: IOResult<Int>
+            do {
+                result = try Socket.read(fd, into: buffer)
+            } catch {
+                close()
+                return
+            }
+            switch result {
+            case .wouldBlock:
+                setTimer(.linger)
+                return
+            case .processed(0):
+                perform(lifecycle.clientHungUp(outputPending: false))
+                return
+            case .processed:
+                continue
+            }
+        }
+        setTimer(.linger)
+    }
+
+    /// body_timeout with a minimum data rate: the timer is re-armed only once the body has
+    /// advanced by `minimumBodyRate` bytes per second of `body_timeout` since it was last armed.
+    /// A pure stall timer would let a client sending one byte a second hold the connection
+    /// (and, streaming, the upstream's) for as long as it likes. 240 B/s is Kestrel's
+    /// MinRequestBodyDataRate: slow for any real client, fatal to a trickle.
+    static let minimumBodyRate = 240
+
+    /// The bytes a window of `millis` must move at `minimumBodyRate`.
+    static func minimumBytes(inWindowMillis millis: UInt64) -> Int {
+        max(1, minimumBodyRate * Int(millis / 1000))
+    }
+
+    /// send_timeout with the same minimum rate: a client reading 4 KiB every 25 s would
+    /// otherwise hold a connection for hours (SPEC §5: slow readers never hold one forever).
+    func sendProgress(_ count: Int) {
+        sentBytesSinceArmed += count
+        if sentBytesSinceArmed >= Self.minimumBytes(inWindowMillis: settings.sendTimeoutMillis) { armTimer() }
+    }
+
+    func startBodyTimer() {
+        bodyBytesSinceArmed = 0
+        setTimer(.body)
+    }
+
+    func bodyProgress(_ count: Int) {
+        bodyBytesSinceArmed += count
+        if bodyBytesSinceArmed >= Self.minimumBytes(inWindowMillis: settings.bodyTimeoutMillis) { startBodyTimer() }
+    }
+
+}
