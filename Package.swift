@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream"], swiftSettings: strict),
         // Real-socket test doubles (origin, client, proxy harness, redis-server process).
         .target(name: "TestSupport", dependencies: ["Proxy", "Config", "Idempotency"], path: "Tests/TestSupport", swiftSettings: strict),
-        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "TestSupport", "EventLoop", "Config"], swiftSettings: strict),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "TestSupport", "EventLoop", "Config", "Idempotency"], swiftSettings: strict),
         // Needs a live redis-server: REDIS_URL (set by scripts/test) and redis-server in PATH.
         .testTarget(
             name: "IntegrationTests",

@@ -9,8 +9,8 @@ extension ClientConnection {
     /// A complete head was parsed from `source`; decide and start forwarding.
     func startExchange(source: UnsafeRawBufferPointer) {
         exchange.reset()
+        exchange.startNanos = EventLoop.monotonicNanos()
         if worker.accessLog != nil {
-            exchange.startNanos = EventLoop.monotonicNanos()
             exchange.logMethod = String(decoding: UnsafeRawBufferPointer(rebasing: source[head.methodRange]), as: UTF8.self)
             exchange.logTarget = String(decoding: UnsafeRawBufferPointer(rebasing: source[head.target]), as: UTF8.self)
         }

@@ -403,13 +403,17 @@ final class ClientConnection: EventHandler {
         exchange.outcome = outcome
     }
 
-    /// One access-log line per request, written when its response is complete.
+    /// The request is over: its latency goes to the outcome's histogram, and one access-log
+    /// line is written.
     func logExchange() {
-        guard !exchange.logged, let accessLog = worker.accessLog, exchange.startNanos != 0 else { return }
+        guard !exchange.logged, exchange.startNanos != 0 else { return }
         exchange.logged = true
-        accessLog.record(
+        let elapsed = EventLoop.monotonicNanos() &- exchange.startNanos
+        worker.metrics.observeRequest(exchange.outcome, nanoseconds: elapsed)
+        guard let accessLog = worker.accessLog else { return }
+        accessLog.record(AccessLog.Entry(
             client: peer, method: exchange.logMethod, target: exchange.logTarget, status: exchange.status,
-            startNanos: exchange.startNanos, outcome: exchange.outcome.label)
+            durationNanos: elapsed, outcome: exchange.outcome.label, keyHash: exchange.guarded?.keyHash))
     }
 
     /// Writes a generated error response; `close` also ends the connection after it.

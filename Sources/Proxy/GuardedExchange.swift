@@ -49,6 +49,14 @@ final class GuardedExchange {
         self.head = head
     }
 
+    /// The storage key's digest, shortened, for the access log (`AccessLog.keyHashLength`);
+    /// nil until the key is known.
+    var keyHash: Substring? {
+        guard let brace = storageKey.utf8.firstIndex(of: UInt8(ascii: "{")) else { return nil }
+        let start = storageKey.index(after: brace)
+        return storageKey[start...].prefix(AccessLog.keyHashLength)
+    }
+
     /// True while a claim we own is outstanding and must still be completed or released.
     var ownsClaim: Bool { stage == .forwarding }
 

@@ -52,6 +52,8 @@ public final class ProxyMetrics: Sendable {
     public let storeResetsRunID = Atomic<Int>(0)
     public let storeResetsRecordsMissing = Atomic<Int>(0)
 
+    /// Whole requests by outcome, from the parsed head to the response's last byte queued.
+    private let requestDurations: [Histogram]
     /// Upstream exchanges, from forwarding the request to the end of the response.
     public let upstreamDuration = Histogram()
     /// Store calls by operation, from issuing the call to its completion.
@@ -65,6 +67,12 @@ public final class ProxyMetrics: Sendable {
 
     public init() {
         outcomes = RequestOutcome.allCases.map { _ in Counter() }
+        requestDurations = RequestOutcome.allCases.map { _ in Histogram() }
+    }
+
+    /// One finished request: its outcome's latency histogram.
+    public func observeRequest(_ outcome: RequestOutcome, nanoseconds: UInt64) {
+        requestDurations[outcome.rawValue].observe(nanoseconds: nanoseconds)
     }
 
     /// Called on every exchange: a load first, so the shared cache line is only written when
@@ -103,6 +111,9 @@ public final class ProxyMetrics: Sendable {
             samples: [([("reason", "run_id_changed")], storeResetsRunID.load(ordering: .relaxed)),
                       ([("reason", "records_missing")], storeResetsRecordsMissing.load(ordering: .relaxed))])
         text.gauge("idemproxy_connections_active", help: "Open client connections.", value: activeConnections.load(ordering: .relaxed))
+        text.histogram(
+            "idemproxy_request_duration_seconds", help: "Whole requests by outcome, head received to response queued.",
+            series: RequestOutcome.allCases.map { ([("outcome", $0.label)], requestDurations[$0.rawValue]) })
         text.histogram(
             "idemproxy_upstream_duration_seconds", help: "Upstream exchanges, request forwarded to response complete.",
             series: [([], upstreamDuration)])

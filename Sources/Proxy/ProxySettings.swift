@@ -42,6 +42,8 @@ public final class ProxySettings: @unchecked Sendable {
     /// Where the admin endpoint listens (nil: disabled).
     public var adminListen: Socket.Address?
     public var accessLog: Bool
+    /// `logging.format` for the access log: JSON lines, or one readable line per request.
+    public var accessLogJSON: Bool
     /// Where access-log lines go (stdout unless a test redirects them).
     public var accessLogFD: Int32 = 1
 
@@ -89,6 +91,7 @@ public final class ProxySettings: @unchecked Sendable {
             adminListen = try Socket.Address.resolve(host: admin.host, port: admin.port)
         }
         accessLog = config.logging.accessLog
+        accessLogJSON = config.logging.format == .json
     }
 
     static func availableCores() -> Int {

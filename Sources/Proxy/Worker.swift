@@ -70,7 +70,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         self.loop = loop
         self.settings = settings
         self.shared = shared
-        accessLog = shared.accessLogWriter.map { AccessLog(loop: loop, writer: $0) }
+        accessLog = shared.accessLogWriter.map { AccessLog(loop: loop, writer: $0, json: settings.accessLogJSON) }
         if let memory = shared.memoryStore {
             store = memory
             redis = nil

@@ -77,7 +77,9 @@ import TestSupport
         let yaml = StoreKind.redis.yaml() + "idempotency: { lease: 1s }\nshutdown_grace: 0s\n"
         let owner = try ProxyHarness(upstream: upstream, yaml: yaml)
         let key = uniqueKey()
+        // Kept open to the end: the original client does not disconnect.
         let client = try startOriginal(owner, key: key, settle: 300_000)
+        defer { withExtendedLifetime(client) {} }
         // The owner's loops stop without settling: from the store's view the process died.
         owner.server.shutdown()
         usleep(1_300_000)
@@ -97,7 +99,9 @@ import TestSupport
         let yaml = "idempotency: { lease: 1s, indeterminate: release }\nshutdown_grace: 0s\n"
         let owner = try ProxyHarness(upstream: upstream, yaml: yaml, memoryStore: store)
         let key = uniqueKey()
+        // Kept open to the end: the original client does not disconnect.
         let client = try startOriginal(owner, key: key, settle: 300_000)
+        defer { withExtendedLifetime(client) {} }
         owner.server.shutdown()
         usleep(1_300_000)
         origin.delay = 0

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import Idempotency
 import TestSupport
 
 /// The admin endpoint (SPEC §8) and the access log, over real sockets.
@@ -61,6 +62,65 @@ import TestSupport
         #expect(text.contains("idemproxy_upstream_duration_seconds_count 4\n"))
         #expect(text.contains("idemproxy_store_duration_seconds_count{operation=\"claim\"} 2\n"))
         #expect(text.contains("# TYPE idemproxy_upstream_duration_seconds histogram"))
+        // Whole-request latency by outcome (SPEC §8).
+        #expect(text.contains("# TYPE idemproxy_request_duration_seconds histogram"))
+        #expect(text.contains("idemproxy_request_duration_seconds_count{outcome=\"unguarded\"} 3\n"))
+        #expect(text.contains("idemproxy_request_duration_seconds_count{outcome=\"forwarded\"} 1\n"))
+        #expect(text.contains("idemproxy_request_duration_seconds_count{outcome=\"replayed\"} 1\n"))
+        #expect(text.contains("idemproxy_request_duration_seconds_bucket{outcome=\"replayed\",le=\"+Inf\"} 1\n"))
+        #expect(text.contains("idemproxy_request_duration_seconds_count{outcome=\"mismatch\"} 0\n"))
+    }
+
+    /// Reads what the proxy wrote to the access-log pipe once it has stopped (and flushed).
+    func accessLines(_ fd: Int32) -> [Substring] {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = read(fd, &buffer, buffer.count)
+        return String(decoding: buffer[0..<max(count, 0)], as: UTF8.self).split(separator: "\n")
+    }
+
+    @Test func accessLogNamesAGuardedKeyOnlyByItsHash() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let proxy = try ProxyHarness(accessLogFD: fds[1])
+        let key = "secret-key-\(UInt32.random(in: 0...UInt32.max))"
+        for _ in 0..<2 {
+            _ = try proxy.request("POST /p HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}")
+        }
+        proxy.stop()
+        let lines = accessLines(fds[0])
+        #expect(lines.count == 2)
+        let expected = String(StorageKey.digestHex(scope: Array("Bearer t".utf8), key: key).prefix(16))
+        for (line, outcome) in zip(lines, ["forwarded", "replayed"]) {
+            #expect(!line.contains(key))
+            #expect(!line.contains("Bearer"))
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["key_hash"] as? String == expected)
+            #expect(object?["outcome"] as? String == outcome)
+        }
+    }
+
+    @Test func textAccessLogIsOneReadableLinePerRequest() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let proxy = try ProxyHarness(accessLogFD: fds[1], logFormat: "text")
+        _ = try proxy.request("GET /one?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET")
+        _ = try proxy.request("POST /p HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: k1\r\nContent-Length: 2\r\n\r\n{}")
+        proxy.stop()
+        let lines = accessLines(fds[0])
+        #expect(lines.count == 2)
+        // 2026-11-30T19:50:01.123Z 127.0.0.1 "GET /one?x=1" 200 0.412ms unguarded
+        let first = lines[0].split(separator: " ")
+        #expect(first.count == 7)
+        #expect(first[0].count == 24 && first[0].hasSuffix("Z") && first[0].contains("T"))
+        #expect(first[1] == "127.0.0.1")
+        #expect(first[2] == "\"GET" && first[3] == "/one?x=1\"")
+        #expect(first[4] == "200")
+        #expect(first[5].hasSuffix("ms") && Double(first[5].dropLast(2)) != nil)
+        #expect(first[6] == "unguarded")
+        let hash = String(StorageKey.digestHex(scope: Array("Bearer t".utf8), key: "k1").prefix(16))
+        #expect(lines[1].hasSuffix(" forwarded key=\(hash)"))
     }
 
     @Test func accessLogWritesOneJSONLinePerRequest() throws {

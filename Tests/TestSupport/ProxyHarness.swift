@@ -13,14 +13,15 @@ public final class ProxyHarness: @unchecked Sendable {
     /// state only what they change. `memoryStore` lets several instances share one store.
     public init(
         upstream: TestUpstream = TestUpstream(), upstreamPort: UInt16? = nil, upstreamPath: String = "", upstreamYAML: [String] = [],
-        yaml: String = "", workers: Int = 1, memoryStore: MemoryStore? = nil, accessLogFD: Int32? = nil
+        yaml: String = "", workers: Int = 1, memoryStore: MemoryStore? = nil, accessLogFD: Int32? = nil,
+        logFormat: String = "json"
     ) throws {
         self.upstream = upstream
         var text = """
         listen: 127.0.0.1:0
         workers: \(workers)
         admin: { listen: 127.0.0.1:0 }
-        logging: { access_log: \(accessLogFD != nil) }
+        logging: { access_log: \(accessLogFD != nil), format: \(logFormat) }
         upstream:
           url: http://127.0.0.1:\(upstreamPort ?? upstream.port)\(upstreamPath)
 
