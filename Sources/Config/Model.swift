@@ -58,6 +58,15 @@ public struct SocketAddressSpec: Sendable, Equatable, Hashable, CustomStringConv
     /// True when `host` is an IPv6 literal.
     public var isIPv6: Bool { host.contains(":") }
 
+    /// True when only this machine can connect: `localhost`, 127.0.0.0/8 or `::1`. Any other
+    /// host, names included, may be reachable from elsewhere.
+    public var isLoopback: Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if bare == "localhost" || bare == "::1" { return true }
+        let octets = bare.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
     /// `host:port`, or `[host]:port` for IPv6.
     public var description: String {
         isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
@@ -349,9 +358,26 @@ public struct LimitsConfig: Sendable, Equatable {
 public struct AdminConfig: Sendable, Equatable {
     /// `nil` disables the admin endpoint (`listen: ""` or `listen: null`).
     public var listen: SocketAddressSpec?
+    /// Bearer token `/records` requires (SPEC §8); empty: `/records` answers only on a
+    /// loopback listener.
+    public var token: String
 
-    public init(listen: SocketAddressSpec? = SocketAddressSpec(host: "127.0.0.1", port: 9090)) {
+    public init(listen: SocketAddressSpec? = SocketAddressSpec(host: "127.0.0.1", port: 9090), token: String = "") {
         self.listen = listen
+        self.token = token
+    }
+
+    /// Whether `/records` can answer at all: with a token, or on a listener only this machine
+    /// reaches.
+    public var recordsEnabled: Bool {
+        guard let listen else { return false }
+        return !token.isEmpty || listen.isLoopback
+    }
+
+    /// What `check-config` and startup say about this section, in plain words.
+    public var warnings: [String] {
+        guard let listen, token.isEmpty, !listen.isLoopback else { return [] }
+        return ["admin.listen \(listen) is not a loopback address and admin.token is empty: /records (inspect and purge idempotency records) is refused with 403 there; set admin.token to use it remotely"]
     }
 }
 

@@ -11,7 +11,7 @@ struct SchemaDecoder {
         ("store.redis", ["url", "key_prefix", "command_timeout"]),
         ("idempotency", IdempotencyOverrides.keys),
         ("limits", ["max_header_bytes", "max_headers", "header_timeout", "body_timeout", "idle_timeout", "send_timeout", "max_connections"]),
-        ("admin", ["listen"]),
+        ("admin", ["listen", "token"]),
         ("logging", ["level", "format", "access_log"]),
     ]
 
@@ -104,6 +104,14 @@ struct SchemaDecoder {
                             reader.report(listenField, error.message + " (write \"\" to disable the admin endpoint)")
                         }
                     }
+                }
+            }
+            if let tokenField = view.field("token"), let token = reader.string(tokenField) {
+                // RFC 6750 §2.1 b64token: what a client can send after "Bearer " unquoted.
+                if token.isEmpty || ValueParser.isBearerToken(token) {
+                    admin.token = token
+                } else {
+                    reader.report(tokenField, "must be a bearer token (letters, digits and -._~+/ followed by optional =), or \"\" for none")
                 }
             }
         }

@@ -95,17 +95,22 @@ public struct IdempotencyRecord: Sendable, Equatable {
     /// (monotonic for the memory store, Redis `TIME` for Redis). Only
     /// meaningful while `inFlight`.
     public var leaseDeadlineMillis: UInt64
+    /// When the claim was made, in Unix milliseconds (wall clock: Redis `TIME`, or the proxy's
+    /// for the memory store); 0 when unknown (a record written before this was kept). For
+    /// operators only (SPEC §8 `created_at`); nothing decides by it.
+    public var createdAtMillis: UInt64
     /// Present exactly when `state == .completed`.
     public var response: StoredResponse?
 
     public init(
         state: RecordState, fingerprint: [UInt8], owner: [UInt8], leaseDeadlineMillis: UInt64,
-        response: StoredResponse? = nil
+        createdAtMillis: UInt64 = 0, response: StoredResponse? = nil
     ) {
         self.state = state
         self.fingerprint = fingerprint
         self.owner = owner
         self.leaseDeadlineMillis = leaseDeadlineMillis
+        self.createdAtMillis = createdAtMillis
         self.response = response
     }
 

@@ -101,6 +101,32 @@ public protocol IdempotencyStore: AnyObject, Sendable {
 
     /// Reads the record (waiters poll with it under `concurrent: wait`).
     func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void)
+
+    /// The record with its remaining time, for operators (SPEC §8 `/records`); nil when there is
+    /// none. Changes nothing: an expired lease is reported as it stands, not turned `unknown`.
+    func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void)
+
+    /// Deletes the record whatever its state or owner (an operator's release, SPEC §4 "unchanged
+    /// until ttl or an operator releases it"): the key may be used again at once. `false` when
+    /// there was none. An owner still running finds its record gone and counts a lost lease.
+    func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void)
+}
+
+/// One record as an operator sees it (`IdempotencyStore.inspect`).
+public struct RecordInspection: Sendable, Equatable {
+    public var record: IdempotencyRecord
+    /// Time until the store forgets the record.
+    public var expiresInMillis: UInt64
+    /// In flight only: time until the lease runs out; 0 once it has (the owner is gone, and the
+    /// next request with the key finds it `unknown` under `hold`, or claims it anew under
+    /// `release`).
+    public var leaseRemainingMillis: UInt64
+
+    public init(record: IdempotencyRecord, expiresInMillis: UInt64, leaseRemainingMillis: UInt64) {
+        self.record = record
+        self.expiresInMillis = expiresInMillis
+        self.leaseRemainingMillis = leaseRemainingMillis
+    }
 }
 
 extension Duration {

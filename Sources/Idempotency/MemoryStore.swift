@@ -41,14 +41,22 @@ public final class MemoryStore: IdempotencyStore {
 
     private let shards: [Shard]
     private let clock: @Sendable () -> UInt64
+    /// Unix milliseconds, for a record's creation time only (operators read it; leases and
+    /// expiry run on `clock`, which never jumps).
+    private let wallClock: @Sendable () -> UInt64
     public let maxBytes: Int
     private let used = Atomic<Int>(0)
 
     /// - Parameters:
     ///   - maxBytes: the bound on charged bytes; claims beyond it fail with `.full`.
     ///   - clock: current time in milliseconds; must not go backwards.
-    public init(maxBytes: Int = 256 << 20, clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nowMillis) {
+    ///   - wallClock: Unix time in milliseconds, stamped on each claim as its creation time.
+    public init(
+        maxBytes: Int = 256 << 20, clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nowMillis,
+        wallClock: @escaping @Sendable () -> UInt64 = MonotonicClock.unixMillis
+    ) {
         self.clock = clock
+        self.wallClock = wallClock
         self.maxBytes = maxBytes
         self.shards = (0..<Self.shardCount).map { _ in Shard() }
     }
@@ -71,6 +79,7 @@ public final class MemoryStore: IdempotencyStore {
         completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
         let now = clock()
+        let createdAt = wallClock()
         let key = StoreKey(key)  // hashed once for the shard and the dictionary
         let outcome = shard(for: key).entries.withLock { entries -> ClaimOutcome? in
             var replaced = 0
@@ -90,7 +99,7 @@ public final class MemoryStore: IdempotencyStore {
             }
             let record = IdempotencyRecord(
                 state: .inFlight, fingerprint: fingerprint, owner: owner,
-                leaseDeadlineMillis: Self.deadline(now, lease))
+                leaseDeadlineMillis: Self.deadline(now, lease), createdAtMillis: createdAt)
             let cost = Self.cost(key, record)
             guard charge(cost - replaced) else { return nil }
             // A record never expires before its lease deadline, whatever ttl is (SPEC §4), and
@@ -161,6 +170,30 @@ public final class MemoryStore: IdempotencyStore {
             live(&entries, key, now)?.record
         }
         completion(.success(record))
+    }
+
+    public func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void) {
+        let now = clock()
+        let key = StoreKey(key)
+        let entry = shard(for: key).entries.withLock { entries in live(&entries, key, now) }
+        completion(.success(entry.map { entry in
+            RecordInspection(
+                record: entry.record, expiresInMillis: entry.expiresAtMillis - now,
+                leaseRemainingMillis: entry.record.state == .inFlight && entry.record.leaseDeadlineMillis > now
+                    ? entry.record.leaseDeadlineMillis - now : 0)
+        }))
+    }
+
+    public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
+        let now = clock()
+        let key = StoreKey(key)
+        let purged = shard(for: key).entries.withLock { entries -> Bool in
+            guard let entry = live(&entries, key, now) else { return false }
+            entries[key] = nil
+            forceCharge(-entry.cost)
+            return true
+        }
+        completion(.success(purged))
     }
 
     /// Removes every record whose TTL has passed at `now`; returns how many.

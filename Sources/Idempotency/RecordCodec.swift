@@ -1,19 +1,24 @@
 /// Binary encoding of `IdempotencyRecord`, stored as one Redis string value.
 ///
 /// Everything the Redis Lua scripts must read or patch sits in a fixed
-/// 61-byte header, so a script uses `string.byte`/`string.sub` (Lua strings
+/// 69-byte header, so a script uses `string.byte`/`string.sub` (Lua strings
 /// are 1-based: add 1 to each offset) and never parses the response.
 ///
 /// | offset | size | field              | encoding                                          |
 /// |-------:|-----:|--------------------|---------------------------------------------------|
-/// |      0 |    1 | version            | `0x01`                                            |
+/// |      0 |    1 | version            | `0x02` (`0x01` records, without `created at`, are still read) |
 /// |      1 |    1 | state              | 1 in_flight, 2 completed, 3 unknown (`RecordState`) |
 /// |      2 |   32 | fingerprint        | raw SHA-256 bytes                                 |
 /// |     34 |   16 | owner token        | raw bytes                                         |
 /// |     50 |    8 | lease deadline     | u64 big-endian, milliseconds of the store clock   |
-/// |     58 |    1 | flags              | bit 0: response present; bit 1: body omitted; other bits 0 |
-/// |     59 |    2 | status             | u16 big-endian; 0 when no response                |
-/// |     61 |    … | response section   | only when flag bit 0 is set, see below            |
+/// |     58 |    8 | created at         | u64 big-endian, Unix milliseconds of the claim    |
+/// |     66 |    1 | flags              | bit 0: response present; bit 1: body omitted; other bits 0 |
+/// |     67 |    2 | status             | u16 big-endian; 0 when no response                |
+/// |     69 |    … | response section   | only when flag bit 0 is set, see below            |
+///
+/// A version 1 record has no `created at`: its flags, status and response
+/// sit 8 bytes earlier (58, 59, 61). Such records were written before the
+/// upgrade and are read (created at unknown) until they expire.
 ///
 /// Response section:
 ///
@@ -30,18 +35,21 @@
 /// first, high bit set on every byte but the last; at most 10 bytes.
 ///
 /// In Lua (1-based): `string.byte(v, 2)` is the state,
-/// `string.sub(v, 35, 50)` the owner, `string.sub(v, 51, 58)` the deadline.
+/// `string.sub(v, 35, 50)` the owner, `string.sub(v, 51, 58)` the deadline,
+/// `string.sub(v, 59, 66)` the creation time (version 2).
 /// Patching in place: `string.sub(v, 1, 1) .. string.char(3) .. string.sub(v, 3)`
 /// marks a record unknown; the deadline is rebuilt from eight
 /// `string.char(math.floor(ms / 256^k) % 256)` bytes (exact in Lua's doubles
-/// for any ms below 2^53). A record without a response is exactly 61 bytes.
+/// for any ms below 2^53). A record without a response is exactly 69 bytes.
 ///
-/// Size: 62 bytes + (2 + name + value) per header whose name and value are
+/// Size: 70 bytes + (2 + name + value) per header whose name and value are
 /// each under 128 bytes + body length (2 bytes below 16 KiB) + body. A
-/// 1,024-byte body with `Content-Type: application/json` encodes to 1,118
+/// 1,024-byte body with `Content-Type: application/json` encodes to 1,126
 /// bytes.
 public enum RecordCodec {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
+    /// The layout before `created at`; decoded, never written.
+    static let previousVersion: UInt8 = 1
 
     /// Byte offsets (0-based) of the fixed header fields.
     public enum Offset {
@@ -50,9 +58,10 @@ public enum RecordCodec {
         public static let fingerprint = 2
         public static let owner = 34
         public static let leaseDeadline = 50
-        public static let flags = 58
-        public static let status = 59
-        public static let response = 61
+        public static let createdAt = 58
+        public static let flags = 66
+        public static let status = 67
+        public static let response = 69
     }
 
     /// Field lengths of the fixed header.
@@ -60,7 +69,9 @@ public enum RecordCodec {
     public static let ownerLength = 16
     public static let leaseDeadlineLength = 8
     /// Size of the fixed header; also the size of a record without response.
-    public static let headerLength = 61
+    public static let headerLength = 69
+    /// How much shorter a version 1 header is (no `created at`).
+    static let previousVersionShift = 8
 
     public enum Flag {
         public static let hasResponse: UInt8 = 0x01
@@ -80,6 +91,7 @@ public enum RecordCodec {
         out.append(contentsOf: record.fingerprint)
         out.append(contentsOf: record.owner)
         appendUInt64(record.leaseDeadlineMillis, to: &out)
+        appendUInt64(record.createdAtMillis, to: &out)
         guard let response = record.response else {
             out.append(0)
             out.append(contentsOf: [0, 0])
@@ -112,30 +124,40 @@ public enum RecordCodec {
 
     private static func decodeResult(_ bytes: UnsafeRawBufferPointer) -> Result<IdempotencyRecord, RecordCodecError> {
         Result { () throws(RecordCodecError) -> IdempotencyRecord in
-            guard bytes.count >= headerLength else { throw .truncated(expected: headerLength, found: bytes.count) }
-            guard bytes[Offset.version] == version else { throw .unsupportedVersion(bytes[Offset.version]) }
+            guard bytes.count > Offset.version else { throw .truncated(expected: headerLength, found: bytes.count) }
+            let version = bytes[Offset.version]
+            guard version == Self.version || version == previousVersion else { throw .unsupportedVersion(version) }
+            // Offsets past the lease deadline move back by 8 in a version 1 record.
+            let shift = version == previousVersion ? previousVersionShift : 0
+            let header = headerLength - shift
+            guard bytes.count >= header else { throw .truncated(expected: header, found: bytes.count) }
             guard let state = RecordState(rawValue: bytes[Offset.state]) else {
                 throw .invalidState(bytes[Offset.state])
             }
             let fingerprint = Array(bytes[Offset.fingerprint..<Offset.owner])
             let owner = Array(bytes[Offset.owner..<Offset.leaseDeadline])
             var deadline: UInt64 = 0
-            for byte in bytes[Offset.leaseDeadline..<Offset.flags] { deadline = deadline << 8 | UInt64(byte) }
-            let flags = bytes[Offset.flags]
+            for byte in bytes[Offset.leaseDeadline..<Offset.createdAt] { deadline = deadline << 8 | UInt64(byte) }
+            var createdAt: UInt64 = 0
+            if shift == 0 {
+                for byte in bytes[Offset.createdAt..<Offset.flags] { createdAt = createdAt << 8 | UInt64(byte) }
+            }
+            let flags = bytes[Offset.flags - shift]
             guard flags & ~Flag.known == 0 else { throw .invalidFlags(flags) }
             var record = IdempotencyRecord(
-                state: state, fingerprint: fingerprint, owner: owner, leaseDeadlineMillis: deadline)
+                state: state, fingerprint: fingerprint, owner: owner, leaseDeadlineMillis: deadline,
+                createdAtMillis: createdAt)
             guard flags & Flag.hasResponse != 0 else {
                 guard flags == 0 else { throw .invalidFlags(flags) }
-                guard bytes.count == headerLength else { throw .trailingBytes(bytes.count - headerLength) }
+                guard bytes.count == header else { throw .trailingBytes(bytes.count - header) }
                 return record
             }
-            let status = Int(bytes[Offset.status]) << 8 | Int(bytes[Offset.status + 1])
-            var reader = Reader(bytes: bytes, index: Offset.response)
+            let status = Int(bytes[Offset.status - shift]) << 8 | Int(bytes[Offset.status - shift + 1])
+            var reader = Reader(bytes: bytes, index: Offset.response - shift)
             let headerCount = try reader.varint()
             // Each header needs at least its two length bytes; refuse counts
             // the input cannot hold before reserving memory for them.
-            guard headerCount <= reader.remaining / 2 else { throw .lengthOutOfRange(offset: Offset.response) }
+            guard headerCount <= reader.remaining / 2 else { throw .lengthOutOfRange(offset: Offset.response - shift) }
             var headers: [HeaderPair] = []
             headers.reserveCapacity(headerCount)
             // One copy of the header section; every name and value is a slice of it.

@@ -10,7 +10,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     public let connection: RedisConnection
     private var shas: [String?] = Array(repeating: nil, count: RedisScripts.all.count)
 
-    private enum Script: Int { case claim, complete, release, markUnknown, refresh }
+    private enum Script: Int { case claim, complete, release, markUnknown, refresh, inspect }
 
     /// Watches for a Redis that came back without its records (shared by every loop's store).
     public let resetDetector: StoreResetDetector?
@@ -222,6 +222,44 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             case .failure(let error):
                 completion(.failure(error))
             }
+        }
+    }
+
+    public func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void) {
+        run(.inspect, key: key, argumentCount: 0, { _ in }) { result in
+            switch result {
+            case .success(.null):
+                completion(.success(nil))
+            case .success(.array(let items)):
+                guard items.count == 3, case .string(let bytes) = items[0], let ttl = items[1].integer, let now = items[2].integer else {
+                    completion(.failure(.corrupt("unexpected inspect reply \(items)")))
+                    return
+                }
+                do {
+                    let record = try RecordCodec.decode(bytes)
+                    let nowMillis = UInt64(max(0, now))
+                    completion(.success(RecordInspection(
+                        // PTTL is -1 for a key without expiry (never written so by idemproxy).
+                        record: record, expiresInMillis: ttl < 0 ? UInt64.max : UInt64(ttl),
+                        leaseRemainingMillis: record.state == .inFlight && record.leaseDeadlineMillis > nowMillis
+                            ? record.leaseDeadlineMillis - nowMillis : 0)))
+                } catch {
+                    completion(.failure(.corrupt("\(error)")))
+                }
+            case .success(let other):
+                completion(.failure(.corrupt("unexpected inspect reply \(other)")))
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        }
+    }
+
+    public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
+        connection.send([Array("DEL".utf8), Array(key.utf8)]) { result in
+            completion(Self.storeResult(result).flatMap { value in
+                guard let count = value.integer else { return .failure(.corrupt("unexpected DEL reply \(value)")) }
+                return .success(count > 0)
+            })
         }
     }
 }

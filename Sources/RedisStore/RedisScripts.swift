@@ -3,7 +3,8 @@
 /// transition out of `in_flight` compares the owner token first.
 ///
 /// Records are `RecordCodec` bytes. Lua strings are 1-based, so the codec's 0-based offsets
-/// shift by one: state is byte 2, the owner bytes 35–50, the lease deadline bytes 51–58.
+/// shift by one: state is byte 2, the owner bytes 35–50, the lease deadline bytes 51–58, the
+/// creation time bytes 59–66 (version 2 records; version 1 ones have none).
 /// Lease deadlines come from Redis `TIME`, the one clock every replica shares.
 ///
 /// Out of memory (`maxmemory` with `noeviction`): Redis refuses a script without flags at its
@@ -60,7 +61,8 @@ public enum RedisScripts {
         return v
       end
     end
-    local record = string.char(1, 1) .. ARGV[2] .. ARGV[1] .. be64(now + tonumber(ARGV[3])) .. string.char(0, 0, 0)
+    -- Version 2, in flight, fingerprint, owner, lease deadline, created at, no response.
+    local record = string.char(2, 1) .. ARGV[2] .. ARGV[1] .. be64(now + tonumber(ARGV[3])) .. be64(now) .. string.char(0, 0, 0)
     -- The record outlives its lease deadline by ttl: never gone before it, and a dead owner's
     -- claim is still there for the next claim to hold as unknown.
     redis.call('SET', KEYS[1], record, 'PX', tonumber(ARGV[3]) + tonumber(ARGV[4]))
@@ -74,7 +76,9 @@ public enum RedisScripts {
     if already(v, ARGV[1], 2) then return 1 end
     if not owned(v, ARGV[1]) then return 0 end
     redis.call('PEXPIRE', KEYS[1], ARGV[3])  -- first write: not refused under OOM (see above)
-    local record = string.sub(v, 1, 1) .. string.char(2) .. string.sub(v, 3, 50) .. be64(0) .. ARGV[2]
+    -- The creation time stays; a version 1 record (written before it existed) has none.
+    local created = string.byte(v, 1) == 2 and string.sub(v, 59, 66) or ''
+    local record = string.sub(v, 1, 1) .. string.char(2) .. string.sub(v, 3, 50) .. be64(0) .. created .. ARGV[2]
     redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
     return 1
     """
@@ -112,5 +116,14 @@ public enum RedisScripts {
     return 1
     """
 
-    public static let all = [claim, complete, release, markUnknown, refresh]
+    /// KEYS[1]. For operators (`/records`, `idemproxy records get`): the record, its remaining
+    /// TTL in ms and Redis' clock in ms (to turn the lease deadline into time left), read
+    /// atomically; nil when there is no record.
+    static let inspect = prelude + """
+    local v = redis.call('GET', KEYS[1])
+    if not v then return false end
+    return {v, redis.call('PTTL', KEYS[1]), now_ms()}
+    """
+
+    public static let all = [claim, complete, release, markUnknown, refresh, inspect]
 }
