@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Upstream", "Config", "Idempotency", "RedisClient", "RedisStore", "Observability"], swiftSettings: strict),
         .executableTarget(
             name: "idemproxy",
-            dependencies: ["Proxy", "Config", "RedisStore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Proxy", "Config", "RedisStore", "RedisClient", "Idempotency", "EventLoop", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
 
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),

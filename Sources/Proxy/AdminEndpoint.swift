@@ -1,21 +1,25 @@
 import EventLoop
 import HTTP1
+import Idempotency
 
 /// The admin listener (SPEC §8) on the first worker's loop: `/healthz` (the process answers),
-/// `/readyz` (store and upstream reachable, not shutting down) and `/metrics` (Prometheus).
-/// Requests are tiny and answered at once; every response closes its connection.
+/// `/readyz` (store and upstream reachable, not shutting down), `/metrics` (Prometheus) and
+/// `/records` (inspect or purge one record, `AdminRecords`). Requests are tiny; every response
+/// closes its connection.
 final class AdminEndpoint: EventHandler {
     private let fd: Int32
     private unowned let loop: EventLoop
     private let metrics: ProxyMetrics
     private let settings: ProxySettings
+    private let records: AdminRecords
     private var connections: [Int32: AdminConnection] = [:]
 
-    init(fd: Int32, loop: EventLoop, metrics: ProxyMetrics, settings: ProxySettings) throws(IOError) {
+    init(fd: Int32, loop: EventLoop, metrics: ProxyMetrics, settings: ProxySettings, store: any IdempotencyStore) throws(IOError) {
         self.fd = fd
         self.loop = loop
         self.metrics = metrics
         self.settings = settings
+        records = AdminRecords(store: store, settings: settings)
         try loop.register(fd, handler: self, interest: [.read])
     }
 
@@ -43,25 +47,46 @@ final class AdminEndpoint: EventHandler {
         connections.removeValue(forKey: connection.fd)
     }
 
-    /// Status and body for one admin request.
-    fileprivate func respond(method: HTTPMethod, path: Substring) -> (status: Int, contentType: String, body: String) {
-        guard method == .get else {
-            return (405, "application/json", "{\"error\":\"only GET\"}\n")
+    /// Answers one admin request, at once or (a store call for `/records`) later on this loop.
+    fileprivate func respond(to request: AdminRequest, _ answer: @escaping (AdminAnswer) -> Void) {
+        if request.path == "/records" {
+            records.handle(request, answer)
+            return
         }
-        switch path {
+        guard request.method == .get else {
+            answer(AdminAnswer(status: 405, body: "{\"error\":\"only GET\"}\n", extraFields: [("Allow", "GET")]))
+            return
+        }
+        switch request.path {
         case "/healthz":
-            return (200, "application/json", "{\"status\":\"ok\"}\n")
+            answer(AdminAnswer(status: 200, body: "{\"status\":\"ok\"}\n"))
         case "/readyz":
             let readiness = Readiness.evaluate(settings: settings, metrics: metrics)
-            return (readiness.ready ? 200 : 503, "application/json", readiness.json)
+            answer(AdminAnswer(status: readiness.ready ? 200 : 503, body: readiness.json))
         case "/metrics":
-            return (200, "text/plain; version=0.0.4; charset=utf-8", metrics.exposition())
+            answer(AdminAnswer(status: 200, body: metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8"))
         default:
-            return (404, "application/json", "{\"error\":\"not found\"}\n")
+            answer(AdminAnswer(status: 404, body: "{\"error\":\"not found\"}\n"))
         }
     }
 
     fileprivate var loopRef: EventLoop { loop }
+}
+
+/// What the admin endpoint needs of a request.
+struct AdminRequest {
+    var method: HTTPMethod
+    var path: Substring
+    var query: Substring
+    /// The `Authorization` field's value, if sent once.
+    var authorization: [UInt8]?
+}
+
+struct AdminAnswer {
+    var status: Int
+    var body: String
+    var contentType = "application/json"
+    var extraFields: [(name: String, value: String)] = []
 }
 
 /// What `/readyz` reports.
@@ -107,7 +132,11 @@ private final class AdminConnection: EventHandler {
     unowned let endpoint: AdminEndpoint
     private var input: [UInt8] = []
     private var out = OutputBuffer()
+    /// A whole request head arrived; nothing more is read.
     private var done = false
+    /// The answer is queued (it may come later than the request: a store call).
+    private var answered = false
+    private var closedFlag = false
     lazy var timer = Timer { [weak self] in self?.close() }
 
     init(fd: Int32, endpoint: AdminEndpoint) {
@@ -135,24 +164,36 @@ private final class AdminConnection: EventHandler {
 
     private func parse() {
         var head = RequestHead()
-        let outcome = input.withUnsafeBytes { raw -> (Bool, HTTPMethod, String)? in
+        let outcome = input.withUnsafeBytes { raw -> AdminRequest?? in
             do {
-                guard try RequestHeadParser.parse(raw, into: &head, limits: HTTPParserLimits(maxHeaderBytes: 8192, maxHeaders: 64)) else { return nil }
-                let target = String(decoding: UnsafeRawBufferPointer(rebasing: raw[head.target]), as: UTF8.self)
-                return (true, head.method, target)
+                guard try RequestHeadParser.parse(raw, into: &head, limits: HTTPParserLimits(maxHeaderBytes: 8192, maxHeaders: 64)) else { return .none }
+                let target = Substring(decoding: UnsafeRawBufferPointer(rebasing: raw[head.target]), as: UTF8.self)
+                let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+                let authorization = head.values(ofField: "authorization", in: raw)
+                return .some(AdminRequest(
+                    method: head.method, path: parts.first ?? "", query: parts.count > 1 ? parts[1] : "",
+                    authorization: authorization.count == 1 ? Array(raw[authorization[0]]) : nil))
             } catch {
-                return (false, .other, "")
+                return .some(nil)
             }
         }
-        guard let (valid, method, target) = outcome else { return }
+        guard let outcome else { return }  // the head is not complete yet
         done = true
-        let answer = valid
-            ? endpoint.respond(method: method, path: target.split(separator: "?", maxSplits: 1).first ?? "")
-            : (status: 400, contentType: "application/json", body: "{\"error\":\"bad request\"}\n")
+        guard let request = outcome else {
+            write(AdminAnswer(status: 400, body: "{\"error\":\"bad request\"}\n"))
+            return
+        }
+        endpoint.respond(to: request) { [weak self] answer in self?.write(answer) }
+    }
+
+    private func write(_ answer: AdminAnswer) {
+        guard !closedFlag, !answered else { return }
+        answered = true
         let body = Array(answer.body.utf8)
         body.withUnsafeBytes { raw in
             HeadWriter.writeResponse(
-                status: answer.status, reason: nil, fields: [("Content-Type", answer.contentType), ("Cache-Control", "no-store")],
+                status: answer.status, reason: nil,
+                fields: [("Content-Type", answer.contentType), ("Cache-Control", "no-store")] + answer.extraFields,
                 body: raw, close: true, into: &out.bytes)
         }
         flush()
@@ -162,7 +203,7 @@ private final class AdminConnection: EventHandler {
         do {
             switch try out.flush(to: fd) {
             case .drained:
-                if done { close() }
+                if answered { close() }
             case .partial:
                 endpoint.loopRef.setInterest(fd, [.write])
             }
@@ -179,6 +220,4 @@ private final class AdminConnection: EventHandler {
         Socket.close(fd)
         endpoint.closed(self)
     }
-
-    private var closedFlag = false
 }

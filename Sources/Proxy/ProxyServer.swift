@@ -62,7 +62,7 @@ public final class ProxyServer: @unchecked Sendable {
             // by the first loop (registered before its thread starts).
             let fd = try Socket.listen(on: adminAddress, reusePort: false, backlog: 64)
             adminPort = Socket.localPort(fd)
-            admin = try AdminEndpoint(fd: fd, loop: workers[0].loop, metrics: metrics, settings: settings)
+            admin = try AdminEndpoint(fd: fd, loop: workers[0].loop, metrics: metrics, settings: settings, store: workers[0].store)
             probe = UpstreamProbe(
                 loop: workers[0].loop, address: settings.upstreamAddress, metrics: metrics,
                 connectTimeoutMillis: settings.connectTimeoutMillis)

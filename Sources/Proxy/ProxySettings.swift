@@ -41,6 +41,10 @@ public final class ProxySettings: @unchecked Sendable {
     public var log: Log
     /// Where the admin endpoint listens (nil: disabled).
     public var adminListen: Socket.Address?
+    /// `admin.token`: the bearer token `/records` requires when set.
+    public var adminToken: String
+    /// Whether `/records` may answer at all (a token, or a loopback listener; SPEC §8).
+    public var adminRecordsEnabled: Bool
     public var accessLog: Bool
     /// `logging.format` for the access log: JSON lines, or one readable line per request.
     public var accessLogJSON: Bool
@@ -90,6 +94,8 @@ public final class ProxySettings: @unchecked Sendable {
         if let admin = config.admin.listen {
             adminListen = try Socket.Address.resolve(host: admin.host, port: admin.port)
         }
+        adminToken = config.admin.token
+        adminRecordsEnabled = config.admin.recordsEnabled
         accessLog = config.logging.accessLog
         accessLogJSON = config.logging.format == .json
     }

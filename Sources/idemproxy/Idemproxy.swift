@@ -5,7 +5,8 @@ import Foundation
 import Proxy
 import RedisStore
 
-/// `idemproxy [serve] --config PATH`, `idemproxy check-config --config PATH`, `--version`.
+/// `idemproxy [serve] --config PATH`, `idemproxy check-config --config PATH`,
+/// `idemproxy records get|purge --key K [--scope S] --config PATH`, `--version` (SPEC §7).
 /// Argument parsing and wiring only; everything else lives in the library modules.
 @main
 struct Idemproxy: ParsableCommand {
@@ -15,7 +16,7 @@ struct Idemproxy: ParsableCommand {
         commandName: "idemproxy",
         abstract: "HTTP/1.1 reverse proxy that enforces idempotency keys.",
         version: version,
-        subcommands: [Serve.self, CheckConfig.self],
+        subcommands: [Serve.self, CheckConfig.self, Records.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -51,6 +52,7 @@ struct Serve: ParsableCommand {
             FileHandle.standardError.write(Data("idemproxy: cannot start: \(error)\n".utf8))
             throw ExitCode(1)
         }
+        for warning in config.admin.warnings { settings.log.warning(warning) }
         if let redis = settings.redis {
             // SPEC §9: say loudly when Redis may lose records; start anyway (the store may
             // come up after the proxy, and store.unavailable covers the meantime).
@@ -81,6 +83,9 @@ struct CheckConfig: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
+        for warning in config.admin.warnings {
+            FileHandle.standardError.write(Data("idemproxy: warning: \(warning)\n".utf8))
+        }
         print("configuration OK: listen \(config.listen), upstream \(config.upstream.url), store \(config.store.backend)")
     }
 }

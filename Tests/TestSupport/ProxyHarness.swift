@@ -14,13 +14,13 @@ public final class ProxyHarness: @unchecked Sendable {
     public init(
         upstream: TestUpstream = TestUpstream(), upstreamPort: UInt16? = nil, upstreamPath: String = "", upstreamYAML: [String] = [],
         yaml: String = "", workers: Int = 1, memoryStore: MemoryStore? = nil, accessLogFD: Int32? = nil,
-        logFormat: String = "json"
+        logFormat: String = "json", admin: String = "{ listen: 127.0.0.1:0 }"
     ) throws {
         self.upstream = upstream
         var text = """
         listen: 127.0.0.1:0
         workers: \(workers)
-        admin: { listen: 127.0.0.1:0 }
+        admin: \(admin)
         logging: { access_log: \(accessLogFD != nil), format: \(logFormat) }
         upstream:
           url: http://127.0.0.1:\(upstreamPort ?? upstream.port)\(upstreamPath)
@@ -44,6 +44,20 @@ public final class ProxyHarness: @unchecked Sendable {
     public func request(_ raw: String, method: String = "POST") throws -> TestClient.Response {
         let client = try client()
         try client.send(raw)
+        return try client.readResponse(requestMethod: method)
+    }
+
+    /// One request to the admin endpoint on a new connection.
+    public func admin(_ path: String, authorization: String? = nil) throws -> TestClient.Response {
+        try admin("GET", path, authorization: authorization)
+    }
+
+    public func admin(_ method: String, _ path: String, authorization: String? = nil) throws -> TestClient.Response {
+        guard let adminPort = server.adminPort else { throw TestClient.ClientError.closed }
+        let client = try TestClient(port: adminPort)
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: admin\r\n"
+        if let authorization { request += "Authorization: \(authorization)\r\n" }
+        try client.send(request + "\r\n")
         return try client.readResponse(requestMethod: method)
     }
 

@@ -1,0 +1,161 @@
+import Glibc
+import Idempotency
+
+/// One record as an operator sees it: the `/records` JSON (SPEC §8) and the readable form
+/// `idemproxy records get` prints (SPEC §7). Built from a store inspection, or, when the CLI
+/// asked a running proxy, from that JSON.
+public struct RecordReport: Sendable, Equatable {
+    /// The first 16 hex digits of the storage key's digest: what the access log prints as
+    /// `key_hash` (never the key itself).
+    public var keyHash: String
+    public var state: String
+    /// The original response's status; nil unless completed.
+    public var status: Int?
+    public var fingerprintHex: String
+    /// Unix milliseconds; nil when the record predates creation times.
+    public var createdAtMillis: UInt64?
+    public var expiresInMillis: UInt64
+    /// In flight only.
+    public var leaseExpiresInMillis: UInt64?
+    public var bodyBytes: Int
+    /// The response was too large to store (`replay-unavailable`).
+    public var bodyOmitted: Bool
+
+    public init(
+        keyHash: String, state: String, status: Int?, fingerprintHex: String, createdAtMillis: UInt64?,
+        expiresInMillis: UInt64, leaseExpiresInMillis: UInt64?, bodyBytes: Int, bodyOmitted: Bool
+    ) {
+        self.keyHash = keyHash
+        self.state = state
+        self.status = status
+        self.fingerprintHex = fingerprintHex
+        self.createdAtMillis = createdAtMillis
+        self.expiresInMillis = expiresInMillis
+        self.leaseExpiresInMillis = leaseExpiresInMillis
+        self.bodyBytes = bodyBytes
+        self.bodyOmitted = bodyOmitted
+    }
+
+    public init(_ inspection: RecordInspection, storageKey: String) {
+        let record = inspection.record
+        let state: String
+        switch record.state {
+        case .inFlight: state = "in_flight"
+        case .completed: state = "completed"
+        case .unknown: state = "unknown"
+        }
+        self.init(
+            keyHash: RecordLookup.keyHash(ofStorageKey: storageKey), state: state, status: record.response?.status,
+            fingerprintHex: Hex.encode(record.fingerprint),
+            createdAtMillis: record.createdAtMillis == 0 ? nil : record.createdAtMillis,
+            expiresInMillis: inspection.expiresInMillis,
+            leaseExpiresInMillis: record.state == .inFlight ? inspection.leaseRemainingMillis : nil,
+            bodyBytes: record.response?.body.count ?? 0, bodyOmitted: record.response?.bodyOmitted ?? false)
+    }
+
+    /// `{"state": …, "status": 201|null, "fingerprint": hex, "created_at": RFC 3339|null,
+    /// "expires_in_ms": n, "body_bytes": n, …}`: SPEC §8's fields first, then the extras.
+    public var json: String {
+        var out = "{\"state\":\"\(state)\",\"status\":\(status.map(String.init) ?? "null"),\"fingerprint\":\"\(fingerprintHex)\""
+        out += ",\"created_at\":" + (createdAtMillis.map { "\"\(Self.rfc3339(unixMillis: $0))\"" } ?? "null")
+        out += ",\"expires_in_ms\":\(expiresInMillis),\"body_bytes\":\(bodyBytes),\"body_omitted\":\(bodyOmitted)"
+        out += ",\"key_hash\":\"\(keyHash)\""
+        if let leaseExpiresInMillis { out += ",\"lease_expires_in_ms\":\(leaseExpiresInMillis)" }
+        return out + "}"
+    }
+
+    /// Aligned `name  value` lines, with what the state means for the client and what the
+    /// operator can do about it.
+    public func text(nowMillis: UInt64 = MonotonicClock.unixMillis()) -> String {
+        var lines: [(String, String)] = [("key hash", keyHash), ("state", state)]
+        if let status { lines.append(("status", "\(status)")) }
+        if let createdAtMillis {
+            let age = nowMillis > createdAtMillis ? Self.duration(millis: nowMillis - createdAtMillis) + " ago" : "just now"
+            lines.append(("created", "\(Self.rfc3339(unixMillis: createdAtMillis)) (\(age))"))
+        } else {
+            lines.append(("created", "unknown (written by an earlier version)"))
+        }
+        lines.append(("expires in", expiresInMillis == .max ? "never" : Self.duration(millis: expiresInMillis)))
+        if let leaseExpiresInMillis {
+            lines.append(("lease", leaseExpiresInMillis > 0
+                ? "\(Self.duration(millis: leaseExpiresInMillis)) left (the original request is still running)"
+                : "expired: its owner is gone; the next request with this key finds it unknown (hold) or runs (release)"))
+        }
+        if state == "completed" {
+            lines.append(("body", bodyOmitted ? "not stored (larger than max_stored_body; retries get replay-unavailable)" : "\(bodyBytes) bytes"))
+        }
+        lines.append(("fingerprint", fingerprintHex))
+        var out = ""
+        for (name, value) in lines { out += name.padding(to: 13) + value + "\n" }
+        switch state {
+        case "unknown":
+            out += "\nThe request reached the upstream but its outcome was not recorded: retries get 409 outcome-unknown.\n"
+            out += "Check on the upstream whether it ran; then `idemproxy records purge` lets the key run again.\n"
+        case "in_flight":
+            out += "\nRetries get 409 in-flight (or wait, with concurrent: wait) until the original request ends.\n"
+        default:
+            break
+        }
+        return out
+    }
+
+    /// UTC with milliseconds (RFC 3339 §5.6).
+    public static func rfc3339(unixMillis: UInt64) -> String {
+        var seconds = time_t(unixMillis / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T"
+            + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(Int(unixMillis % 1000), 3))Z"
+    }
+
+    /// `850ms`, `12s`, `3m12s`, `23h56m48s`, `2d3h`.
+    public static func duration(millis: UInt64) -> String {
+        if millis < 1000 { return "\(millis)ms" }
+        let seconds = millis / 1000
+        if seconds < 60 { return "\(seconds)s" }
+        if seconds < 3600 { return "\(seconds / 60)m\(seconds % 60)s" }
+        if seconds < 86_400 { return "\(seconds / 3600)h\(seconds % 3600 / 60)m\(seconds % 60)s" }
+        return "\(seconds / 86_400)d\(seconds % 86_400 / 3600)h"
+    }
+}
+
+extension String {
+    fileprivate func padding(to width: Int) -> String {
+        count >= width ? self + " " : self + String(repeating: " ", count: width - count)
+    }
+}
+
+/// From what an operator types (the key as the client sent it, the scope header's value) to the
+/// storage key, exactly as the proxy computed it (SPEC §3).
+public enum RecordLookup {
+    /// Why a key or query names no storage key, in words for the operator.
+    public struct Failure: Error, Sendable, Equatable, CustomStringConvertible, ExpressibleByStringLiteral {
+        public let message: String
+        public init(_ message: String) { self.message = message }
+        public init(stringLiteral message: String) { self.message = message }
+        public var description: String { message }
+    }
+
+    /// The key is read like the `Idempotency-Key` field (lenient: an sf-string or a bare
+    /// token), so `"abc"` copied with its quotes and `abc` find the same record. An empty
+    /// scope means none, as for the proxy, which never stores under an empty scope.
+    public static func storageKey(key: [UInt8], scope: [UInt8]?, prefix: String) -> Result<String, Failure> {
+        switch IdempotencyKeyParser.parse(fieldValues: [key[...]], syntax: .lenient, maxLength: 8192) {
+        case .success(let parsed):
+            let scope = scope.flatMap { $0.isEmpty ? nil : $0 }
+            return .success(Idempotency.storageKey(prefix: prefix, scope: scope, key: parsed))
+        case .failure(let error):
+            return .failure(Failure("not an idempotency key: \(error.reason)"))
+        }
+    }
+
+    /// The access log's `key_hash` for a storage key `prefix{digest}`.
+    public static func keyHash(ofStorageKey storageKey: String) -> String {
+        guard let brace = storageKey.firstIndex(of: "{") else { return "" }
+        return String(storageKey[storageKey.index(after: brace)...].prefix(AccessLog.keyHashLength))
+    }
+}

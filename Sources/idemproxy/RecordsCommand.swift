@@ -1,0 +1,242 @@
+import ArgumentParser
+import Config
+import EventLoop
+import Foundation
+import Idempotency
+import Proxy
+import RedisClient
+import RedisStore
+
+/// `idemproxy records get|purge --key K [--scope S] --config PATH [--json]` (SPEC §7).
+/// With Redis it talks to Redis directly, so it works with no proxy running; the memory store
+/// lives inside the running proxy, so then it asks that proxy's admin endpoint.
+/// Exit status: 0 the record exists (or was purged), 1 there is none, 2 an error.
+struct Records: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inspect or purge one idempotency record.",
+        discussion: """
+            S is the scope header's value exactly as the caller sends it (e.g. "Bearer sk_live_…"); \
+            leave it out when scoping is off (scope.header: ""). Exit status: 0 found or purged, 1 no \
+            such record, 2 error.
+            """,
+        subcommands: [Get.self, Purge.self])
+
+    struct Target: ParsableArguments {
+        @Option(name: .long, help: "The Idempotency-Key as the client sent it (quotes optional).")
+        var key: String
+
+        @Option(name: .long, help: "The scope header's value as the caller sent it.")
+        var scope: String?
+
+        @Flag(name: .long, help: "Print the /records JSON instead of readable lines.")
+        var json = false
+
+        @OptionGroup var options: ConfigOption
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one record: state, status, age, expiry, sizes.")
+        @OptionGroup var target: Target
+
+        func run() throws {
+            let lookup = try RecordsLookup(target)
+            switch lookup.perform(.inspect) {
+            case .found(let report, let json):
+                print(target.json ? json : report.text(), terminator: target.json ? "\n" : "")
+            case .absent:
+                lookup.sayAbsent(json: target.json)
+                throw ExitCode(1)
+            case .purged:
+                preconditionFailure("inspect never purges")
+            case .failed(let message):
+                throw RecordsLookup.fail(message)
+            }
+        }
+    }
+
+    struct Purge: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete one record whatever its state: the key may be used again.",
+            discussion: "For an unknown record: check first whether the upstream executed the request.")
+        @OptionGroup var target: Target
+
+        func run() throws {
+            let lookup = try RecordsLookup(target)
+            switch lookup.perform(.purge) {
+            case .purged:
+                print(target.json ? "{\"purged\":true,\"key_hash\":\"\(lookup.keyHash)\"}" : "purged: the record for key hash \(lookup.keyHash) is gone; the key may be used again")
+            case .absent:
+                lookup.sayAbsent(json: target.json)
+                throw ExitCode(1)
+            case .found:
+                preconditionFailure("purge never inspects")
+            case .failed(let message):
+                throw RecordsLookup.fail(message)
+            }
+        }
+    }
+}
+
+/// One `records` invocation: the configuration, the storage key, and where to ask.
+struct RecordsLookup {
+    enum Operation { case inspect, purge }
+    enum Outcome {
+        case found(RecordReport, json: String)
+        case purged
+        case absent
+        case failed(String)
+    }
+
+    let config: IdemproxyConfig
+    let key: String
+    let scope: String?
+    let storageKey: String
+
+    init(_ target: Records.Target) throws {
+        config = try target.options.load()
+        key = target.key
+        scope = target.scope
+        switch RecordLookup.storageKey(key: Array(key.utf8), scope: scope.map { Array($0.utf8) }, prefix: config.store.redis.keyPrefix) {
+        case .success(let storageKey): self.storageKey = storageKey
+        case .failure(let failure): throw Self.fail(failure.message)
+        }
+    }
+
+    var keyHash: String { RecordLookup.keyHash(ofStorageKey: storageKey) }
+
+    func perform(_ operation: Operation) -> Outcome {
+        config.store.backend == .redis ? overRedis(operation) : overAdminEndpoint(operation)
+    }
+
+    func sayAbsent(json: Bool) {
+        if json {
+            print("{\"error\":\"no record\",\"key_hash\":\"\(keyHash)\"}")
+        } else {
+            var hint = ""
+            if scope == nil && !config.idempotency.scopeHeader.isEmpty {
+                hint = " (keys are scoped by \(config.idempotency.scopeHeader): pass --scope with the caller's value)"
+            }
+            print("no record for this key and scope (key hash \(keyHash))\(hint)")
+        }
+    }
+
+    static func fail(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("idemproxy records: \(message)\n".utf8))
+        return ExitCode(2)
+    }
+
+    // MARK: Redis, directly
+
+    private func overRedis(_ operation: Operation) -> Outcome {
+        let redis = config.store.redis
+        let address: Socket.Address
+        do {
+            address = try Socket.Address.resolve(host: redis.host, port: redis.port)
+        } catch {
+            return .failed("cannot resolve Redis host \(redis.host): \(error)")
+        }
+        guard let loop = try? EventLoop() else { return .failed("cannot create an event loop") }
+        let timeoutMillis = max(2000, redis.commandTimeout.milliseconds)
+        let connection = RedisConnection(
+            configuration: .init(host: address.ipText, port: redis.port, username: redis.username, password: redis.password,
+                                 database: redis.database, commandTimeoutMillis: timeoutMillis),
+            loop: loop)
+        let store = RedisIdempotencyStore(connection: connection, keyPrefix: redis.keyPrefix)
+        var outcome: Outcome?
+        let storeReady = connection.onReady
+        let storageKey = self.storageKey
+        connection.onReady = { connection in
+            storeReady?(connection)
+            switch operation {
+            case .inspect:
+                store.inspect(key: storageKey) { result in
+                    switch result {
+                    case .success(let inspection?):
+                        let report = RecordReport(inspection, storageKey: storageKey)
+                        outcome = .found(report, json: report.json)
+                    case .success(nil): outcome = .absent
+                    case .failure(let error): outcome = .failed("Redis: \(error)")
+                    }
+                }
+            case .purge:
+                store.purge(key: storageKey) { result in
+                    switch result {
+                    case .success(true): outcome = .purged
+                    case .success(false): outcome = .absent
+                    case .failure(let error): outcome = .failed("Redis: \(error)")
+                    }
+                }
+            }
+        }
+        connection.connect()
+        let deadline = loop.refreshNow() + timeoutMillis
+        while outcome == nil && loop.refreshNow() < deadline {
+            loop.runOnce(maxWaitMillis: 20)
+        }
+        return outcome ?? .failed("Redis at \(redis.host):\(redis.port) did not answer within \(timeoutMillis) ms (\(connection.lastError))")
+    }
+
+    // MARK: the running proxy's admin endpoint (memory store)
+
+    private func overAdminEndpoint(_ operation: Operation) -> Outcome {
+        guard let listen = config.admin.listen else {
+            return .failed("the memory store lives inside the running proxy, and admin.listen is off: enable it to use records")
+        }
+        var query = "key=" + Self.formEncoded(key)
+        if let scope { query += "&scope=" + Self.formEncoded(scope) }
+        let response: AdminClient.Response
+        do {
+            response = try AdminClient.request(
+                method: operation == .inspect ? "GET" : "DELETE", path: "/records?" + query,
+                listen: listen, token: config.admin.token)
+        } catch {
+            return .failed("cannot reach the proxy's admin endpoint at \(listen) (is the proxy running?): \(error)")
+        }
+        switch response.status {
+        case 200 where operation == .inspect:
+            let body = response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let report = Self.report(fromJSON: body) else { return .failed("unexpected /records answer: \(body)") }
+            return .found(report, json: body)
+        case 204 where operation == .purge:
+            return .purged
+        case 404:
+            return .absent
+        default:
+            return .failed("the admin endpoint answered \(response.status): \(response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    /// RFC 3986 unreserved characters as they are, everything else percent-encoded.
+    static func formEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
+    }
+
+    /// The `/records` JSON back into a report, for readable output.
+    static func report(fromJSON text: String) -> RecordReport? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let state = object["state"] as? String, let fingerprint = object["fingerprint"] as? String,
+              let expires = (object["expires_in_ms"] as? NSNumber)?.uint64Value,
+              let bodyBytes = object["body_bytes"] as? Int else { return nil }
+        var createdAt: UInt64?
+        if let created = object["created_at"] as? String {
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            createdAt = formatter.date(from: created).map { UInt64(($0.timeIntervalSince1970 * 1000).rounded()) }
+        }
+        return RecordReport(
+            keyHash: object["key_hash"] as? String ?? "", state: state, status: object["status"] as? Int,
+            fingerprintHex: fingerprint, createdAtMillis: createdAt, expiresInMillis: expires,
+            leaseExpiresInMillis: (object["lease_expires_in_ms"] as? NSNumber)?.uint64Value,
+            bodyBytes: bodyBytes, bodyOmitted: object["body_omitted"] as? Bool ?? false)
+    }
+}

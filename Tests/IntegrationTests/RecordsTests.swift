@@ -1,0 +1,241 @@
+import Foundation
+import Glibc
+import Idempotency
+import Testing
+import TestSupport
+
+/// Inspecting and purging records (SPEC §7, §8), through the admin API and the CLI, on both
+/// stores: how an operator resolves an `unknown` record.
+@Suite(.serialized) struct RecordsTests {
+    static let scope = "Bearer caller-1"
+    static let encodedScope = "Bearer+caller-1"
+
+    func json(_ response: TestClient.Response) throws -> [String: Any] {
+        let object = try JSONSerialization.jsonObject(with: Data(response.bodyText.utf8))
+        return try #require(object as? [String: Any])
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aCompletedRecordIsShownThenPurgedAndTheKeyRunsAgain(_ store: StoreKind) throws {
+        let origin = CountingOrigin()
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: store.yaml() + "idempotency: { ttl: 1h }\n")
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        let first = try proxy.request(post(key: key))
+        #expect(first.status == 201)
+        let started = Date()
+
+        let shown = try proxy.admin("/records?key=\(key)&scope=\(Self.encodedScope)")
+        #expect(shown.status == 200)
+        #expect(shown.value("content-type") == "application/json")
+        let record = try json(shown)
+        #expect(record["state"] as? String == "completed")
+        #expect(record["status"] as? Int == 201)
+        #expect(record["body_bytes"] as? Int == first.body.count)
+        #expect((record["fingerprint"] as? String)?.count == 64)
+        let expiresIn = try #require(record["expires_in_ms"] as? Int)
+        #expect(expiresIn > 3_540_000 && expiresIn <= 3_600_000)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let createdText = try #require(record["created_at"] as? String)
+        let created = try #require(formatter.date(from: createdText))
+        #expect(abs(created.timeIntervalSince(started)) < 5)
+        #expect(record["key_hash"] as? String == String(StorageKey.digestHex(scope: Array(Self.scope.utf8), key: key).prefix(16)))
+        // The key as the client sent it, quotes and all, finds the same record.
+        #expect(try proxy.admin("/records?key=%22\(key)%22&scope=\(Self.encodedScope)").status == 200)
+
+        // Another caller's scope, no scope, another key: nothing.
+        #expect(try proxy.admin("/records?key=\(key)&scope=Bearer+caller-2").status == 404)
+        #expect(try proxy.admin("/records?key=\(key)").status == 404)
+        #expect(try proxy.admin("/records?key=\(uniqueKey())&scope=\(Self.encodedScope)").status == 404)
+        #expect(try proxy.admin("/records?scope=\(Self.encodedScope)").status == 400)
+        #expect(try proxy.admin("/records?key=a%2").status == 400)
+        let refused = try proxy.admin("POST", "/records?key=\(key)")
+        #expect(refused.status == 405)
+        #expect(refused.value("allow") == "GET, DELETE")
+
+        // The retry is a replay until the record is purged; then the key runs again.
+        #expect(try proxy.request(post(key: key)).value("idempotent-replayed") == "true")
+        #expect(origin.count == 1)
+        #expect(try proxy.admin("DELETE", "/records?key=\(key)&scope=\(Self.encodedScope)").status == 204)
+        #expect(try proxy.admin("/records?key=\(key)&scope=\(Self.encodedScope)").status == 404)
+        #expect(try proxy.admin("DELETE", "/records?key=\(key)&scope=\(Self.encodedScope)").status == 404)
+        let again = try proxy.request(post(key: key))
+        #expect(again.status == 201)
+        #expect(again.value("idempotent-replayed") == nil)
+        #expect(origin.count == 2)
+    }
+
+    /// The SPEC §9 procedure: the origin resets mid-response, the key is held `unknown`, the
+    /// operator looks, checks the upstream, purges; the client's retry then executes.
+    @Test(arguments: StoreKind.allCases)
+    func anUnknownRecordIsPurgedAndTheRetryExecutes(_ store: StoreKind) throws {
+        let calls = CallCounter()
+        let upstream = TestUpstream { _ in
+            calls.next() == 1 ? .partial(status: 200, declared: 100, sent: 10) : .respond(status: 201, headers: [], body: Array("{\"ok\":true}".utf8))
+        }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: store.yaml())
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        _ = try? proxy.request(post(key: key))  // the client sees a truncated response
+        let held = try proxy.request(post(key: key))
+        #expect(held.status == 409)
+        #expect(held.bodyText.contains("outcome-unknown"))
+
+        let shown = try proxy.admin("/records?key=\(key)&scope=\(Self.encodedScope)")
+        #expect(shown.status == 200)
+        let record = try json(shown)
+        #expect(record["state"] as? String == "unknown")
+        #expect(record["status"] is NSNull)
+        #expect(record["body_bytes"] as? Int == 0)
+
+        #expect(try proxy.admin("DELETE", "/records?key=\(key)&scope=\(Self.encodedScope)").status == 204)
+        let retry = try proxy.request(post(key: key))
+        #expect(retry.status == 201)
+        #expect(calls.count == 2)
+    }
+
+    @Test func anInFlightRecordShowsItsLease() throws {
+        let origin = CountingOrigin()
+        origin.delay = 1.5
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: "idempotency: { lease: 10s }\n")
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        let original = try startOriginal(proxy, key: key, settle: 300_000)
+        let record = try json(proxy.admin("/records?key=\(key)&scope=\(Self.encodedScope)"))
+        #expect(record["state"] as? String == "in_flight")
+        #expect(record["status"] is NSNull)
+        let lease = try #require(record["lease_expires_in_ms"] as? Int)
+        #expect(lease > 5000 && lease <= 10_000)
+        #expect(try original.readResponse().status == 201)
+    }
+
+    @Test func recordsNeedTheTokenWhenOneIsSet() throws {
+        let proxy = try ProxyHarness(admin: "{ listen: 127.0.0.1:0, token: s3cret-token_1 }")
+        defer { proxy.stop() }
+        let path = "/records?key=k&scope=\(Self.encodedScope)"
+        #expect(try proxy.admin(path).status == 403)
+        #expect(try proxy.admin(path, authorization: "Bearer wrong-token_1").status == 403)
+        #expect(try proxy.admin(path, authorization: "Bearer s3cret-token_").status == 403)
+        #expect(try proxy.admin(path, authorization: "Basic s3cret-token_1").status == 403)
+        #expect(try proxy.admin("DELETE", path, authorization: "Bearer wrong").status == 403)
+        #expect(try proxy.admin(path, authorization: "Bearer s3cret-token_1").status == 404)
+        #expect(try proxy.admin(path, authorization: "bearer s3cret-token_1").status == 404)
+        // Probes and scrapes need no token.
+        #expect(try proxy.admin("/healthz").status == 200)
+        #expect(try proxy.admin("/metrics").status == 200)
+    }
+
+    @Test func aNonLoopbackListenerWithoutATokenRefusesRecords() throws {
+        let proxy = try ProxyHarness(admin: "{ listen: 0.0.0.0:0 }")
+        defer { proxy.stop() }
+        let refused = try proxy.admin("/records?key=k&scope=\(Self.encodedScope)")
+        #expect(refused.status == 403)
+        #expect(refused.bodyText.contains("admin.token"))
+        #expect(try proxy.admin("DELETE", "/records?key=k").status == 403)
+        #expect(try proxy.admin("/healthz").status == 200)
+        #expect(try proxy.admin("/readyz").status == 200)
+        #expect(try proxy.admin("/metrics").status == 200)
+    }
+
+    @Test func checkConfigWarnsAboutANonLoopbackAdminWithoutToken() throws {
+        let open = try IdemproxyCLI.run(["check-config"], yaml: "admin: { listen: 0.0.0.0:9090 }\n")
+        #expect(open.status == 0)
+        #expect(open.stderr.contains("warning"))
+        #expect(open.stderr.contains("admin.token"))
+        let tokened = try IdemproxyCLI.run(["check-config"], yaml: "admin: { listen: 0.0.0.0:9090, token: abc.DEF-123 }\n")
+        #expect(tokened.status == 0)
+        #expect(tokened.stderr.isEmpty)
+        let loopback = try IdemproxyCLI.run(["check-config"], yaml: "admin: { listen: 127.0.0.1:9090 }\n")
+        #expect(loopback.stderr.isEmpty)
+        let bad = try IdemproxyCLI.run(["check-config"], yaml: "admin:\n  listen: 0.0.0.0:9090\n  token: \"two words\"\n")
+        #expect(bad.status == 2)
+        #expect(bad.stderr.contains("admin.token"))
+        #expect(bad.stderr.contains(".yaml:3:"))
+    }
+
+    // MARK: the CLI
+
+    /// With Redis the CLI needs no running proxy: the record is read and purged in Redis.
+    @Test func theCLIReadsAndPurgesRedisDirectly() throws {
+        let prefix = StoreKind.uniquePrefix()
+        let storeYAML = StoreKind.redis.yaml(prefix: prefix)
+        let key = uniqueKey()
+        let origin = CountingOrigin()
+        do {
+            let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: storeYAML)
+            #expect(try proxy.request(post(key: key)).status == 201)
+            proxy.stop()
+        }
+        let shown = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope], yaml: storeYAML)
+        #expect(shown.status == 0)
+        #expect(shown.stdout.contains("state        completed"))
+        #expect(shown.stdout.contains("status       201"))
+        #expect(shown.stdout.contains("key hash     " + String(StorageKey.digestHex(scope: Array(Self.scope.utf8), key: key).prefix(16))))
+        let asJSON = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope, "--json"], yaml: storeYAML)
+        #expect(asJSON.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(asJSON.stdout.utf8)) as? [String: Any]
+        #expect(object?["state"] as? String == "completed")
+        #expect(object?["status"] as? Int == 201)
+
+        let otherScope = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", "Bearer caller-2"], yaml: storeYAML)
+        #expect(otherScope.status == 1)
+        #expect(try IdemproxyCLI.run(["records", "purge", "--key", key, "--scope", Self.scope], yaml: storeYAML).status == 0)
+        #expect(try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope], yaml: storeYAML).status == 1)
+        #expect(try IdemproxyCLI.run(["records", "purge", "--key", key, "--scope", Self.scope], yaml: storeYAML).status == 1)
+
+        let unreachable = try IdemproxyCLI.run(
+            ["records", "get", "--key", key, "--scope", Self.scope],
+            yaml: StoreKind.redis.yaml(url: "redis://127.0.0.1:\(RedisServer.freePort())/0"))
+        #expect(unreachable.status == 2)
+        #expect(unreachable.stderr.contains("did not answer"))
+        let badKey = try IdemproxyCLI.run(["records", "get", "--key", "two words"], yaml: storeYAML)
+        #expect(badKey.status == 2)
+    }
+
+    /// With the memory store the records live in the running proxy: the CLI asks its admin
+    /// endpoint, with the token from the same configuration.
+    @Test func theCLIAsksTheRunningProxyForTheMemoryStore() throws {
+        let adminPort = RedisServer.freePort()
+        let admin = "{ listen: 127.0.0.1:\(adminPort), token: cli-token }"
+        let origin = CountingOrigin()
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), admin: admin)
+        let configYAML = "admin: \(admin)\n"
+        let key = uniqueKey()
+        #expect(try proxy.request(post(key: key)).status == 201)
+
+        let shown = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope], yaml: configYAML)
+        #expect(shown.status == 0)
+        #expect(shown.stdout.contains("state        completed"))
+        #expect(shown.stdout.contains("status       201"))
+        #expect(shown.stdout.contains("ago)"))
+        let asJSON = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope, "--json"], yaml: configYAML)
+        #expect(asJSON.stdout.contains("\"state\":\"completed\""))
+        #expect(try IdemproxyCLI.run(["records", "get", "--key", key], yaml: configYAML).status == 1)
+        let wrongToken = try IdemproxyCLI.run(
+            ["records", "get", "--key", key, "--scope", Self.scope], yaml: "admin: { listen: 127.0.0.1:\(adminPort), token: other }\n")
+        #expect(wrongToken.status == 2)
+        #expect(wrongToken.stderr.contains("403"))
+        #expect(try IdemproxyCLI.run(["records", "purge", "--key", key, "--scope", Self.scope], yaml: configYAML).status == 0)
+        #expect(try proxy.request(post(key: key)).value("idempotent-replayed") == nil)
+        #expect(origin.count == 2)
+
+        proxy.stop()
+        let stopped = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope], yaml: configYAML)
+        #expect(stopped.status == 2)
+        #expect(stopped.stderr.contains("is the proxy running?"))
+    }
+}
+
+/// Numbers the upstream's calls, across its connection threads.
+final class CallCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var calls = 0
+    var count: Int { lock.lock(); defer { lock.unlock() }; return calls }
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        calls += 1
+        return calls
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Idempotency
+import Testing
+@testable import Proxy
+
+/// The pure parts of `/records` and `idemproxy records`: query decoding, key normalisation,
+/// and what a record looks like to an operator.
+@Suite struct RecordReportTests {
+    @Test func queryValuesAreFormDecoded() {
+        #expect(AdminRecords.percentDecoded("Bearer+sk_1%2Fx%3d") == Array("Bearer sk_1/x=".utf8))
+        #expect(AdminRecords.percentDecoded("%e9") == [0xE9])
+        #expect(AdminRecords.percentDecoded("a%2") == nil)
+        #expect(AdminRecords.percentDecoded("a%zz") == nil)
+        #expect(AdminRecords.percentDecoded("") == [])
+    }
+
+    @Test func theQueryNamesTheSameStorageKeyAsTheProxy() throws {
+        let expected = storageKey(prefix: "idem:", scope: Array("Bearer t 1".utf8), key: "order-7")
+        #expect(try AdminRecords.lookup(query: "key=order-7&scope=Bearer+t%201", prefix: "idem:").get() == expected)
+        // The key as sent, in its sf-string form, or bare; parameters in any order.
+        #expect(try AdminRecords.lookup(query: "scope=Bearer+t+1&key=%22order-7%22", prefix: "idem:").get() == expected)
+        // No scope (scoping off) and an empty one are the same: the proxy never stores under "".
+        let unscoped = storageKey(prefix: "idem:", scope: nil, key: "order-7")
+        #expect(try AdminRecords.lookup(query: "key=order-7", prefix: "idem:").get() == unscoped)
+        #expect(try AdminRecords.lookup(query: "key=order-7&scope=", prefix: "idem:").get() == unscoped)
+    }
+
+    @Test func badQueriesSayWhat() {
+        func failure(_ query: Substring) -> String? {
+            if case .failure(let failure) = AdminRecords.lookup(query: query, prefix: "p:") { return failure.message }
+            return nil
+        }
+        #expect(failure("")?.contains("key=") == true)
+        #expect(failure("key=")?.contains("key=") == true)
+        #expect(failure("key=a&key=b")?.contains("twice") == true)
+        #expect(failure("key=a&scope=x&scope=y")?.contains("twice") == true)
+        #expect(failure("key=a&sope=x")?.contains("sope") == true)
+        #expect(failure("key=two+words")?.contains("spaces") == true)
+        #expect(failure("key=%22unterminated")?.contains("not an idempotency key") == true)
+    }
+
+    static let completed = RecordInspection(
+        record: IdempotencyRecord(
+            state: .completed, fingerprint: [UInt8](repeating: 0xAB, count: 32), owner: [UInt8](repeating: 1, count: 16),
+            leaseDeadlineMillis: 0, createdAtMillis: 1_796_068_578_611,
+            response: StoredResponse(status: 201, body: Array("{\"id\":1}".utf8))),
+        expiresInMillis: 86_399_909, leaseRemainingMillis: 0)
+
+    @Test func theJSONCarriesTheSpecFields() throws {
+        let key = storageKey(prefix: "idem:", scope: nil, key: "k")
+        let report = RecordReport(Self.completed, storageKey: key)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any])
+        #expect(object["state"] as? String == "completed")
+        #expect(object["status"] as? Int == 201)
+        #expect(object["fingerprint"] as? String == String(repeating: "ab", count: 32))
+        #expect(object["created_at"] as? String == "2026-11-30T19:56:18.611Z")
+        #expect(object["expires_in_ms"] as? Int == 86_399_909)
+        #expect(object["body_bytes"] as? Int == 8)
+        #expect(object["key_hash"] as? String == String(StorageKey.digestHex(scope: nil, key: "k").prefix(16)))
+        #expect(object["lease_expires_in_ms"] == nil)
+    }
+
+    @Test func inFlightAndOldRecordsReadSensibly() throws {
+        var inspection = Self.completed
+        inspection.record.state = .inFlight
+        inspection.record.response = nil
+        inspection.record.createdAtMillis = 0  // written before records carried it
+        inspection.leaseRemainingMillis = 12_500
+        let report = RecordReport(inspection, storageKey: "p:{00}")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any])
+        #expect(object["status"] is NSNull)
+        #expect(object["created_at"] is NSNull)
+        #expect(object["lease_expires_in_ms"] as? Int == 12_500)
+        let text = report.text(nowMillis: 1_796_068_600_000)
+        #expect(text.contains("state        in_flight\n"))
+        #expect(text.contains("lease        12s left"))
+        #expect(text.contains("created      unknown"))
+        #expect(!text.contains("status"))
+    }
+
+    @Test func theTextSaysWhatToDoAboutAnUnknownRecord() {
+        var inspection = Self.completed
+        inspection.record.state = .unknown
+        inspection.record.response = nil
+        let text = RecordReport(inspection, storageKey: "p:{00}").text(nowMillis: 1_796_068_578_611 + 192_000)
+        #expect(text.contains("created      2026-11-30T19:56:18.611Z (3m12s ago)\n"))
+        #expect(text.contains("expires in   23h59m59s\n"))
+        #expect(text.contains("records purge"))
+    }
+
+    @Test func durationsAreShort() {
+        #expect(RecordReport.duration(millis: 850) == "850ms")
+        #expect(RecordReport.duration(millis: 12_999) == "12s")
+        #expect(RecordReport.duration(millis: 192_000) == "3m12s")
+        #expect(RecordReport.duration(millis: 86_208_000) == "23h56m48s")
+        #expect(RecordReport.duration(millis: 183_600_000) == "2d3h")
+    }
+}
