@@ -45,6 +45,12 @@ let package = Package(
         // Real-socket test doubles (origin, client, proxy harness, redis-server process).
         .target(name: "TestSupport", dependencies: ["Proxy", "Config", "Idempotency"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy", "TestSupport", "EventLoop", "Config", "Idempotency"], swiftSettings: strict),
+        // The deployment files (deploy/, Dockerfile) checked against the code: manifests parsed,
+        // embedded configs through `idemproxy check-config`, dashboard queries against /metrics.
+        .testTarget(
+            name: "DeployTests",
+            dependencies: ["TestSupport", "Config", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict),
         // Needs a live redis-server: REDIS_URL (set by scripts/test) and redis-server in PATH.
         .testTarget(
             name: "IntegrationTests",
