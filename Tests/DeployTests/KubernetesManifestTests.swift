@@ -206,13 +206,14 @@ import Testing
     }
 
     /// Without `admin.token`, `/records` on 0.0.0.0 answers 403 to everyone: the config is still
-    /// valid (exit 0), and SPEC §8 has check-config warn about it on stderr. The warning is not
-    /// printed yet; once it is, also expect `result.stderr.contains("admin.token")` here.
+    /// valid (exit 0), and SPEC §8 has check-config warn about it on stderr.
     @Test func embeddedConfigWithoutTheTokenIsStillValid() throws {
         let lines = try Self.embeddedConfig().split(separator: "\n", omittingEmptySubsequences: false)
         let withoutToken = lines.filter { !$0.contains("token: ${IDEMPROXY_ADMIN_TOKEN}") }
         #expect(withoutToken.count == lines.count - 1)
         let result = try checkConfig(withoutToken.joined(separator: "\n"), environment: ["REDIS_URL": Self.environment["REDIS_URL"]!])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("warning"), "\(result.stderr)")
+        #expect(result.stderr.contains("admin.token"), "\(result.stderr)")
     }
 }
