@@ -9,6 +9,8 @@ let package = Package(
     name: "idemproxy",
     products: [
         .executable(name: "idemproxy", targets: ["idemproxy"]),
+        // For the micro-benchmarks in Benchmarks/ (a separate package).
+        .library(name: "IdemproxyCore", targets: ["HTTP1", "Idempotency"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),

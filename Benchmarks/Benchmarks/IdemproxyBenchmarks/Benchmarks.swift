@@ -1,0 +1,165 @@
+import Benchmark
+import HTTP1
+import Idempotency
+
+// Micro-benchmarks of the per-request hot paths. Each sample runs 1000 operations
+// (`scalingFactor: .kilo`), and the figures are reported per operation. CPU time is not among
+// the metrics: it is read with 10 ms granularity, longer than a whole sample.
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .mallocCountTotal],
+        warmupIterations: 10,
+        scalingFactor: .kilo,
+        maxDuration: .seconds(2),
+        maxIterations: 1000)
+
+    // 1. The request head of a typical guarded POST, parsed into a head reused across
+    // requests as a connection does.
+    Benchmark("RequestHeadParser.parse (POST, 8 fields)") { benchmark in
+        let limits = HTTPParserLimits()
+        var head = RequestHead()
+        Fixtures.requestHead.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations {
+                blackHole(try! RequestHeadParser.parse(bytes, into: &head, limits: limits))
+            }
+        }
+        precondition(head.fields.count == 8)
+    }
+
+    // 2. The Idempotency-Key field value, in both accepted forms, as a slice of the field line
+    // (the proxy hands over slices of the request head).
+    for (form, value) in [("sf-string", #""8e03978e-40d5-43e8-bc93-6894a57f9324""#), ("bare", "8e03978e-40d5-43e8-bc93-6894a57f9324")] {
+        let line = Array("Idempotency-Key: \(value)\r\n".utf8)
+        let fieldValues = [line[17..<(line.count - 2)]]
+        Benchmark("IdempotencyKeyParser.parse (\(form))") { benchmark in
+            for _ in benchmark.scaledIterations {
+                blackHole(IdempotencyKeyParser.parse(fieldValues: fieldValues, syntax: .lenient, maxLength: 255))
+            }
+        }
+    }
+
+    // 3. The request fingerprint: method, path, Content-Type and a 200-byte JSON body.
+    for mode in [FingerprintBodyMode.raw, .json] {
+        let policy = FingerprintPolicy(body: mode)
+        Benchmark("Fingerprinter.fingerprint (\(mode.rawValue) body)") { benchmark in
+            let headers = [(name: Array("content-type".utf8), value: Fixtures.contentType)]
+            Fixtures.method.withUnsafeBytes { method in
+                Fixtures.target.withUnsafeBytes { target in
+                    for _ in benchmark.scaledIterations {
+                        blackHole(Fingerprinter.fingerprint(
+                            method: method, target: target, headers: headers, contentType: Fixtures.contentType,
+                            body: Fixtures.jsonBody, policy: policy))
+                    }
+                }
+            }
+        }
+    }
+
+    // 4. A completed record (3 headers, 1 KiB body), as written to and read from Redis.
+    Benchmark("RecordCodec.encode (3 headers, 1 KiB body)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(RecordCodec.encode(Fixtures.record))
+        }
+    }
+    Benchmark("RecordCodec.decode (3 headers, 1 KiB body)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(try! RecordCodec.decode(Fixtures.encodedRecord))
+        }
+    }
+
+    // 5. A replay as ClientConnection.writeReplay writes it: the stored field lines as received,
+    // Idempotent-Replayed, Content-Length and the body, into an output buffer that keeps its
+    // capacity between responses (OutputBuffer.reset).
+    Benchmark("HeadWriter.writeResponse (replay, 3 headers, 1 KiB body)") { benchmark in
+        let response = Fixtures.decodedRecord.response!
+        let extra = [(name: "Idempotent-Replayed", value: "true")]
+        var out: [UInt8] = []
+        for _ in benchmark.scaledIterations {
+            out.removeAll(keepingCapacity: true)
+            response.body.withUnsafeBytes { body in
+                HeadWriter.writeResponse(status: response.status, extra: extra, body: body, close: false, into: &out) { out in
+                    for field in response.headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
+                }
+            }
+            blackHole(out)
+        }
+    }
+
+    // 6. One unique key through the memory store as the proxy drives it: claim, complete, then a
+    // retry's claim that finds the completed record (the replay lookup), then purge, which
+    // stands in for the TTL expiry that removes records at the rate they are made.
+    let store = MemoryStore()
+    Benchmark("MemoryStore claim → complete → replay claim") { benchmark in
+        let response = Fixtures.record.response!
+        for index in benchmark.scaledIterations {
+            let key = Fixtures.storageKeys[index]
+            store.claim(
+                key: key, owner: Fixtures.owner, fingerprint: Fixtures.fingerprint, lease: .seconds(30), ttl: .seconds(86400),
+                expiredLease: .hold
+            ) { precondition($0 == .success(.claimed)) }
+            store.complete(key: key, owner: Fixtures.owner, response: response, ttl: .seconds(86400)) {
+                precondition($0 == .success(true))
+            }
+            store.claim(
+                key: key, owner: Fixtures.owner, fingerprint: Fixtures.fingerprint, lease: .seconds(30), ttl: .seconds(86400),
+                expiredLease: .hold
+            ) { result in
+                guard case .success(let outcome) = result,
+                      case .replay = OutcomePolicy.decide(outcome, fingerprint: Fixtures.fingerprint) else {
+                    preconditionFailure("no replay: \(result)")
+                }
+            }
+            store.purge(key: key) { precondition($0 == .success(true)) }
+        }
+    }
+}
+
+enum Fixtures {
+    static let requestHead = Array(([
+        "POST /v1/payments?expand=charges HTTP/1.1",
+        "Host: api.example.com",
+        "User-Agent: shop-backend/4.2 (payments-client)",
+        "Accept: application/json",
+        "Content-Type: application/json",
+        "Content-Length: 200",
+        "Authorization: Bearer sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+        "Idempotency-Key: \"8e03978e-40d5-43e8-bc93-6894a57f9324\"",
+        "X-Request-Id: 5f0c2a9e-7d5b-4c1e-9d8a-3b6f1e2c4a70",
+    ].joined(separator: "\r\n") + "\r\n\r\n").utf8)
+
+    static let method = Array("POST".utf8)
+    static let target = Array("/v1/payments?expand=charges".utf8)
+    static let contentType = Array("application/json".utf8)[...]
+
+    /// 200 bytes of JSON: an object with nested members, strings and numbers.
+    static let jsonBody: [UInt8] = {
+        let body = Array(#"""
+        {"amount":12500,"currency":"eur","customer":"cus_9s6XKzkNRiz8i3","description":"Order #104420",\#
+        "metadata":{"order_id":"10442","channel":"mobile"},"capture":true,"payment_method":"pm_1OXq2c2eZvKYlo2C"}
+        """#.utf8)
+        precondition(body.count == 200, "body is \(body.count) bytes")
+        return body
+    }()
+
+    static let fingerprint = [UInt8](repeating: 0xA5, count: 32)
+    static let owner = [UInt8](repeating: 0x5A, count: 16)
+
+    static let record = IdempotencyRecord(
+        state: .completed, fingerprint: fingerprint, owner: owner, leaseDeadlineMillis: 1_000_000,
+        createdAtMillis: 1_767_225_600_000,
+        response: StoredResponse(
+            status: 201,
+            headers: HeaderPair.compacted([
+                HeaderPair(name: "Content-Type", value: "application/json"),
+                HeaderPair(name: "Location", value: "/v1/payments/pay_3MtwBwLkdIwHu7ix28a3tqPa"),
+                HeaderPair(name: "X-Request-Id", value: "5f0c2a9e-7d5b-4c1e-9d8a-3b6f1e2c4a70"),
+            ]),
+            body: (0..<1024).map { UInt8(ascii: "a") + UInt8($0 % 26) }))
+    static let encodedRecord = RecordCodec.encode(record)
+    static let decodedRecord = try! RecordCodec.decode(encodedRecord)
+
+    /// One sample's keys, derived as the proxy does (prefix, SHA-256 hex digest in a hash tag).
+    /// Each is unique within a sample, and purged before the next sample uses it again.
+    static let storageKeys = (0..<1000).map { Idempotency.storageKey(prefix: "idem:", scope: nil, key: "bench-\($0)") }
+}
