@@ -90,7 +90,7 @@ let benchmarks: @Sendable () -> Void = {
     // retry's claim that finds the completed record (the replay lookup), then purge, which
     // stands in for the TTL expiry that removes records at the rate they are made.
     let store = MemoryStore()
-    Benchmark("MemoryStore claim → complete → replay claim") { benchmark in
+    Benchmark("MemoryStore claim → complete → replay claim → purge") { benchmark in
         let response = Fixtures.record.response!
         for index in benchmark.scaledIterations {
             let key = Fixtures.storageKeys[index]
