@@ -1,3 +1,4 @@
+import Glibc
 /// The validated contents of one idemproxy configuration file.
 ///
 /// Every initializer defaults to the values documented for the YAML schema, so
@@ -62,9 +63,16 @@ public struct SocketAddressSpec: Sendable, Equatable, Hashable, CustomStringConv
     /// host, names included, may be reachable from elsewhere.
     public var isLoopback: Bool {
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        if bare == "localhost" || bare == "::1" { return true }
-        let octets = bare.split(separator: ".", omittingEmptySubsequences: false)
-        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+        if bare == "localhost" { return true }
+        // Decided on the parsed address, so every spelling of ::1 or of a v4-mapped
+        // 127.0.0.0/8 address counts.
+        var v4 = in_addr()
+        if inet_pton(AF_INET, bare, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, bare, &v6) == 1 else { return false }
+        let bytes = withUnsafeBytes(of: v6) { Array($0) }
+        if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }
+        return bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
     }
 
     /// `host:port`, or `[host]:port` for IPv6.
@@ -352,6 +360,15 @@ public struct LimitsConfig: Sendable, Equatable {
         self.idleTimeout = idleTimeout
         self.sendTimeout = sendTimeout
         self.maxConnections = maxConnections
+    }
+}
+
+extension IdemproxyConfig {
+    /// Whether every guarded request is scoped (SPEC §3): the global `scope.header` is set and no
+    /// enabled route turns it off. Then every record has a scope, and a lookup without one
+    /// (`/records`, `idemproxy records`) can only miss.
+    public var everyGuardIsScoped: Bool {
+        !idempotency.scopeHeader.isEmpty && routes.allSatisfy { !$0.enabled || !$0.idempotency.scopeHeader.isEmpty }
     }
 }
 

@@ -179,6 +179,10 @@ private final class AdminConnection: EventHandler {
         }
         guard let outcome else { return }  // the head is not complete yet
         done = true
+        // Nothing more is read: stop watching for input, or a client that half-closes (or sends
+        // a body) while the answer waits on the store would wake this level-triggered loop on
+        // every turn until then.
+        endpoint.loopRef.setInterest(fd, [])
         guard let request = outcome else {
             write(AdminAnswer(status: 400, body: "{\"error\":\"bad request\"}\n"))
             return

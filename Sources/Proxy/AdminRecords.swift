@@ -29,7 +29,8 @@ struct AdminRecords {
             return
         }
         let storageKey: String
-        switch Self.lookup(query: request.query, prefix: settings.keyPrefix) {
+        switch Self.lookup(
+            query: request.query, prefix: settings.keyPrefix, scopeHeader: settings.recordsNeedScope ? settings.scopeHeaderName : nil) {
         case .success(let key): storageKey = key
         case .failure(let failure):
             answer(Self.error(400, failure.message))
@@ -77,8 +78,10 @@ struct AdminRecords {
         return difference == 0
     }
 
-    /// The storage key named by `key=…&scope=…`.
-    static func lookup(query: Substring, prefix: String) -> Result<String, RecordLookup.Failure> {
+    /// The storage key named by `key=…&scope=…`. With `scopeHeader` (every guarded request is
+    /// scoped by it) a missing scope is an error: nothing could match, and a 404 would read as
+    /// "no record".
+    static func lookup(query: Substring, prefix: String, scopeHeader: String? = nil) -> Result<String, RecordLookup.Failure> {
         var key: [UInt8]?
         var scope: [UInt8]?
         for pair in query.split(separator: "&") {
@@ -98,6 +101,9 @@ struct AdminRecords {
             }
         }
         guard let key, !key.isEmpty else { return .failure("the query needs key=<Idempotency-Key> (and scope=<scope header value>)") }
+        if let scopeHeader, scope?.isEmpty ?? true {
+            return .failure(RecordLookup.Failure("keys are scoped by the \(scopeHeader) header: the query needs scope=<its value as the caller sent it>"))
+        }
         return RecordLookup.storageKey(key: key, scope: scope, prefix: prefix)
     }
 

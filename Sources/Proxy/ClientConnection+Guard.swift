@@ -174,7 +174,13 @@ extension ClientConnection {
             worker.settler.settle(
                 key: guarded.storageKey, owner: guarded.owner, action: .release, origin: .lostClaimReply, lease: guarded.policy.lease)
         }
-        if settings.passThroughWhenStoreUnavailable {
+        // A record that cannot be read exists: it was written by another version of idemproxy
+        // (a rolling upgrade or rollback) or damaged. Forwarding would skip its guard and could
+        // run the request twice, so `pass_through` never applies to it.
+        let recordUnreadable: Bool
+        if case .corrupt = error { recordUnreadable = true } else { recordUnreadable = false }
+        if recordUnreadable { worker.log.error("idempotency record unreadable", ["error": "\(error)"]) }
+        if settings.passThroughWhenStoreUnavailable && !recordUnreadable {
             guarded.stage = .passThrough
             _ = worker.metrics.passThroughForwards.add(1, ordering: .relaxed)
             worker.log.warning("store unavailable, forwarding unguarded (pass_through)", ["error": "\(error)"])

@@ -332,6 +332,7 @@ final class ClientConnection: EventHandler {
             detachClient()
             return
         }
+        logExchange()  // an exchange cut short still counts, once
         phase = .closed
         timer.cancel()
         leaseTimer.cancel()
@@ -398,17 +399,22 @@ final class ClientConnection: EventHandler {
         close()
     }
 
+    /// Decides how the request ends for `idemproxy_requests_total` (SPEC §8). A later decision
+    /// replaces an earlier one (a forwarded request whose response then breaks is
+    /// `outcome_unknown`); the count is taken once, when the exchange ends (`logExchange`).
     func countOutcome(_ outcome: RequestOutcome) {
-        worker.metrics.count(outcome)
         exchange.outcome = outcome
+        exchange.outcomeDecided = true
     }
 
-    /// The request is over: its latency goes to the outcome's histogram, and one access-log
-    /// line is written.
+    /// The request is over: counted once under its outcome, its latency observed, and one
+    /// access-log line written. Runs for every exchange that started, also one whose
+    /// connection is cut (a truncated response, a vanished client).
     func logExchange() {
         guard !exchange.logged, exchange.startNanos != 0 else { return }
         exchange.logged = true
         let elapsed = EventLoop.monotonicNanos() &- exchange.startNanos
+        if exchange.outcomeDecided { worker.metrics.count(exchange.outcome) }
         worker.metrics.observeRequest(exchange.outcome, nanoseconds: elapsed)
         guard let accessLog = worker.accessLog else { return }
         accessLog.record(AccessLog.Entry(

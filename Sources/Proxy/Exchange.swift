@@ -25,6 +25,9 @@ struct Exchange {
     var guarded: GuardedExchange? = nil
     /// For metrics and the access log.
     var outcome: RequestOutcome = .unguarded
+    /// `outcome` was set by a decision (requests refused before one, such as a malformed
+    /// target, are logged but not counted under an outcome).
+    var outcomeDecided = false
     var status = 0
     var startNanos: UInt64 = 0
     var upstreamStartNanos: UInt64 = 0

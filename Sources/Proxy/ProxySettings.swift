@@ -45,6 +45,10 @@ public final class ProxySettings: @unchecked Sendable {
     public var adminToken: String
     /// Whether `/records` may answer at all (a token, or a loopback listener; SPEC §8).
     public var adminRecordsEnabled: Bool
+    /// Every guarded request is scoped: `/records` without `scope` is a usage error.
+    public var recordsNeedScope: Bool
+    /// `idempotency.scope.header`, for messages.
+    public var scopeHeaderName: String
     public var accessLog: Bool
     /// `logging.format` for the access log: JSON lines, or one readable line per request.
     public var accessLogJSON: Bool
@@ -96,6 +100,8 @@ public final class ProxySettings: @unchecked Sendable {
         }
         adminToken = config.admin.token
         adminRecordsEnabled = config.admin.recordsEnabled
+        recordsNeedScope = config.everyGuardIsScoped
+        scopeHeaderName = config.idempotency.scopeHeader
         accessLog = config.logging.accessLog
         accessLogJSON = config.logging.format == .json
     }

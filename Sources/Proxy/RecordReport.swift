@@ -58,7 +58,8 @@ public struct RecordReport: Sendable, Equatable {
     public var json: String {
         var out = "{\"state\":\"\(state)\",\"status\":\(status.map(String.init) ?? "null"),\"fingerprint\":\"\(fingerprintHex)\""
         out += ",\"created_at\":" + (createdAtMillis.map { "\"\(Self.rfc3339(unixMillis: $0))\"" } ?? "null")
-        out += ",\"expires_in_ms\":\(expiresInMillis),\"body_bytes\":\(bodyBytes),\"body_omitted\":\(bodyOmitted)"
+        // A key without expiry (only if someone removed its TTL in Redis) has no expires_in_ms.
+        out += ",\"expires_in_ms\":\(expiresInMillis == .max ? "null" : String(expiresInMillis)),\"body_bytes\":\(bodyBytes),\"body_omitted\":\(bodyOmitted)"
         out += ",\"key_hash\":\"\(keyHash)\""
         if let leaseExpiresInMillis { out += ",\"lease_expires_in_ms\":\(leaseExpiresInMillis)" }
         return out + "}"

@@ -18,6 +18,21 @@ struct Idemproxy: ParsableCommand {
         version: version,
         subcommands: [Serve.self, CheckConfig.self, Records.self],
         defaultSubcommand: Serve.self)
+
+    /// As ArgumentParser's, except that a usage error (missing or unknown option) exits with 2,
+    /// the status SPEC §7 gives every error, rather than EX_USAGE (64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 struct ConfigOption: ParsableArguments {

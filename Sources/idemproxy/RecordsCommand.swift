@@ -95,7 +95,12 @@ struct RecordsLookup {
     init(_ target: Records.Target) throws {
         config = try target.options.load()
         key = target.key
-        scope = target.scope
+        scope = target.scope.flatMap { $0.isEmpty ? nil : $0 }
+        // Every guarded route scopes its keys: without a scope nothing can match, and "no
+        // record" would be a wrong answer to act on.
+        if scope == nil, config.everyGuardIsScoped {
+            throw Self.fail("keys are scoped by the \(config.idempotency.scopeHeader) header: pass --scope with the caller's value (e.g. --scope \"Bearer sk_…\")")
+        }
         switch RecordLookup.storageKey(key: Array(key.utf8), scope: scope.map { Array($0.utf8) }, prefix: config.store.redis.keyPrefix) {
         case .success(let storageKey): self.storageKey = storageKey
         case .failure(let failure): throw Self.fail(failure.message)
@@ -112,11 +117,7 @@ struct RecordsLookup {
         if json {
             print("{\"error\":\"no record\",\"key_hash\":\"\(keyHash)\"}")
         } else {
-            var hint = ""
-            if scope == nil && !config.idempotency.scopeHeader.isEmpty {
-                hint = " (keys are scoped by \(config.idempotency.scopeHeader): pass --scope with the caller's value)"
-            }
-            print("no record for this key and scope (key hash \(keyHash))\(hint)")
+            print("no record for this key and scope (key hash \(keyHash))")
         }
     }
 
@@ -163,7 +164,10 @@ struct RecordsLookup {
                     switch result {
                     case .success(true): outcome = .purged
                     case .success(false): outcome = .absent
-                    case .failure(let error): outcome = .failed("Redis: \(error)")
+                    case .failure(let error):
+                        outcome = .failed(error.mayHaveBeenApplied
+                            ? "Redis: \(error); the record may or may not have been purged: run records get to see"
+                            : "Redis: \(error)")
                     }
                 }
             }
@@ -225,8 +229,8 @@ struct RecordsLookup {
     static func report(fromJSON text: String) -> RecordReport? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let state = object["state"] as? String, let fingerprint = object["fingerprint"] as? String,
-              let expires = (object["expires_in_ms"] as? NSNumber)?.uint64Value,
               let bodyBytes = object["body_bytes"] as? Int else { return nil }
+        let expires = (object["expires_in_ms"] as? NSNumber)?.uint64Value ?? .max
         var createdAt: UInt64?
         if let created = object["created_at"] as? String {
             let formatter = ISO8601DateFormatter()

@@ -46,7 +46,10 @@ import TestSupport
 
         // Another caller's scope, no scope, another key: nothing.
         #expect(try proxy.admin("/records?key=\(key)&scope=Bearer+caller-2").status == 404)
-        #expect(try proxy.admin("/records?key=\(key)").status == 404)
+        // Every guarded request is scoped here: a lookup without a scope is a usage error.
+        let unscoped = try proxy.admin("/records?key=\(key)")
+        #expect(unscoped.status == 400)
+        #expect(unscoped.bodyText.contains("Authorization"))
         #expect(try proxy.admin("/records?key=\(uniqueKey())&scope=\(Self.encodedScope)").status == 404)
         #expect(try proxy.admin("/records?scope=\(Self.encodedScope)").status == 400)
         #expect(try proxy.admin("/records?key=a%2").status == 400)
@@ -154,6 +157,37 @@ import TestSupport
         #expect(bad.stderr.contains(".yaml:3:"))
     }
 
+    /// One command to the shared Redis, in RESP (values may hold any byte); returns the reply.
+    func redis(_ arguments: [String]) throws -> String {
+        let url = StoreKind.redisURL.replacingOccurrences(of: "redis://", with: "").split(separator: "/")[0].split(separator: ":")
+        let client = try TestClient(port: try #require(UInt16(url[1])), timeoutSeconds: 2)
+        var command = "*\(arguments.count)\r\n"
+        for argument in arguments { command += "$\(argument.utf8.count)\r\n\(argument)\r\n" }
+        try client.send(command)
+        try client.fill()
+        return String(decoding: client.buffer, as: UTF8.self)
+    }
+
+    /// A record this version cannot read (a newer format met during a rolling upgrade, or a
+    /// damaged value) exists: `pass_through` must not forward around it.
+    @Test func anUnreadableRecordIsNeverPassedThrough() throws {
+        let prefix = StoreKind.uniquePrefix()
+        let origin = CountingOrigin()
+        let proxy = try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder), yaml: StoreKind.redis.yaml(unavailable: "pass_through", prefix: prefix))
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        let stored = storageKey(prefix: prefix, scope: Array(Self.scope.utf8), key: key)
+        #expect(try redis(["SET", stored, "\u{03}\u{02}" + String(repeating: "\u{00}", count: 67)]).hasPrefix("+OK"))
+        let response = try proxy.request(post(key: key))
+        #expect(response.status == 503)
+        #expect(response.bodyText.contains("store-unavailable"))
+        #expect(origin.count == 0)
+        // The store itself still works: another key passes through nothing and runs guarded.
+        #expect(try proxy.request(post(key: uniqueKey())).status == 201)
+        #expect(origin.count == 1)
+    }
+
     // MARK: the CLI
 
     /// With Redis the CLI needs no running proxy: the record is read and purged in Redis.
@@ -211,7 +245,12 @@ import TestSupport
         #expect(shown.stdout.contains("ago)"))
         let asJSON = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope, "--json"], yaml: configYAML)
         #expect(asJSON.stdout.contains("\"state\":\"completed\""))
-        #expect(try IdemproxyCLI.run(["records", "get", "--key", key], yaml: configYAML).status == 1)
+        let unscoped = try IdemproxyCLI.run(["records", "get", "--key", key], yaml: configYAML)
+        #expect(unscoped.status == 2)
+        #expect(unscoped.stderr.contains("--scope"))
+        // Usage errors exit 2 too (SPEC §7), not ArgumentParser's 64.
+        #expect(try IdemproxyCLI.run(["records", "get", "--scope", Self.scope], yaml: configYAML).status == 2)
+        #expect(try IdemproxyCLI.run(["records", "get", "--key", key, "--bogus"], yaml: configYAML).status == 2)
         let wrongToken = try IdemproxyCLI.run(
             ["records", "get", "--key", key, "--scope", Self.scope], yaml: "admin: { listen: 127.0.0.1:\(adminPort), token: other }\n")
         #expect(wrongToken.status == 2)

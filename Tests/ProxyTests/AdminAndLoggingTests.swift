@@ -100,6 +100,30 @@ import TestSupport
         }
     }
 
+    /// A response that breaks after its head went out (the connection is cut, SPEC §4) still
+    /// counts once, under its final outcome, with a latency sample and an access-log line.
+    @Test func truncatedResponsesAreCountedOnceAndLogged() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let upstream = TestUpstream { _ in .partial(status: 200, declared: 100, sent: 10) }
+        let proxy = try ProxyHarness(upstream: upstream, accessLogFD: fds[1])
+        _ = try? proxy.request("POST /t HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: k-trunc\r\nContent-Length: 2\r\n\r\n{}")
+        _ = try? proxy.request("GET /t HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET")
+        usleep(100_000)
+        let text = try admin(proxy, "/metrics").bodyText
+        #expect(text.contains("idemproxy_requests_total{outcome=\"outcome_unknown\"} 1\n"))
+        #expect(text.contains("idemproxy_requests_total{outcome=\"forwarded\"} 0\n"))
+        #expect(text.contains("idemproxy_requests_total{outcome=\"unguarded\"} 1\n"))
+        #expect(text.contains("idemproxy_request_duration_seconds_count{outcome=\"outcome_unknown\"} 1\n"))
+        #expect(text.contains("idemproxy_request_duration_seconds_count{outcome=\"unguarded\"} 1\n"))
+        proxy.stop()
+        let lines = accessLines(fds[0])
+        #expect(lines.count == 2)
+        #expect(lines.contains { $0.contains("\"outcome\":\"outcome_unknown\"") && $0.contains("\"status\":200") })
+        #expect(lines.contains { $0.contains("\"method\":\"GET\"") && $0.contains("\"outcome\":\"unguarded\"") })
+    }
+
     @Test func textAccessLogIsOneReadableLinePerRequest() throws {
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)

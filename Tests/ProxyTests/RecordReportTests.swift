@@ -25,6 +25,16 @@ import Testing
         #expect(try AdminRecords.lookup(query: "key=order-7&scope=", prefix: "idem:").get() == unscoped)
     }
 
+    @Test func aScopeIsRequiredWhenEveryGuardIsScoped() {
+        guard case .failure(let failure) = AdminRecords.lookup(query: "key=k", prefix: "p:", scopeHeader: "X-Tenant") else {
+            Issue.record("a lookup without scope passed")
+            return
+        }
+        #expect(failure.message.contains("X-Tenant"))
+        #expect((try? AdminRecords.lookup(query: "key=k&scope=", prefix: "p:", scopeHeader: "X-Tenant").get()) == nil)
+        #expect((try? AdminRecords.lookup(query: "key=k&scope=t1", prefix: "p:", scopeHeader: "X-Tenant").get()) != nil)
+    }
+
     @Test func badQueriesSayWhat() {
         func failure(_ query: Substring) -> String? {
             if case .failure(let failure) = AdminRecords.lookup(query: query, prefix: "p:") { return failure.message }

@@ -1,0 +1,50 @@
+import Testing
+@testable import Config
+
+/// `admin.listen`/`admin.token` rules for `/records` (SPEC §8), and when a lookup needs a scope.
+@Suite struct AdminSectionTests {
+    @Test(arguments: ["127.0.0.1", "127.9.8.7", "localhost", "::1", "[::1]", "0:0:0:0:0:0:0:1", "[::ffff:127.0.0.1]"])
+    func loopbackSpellings(_ host: String) {
+        #expect(SocketAddressSpec(host: host, port: 9090).isLoopback)
+    }
+
+    @Test(arguments: ["0.0.0.0", "::", "[::]", "10.0.0.1", "128.0.0.1", "::2", "::ffff:10.0.0.1", "admin.internal", "127.1.2"])
+    func notLoopback(_ host: String) {
+        #expect(!SocketAddressSpec(host: host, port: 9090).isLoopback)
+    }
+
+    @Test func recordsNeedATokenOffLoopback() {
+        #expect(AdminConfig(listen: SocketAddressSpec(host: "127.0.0.1", port: 9090)).recordsEnabled)
+        #expect(AdminConfig(listen: SocketAddressSpec(host: "127.0.0.1", port: 9090)).warnings.isEmpty)
+        let open = AdminConfig(listen: SocketAddressSpec(host: "0.0.0.0", port: 9090))
+        #expect(!open.recordsEnabled)
+        #expect(open.warnings.count == 1)
+        let tokened = AdminConfig(listen: SocketAddressSpec(host: "0.0.0.0", port: 9090), token: "t0k3n")
+        #expect(tokened.recordsEnabled)
+        #expect(tokened.warnings.isEmpty)
+        #expect(!AdminConfig(listen: nil, token: "t").recordsEnabled)
+    }
+
+    @Test func tokensAreBearerTokens() throws {
+        for good in ["abc", "A-b.c_d~e+f/g==", "x="] {
+            let config = try ConfigLoader.parse(yaml: "upstream: { url: http://127.0.0.1:3000 }\nadmin: { token: \"\(good)\" }\n", fileName: "t.yaml", environment: [:])
+            #expect(config.admin.token == good)
+        }
+        for bad in ["two words", "=abc", "a=b", "tab\t", "é"] {
+            #expect(throws: (any Error).self) {
+                try ConfigLoader.parse(yaml: "upstream: { url: http://127.0.0.1:3000 }\nadmin: { token: \"\(bad)\" }\n", fileName: "t.yaml", environment: [:])
+            }
+        }
+    }
+
+    @Test func aLookupNeedsAScopeOnlyWhenEveryGuardIsScoped() throws {
+        func config(_ yaml: String) throws -> IdemproxyConfig {
+            try ConfigLoader.parse(yaml: "upstream: { url: http://127.0.0.1:3000 }\n" + yaml, fileName: "t.yaml", environment: [:])
+        }
+        #expect(try config("").everyGuardIsScoped)
+        #expect(try !config("idempotency: { scope: { header: \"\" } }\n").everyGuardIsScoped)
+        #expect(try !config("routes:\n  - match: { path_prefix: /a }\n    scope: { header: \"\" }\n").everyGuardIsScoped)
+        // A disabled route guards nothing.
+        #expect(try config("routes:\n  - match: { path_prefix: /a }\n    enabled: false\n    scope: { header: \"\" }\n").everyGuardIsScoped)
+    }
+}
