@@ -250,6 +250,9 @@ extension ClientConnection {
         // After the release: a detached exchange closes its connection object here, and the
         // upstream connection should go back to the pool first, not be closed with it.
         guardedResponseFinished()
+        // Counted before the last bytes go out: whoever reads the response, then the
+        // metrics, sees this request in them.
+        logExchange()
         flushOut()
         guard phase != .closed else { return }
         if clientGone {
