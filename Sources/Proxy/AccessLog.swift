@@ -73,13 +73,8 @@ final class AccessLog {
         return line + "\n"
     }
 
-    /// UTC with milliseconds (RFC 3339 §5.6).
     static func rfc3339(_ time: timeval) -> String {
-        var seconds = time_t(time.tv_sec)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(threeDigits(Int(time.tv_usec) / 1000))Z"
+        RecordReport.rfc3339(unixMillis: UInt64(time.tv_sec) * 1000 + UInt64(time.tv_usec) / 1000)
     }
 
     func flush() {

@@ -52,7 +52,7 @@ struct AdminRecords {
             store.purge(key: storageKey) { result in
                 switch result {
                 case .success(true):
-                    log.info("record purged", ["key_hash": RecordLookup.keyHash(ofStorageKey: storageKey)])
+                    log.info("record purged", ["key_hash": String(RecordLookup.keyHash(ofStorageKey: storageKey))])
                     answer(AdminAnswer(status: 204, body: ""))
                 case .success(false):
                     answer(Self.error(404, "no record for this key and scope"))
@@ -116,22 +116,13 @@ struct AdminRecords {
             case UInt8(ascii: "+"):
                 out.append(0x20)
             case UInt8(ascii: "%"):
-                guard let high = bytes.next().flatMap(hexValue), let low = bytes.next().flatMap(hexValue) else { return nil }
+                guard let high = bytes.next().flatMap(Hex.digitValue), let low = bytes.next().flatMap(Hex.digitValue) else { return nil }
                 out.append(high << 4 | low)
             default:
                 out.append(byte)
             }
         }
         return out
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 
     static func error(_ status: Int, _ message: String) -> AdminAnswer {

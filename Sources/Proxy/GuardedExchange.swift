@@ -52,9 +52,7 @@ final class GuardedExchange {
     /// The storage key's digest, shortened, for the access log (`AccessLog.keyHashLength`);
     /// nil until the key is known.
     var keyHash: Substring? {
-        guard let brace = storageKey.utf8.firstIndex(of: UInt8(ascii: "{")) else { return nil }
-        let start = storageKey.index(after: brace)
-        return storageKey[start...].prefix(AccessLog.keyHashLength)
+        storageKey.isEmpty ? nil : RecordLookup.keyHash(ofStorageKey: storageKey)
     }
 
     /// True while a claim we own is outstanding and must still be completed or released.

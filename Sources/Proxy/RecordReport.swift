@@ -45,7 +45,7 @@ public struct RecordReport: Sendable, Equatable {
         case .unknown: state = "unknown"
         }
         self.init(
-            keyHash: RecordLookup.keyHash(ofStorageKey: storageKey), state: state, status: record.response?.status,
+            keyHash: String(RecordLookup.keyHash(ofStorageKey: storageKey)), state: state, status: record.response?.status,
             fingerprintHex: Hex.encode(record.fingerprint),
             createdAtMillis: record.createdAtMillis == 0 ? nil : record.createdAtMillis,
             expiresInMillis: inspection.expiresInMillis,
@@ -154,9 +154,10 @@ public enum RecordLookup {
         }
     }
 
-    /// The access log's `key_hash` for a storage key `prefix{digest}`.
-    public static func keyHash(ofStorageKey storageKey: String) -> String {
-        guard let brace = storageKey.firstIndex(of: "{") else { return "" }
-        return String(storageKey[storageKey.index(after: brace)...].prefix(AccessLog.keyHashLength))
+    /// The access log's `key_hash` for a storage key `prefix{digest}`: the digest's first
+    /// `AccessLog.keyHashLength` hex digits; empty when the key has no hash tag.
+    public static func keyHash(ofStorageKey storageKey: String) -> Substring {
+        guard let brace = storageKey.utf8.firstIndex(of: UInt8(ascii: "{")) else { return "" }
+        return storageKey[storageKey.index(after: brace)...].prefix(AccessLog.keyHashLength)
     }
 }

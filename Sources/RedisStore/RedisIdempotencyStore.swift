@@ -144,6 +144,11 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         connection.configuration.commandTimeoutMillis + UInt64(payloadBytes / 8192)
     }
 
+    /// A stored value, or `.corrupt` saying why this version cannot read it.
+    private static func decode(_ bytes: [UInt8]) -> Result<IdempotencyRecord, StoreError> {
+        Result { try RecordCodec.decode(bytes) }.mapError { .corrupt("\($0)") }
+    }
+
     private static func flag(_ completion: @escaping (Result<Bool, StoreError>) -> Void) -> (Result<RedisValue, StoreError>) -> Void {
         { result in completion(result.map { $0.integer == 1 }) }
     }
@@ -167,11 +172,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             case .success(.integer(1)):
                 completion(.success(.claimed))
             case .success(.string(let bytes)):
-                do {
-                    completion(.success(.existing(try RecordCodec.decode(bytes))))
-                } catch {
-                    completion(.failure(.corrupt("\(error)")))
-                }
+                completion(Self.decode(bytes).map(ClaimOutcome.existing))
             case .success(let other):
                 completion(.failure(.corrupt("unexpected claim reply \(other)")))
             case .failure(let error):
@@ -216,7 +217,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             case .success(.null):
                 completion(.success(nil))
             case .success(.string(let bytes)):
-                do { completion(.success(try RecordCodec.decode(bytes))) } catch { completion(.failure(.corrupt("\(error)"))) }
+                completion(Self.decode(bytes).map { $0 })
             case .success(let other):
                 completion(.failure(.unavailable("unexpected GET reply \(other)")))
             case .failure(let error):
@@ -235,17 +236,14 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
                     completion(.failure(.corrupt("unexpected inspect reply \(items)")))
                     return
                 }
-                do {
-                    let record = try RecordCodec.decode(bytes)
-                    let nowMillis = UInt64(max(0, now))
-                    completion(.success(RecordInspection(
+                let nowMillis = UInt64(max(0, now))
+                completion(Self.decode(bytes).map { record in
+                    RecordInspection(
                         // PTTL is -1 for a key without expiry (never written so by idemproxy).
                         record: record, expiresInMillis: ttl < 0 ? UInt64.max : UInt64(ttl),
                         leaseRemainingMillis: record.state == .inFlight && record.leaseDeadlineMillis > nowMillis
-                            ? record.leaseDeadlineMillis - nowMillis : 0)))
-                } catch {
-                    completion(.failure(.corrupt("\(error)")))
-                }
+                            ? record.leaseDeadlineMillis - nowMillis : 0)
+                })
             case .success(let other):
                 completion(.failure(.corrupt("unexpected inspect reply \(other)")))
             case .failure(let error):

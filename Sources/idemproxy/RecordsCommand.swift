@@ -38,20 +38,7 @@ struct Records: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one record: state, status, age, expiry, sizes.")
         @OptionGroup var target: Target
 
-        func run() throws {
-            let lookup = try RecordsLookup(target)
-            switch lookup.perform(.inspect) {
-            case .found(let report, let json):
-                print(target.json ? json : report.text(), terminator: target.json ? "\n" : "")
-            case .absent:
-                lookup.sayAbsent(json: target.json)
-                throw ExitCode(1)
-            case .purged:
-                preconditionFailure("inspect never purges")
-            case .failed(let message):
-                throw RecordsLookup.fail(message)
-            }
-        }
+        func run() throws { try target.run(.inspect) }
     }
 
     struct Purge: ParsableCommand {
@@ -60,19 +47,24 @@ struct Records: ParsableCommand {
             discussion: "For an unknown record: check first whether the upstream executed the request.")
         @OptionGroup var target: Target
 
-        func run() throws {
-            let lookup = try RecordsLookup(target)
-            switch lookup.perform(.purge) {
-            case .purged:
-                print(target.json ? "{\"purged\":true,\"key_hash\":\"\(lookup.keyHash)\"}" : "purged: the record for key hash \(lookup.keyHash) is gone; the key may be used again")
-            case .absent:
-                lookup.sayAbsent(json: target.json)
-                throw ExitCode(1)
-            case .found:
-                preconditionFailure("purge never inspects")
-            case .failed(let message):
-                throw RecordsLookup.fail(message)
-            }
+        func run() throws { try target.run(.purge) }
+    }
+}
+
+extension Records.Target {
+    /// Runs one operation and turns its outcome into output and the exit status.
+    func run(_ operation: RecordsLookup.Operation) throws {
+        let lookup = try RecordsLookup(self)
+        switch lookup.perform(operation) {
+        case .found(let report, let jsonText):
+            print(json ? jsonText : report.text(), terminator: json ? "\n" : "")
+        case .purged:
+            print(json ? "{\"purged\":true,\"key_hash\":\"\(lookup.keyHash)\"}" : "purged: the record for key hash \(lookup.keyHash) is gone; the key may be used again")
+        case .absent:
+            lookup.sayAbsent(json: json)
+            throw ExitCode(1)
+        case .failed(let message):
+            throw RecordsLookup.fail(message)
         }
     }
 }
@@ -107,7 +99,7 @@ struct RecordsLookup {
         }
     }
 
-    var keyHash: String { RecordLookup.keyHash(ofStorageKey: storageKey) }
+    var keyHash: String { String(RecordLookup.keyHash(ofStorageKey: storageKey)) }
 
     func perform(_ operation: Operation) -> Outcome {
         config.store.backend == .redis ? overRedis(operation) : overAdminEndpoint(operation)

@@ -74,37 +74,8 @@ struct Tree {
     func named(_ name: String) -> Tree? { list.first { $0["name"].string == name } }
 }
 
-/// What `idemproxy check-config` printed and how it exited.
-struct CheckConfigResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
 /// Runs the built binary's `check-config` on `yaml` (written to a temporary file) with exactly
 /// `environment`, so nothing from the test's own environment (REDIS_URL, say) leaks in.
-func checkConfig(_ yaml: String, environment: [String: String]) throws -> CheckConfigResult {
-    let directory = NSTemporaryDirectory() + "idemproxy-deploy-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: directory) }
-    let path = directory + "/idemproxy.yaml"
-    try yaml.write(toFile: path, atomically: true, encoding: .utf8)
-
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: ProxyProcess.binary)
-    process.arguments = ["check-config", "--config", path]
-    process.environment = environment
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    // The outputs are a few lines: reading to the end before waiting cannot fill a pipe.
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CheckConfigResult(
-        status: process.terminationStatus,
-        stdout: String(decoding: stdout, as: UTF8.self),
-        stderr: String(decoding: stderr, as: UTF8.self))
+func checkConfig(_ yaml: String, environment: [String: String]) throws -> IdemproxyCLI.Run {
+    try IdemproxyCLI.run(["check-config"], yaml: yaml, environment: environment, inheritEnvironment: false)
 }

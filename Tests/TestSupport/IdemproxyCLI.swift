@@ -12,19 +12,23 @@ public enum IdemproxyCLI {
     /// Writes `yaml` to a temporary file and runs `idemproxy <arguments> --config <file>`. An
     /// `upstream` is appended when `yaml` has none (it is required; appended, so the lines a
     /// test's error messages name stay where the test wrote them).
-    public static func run(_ arguments: [String], yaml: String, environment: [String: String] = [:]) throws -> Run {
+    public static func run(
+        _ arguments: [String], yaml: String, environment: [String: String] = [:], inheritEnvironment: Bool = true
+    ) throws -> Run {
         let path = NSTemporaryDirectory() + "idemproxy-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
         let text = yaml.contains("upstream:") ? yaml : yaml + "upstream: { url: http://127.0.0.1:3000 }\n"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
-        return try run(arguments + ["--config", path], environment: environment)
+        return try run(arguments + ["--config", path], environment: environment, inheritEnvironment: inheritEnvironment)
     }
 
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
+    /// Runs `idemproxy <arguments>` with the test's environment plus `environment`, or with
+    /// exactly `environment` when `inheritEnvironment` is false.
+    public static func run(_ arguments: [String], environment: [String: String] = [:], inheritEnvironment: Bool = true) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: ProxyProcess.binary)
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.environment = inheritEnvironment ? ProcessInfo.processInfo.environment.merging(environment) { $1 } : environment
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
