@@ -21,13 +21,15 @@ let package = Package(
         .target(name: "CSystemShims", cSettings: [.define("_GNU_SOURCE")]),
         // C: system libhiredis 0.14 (async API).
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // C: system OpenSSL (libssl) for TLS to Redis, with wrappers for its macros.
+        .target(name: "CTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
         // C: system libcrypto, used only for SHA-256 through EVP.
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(name: "EventLoop", dependencies: ["CSystemShims"], swiftSettings: strict),
         .target(name: "HTTP1", swiftSettings: strict),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strict),
-        .target(name: "RedisClient", dependencies: ["CHiredis", "EventLoop"], swiftSettings: strict),
+        .target(name: "RedisClient", dependencies: ["CHiredis", "CTLS", "EventLoop"], swiftSettings: strict),
         .target(name: "Idempotency", dependencies: ["CLibCrypto"], swiftSettings: strict),
         .target(name: "RedisStore", dependencies: ["Idempotency", "RedisClient", "EventLoop"], swiftSettings: strict),
         .target(name: "Observability", swiftSettings: strict),

@@ -171,6 +171,12 @@ public struct RedisConfig: Sendable, Equatable {
     public var database: Int
     public var keyPrefix: String
     public var commandTimeout: Duration
+    /// Present for `rediss://`: TLS to Redis, always verified (SPEC §6).
+    public var tls: RedisTLSConfig?
+    /// `min_replicas_acked`: after a claim and a completion, `WAIT` for this many replicas.
+    public var minReplicasAcked: Int = 0
+    /// `replica_ack_timeout`: how long that `WAIT` may take.
+    public var replicaAckTimeout: Duration = .milliseconds(100)
 
     public init(
         url: String = "redis://127.0.0.1:6379/0",
@@ -190,6 +196,24 @@ public struct RedisConfig: Sendable, Equatable {
         self.database = database
         self.keyPrefix = keyPrefix
         self.commandTimeout = commandTimeout
+    }
+}
+
+/// `store.redis.tls`: files in PEM; nil where not given.
+public struct RedisTLSConfig: Sendable, Equatable {
+    /// Trusted CAs; nil: the system store.
+    public var caFile: String?
+    /// A client certificate (chain) and its key, for servers that require one.
+    public var certFile: String?
+    public var keyFile: String?
+    /// The name the server's certificate must carry (also sent as SNI); nil: the URL's host.
+    public var serverName: String?
+
+    public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, serverName: String? = nil) {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.serverName = serverName
     }
 }
 

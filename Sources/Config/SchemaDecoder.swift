@@ -1,3 +1,4 @@
+import Glibc
 import Yams
 
 /// Maps the document onto `IdemproxyConfig`, section by section.
@@ -8,7 +9,8 @@ struct SchemaDecoder {
         ("upstream", ["url", "connect_timeout", "response_timeout", "max_idle_connections", "idle_timeout"]),
         ("store", ["backend", "memory", "redis", "unavailable"]),
         ("store.memory", ["max_bytes"]),
-        ("store.redis", ["url", "key_prefix", "command_timeout"]),
+        ("store.redis", ["url", "tls", "min_replicas_acked", "replica_ack_timeout", "key_prefix", "command_timeout"]),
+        ("store.redis.tls", ["ca_file", "cert_file", "key_file", "server_name"]),
         ("idempotency", IdempotencyOverrides.keys),
         ("limits", ["max_header_bytes", "max_headers", "header_timeout", "body_timeout", "idle_timeout", "send_timeout", "max_connections"]),
         ("admin", ["listen", "token"]),
@@ -199,9 +201,11 @@ struct SchemaDecoder {
         }
         guard let redisField = view.field("redis"), let redis = reader.mapping(redisField) else { return store }
         reader.rejectUnknownKeys(redis, known: Self.keys(of: "store.redis"))
+        var tlsScheme = false
         if let urlField = redis.field("url"), let text = reader.text(urlField, expected: "a redis:// URL") {
             do {
                 let url = try ValueParser.redisURL(text.value)
+                tlsScheme = url.tls
                 store.redis.url = text.value
                 store.redis.host = url.host
                 store.redis.port = url.port
@@ -221,7 +225,44 @@ struct SchemaDecoder {
             return text.value
         }
         set(&store.redis.commandTimeout, redis, "command_timeout") { reader.duration($0, exclusive: true) }
+        set(&store.redis.minReplicasAcked, redis, "min_replicas_acked") { reader.integer($0, in: 0...16) }
+        set(&store.redis.replicaAckTimeout, redis, "replica_ack_timeout") { reader.duration($0, exclusive: true) }
+        store.redis.tls = decodeRedisTLS(redis, tlsScheme: tlsScheme)
         return store
+    }
+
+    /// `store.redis.tls`, which only a `rediss://` URL uses: settings that would be ignored
+    /// are an error, so nobody believes a plaintext connection is encrypted.
+    private func decodeRedisTLS(_ redis: MappingView, tlsScheme: Bool) -> RedisTLSConfig? {
+        var tls = RedisTLSConfig()
+        if let field = redis.field("tls"), let view = reader.mapping(field) {
+            reader.rejectUnknownKeys(view, known: Self.keys(of: "store.redis.tls"))
+            // "" means not given, as in the SPEC's example line.
+            func text(_ key: String) -> (Field, String)? {
+                guard let field = view.field(key), let value = reader.string(field), !value.isEmpty else { return nil }
+                return (field, value)
+            }
+            func readable(_ given: (Field, String)) -> String? {
+                let (field, path) = given
+                guard access(path, R_OK) == 0 else {
+                    reader.report(field, "cannot read \(path): \(String(cString: strerror(errno)))")
+                    return nil
+                }
+                return path
+            }
+            let cert = text("cert_file"), key = text("key_file")
+            tls.caFile = text("ca_file").flatMap(readable)
+            tls.certFile = cert.flatMap(readable)
+            tls.keyFile = key.flatMap(readable)
+            tls.serverName = text("server_name")?.1
+            if (cert == nil) != (key == nil) {
+                reader.report(field, "cert_file and key_file go together: give both (a client certificate) or neither")
+            }
+            if !tlsScheme && tls != RedisTLSConfig() {
+                reader.report(field, "TLS settings need a rediss:// URL; with redis:// the connection would be plaintext")
+            }
+        }
+        return tlsScheme ? tls : nil
     }
 
     private func decodeRoutes(_ field: Field, global: IdempotencyConfig) -> [RouteConfig] {

@@ -345,9 +345,11 @@ enum ValueParser {
         return UpstreamURL(host: host, port: port, pathPrefix: String(path))
     }
 
-    static let redisExample = "a URL such as redis://127.0.0.1:6379/0 or redis://:password@host:6379/0"
+    static let redisExample = "a URL such as redis://127.0.0.1:6379/0, redis://:password@host:6379/0 or rediss://host:6380/0"
 
     struct RedisURL {
+        /// `rediss://`: TLS.
+        var tls: Bool
         var host: String
         var port: UInt16
         var username: String?
@@ -355,15 +357,12 @@ enum ValueParser {
         var database: Int
     }
 
-    /// `redis://[[user]:password@]host[:port][/db]`; a lone `secret@` is a password.
+    /// `redis[s]://[[user]:password@]host[:port][/db]`; a lone `secret@` is a password.
     static func redisURL(_ text: String) throws(ValueProblem) -> RedisURL {
         guard let (scheme, rest) = splitScheme(text) else {
             throw ValueProblem("expected \(redisExample), got \"\(redactedURL(text))\"")
         }
-        if scheme == "rediss" {
-            throw ValueProblem("TLS Redis connections (rediss://) are not supported, got \"\(redactedURL(text))\"")
-        }
-        guard scheme == "redis" else {
+        guard scheme == "redis" || scheme == "rediss" else {
             throw ValueProblem("expected \(redisExample), got \"\(redactedURL(text))\"")
         }
         var username: String?
@@ -396,7 +395,7 @@ enum ValueParser {
             }
             database = number
         }
-        return RedisURL(host: host, port: port, username: username, password: password, database: database)
+        return RedisURL(tls: scheme == "rediss", host: host, port: port, username: username, password: password, database: database)
     }
 
     /// The URL with any password replaced by `***`, for messages.

@@ -9,6 +9,12 @@ public protocol EventHandler: AnyObject {
     func handleEvent(readable: Bool, writable: Bool)
 }
 
+/// Output queued during a loop iteration and written once, before the loop next waits: many
+/// small writes from one iteration (say, every claim its requests made) become one syscall.
+public protocol DeferredFlush: AnyObject {
+    func flushBeforeWait()
+}
+
 /// The events a handler wants; level-triggered, so interest must be dropped when not wanted.
 public struct Interest: OptionSet, Sendable {
     public let rawValue: UInt32
@@ -38,6 +44,8 @@ public final class EventLoop: @unchecked Sendable {
     private var slots: [Slot] = []
     private var nextStamp: UInt32 = 1
     private var timers = TimerHeap()
+    private var flushes: [any DeferredFlush] = []
+    private var flushing: [any DeferredFlush] = []
     private let pending = Mutex<[() -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
     private var events: UnsafeMutablePointer<epoll_event>
@@ -138,6 +146,21 @@ public final class EventLoop: @unchecked Sendable {
         return now
     }
 
+    /// Calls `flusher.flushBeforeWait()` once, before the loop next waits for events. The
+    /// caller asks once per batch (it keeps its own "scheduled" flag).
+    public func flushBeforeWait(_ flusher: any DeferredFlush) {
+        flushes.append(flusher)
+    }
+
+    private func runDeferredFlushes() {
+        // A flush may schedule another (a reply handled inline sends a command): run until none.
+        while !flushes.isEmpty {
+            swap(&flushes, &flushing)
+            for flusher in flushing { flusher.flushBeforeWait() }
+            flushing.removeAll(keepingCapacity: true)
+        }
+    }
+
     // MARK: cross-thread
 
     /// Runs `task` on the loop thread. Safe from any thread.
@@ -163,8 +186,10 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
-    /// One iteration: wait for events (up to the earliest timer), dispatch, then fire timers.
+    /// One iteration: write deferred output, wait for events (up to the earliest timer),
+    /// dispatch, then fire timers.
     public func runOnce(maxWaitMillis: Int32 = 1000) {
+        runDeferredFlushes()
         var timeout = maxWaitMillis
         if let next = timers.nextDeadline() {
             timeout = next <= now ? 0 : Int32(min(UInt64(maxWaitMillis), next - now))

@@ -24,11 +24,14 @@ public enum StoreError: Error, Sendable, Equatable {
     case full(String)
     /// The stored bytes are not a valid record.
     case corrupt(String)
+    /// The write reached the primary, but fewer replicas than `min_replicas_acked` confirmed
+    /// it in time: a failover now could lose it.
+    case notReplicated(String)
 
     /// True when the command may have been applied although it failed.
     public var mayHaveBeenApplied: Bool {
         switch self {
-        case .timeout, .connectionLost: return true
+        case .timeout, .connectionLost, .notReplicated: return true
         case .unavailable, .full, .corrupt: return false
         }
     }

@@ -174,13 +174,24 @@ extension ClientConnection {
             worker.settler.settle(
                 key: guarded.storageKey, owner: guarded.owner, action: .release, origin: .lostClaimReply, lease: guarded.policy.lease)
         }
-        // A record that cannot be read exists: it was written by another version of idemproxy
-        // (a rolling upgrade or rollback) or damaged. Forwarding would skip its guard and could
-        // run the request twice, so `pass_through` never applies to it.
-        let recordUnreadable: Bool
-        if case .corrupt = error { recordUnreadable = true } else { recordUnreadable = false }
-        if recordUnreadable { worker.log.error("idempotency record unreadable", ["error": "\(error)"]) }
-        if settings.passThroughWhenStoreUnavailable && !recordUnreadable {
+        // `pass_through` never applies when the store works but says no:
+        // - a record that cannot be read exists: it was written by another version of
+        //   idemproxy (a rolling upgrade or rollback) or damaged, and forwarding would skip its
+        //   guard and could run the request twice;
+        // - a claim too few replicas acknowledged (`min_replicas_acked`, SPEC §6): 503, nothing
+        //   forwarded, the claim released above.
+        let storeSaysNo: Bool
+        switch error {
+        case .corrupt:
+            storeSaysNo = true
+            worker.log.error("idempotency record unreadable", ["error": "\(error)"])
+        case .notReplicated:
+            storeSaysNo = true
+            worker.log.warning("claim not acknowledged by enough replicas", ["error": "\(error)"])
+        default:
+            storeSaysNo = false
+        }
+        if settings.passThroughWhenStoreUnavailable && !storeSaysNo {
             guarded.stage = .passThrough
             _ = worker.metrics.passThroughForwards.add(1, ordering: .relaxed)
             worker.log.warning("store unavailable, forwarding unguarded (pass_through)", ["error": "\(error)"])

@@ -3,6 +3,8 @@ import Config
 import EventLoop
 import HTTP1
 import Idempotency
+import RedisClient
+import RedisStore
 
 /// The configuration values the hot path reads, converted once from `IdemproxyConfig`
 /// (durations to milliseconds, the upstream address resolved) so no request pays for it.
@@ -36,8 +38,10 @@ public final class ProxySettings: @unchecked Sendable {
     public var storeBackend: StoreBackend
     /// `store.memory.max_bytes`.
     public var memoryMaxBytes: Int
-    /// Redis address resolved once at startup: hiredis would otherwise resolve on the loop.
-    public var redis: RedisConnectionSettings?
+    /// How each loop connects to Redis: the address resolved once at startup, TLS set up.
+    public var redis: RedisConnection.Configuration?
+    /// `min_replicas_acked` > 0: claims and completions wait for that many replicas.
+    public var replicaAcknowledgement: ReplicaAcknowledgement?
     public var log: Log
     /// Where the admin endpoint listens (nil: disabled).
     public var adminListen: Socket.Address?
@@ -55,8 +59,9 @@ public final class ProxySettings: @unchecked Sendable {
     /// Where access-log lines go (stdout unless a test redirects them).
     public var accessLogFD: Int32 = 1
 
-    /// Resolves addresses; a failure here is a startup error, reported as one line.
-    public init(config: IdemproxyConfig) throws(IOError) {
+    /// Resolves addresses and loads TLS files; a failure here is a startup error, reported as
+    /// one line.
+    public init(config: IdemproxyConfig) throws {
         listen = try Socket.Address.resolve(host: config.listen.host, port: config.listen.port)
         workers = config.workers ?? ProxySettings.availableCores()
         upstreamAddress = try Socket.Address.resolve(host: config.upstream.host, port: config.upstream.port)
@@ -81,11 +86,11 @@ public final class ProxySettings: @unchecked Sendable {
         storeBackend = config.store.backend
         memoryMaxBytes = config.store.memoryMaxBytes
         if config.store.backend == .redis {
-            let redis = config.store.redis
-            let address = try Socket.Address.resolve(host: redis.host, port: redis.port)
-            self.redis = RedisConnectionSettings(
-                ip: address.ipText, port: redis.port, username: redis.username, password: redis.password,
-                database: redis.database, commandTimeoutMillis: redis.commandTimeout.milliseconds)
+            redis = try RedisConnection.Configuration(config.store.redis)
+            if config.store.redis.minReplicasAcked > 0 {
+                replicaAcknowledgement = ReplicaAcknowledgement(
+                    replicas: config.store.redis.minReplicasAcked, timeoutMillis: config.store.redis.replicaAckTimeout.milliseconds)
+            }
         }
         let level: Log.Level
         switch config.logging.level {
@@ -109,16 +114,4 @@ public final class ProxySettings: @unchecked Sendable {
     static func availableCores() -> Int {
         max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
-}
-
-
-
-/// Where the Redis store connects, with the host already resolved to an IP literal.
-public struct RedisConnectionSettings: Sendable {
-    public var ip: String
-    public var port: UInt16
-    public var username: String?
-    public var password: String?
-    public var database: Int
-    public var commandTimeoutMillis: UInt64
 }

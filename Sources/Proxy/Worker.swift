@@ -75,14 +75,11 @@ final class Worker: EventHandler, @unchecked Sendable {
             store = memory
             redis = nil
         } else {
-            let target = settings.redis!
-            let connection = RedisConnection(
-                configuration: .init(
-                    host: target.ip, port: target.port, username: target.username, password: target.password,
-                    database: target.database, commandTimeoutMillis: target.commandTimeoutMillis),
-                loop: loop)
+            let connection = RedisConnection(configuration: settings.redis!, loop: loop)
             redis = connection
-            store = RedisIdempotencyStore(connection: connection, keyPrefix: settings.keyPrefix, resetDetector: shared.resetDetector)
+            store = RedisIdempotencyStore(
+                connection: connection, keyPrefix: settings.keyPrefix, resetDetector: shared.resetDetector,
+                replicaAcknowledgement: settings.replicaAcknowledgement)
             let metrics = shared.metrics
             let log = settings.log
             // Weak: the connection owns this closure.

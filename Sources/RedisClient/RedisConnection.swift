@@ -1,16 +1,19 @@
-import CHiredis
 import EventLoop
+import Glibc
 
-/// One hiredis async context driven by an `EventLoop` (the epoll adapter hiredis 0.14 lacks).
+/// One connection to Redis, owned end to end: the socket, its `EventLoop` registration, the
+/// transport (plain TCP or TLS, `RedisTransport`), the output buffer and the FIFO of commands
+/// awaiting replies. hiredis is only the reply parser (`ReplyReader`); its 0.14 connection
+/// layer has no TLS, no timeouts and resolves names with a blocking call.
 ///
-/// How the adapter follows hiredis' rules (see hiredis `async.c` and `adapters/libuv.h`):
-/// - One level-triggered registration with a combined mask: `redisAsyncHandleRead/Write` do
-///   exactly one read(2)/write(2) each, so edge-triggering would strand buffered bytes.
-/// - `cleanup` may run inside `redisAsyncHandleRead`; the write handler is skipped when the
-///   context vanished meanwhile, and hiredis — not us — closes the fd after `cleanup`.
-/// - Every command callback runs exactly once (with NULL on teardown), except when queuing
-///   fails, where the caller is completed directly.
-/// - 0.14 has no timer hook: command and connect timeouts are this class's own loop timers.
+/// - Commands are appended to one output buffer and written once per loop iteration
+///   (`DeferredFlush`): every claim and completion a loop made in one iteration shares a
+///   syscall, and Redis reads them as one pipeline.
+/// - Redis answers each connection in command order (RESP), so each reply completes the
+///   oldest command still owed one.
+/// - A command whose last byte never left this process was surely not executed: when the
+///   connection breaks, such commands fail `.notConnected` (safe to treat as not applied),
+///   the others `.disconnected` (they may have run).
 ///
 /// What a command timeout means. Each command has its own deadline (`command_timeout`, or a
 /// longer one the caller sizes for a large payload). Past it, that command alone fails with
@@ -18,11 +21,8 @@ import EventLoop
 /// stay. Dropping the connection on one slow reply would fail every exchange of the loop at
 /// once (each of them then has to be retried or released) for what is often one slow command
 /// or a short stall. The connection is dropped only when the server is truly unresponsive:
-/// the oldest unanswered command is `unresponsiveGraceMillis` past its own deadline. Replies
-/// arrive in command order (RESP), so an unanswered oldest command means no reply at all has
-/// come for that long.
-/// - Redis is addressed by IP: `redisAsyncConnect` resolves names with a blocking getaddrinfo.
-public final class RedisConnection: EventHandler {
+/// the oldest unanswered command is `unresponsiveGraceMillis` past its own deadline.
+public final class RedisConnection: EventHandler, DeferredFlush {
     public struct Configuration: Sendable {
         /// An IP literal (resolve names once at startup).
         public var host: String
@@ -33,13 +33,15 @@ public final class RedisConnection: EventHandler {
         public var commandTimeoutMillis: UInt64
         /// Reconnect back-off starts at 50 ms and doubles up to this cap.
         public var maxBackoffMillis: UInt64
+        /// Present for `rediss://`: every byte goes through TLS, never plaintext instead.
+        public var tls: RedisTLSContext?
 
         /// How long past its deadline the oldest unanswered command may stay unanswered before
         /// the server counts as unresponsive and the connection is dropped.
         public var unresponsiveGraceMillis: UInt64 { max(commandTimeoutMillis * 2, 1000) }
 
         public init(host: String, port: UInt16, username: String? = nil, password: String? = nil, database: Int = 0,
-                    commandTimeoutMillis: UInt64 = 250, maxBackoffMillis: UInt64 = 500) {
+                    commandTimeoutMillis: UInt64 = 250, maxBackoffMillis: UInt64 = 500, tls: RedisTLSContext? = nil) {
             self.host = host
             self.port = port
             self.username = username
@@ -47,6 +49,7 @@ public final class RedisConnection: EventHandler {
             self.database = database
             self.commandTimeoutMillis = commandTimeoutMillis
             self.maxBackoffMillis = maxBackoffMillis
+            self.tls = tls
         }
     }
 
@@ -57,20 +60,24 @@ public final class RedisConnection: EventHandler {
     final class PendingCommand {
         let completion: Completion
         let deadline: UInt64
+        /// Where the command's bytes lie in this connection's output stream.
+        var streamStart: UInt64
+        var streamEnd: UInt64
         /// The completion ran (reply, timeout or teardown).
         var completed = false
-        /// hiredis is done with it (a reply arrived, or teardown). Only answered commands leave
-        /// the FIFO, so its head is always the oldest command the server still owes a reply.
-        var answered = false
-        init(completion: @escaping Completion, deadline: UInt64) {
+        init(completion: @escaping Completion, deadline: UInt64, streamStart: UInt64, streamEnd: UInt64) {
             self.completion = completion
             self.deadline = deadline
+            self.streamStart = streamStart
+            self.streamEnd = streamEnd
         }
     }
 
+    /// Where the connection is; `State` is the public summary.
+    private enum Phase { case idle, connectingTCP, handshaking, ready }
+
     public let configuration: Configuration
-    /// Strong: the connection may outlive its owner's reference to the loop (hiredis calls
-    /// back into it during teardown).
+    /// Strong: the connection may outlive its owner's reference to the loop.
     public let loop: EventLoop
     public private(set) var state: State = .disconnected {
         didSet { if state != oldValue { onStateChange?(oldValue, state) } }
@@ -83,15 +90,28 @@ public final class RedisConnection: EventHandler {
     /// the store uses it to load its Lua scripts.
     public var onReady: ((RedisConnection) -> Void)?
 
-    private var context: UnsafeMutablePointer<redisAsyncContext>?
+    private var phase = Phase.idle
     private var fd: Int32 = -1
-    private var wantRead = false
-    private var wantWrite = false
-    private var registered = false
+    private var transport: (any RedisTransport)?
+    private var reader: ReplyReader?
+    /// Counts connections: a completion that tore this one down (and maybe opened the next)
+    /// must stop the loop that called it.
+    private var generation: UInt64 = 0
+    /// Bytes not yet written start at `out[outStart]`; stream offsets count from the
+    /// connection's first byte (`queuedBytes` appended, `writtenBytes` written).
+    private var out: [UInt8] = []
+    private var outStart = 0
+    private var queuedBytes: UInt64 = 0
+    private var writtenBytes: UInt64 = 0
+    private var flushScheduled = false
+    /// TLS: a write that needs the socket readable, or a read that needs it writable.
+    private var writeWaitsForReadable = false
+    private var readWaitsForWritable = false
     private var pending: [PendingCommand] = []
     private var pendingHead = 0
     private var backoffMillis: UInt64 = 50
     private var connectDeadline: UInt64 = 0
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
     private lazy var timeoutTimer = Timer { [weak self] in self?.checkTimeouts() }
     private lazy var reconnectTimer = Timer { [weak self] in self?.connect() }
 
@@ -101,144 +121,107 @@ public final class RedisConnection: EventHandler {
     }
 
     deinit {
-        guard let context else { return }
-        // Hooks and callbacks must not reach an object being deinitialised: detach them first.
-        context.pointee.data = nil
-        context.pointee.ev.data = nil
-        if registered { loop.deregister(fd) }
-        redisAsyncFree(context)
+        if fd >= 0 {
+            loop.deregister(fd)
+            transport?.shutdown()
+            Socket.close(fd)
+        }
+        readBuffer.deallocate()
+        for command in pending[pendingHead...] where !command.completed {
+            command.completed = true
+            command.completion(.failure(.disconnected("connection closed")))
+        }
     }
 
     // MARK: commands
 
-    /// Sends one command given as arguments (binary-safe); formatted through `RedisCommand`,
-    /// so there is one path into hiredis.
+    /// Sends one command given as arguments (binary-safe), formatted through `RedisCommand`.
     public func send(_ arguments: [[UInt8]], completion: @escaping Completion) {
         var command = RedisCommand(argumentCount: arguments.count, capacity: arguments.reduce(16) { $0 + $1.count + 16 })
         for argument in arguments { command.append(argument) }
         send(command, completion: completion)
     }
 
-    /// Sends a command already formatted as RESP (see `RedisCommand`). The completion runs on
-    /// the loop thread, exactly once. Fails at once while disconnected, so callers can apply
-    /// their fail mode without waiting for a timeout. `timeoutMillis` overrides
-    /// `command_timeout` for this command (a large payload needs longer to travel).
-    public func send(_ command: RedisCommand, timeoutMillis: UInt64? = nil, completion: @escaping Completion) {
-        precondition(command.isComplete, "RedisCommand: argument count does not match")
-        guard let context, state != .disconnected else {
-            completion(.failure(.notConnected(lastError)))
-            return
-        }
-        let pending = PendingCommand(completion: completion, deadline: loop.now + (timeoutMillis ?? configuration.commandTimeoutMillis))
-        let privdata = Unmanaged.passRetained(pending).toOpaque()
-        let status = command.bytes.withUnsafeBufferPointer { raw in
-            raw.withMemoryRebound(to: CChar.self) {
-                redisAsyncFormattedCommand(context, RedisConnection.replyCallback, privdata, $0.baseAddress, $0.count)
-            }
-        }
-        guard status == REDIS_OK else {
-            Unmanaged<PendingCommand>.fromOpaque(privdata).release()
-            completion(.failure(.notQueued))
-            return
-        }
-        self.pending.append(pending)
-        // Only ever earlier: a later deadline would postpone the connect timeout or another
-        // command's deadline.
-        if !timeoutTimer.isArmed || pending.deadline < timeoutTimer.deadline { loop.arm(timeoutTimer, at: pending.deadline) }
-    }
-
     public func send(_ arguments: [String], completion: @escaping Completion) {
         send(arguments.map { Array($0.utf8) }, completion: completion)
     }
 
-    private static let replyCallback: @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { context, reply, privdata in
-        guard let privdata else { return }
-        let command = Unmanaged<PendingCommand>.fromOpaque(privdata).takeRetainedValue()
-        let owner = context?.pointee.data.map { Unmanaged<RedisConnection>.fromOpaque($0).takeUnretainedValue() }
-        command.answered = true
-        guard !command.completed else {
-            // It timed out earlier; the late reply is discarded.
-            owner?.dropCompleted()
+    /// Sends a command already formatted as RESP (see `RedisCommand`). The completion runs on
+    /// the loop thread, exactly once. Fails at once while disconnected, so callers can apply
+    /// their fail mode without waiting for a timeout; while connecting it waits for the
+    /// connection. `timeoutMillis` overrides `command_timeout` for this command (a large
+    /// payload needs longer to travel).
+    public func send(_ command: RedisCommand, timeoutMillis: UInt64? = nil, completion: @escaping Completion) {
+        precondition(command.isComplete, "RedisCommand: argument count does not match")
+        guard phase != .idle else {
+            completion(.failure(.notConnected(lastError)))
             return
         }
-        command.completed = true
-        if let reply {
-            command.completion(.success(RedisValue(copying: reply.assumingMemoryBound(to: redisReply.self))))
-        } else {
-            let why = context.flatMap { $0.pointee.errstr.map { String(cString: $0) } } ?? "connection closed"
-            command.completion(.failure(.disconnected(why)))
-        }
-        owner?.dropCompleted()
+        let start = queuedBytes
+        out.append(contentsOf: command.bytes)
+        queuedBytes += UInt64(command.bytes.count)
+        let pending = PendingCommand(
+            completion: completion, deadline: loop.now + (timeoutMillis ?? configuration.commandTimeoutMillis),
+            streamStart: start, streamEnd: queuedBytes)
+        self.pending.append(pending)
+        // Only ever earlier: a later deadline would postpone the connect timeout or another
+        // command's deadline.
+        if !timeoutTimer.isArmed || pending.deadline < timeoutTimer.deadline { loop.arm(timeoutTimer, at: pending.deadline) }
+        scheduleFlush()
     }
 
-    /// Pops answered commands off the FIFO. The timer is left armed: when it fires it finds
-    /// the next deadline itself, which keeps this (per reply) path free of a scan.
-    private func dropCompleted() {
-        while pendingHead < pending.count && pending[pendingHead].answered { pendingHead += 1 }
-        if pendingHead == pending.count {
-            pending.removeAll(keepingCapacity: true)
-            pendingHead = 0
-            if state != .connecting { timeoutTimer.cancel() }
-        } else if pendingHead > 64 {
-            pending.removeFirst(pendingHead)
-            pendingHead = 0
-        }
+    private func scheduleFlush() {
+        guard phase == .ready, !flushScheduled else { return }
+        flushScheduled = true
+        loop.flushBeforeWait(self)
     }
 
-    private func failAllPending(_ error: RedisClientError) {
-        let commands = pending[pendingHead...]
-        pending.removeAll()
-        pendingHead = 0
-        for command in commands where !command.completed {
-            command.completed = true
-            command.answered = true
-            command.completion(.failure(error))
-        }
+    public func flushBeforeWait() {
+        flushScheduled = false
+        if phase == .ready { writeOut() }
     }
 
     // MARK: connection lifecycle
 
     /// Starts connecting now (and again after every failure, with back-off).
     public func connect() {
-        guard context == nil else { return }
+        guard phase == .idle else { return }
         reconnectTimer.cancel()
-        guard let context = redisAsyncConnect(configuration.host, Int32(configuration.port)) else {
-            connectionLost("out of memory")
+        do {
+            let address = try Socket.Address.resolve(host: configuration.host, port: configuration.port)
+            fd = try Socket.connect(to: address)
+        } catch {
+            connectionLost("\(error)")
             return
         }
-        if context.pointee.err != 0 {
-            let why = context.pointee.errstr.map { String(cString: $0) } ?? "connect failed"
-            redisAsyncFree(context)
-            connectionLost(why)
+        do {
+            if let context = configuration.tls {
+                transport = try TLSTransport(fd: fd, context: context)
+            } else {
+                transport = PlainTransport(fd: fd)
+            }
+        } catch {
+            Socket.close(fd)
+            fd = -1
+            connectionLost("\(error)")
             return
         }
-        self.context = context
-        fd = context.pointee.c.fd
+        do {
+            try loop.register(fd, handler: self, interest: [.write])
+        } catch {
+            Socket.close(fd)
+            fd = -1
+            transport = nil
+            connectionLost("\(error)")
+            return
+        }
+        reader = ReplyReader()
+        phase = .connectingTCP
         state = .connecting
-        context.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        context.pointee.ev.data = Unmanaged.passUnretained(self).toOpaque()
-        context.pointee.ev.addRead = { RedisConnection.adapter($0) { $0.wantRead = true } }
-        context.pointee.ev.delRead = { RedisConnection.adapter($0) { $0.wantRead = false } }
-        context.pointee.ev.addWrite = { RedisConnection.adapter($0) { $0.wantWrite = true } }
-        context.pointee.ev.delWrite = { RedisConnection.adapter($0) { $0.wantWrite = false } }
-        context.pointee.ev.cleanup = { privdata in
-            guard let privdata else { return }
-            Unmanaged<RedisConnection>.fromOpaque(privdata).takeUnretainedValue().contextCleanedUp()
-        }
-        redisAsyncSetConnectCallback(context, { context, status in
-            guard let raw = context?.pointee.data else { return }
-            Unmanaged<RedisConnection>.fromOpaque(raw).takeUnretainedValue().connected(status == REDIS_OK, context: context)
-        })
-        redisAsyncSetDisconnectCallback(context, { context, _ in
-            guard let raw = context?.pointee.data else { return }
-            let me = Unmanaged<RedisConnection>.fromOpaque(raw).takeUnretainedValue()
-            let why = context.flatMap { $0.pointee.errstr.map { String(cString: $0) } } ?? "closed"
-            me.connectionLost(why.isEmpty ? "connection closed by server" : why)
-        })
-        // hiredis connects without a deadline; a blackholed Redis would hang here forever.
+        // A blackholed Redis would leave the connect pending for minutes.
         connectDeadline = loop.now + max(configuration.commandTimeoutMillis, 1000)
         loop.arm(timeoutTimer, at: connectDeadline)
-        // Queued now, sent first once the socket connects: AUTH and SELECT from the URL.
+        // Queued now, sent first once connected: AUTH and SELECT from the URL.
         if let password = configuration.password {
             var auth = ["AUTH"]
             if let username = configuration.username { auth.append(username) }
@@ -248,116 +231,264 @@ public final class RedisConnection: EventHandler {
         if configuration.database != 0 { sendSetup(["SELECT", String(configuration.database)]) }
     }
 
+    /// A command that must precede every other on the connection. It may wait as long as the
+    /// connect itself: dropped as expired, it would leave the connection unauthenticated.
     private func sendSetup(_ arguments: [String]) {
-        send(arguments) { [weak self] result in
-            guard let self else { return }
-            switch result {
-            case .success(.error(let message)):
-                self.lastError = "\(arguments[0]) failed: \(message)"
-                self.drop(reason: self.lastError)
-            default:
-                break
-            }
+        var command = RedisCommand(argumentCount: arguments.count)
+        for argument in arguments { command.append(argument) }
+        send(command, timeoutMillis: connectDeadline - loop.now + configuration.commandTimeoutMillis) { [weak self] result in
+            guard let self, case .success(.error(let message)) = result else { return }
+            self.teardown("\(arguments[0]) failed: \(message)")
         }
     }
 
-    private static func adapter(_ privdata: UnsafeMutableRawPointer?, _ change: (RedisConnection) -> Void) {
-        guard let privdata else { return }
-        let me = Unmanaged<RedisConnection>.fromOpaque(privdata).takeUnretainedValue()
-        change(me)
-        me.updateInterest()
+    private func becameReady() {
+        phase = .ready
+        // Commands that expired while connecting were answered `.notConnected`: they must
+        // never reach the server now.
+        if pending[pendingHead...].contains(where: \.completed) { dropExpiredUnsent() }
+        backoffMillis = 50
+        lastError = ""
+        state = .ready
+        updateInterest()
+        onReady?(self)
+        guard phase == .ready else { return }
+        writeOut()
+        if pendingHead == pending.count { timeoutTimer.cancel() } else { checkTimeouts() }
+    }
+
+    /// Rebuilds the (wholly unwritten) output without the commands already completed.
+    private func dropExpiredUnsent() {
+        var kept: [PendingCommand] = []
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(out.count)
+        for command in pending[pendingHead...] where !command.completed {
+            let length = command.streamEnd - command.streamStart
+            bytes.append(contentsOf: out[Int(command.streamStart)..<Int(command.streamEnd)])
+            command.streamStart = UInt64(bytes.count) - length
+            command.streamEnd = UInt64(bytes.count)
+            kept.append(command)
+        }
+        out = bytes
+        outStart = 0
+        queuedBytes = UInt64(bytes.count)
+        pending = kept
+        pendingHead = 0
     }
 
     private func updateInterest() {
-        guard context != nil, fd >= 0 else { return }
-        var interest: Interest = []
-        if wantRead { interest.insert(.read) }
-        if wantWrite { interest.insert(.write) }
-        if !registered {
-            do {
-                try loop.register(fd, handler: self, interest: interest)
-                registered = true
-            } catch {
-                lastError = "\(error)"
-            }
-        } else {
-            loop.setInterest(fd, interest)
+        guard fd >= 0 else { return }
+        var interest: Interest
+        switch phase {
+        case .idle: return
+        case .connectingTCP: interest = [.write]
+        case .handshaking: return  // set by each handshake step
+        case .ready:
+            interest = [.read]
+            if (outStart < out.count && !writeWaitsForReadable) || readWaitsForWritable { interest.insert(.write) }
         }
+        loop.setInterest(fd, interest)
     }
 
-    /// hiredis is tearing the context down; it closes the fd itself right after this.
-    private func contextCleanedUp() {
-        if registered { loop.deregister(fd) }
-        registered = false
-        wantRead = false
-        wantWrite = false
+    /// Closes the socket, fails what is outstanding and schedules a reconnect.
+    private func teardown(_ reason: String) {
+        guard phase != .idle else { return }
+        generation &+= 1
+        loop.deregister(fd)
+        if phase == .ready { transport?.shutdown() }
+        Socket.close(fd)
         fd = -1
-        context = nil
-    }
-
-    private func connected(_ ok: Bool, context: UnsafePointer<redisAsyncContext>?) {
-        if ok {
-            state = .ready
-            backoffMillis = 50
-            lastError = ""
-            if pendingHead == pending.count { timeoutTimer.cancel() } else { checkTimeouts() }
-            onReady?(self)
-        } else {
-            // hiredis frees the context after this callback returns.
-            let why = context.flatMap { $0.pointee.errstr.map { String(cString: $0) } } ?? "connect failed"
-            connectionLost(why)
+        transport = nil
+        reader = nil
+        out = []
+        outStart = 0
+        writeWaitsForReadable = false
+        readWaitsForWritable = false
+        let written = writtenBytes
+        queuedBytes = 0
+        writtenBytes = 0
+        phase = .idle
+        let commands = pending[pendingHead...]
+        pending = []
+        pendingHead = 0
+        connectionLost(reason)
+        for command in commands where !command.completed {
+            command.completed = true
+            command.completion(.failure(command.streamEnd > written ? .notConnected(reason) : .disconnected(reason)))
         }
     }
 
     private func connectionLost(_ why: String) {
-        // Both the disconnect callback and `drop` may report one loss: back off once.
-        if state == .disconnected && reconnectTimer.isArmed { return }
-        // hiredis sends nothing before the connect completes: commands queued while connecting
-        // were never sent, and saying so spares callers undoing what never happened.
-        let neverSent = state == .connecting
         lastError = why
         state = .disconnected
-        failAllPending(neverSent ? .notConnected(why) : .disconnected(why))
         timeoutTimer.cancel()
         loop.arm(reconnectTimer, after: backoffMillis)
         backoffMillis = min(backoffMillis * 2, configuration.maxBackoffMillis)
     }
 
-    /// Frees the context (outside hiredis callbacks only) and schedules a reconnect.
-    private func drop(reason: String) {
-        let context = self.context
-        failAllPending(.disconnected(reason))
-        if let context {
-            // Pending callbacks get NULL (already completed above), then cleanup runs; the
-            // disconnect callback fires only if the context had connected.
-            redisAsyncFree(context)
+    // MARK: EventHandler
+
+    public func handleEvent(readable: Bool, writable: Bool) {
+        switch phase {
+        case .idle:
+            return
+        case .connectingTCP:
+            let code = Socket.pendingError(fd)
+            guard code == 0 else {
+                teardown(IOError(errno: code, operation: "connect \(configuration.host):\(configuration.port)").description)
+                return
+            }
+            phase = .handshaking
+            continueHandshake()
+        case .handshaking:
+            continueHandshake()
+        case .ready:
+            let generation = self.generation
+            if readable || (writable && readWaitsForWritable) { readReplies() }
+            guard generation == self.generation, phase == .ready else { return }
+            if writable || (readable && writeWaitsForReadable) { writeOut() }
         }
-        self.context = nil
-        if state != .disconnected { connectionLost(reason) }
     }
+
+    private func continueHandshake() {
+        guard let transport else { return }
+        switch transport.handshake() {
+        case .bytes: becameReady()
+        case .wantRead: loop.setInterest(fd, [.read])
+        case .wantWrite: loop.setInterest(fd, [.write])
+        case .closed: teardown("connection closed during the TLS handshake")
+        case .failed(let why): teardown(why)
+        }
+    }
+
+    private func writeOut() {
+        guard let transport else { return }
+        writeWaitsForReadable = false
+        while outStart < out.count {
+            let step = out.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outStart...])) }
+            switch step {
+            case .bytes(let count):
+                outStart += count
+                writtenBytes += UInt64(count)
+            case .wantWrite:
+                updateInterest()
+                return
+            case .wantRead:
+                writeWaitsForReadable = true
+                updateInterest()
+                return
+            case .closed:
+                teardown("connection closed by server")
+                return
+            case .failed(let why):
+                teardown(why)
+                return
+            }
+        }
+        // All written. A buffer grown for one large command is not kept.
+        if out.capacity > 256 * 1024 { out = [] } else { out.removeAll(keepingCapacity: true) }
+        outStart = 0
+        updateInterest()
+    }
+
+    private func readReplies() {
+        guard let transport, let reader else { return }
+        readWaitsForWritable = false
+        let generation = self.generation
+        while true {
+            switch transport.read(into: readBuffer) {
+            case .bytes(let count):
+                guard reader.feed(UnsafeRawBufferPointer(rebasing: readBuffer[..<count])) else {
+                    teardown("redis reply parser failed")
+                    return
+                }
+                deliverReplies(reader)
+                guard generation == self.generation else { return }
+                // A short read drained the socket; TLS may still hold decrypted bytes epoll
+                // cannot see.
+                if count < readBuffer.count && !transport.hasBufferedInput { return }
+            case .wantRead:
+                return
+            case .wantWrite:
+                readWaitsForWritable = true
+                updateInterest()
+                return
+            case .closed:
+                teardown("connection closed by server")
+                return
+            case .failed(let why):
+                teardown(why)
+                return
+            }
+        }
+    }
+
+    private func deliverReplies(_ reader: ReplyReader) {
+        let generation = self.generation
+        while true {
+            switch reader.next() {
+            case .needMore:
+                dropAnswered()
+                return
+            case .broken(let why):
+                teardown(why)
+                return
+            case .reply(let value):
+                guard pendingHead < pending.count else {
+                    teardown("redis sent a reply nobody asked for")
+                    return
+                }
+                let command = pending[pendingHead]
+                pendingHead += 1
+                if !command.completed {
+                    command.completed = true
+                    command.completion(.success(value))
+                    guard generation == self.generation else { return }
+                }
+            }
+        }
+    }
+
+    /// Forgets answered commands. The timer is left armed: when it fires it finds the next
+    /// deadline itself, which keeps this per-reply path free of a scan.
+    private func dropAnswered() {
+        if pendingHead == pending.count {
+            pending.removeAll(keepingCapacity: true)
+            pendingHead = 0
+            if phase == .ready { timeoutTimer.cancel() }
+        } else if pendingHead > 64 {
+            pending.removeFirst(pendingHead)
+            pendingHead = 0
+        }
+    }
+
+    // MARK: deadlines
 
     private func checkTimeouts() {
         let now = loop.now
-        if state == .connecting && now >= connectDeadline {
-            lastError = "connect timed out"
-            failAllPending(.notConnected("connect timed out"))
-            drop(reason: "connect timed out")
+        let connecting = phase == .connectingTCP || phase == .handshaking
+        if connecting && now >= connectDeadline {
+            teardown(phase == .connectingTCP ? "connect timed out" : "TLS handshake timed out")
             return
         }
         guard pendingHead < pending.count else {
-            if state == .connecting { loop.arm(timeoutTimer, at: connectDeadline) }
+            if connecting { loop.arm(timeoutTimer, at: connectDeadline) }
             return
         }
-        // Truly unresponsive: nothing answered long past the oldest command's deadline (only
-        // a connected server owes replies; a connect has its own deadline).
-        if state == .ready && now >= pending[pendingHead].deadline + configuration.unresponsiveGraceMillis {
-            failAllPending(.timeout)
-            drop(reason: "redis stopped answering (no reply for \(configuration.unresponsiveGraceMillis) ms past a command's deadline)")
+        // Truly unresponsive: nothing answered long past the oldest command's deadline.
+        if phase == .ready && now >= pending[pendingHead].deadline + configuration.unresponsiveGraceMillis {
+            for command in pending[pendingHead...] where !command.completed {
+                command.completed = true
+                command.completion(.failure(.timeout))
+            }
+            teardown("redis stopped answering (no reply for \(configuration.unresponsiveGraceMillis) ms past a command's deadline)")
             return
         }
         // Otherwise each command past its own deadline fails alone; the others keep waiting.
-        // While connecting nothing was sent yet, so such a command surely was not applied.
-        let expired: RedisClientError = state == .connecting ? .notConnected("still connecting") : .timeout
+        // While connecting nothing was sent, and an expired command is removed before anything
+        // is (`becameReady`), so it surely is not applied.
+        let expired: RedisClientError = connecting ? .notConnected("still connecting") : .timeout
+        let generation = self.generation
         var next = pending[pendingHead].deadline + configuration.unresponsiveGraceMillis
         var index = pendingHead
         while index < pending.count {
@@ -367,24 +498,13 @@ public final class RedisConnection: EventHandler {
             if command.deadline <= now {
                 command.completed = true
                 command.completion(.failure(expired))
+                guard generation == self.generation else { return }
             } else {
                 next = min(next, command.deadline)
             }
         }
-        // The completions above may have sent commands or dropped the connection.
-        guard context != nil else { return }
-        if state == .connecting { next = min(next, connectDeadline) }
-        guard pendingHead < pending.count || state == .connecting else { return }
+        if connecting { next = min(next, connectDeadline) }
         if pendingHead < pending.count { next = min(next, pending[pendingHead].deadline + configuration.unresponsiveGraceMillis) }
         loop.arm(timeoutTimer, at: next)
-    }
-
-    // MARK: EventHandler
-
-    public func handleEvent(readable: Bool, writable: Bool) {
-        guard let context else { return }
-        if readable { redisAsyncHandleRead(context) }
-        // The read may have torn the context down (EOF, error): then there is nothing to write.
-        if writable, let context = self.context { redisAsyncHandleWrite(context) }
     }
 }

@@ -21,8 +21,15 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     private lazy var resetCheckTimer = Timer { [weak self] in self?.periodicResetCheck() }
     static let resetCheckIntervalMillis: UInt64 = 5000
 
-    public init(connection: RedisConnection, keyPrefix: String = "idem:", resetDetector: StoreResetDetector? = nil) {
+    /// `min_replicas_acked` and `replica_ack_timeout`; nil when 0 (no WAIT).
+    public let replicaAcknowledgement: ReplicaAcknowledgement?
+
+    public init(
+        connection: RedisConnection, keyPrefix: String = "idem:", resetDetector: StoreResetDetector? = nil,
+        replicaAcknowledgement: ReplicaAcknowledgement? = nil
+    ) {
         self.connection = connection
+        self.replicaAcknowledgement = replicaAcknowledgement.flatMap { $0.replicas > 0 ? $0 : nil }
         self.resetDetector = resetDetector
         markerKey = keyPrefix + "{marker}"
         connection.onReady = { [weak self] connection in
@@ -170,7 +177,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         }) { result in
             switch result {
             case .success(.integer(1)):
-                completion(.success(.claimed))
+                self.awaitReplicas { completion($0.map { .claimed }) }
             case .success(.string(let bytes)):
                 completion(Self.decode(bytes).map(ClaimOutcome.existing))
             case .success(let other):
@@ -192,7 +199,36 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             command.append(owner)
             encoded.withUnsafeBytes { command.append(UnsafeRawBufferPointer(rebasing: $0[RecordCodec.Offset.flags...])) }
             command.append(ttlMillis)
-        }, completion: Self.flag(completion))
+        }, completion: Self.flag { [weak self] result in
+            guard let self, case .success(true) = result else { return completion(result) }
+            self.awaitReplicas { completion($0.map { true }) }
+        })
+    }
+
+    /// With `min_replicas_acked`, a claim or completion counts only once that many replicas
+    /// hold it (`WAIT`), so a failover cannot lose it. Anything short of that is
+    /// `.notReplicated`: a claim is then released and answered 503, a completion retried (its
+    /// script is idempotent for its owner, so the retry just waits again).
+    private func awaitReplicas(_ then: @escaping (Result<Void, StoreError>) -> Void) {
+        guard let wanted = replicaAcknowledgement else { return then(.success(())) }
+        var command = RedisCommand(argumentCount: 3)
+        command.append("WAIT")
+        command.append(UInt64(wanted.replicas))
+        command.append(wanted.timeoutMillis)
+        // WAIT answers after its own timeout at the latest; the command deadline comes after.
+        connection.send(command, timeoutMillis: wanted.timeoutMillis + connection.configuration.commandTimeoutMillis) { result in
+            switch result {
+            case .success(.integer(let acknowledged)) where acknowledged >= Int64(wanted.replicas):
+                then(.success(()))
+            case .success(.integer(let acknowledged)):
+                then(.failure(.notReplicated("\(acknowledged) of \(wanted.replicas) replicas acknowledged within \(wanted.timeoutMillis) ms")))
+            case .success(let other):
+                then(.failure(.notReplicated("WAIT answered \(other)")))
+            case .failure(let error):
+                // The write itself was applied: whatever happened to WAIT, it is not replicated.
+                then(.failure(.notReplicated("WAIT failed: \(error)")))
+            }
+        }
     }
 
     public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {
@@ -259,5 +295,15 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
                 return .success(count > 0)
             })
         }
+    }
+}
+
+/// `store.redis.min_replicas_acked` and `replica_ack_timeout` (SPEC §6).
+public struct ReplicaAcknowledgement: Sendable, Equatable {
+    public var replicas: Int
+    public var timeoutMillis: UInt64
+    public init(replicas: Int, timeoutMillis: UInt64) {
+        self.replicas = replicas
+        self.timeoutMillis = timeoutMillis
     }
 }

@@ -38,16 +38,15 @@ public struct RedisStartupReport: Sendable, Equatable {
 
     /// Runs the checks on a private event loop on the calling thread (startup only), giving up
     /// after `timeoutMillis`.
-    public static func run(host: String, port: UInt16, username: String?, password: String?, database: Int, timeoutMillis: UInt64 = 2000) -> RedisStartupReport {
+    public static func run(configuration: RedisConnection.Configuration, timeoutMillis: UInt64 = 2000) -> RedisStartupReport {
         var report = RedisStartupReport()
         guard let loop = try? EventLoop() else {
             report.error = "cannot create an event loop"
             return report
         }
-        let connection = RedisConnection(
-            configuration: .init(host: host, port: port, username: username, password: password, database: database,
-                                 commandTimeoutMillis: timeoutMillis),
-            loop: loop)
+        var configuration = configuration
+        configuration.commandTimeoutMillis = timeoutMillis
+        let connection = RedisConnection(configuration: configuration, loop: loop)
         var outstanding = 0
         connection.onReady = { connection in
             report.reachable = true

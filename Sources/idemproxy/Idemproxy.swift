@@ -71,9 +71,8 @@ struct Serve: ParsableCommand {
         if let redis = settings.redis {
             // SPEC §9: say loudly when Redis may lose records; start anyway (the store may
             // come up after the proxy, and store.unavailable covers the meantime).
-            let report = RedisStartupReport.run(
-                host: redis.ip, port: redis.port, username: redis.username, password: redis.password, database: redis.database)
-            for warning in report.warnings { settings.log.warning(warning, ["redis": "\(redis.ip):\(redis.port)"]) }
+            let report = RedisStartupReport.run(configuration: redis)
+            for warning in report.warnings { settings.log.warning(warning, ["redis": "\(redis.host):\(redis.port)"]) }
             if report.reachable {
                 settings.log.info("redis checked", [
                     "maxmemory_policy": report.maxmemoryPolicy ?? "?", "appendonly": report.appendOnly ?? "?",

@@ -122,18 +122,14 @@ struct RecordsLookup {
 
     private func overRedis(_ operation: Operation) -> Outcome {
         let redis = config.store.redis
-        let address: Socket.Address
+        let configuration: RedisConnection.Configuration
         do {
-            address = try Socket.Address.resolve(host: redis.host, port: redis.port)
+            configuration = try RedisConnection.Configuration(redis, commandTimeoutMillis: max(2000, redis.commandTimeout.milliseconds))
         } catch {
-            return .failed("cannot resolve Redis host \(redis.host): \(error)")
+            return .failed("cannot connect to Redis at \(redis.host):\(redis.port): \(error)")
         }
         guard let loop = try? EventLoop() else { return .failed("cannot create an event loop") }
-        let timeoutMillis = max(2000, redis.commandTimeout.milliseconds)
-        let connection = RedisConnection(
-            configuration: .init(host: address.ipText, port: redis.port, username: redis.username, password: redis.password,
-                                 database: redis.database, commandTimeoutMillis: timeoutMillis),
-            loop: loop)
+        let connection = RedisConnection(configuration: configuration, loop: loop)
         let store = RedisIdempotencyStore(connection: connection, keyPrefix: redis.keyPrefix)
         var outcome: Outcome?
         let storeReady = connection.onReady
@@ -165,6 +161,7 @@ struct RecordsLookup {
             }
         }
         connection.connect()
+        let timeoutMillis = configuration.commandTimeoutMillis
         let deadline = loop.refreshNow() + timeoutMillis
         while outcome == nil && loop.refreshNow() < deadline {
             loop.runOnce(maxWaitMillis: 20)

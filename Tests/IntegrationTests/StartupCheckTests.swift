@@ -9,7 +9,7 @@ import TestSupport
     @Test func evictingPolicyAndNoPersistenceAreWarnedAbout() throws {
         let redis = try RedisServer()
         _ = try redis.command("CONFIG SET maxmemory-policy allkeys-lru")
-        let report = RedisStartupReport.run(host: "127.0.0.1", port: redis.port, username: nil, password: nil, database: 0)
+        let report = RedisStartupReport.run(configuration: .init(host: "127.0.0.1", port: redis.port))
         #expect(report.reachable)
         #expect(report.scriptsLoaded)
         #expect(report.maxmemoryPolicy == "allkeys-lru")
@@ -21,7 +21,7 @@ import TestSupport
         let redis = try RedisServer()
         _ = try redis.command("CONFIG SET maxmemory-policy noeviction")
         _ = try redis.command("CONFIG SET appendonly yes")
-        let report = RedisStartupReport.run(host: "127.0.0.1", port: redis.port, username: nil, password: nil, database: 0)
+        let report = RedisStartupReport.run(configuration: .init(host: "127.0.0.1", port: redis.port))
         #expect(report.reachable)
         #expect(report.warnings.isEmpty, "\(report.warnings)")
     }
@@ -30,7 +30,7 @@ import TestSupport
         let redis = try RedisServer()
         let port = redis.port
         redis.kill()
-        let report = RedisStartupReport.run(host: "127.0.0.1", port: port, username: nil, password: nil, database: 0, timeoutMillis: 500)
+        let report = RedisStartupReport.run(configuration: .init(host: "127.0.0.1", port: port), timeoutMillis: 500)
         #expect(!report.reachable)
         #expect(report.warnings.first?.contains("not reachable") == true)
     }

@@ -5,11 +5,31 @@ import Glibc
 /// comes from REDIS_SERVER_BIN (set by scripts/test) or PATH.
 public final class RedisServer: @unchecked Sendable {
     public let port: UInt16
+    /// The TLS port, when started with `tls` (the plain `port` stays open for the test's own
+    /// inspection commands).
+    public let tlsPort: UInt16?
+    private let tlsArguments: [String]
+    private let replicationArguments: [String]
     private var process: Process?
     private let directory: String
 
-    public init() throws {
+    /// How a TLS port authenticates clients (`tls-auth-clients`).
+    public enum ClientCertificates: String { case notRequested = "no", required = "yes" }
+
+    /// `tls`: also listen with TLS, presenting the server certificate of `tls`. `replicaOf`:
+    /// a replica of the server on that port.
+    public init(tls: TestCertificates? = nil, clientCertificates: ClientCertificates = .notRequested, replicaOf: UInt16? = nil) throws {
         port = RedisServer.freePort()
+        replicationArguments = replicaOf.map { ["--replicaof", "127.0.0.1", String($0)] } ?? []
+        if let tls {
+            let tlsPort = RedisServer.freePort()
+            self.tlsPort = tlsPort
+            tlsArguments = ["--tls-port", String(tlsPort), "--tls-cert-file", tls.serverCertFile, "--tls-key-file", tls.serverKeyFile,
+                            "--tls-ca-cert-file", tls.caFile, "--tls-auth-clients", clientCertificates.rawValue]
+        } else {
+            tlsPort = nil
+            tlsArguments = []
+        }
         directory = NSTemporaryDirectory() + "idemproxy-redis-\(port)-\(getpid())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try start()
@@ -31,7 +51,9 @@ public final class RedisServer: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: Self.binary)
         // The pid file lets scripts/test stop servers a crashed test run left behind.
         process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
-                             "--pidfile", directory + "/redis.pid"]
+                             "--pidfile", directory + "/redis.pid",
+                             // A replica syncs at once (the default waits 5 s for more replicas).
+                             "--repl-diskless-sync-delay", "0"] + tlsArguments + replicationArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `min_replicas_acked` (SPEC §6) against a real primary, with and without a real replica: a
+/// claim too few replicas confirmed is released and answered 503 with nothing forwarded,
+/// whatever `store.unavailable` says; with the replica attached, records reach it before the
+/// request goes upstream.
+@Suite(.serialized) struct ReplicaAcknowledgementTests {
+    func yaml(_ redis: RedisServer, unavailable: String, prefix: String) -> String {
+        "store: { backend: redis, unavailable: \(unavailable), redis: { url: \"\(redis.url)\", key_prefix: \"\(prefix)\", command_timeout: 500ms, min_replicas_acked: 1, replica_ack_timeout: 50ms } }\n"
+    }
+
+    /// Record keys under `prefix` (`prefix{sha256}`), not the store's `prefix{marker}`.
+    func recordPattern(_ prefix: String) -> String { prefix + "{[0-9a-f]*" }
+
+    @Test(arguments: ["reject", "pass_through"])
+    func aClaimNoReplicaConfirmedIsReleasedAndNothingIsForwarded(_ unavailable: String) throws {
+        let primary = try RedisServer()
+        let origin = CountingOrigin()
+        let prefix = StoreKind.uniquePrefix()
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(primary, unavailable: unavailable, prefix: prefix))
+        defer { proxy.stop() }
+        let response = try proxy.request(post(key: uniqueKey()))
+        #expect(response.status == 503)
+        #expect(response.bodyText.contains("store-unavailable"))
+        #expect(origin.count == 0)
+        // The claim was written on the primary, then released: nothing is left to block a retry.
+        var keys = ""
+        for _ in 0..<40 {
+            keys = try primary.command("KEYS \(recordPattern(prefix))")
+            if keys.hasPrefix("*0") { break }
+            usleep(50_000)
+        }
+        #expect(keys.hasPrefix("*0"), "\(keys)")
+    }
+
+    @Test func withAReplicaAttachedRecordsReachItFirst() throws {
+        let primary = try RedisServer()
+        let replica = try RedisServer(replicaOf: primary.port)
+        var linked = false
+        for _ in 0..<100 {
+            if try primary.command("INFO replication").contains("connected_slaves:1"),
+               try replica.command("INFO replication").contains("master_link_status:up") { linked = true; break }
+            usleep(50_000)
+        }
+        try #require(linked)
+        let origin = CountingOrigin()
+        let prefix = StoreKind.uniquePrefix()
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(primary, unavailable: "reject", prefix: prefix))
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        #expect(try proxy.request(post(key: key)).status == 201)
+        let retry = try proxy.request(post(key: key))
+        #expect(retry.value("idempotent-replayed") == "true")
+        #expect(origin.count == 1)
+        #expect(try replica.command("KEYS \(recordPattern(prefix))").hasPrefix("*1"))
+    }
+}
