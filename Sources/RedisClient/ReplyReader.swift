@@ -1,7 +1,7 @@
 import CHiredis
 
 /// Turns the bytes a Redis connection reads into replies, with hiredis' `redisReader` (RESP2)
-/// as the parser: the one part of hiredis 0.14 this client uses, besides nothing else.
+/// as the parser: the only part of hiredis 0.14 this client uses.
 ///
 /// One reader per socket: after a protocol error the reader never recovers, and neither can
 /// the connection (the reply boundaries are lost), so both go.
