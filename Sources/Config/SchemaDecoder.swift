@@ -227,6 +227,12 @@ struct SchemaDecoder {
         set(&store.redis.commandTimeout, redis, "command_timeout") { reader.duration($0, exclusive: true) }
         set(&store.redis.minReplicasAcked, redis, "min_replicas_acked") { reader.integer($0, in: 0...16) }
         set(&store.redis.replicaAckTimeout, redis, "replica_ack_timeout") { reader.duration($0, exclusive: true) }
+        // WAIT holds every command behind it on the connection for up to replica_ack_timeout:
+        // at command_timeout or longer, those commands would time out whenever replicas lag.
+        if store.redis.minReplicasAcked > 0, store.redis.replicaAckTimeout >= store.redis.commandTimeout,
+           let field = redis.field("replica_ack_timeout") ?? redis.field("min_replicas_acked") {
+            reader.report(field, "replica_ack_timeout must be shorter than command_timeout: WAIT holds the connection's other commands that long")
+        }
         store.redis.tls = decodeRedisTLS(redis, tlsScheme: tlsScheme)
         return store
     }
@@ -254,7 +260,13 @@ struct SchemaDecoder {
             tls.caFile = text("ca_file").flatMap(readable)
             tls.certFile = cert.flatMap(readable)
             tls.keyFile = key.flatMap(readable)
-            tls.serverName = text("server_name")?.1
+            if let (field, name) = text("server_name") {
+                if ValueParser.isHostName(name) || ValueParser.isIPv6Literal(name) {
+                    tls.serverName = name
+                } else {
+                    reader.report(field, "expected a host name or IP address the certificate carries (no port, no brackets), got \"\(name)\"")
+                }
+            }
             if (cert == nil) != (key == nil) {
                 reader.report(field, "cert_file and key_file go together: give both (a client certificate) or neither")
             }

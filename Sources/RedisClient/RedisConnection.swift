@@ -58,18 +58,28 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     public typealias Completion = (Result<RedisValue, RedisClientError>) -> Void
 
     final class PendingCommand {
-        let completion: Completion
+        /// Dropped once run: an answered command may wait in the FIFO a while, and its closure
+        /// can hold a large payload.
+        private var completion: Completion?
         let deadline: UInt64
         /// Where the command's bytes lie in this connection's output stream.
         var streamStart: UInt64
         var streamEnd: UInt64
-        /// The completion ran (reply, timeout or teardown).
-        var completed = false
         init(completion: @escaping Completion, deadline: UInt64, streamStart: UInt64, streamEnd: UInt64) {
             self.completion = completion
             self.deadline = deadline
             self.streamStart = streamStart
             self.streamEnd = streamEnd
+        }
+
+        /// The completion ran (reply, timeout or teardown).
+        var completed: Bool { completion == nil }
+
+        /// Runs the completion, once; later calls do nothing.
+        func finish(_ result: Result<RedisValue, RedisClientError>) {
+            guard let completion else { return }
+            self.completion = nil
+            completion(result)
         }
     }
 
@@ -110,6 +120,8 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     private var pending: [PendingCommand] = []
     private var pendingHead = 0
     private var backoffMillis: UInt64 = 50
+    /// Setup commands (AUTH, SELECT) of this connection still unanswered.
+    private var setupOutstanding = 0
     private var connectDeadline: UInt64 = 0
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
     private lazy var timeoutTimer = Timer { [weak self] in self?.checkTimeouts() }
@@ -127,10 +139,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
             Socket.close(fd)
         }
         readBuffer.deallocate()
-        for command in pending[pendingHead...] where !command.completed {
-            command.completed = true
-            command.completion(.failure(.disconnected("connection closed")))
-        }
+        for command in pending[pendingHead...] { command.finish(.failure(.disconnected("connection closed"))) }
     }
 
     // MARK: commands
@@ -232,13 +241,25 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     }
 
     /// A command that must precede every other on the connection. It may wait as long as the
-    /// connect itself: dropped as expired, it would leave the connection unauthenticated.
+    /// connect itself: dropped as expired, it would leave the connection unauthenticated. Any
+    /// answer but success ends the connection (a late `-ERR` would otherwise go unseen), and
+    /// only once every setup command succeeded does the reconnect back-off start over, so a
+    /// wrong password keeps backing off instead of reconnecting at once, forever.
     private func sendSetup(_ arguments: [String]) {
         var command = RedisCommand(argumentCount: arguments.count)
         for argument in arguments { command.append(argument) }
+        setupOutstanding += 1
         send(command, timeoutMillis: connectDeadline - loop.now + configuration.commandTimeoutMillis) { [weak self] result in
-            guard let self, case .success(.error(let message)) = result else { return }
-            self.teardown("\(arguments[0]) failed: \(message)")
+            guard let self else { return }
+            switch result {
+            case .success(.error(let message)):
+                self.teardown("\(arguments[0]) failed: \(message)")
+            case .success:
+                self.setupOutstanding -= 1
+                if self.setupOutstanding == 0 { self.backoffMillis = 50 }
+            case .failure(let error):
+                self.teardown("\(arguments[0]) failed: \(error)")
+            }
         }
     }
 
@@ -247,7 +268,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         // Commands that expired while connecting were answered `.notConnected`: they must
         // never reach the server now.
         if pending[pendingHead...].contains(where: \.completed) { dropExpiredUnsent() }
-        backoffMillis = 50
+        if setupOutstanding == 0 { backoffMillis = 50 }
         lastError = ""
         state = .ready
         updateInterest()
@@ -304,6 +325,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         outStart = 0
         writeWaitsForReadable = false
         readWaitsForWritable = false
+        setupOutstanding = 0
         let written = writtenBytes
         queuedBytes = 0
         writtenBytes = 0
@@ -312,9 +334,8 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         pending = []
         pendingHead = 0
         connectionLost(reason)
-        for command in commands where !command.completed {
-            command.completed = true
-            command.completion(.failure(command.streamEnd > written ? .notConnected(reason) : .disconnected(reason)))
+        for command in commands {
+            command.finish(.failure(command.streamEnd > written ? .notConnected(reason) : .disconnected(reason)))
         }
     }
 
@@ -371,10 +392,12 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 outStart += count
                 writtenBytes += UInt64(count)
             case .wantWrite:
+                trimWritten()
                 updateInterest()
                 return
             case .wantRead:
                 writeWaitsForReadable = true
+                trimWritten()
                 updateInterest()
                 return
             case .closed:
@@ -389,6 +412,15 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         if out.capacity > 256 * 1024 { out = [] } else { out.removeAll(keepingCapacity: true) }
         outStart = 0
         updateInterest()
+    }
+
+    /// While Redis reads slower than commands arrive, drops the written prefix now and then,
+    /// so the buffer holds what is still to send, not all traffic of the backlog. Safe during
+    /// a TLS write retry: the unwritten bytes keep their content and length.
+    private func trimWritten() {
+        guard outStart >= 64 * 1024, outStart * 2 >= out.count else { return }
+        out.removeFirst(outStart)
+        outStart = 0
     }
 
     private func readReplies() {
@@ -441,8 +473,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 let command = pending[pendingHead]
                 pendingHead += 1
                 if !command.completed {
-                    command.completed = true
-                    command.completion(.success(value))
+                    command.finish(.success(value))
                     guard generation == self.generation else { return }
                 }
             }
@@ -477,10 +508,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         }
         // Truly unresponsive: nothing answered long past the oldest command's deadline.
         if phase == .ready && now >= pending[pendingHead].deadline + configuration.unresponsiveGraceMillis {
-            for command in pending[pendingHead...] where !command.completed {
-                command.completed = true
-                command.completion(.failure(.timeout))
-            }
+            for command in pending[pendingHead...] { command.finish(.failure(.timeout)) }
             teardown("redis stopped answering (no reply for \(configuration.unresponsiveGraceMillis) ms past a command's deadline)")
             return
         }
@@ -496,8 +524,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
             index += 1
             guard !command.completed else { continue }
             if command.deadline <= now {
-                command.completed = true
-                command.completion(.failure(expired))
+                command.finish(.failure(expired))
                 guard generation == self.generation else { return }
             } else {
                 next = min(next, command.deadline)

@@ -34,6 +34,9 @@ public final class RedisTLSContext: @unchecked Sendable {
     let serverNameIsIP: Bool
 
     public init(caFile: String?, certFile: String?, keyFile: String?, serverName: String) throws(RedisTLSError) {
+        // OpenSSL writes with write(2), not send(MSG_NOSIGNAL): a peer that reset the
+        // connection would otherwise kill the process with SIGPIPE instead of failing a write.
+        signal(SIGPIPE, SIG_IGN)
         guard let context = SSL_CTX_new(TLS_client_method()) else { throw RedisTLSError("cannot create a TLS context") }
         self.context = context
         self.serverName = serverName
@@ -103,7 +106,7 @@ final class TLSTransport: RedisTransport {
     deinit { SSL_free(ssl) }
 
     func handshake() -> TransportStep {
-        ERR_clear_error()
+        clearErrors()
         let result = SSL_connect(ssl)
         if result == 1 { return .bytes(0) }
         let step = classify(result)
@@ -116,16 +119,40 @@ final class TLSTransport: RedisTransport {
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) -> TransportStep {
-        ERR_clear_error()
+        clearErrors()
         let result = SSL_read(ssl, buffer.baseAddress, Int32(clamping: buffer.count))
         return result > 0 ? .bytes(Int(result)) : classify(result)
     }
 
+    /// At most one TLS record per call, and after a WANT_* exactly the same length again.
+    /// With longer writes OpenSSL may finish one record, block on the next and report -1 while
+    /// the first is already on the wire; counting it unsent would call a command "never sent"
+    /// that Redis may have run.
     func write(_ bytes: UnsafeRawBufferPointer) -> TransportStep {
         guard !bytes.isEmpty else { return .bytes(0) }
+        let length = retryLength ?? min(bytes.count, Self.recordBytes)
+        precondition(length <= bytes.count, "a TLS write retry must offer the same bytes again")
+        clearErrors()
+        let result = SSL_write(ssl, bytes.baseAddress, Int32(length))
+        if result > 0 {
+            retryLength = nil
+            return .bytes(Int(result))
+        }
+        let step = classify(result)
+        if step == .wantRead || step == .wantWrite { retryLength = length }
+        return step
+    }
+
+    /// The most plaintext one TLS record carries (RFC 8446 §5.1).
+    static let recordBytes = 16 * 1024
+    /// The length of a write that must be repeated (OpenSSL: same bytes, same length).
+    private var retryLength: Int?
+
+    /// OpenSSL reads its own error queue and, for SSL_ERROR_SYSCALL, errno: neither may hold
+    /// leftovers from an earlier call.
+    private func clearErrors() {
         ERR_clear_error()
-        let result = SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
-        return result > 0 ? .bytes(Int(result)) : classify(result)
+        errno = 0
     }
 
     var hasBufferedInput: Bool { SSL_pending(ssl) > 0 }

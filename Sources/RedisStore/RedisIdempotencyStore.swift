@@ -23,6 +23,9 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     /// `min_replicas_acked` and `replica_ack_timeout`; nil when 0 (no WAIT).
     public let replicaAcknowledgement: ReplicaAcknowledgement?
+    /// Writes waiting for the outstanding WAIT's answer (see `awaitReplicas`).
+    private var replicaWaiters: [(Result<Void, StoreError>) -> Void] = []
+    private var replicaWaitInFlight = false
 
     public init(
         connection: RedisConnection, keyPrefix: String = "idem:", resetDetector: StoreResetDetector? = nil,
@@ -208,26 +211,40 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// With `min_replicas_acked`, a claim or completion counts only once that many replicas
     /// hold it (`WAIT`), so a failover cannot lose it. Anything short of that is
     /// `.notReplicated`: a claim is then released and answered 503, a completion retried (its
-    /// script is idempotent for its owner, so the retry just waits again).
+    /// script rewrites the record's TTL on a retry, so the retry's WAIT covers it again).
+    ///
+    /// `WAIT` blocks the connection it is sent on, so at most one is outstanding: every write
+    /// whose reply arrives before the WAIT's reply was sent before it (replies come in command
+    /// order) and shares its answer; a write answered later starts the next WAIT.
     private func awaitReplicas(_ then: @escaping (Result<Void, StoreError>) -> Void) {
         guard let wanted = replicaAcknowledgement else { return then(.success(())) }
+        replicaWaiters.append(then)
+        guard !replicaWaitInFlight else { return }
+        replicaWaitInFlight = true
         var command = RedisCommand(argumentCount: 3)
         command.append("WAIT")
         command.append(UInt64(wanted.replicas))
         command.append(wanted.timeoutMillis)
         // WAIT answers after its own timeout at the latest; the command deadline comes after.
-        connection.send(command, timeoutMillis: wanted.timeoutMillis + connection.configuration.commandTimeoutMillis) { result in
+        connection.send(command, timeoutMillis: wanted.timeoutMillis + connection.configuration.commandTimeoutMillis) { [weak self] result in
+            guard let self else { return }
+            let outcome: Result<Void, StoreError>
             switch result {
             case .success(.integer(let acknowledged)) where acknowledged >= Int64(wanted.replicas):
-                then(.success(()))
+                outcome = .success(())
             case .success(.integer(let acknowledged)):
-                then(.failure(.notReplicated("\(acknowledged) of \(wanted.replicas) replicas acknowledged within \(wanted.timeoutMillis) ms")))
+                outcome = .failure(.notReplicated("\(acknowledged) of \(wanted.replicas) replicas acknowledged within \(wanted.timeoutMillis) ms"))
             case .success(let other):
-                then(.failure(.notReplicated("WAIT answered \(other)")))
+                outcome = .failure(.notReplicated("WAIT answered \(other)"))
             case .failure(let error):
-                // The write itself was applied: whatever happened to WAIT, it is not replicated.
-                then(.failure(.notReplicated("WAIT failed: \(error)")))
+                // The writes themselves were applied: whatever happened to WAIT, they are not
+                // known to be replicated.
+                outcome = .failure(.notReplicated("WAIT failed: \(error)"))
             }
+            let waiters = self.replicaWaiters
+            self.replicaWaiters = []
+            self.replicaWaitInFlight = false
+            for waiter in waiters { waiter(outcome) }
         }
     }
 

@@ -73,7 +73,13 @@ public enum RedisScripts {
     /// ttl ms. Compare-and-set on the owner; the stored fingerprint and owner are kept.
     static let complete = prelude + """
     local v = redis.call('GET', KEYS[1])
-    if already(v, ARGV[1], 2) then return 1 end
+    if already(v, ARGV[1], 2) then
+      -- A retry (a lost reply, or too few replicas acknowledged): write something that
+      -- replicates, keeping the TTL, so a WAIT after it covers this record again.
+      local left = redis.call('PTTL', KEYS[1])
+      if left > 0 then redis.call('PEXPIRE', KEYS[1], left) end
+      return 1
+    end
     if not owned(v, ARGV[1]) then return 0 end
     redis.call('PEXPIRE', KEYS[1], ARGV[3])  -- first write: not refused under OOM (see above)
     -- The creation time stays; a version 1 record (written before it existed) has none.

@@ -61,11 +61,36 @@ import Testing
     }
 
     @Test func replicaAcknowledgementSettings() throws {
-        let config = try parse(store("    min_replicas_acked: 1\n    replica_ack_timeout: 250ms\n"))
+        let config = try parse(store("    min_replicas_acked: 1\n    replica_ack_timeout: 200ms\n"))
         #expect(config.store.redis.minReplicasAcked == 1)
-        #expect(config.store.redis.replicaAckTimeout == .milliseconds(250))
+        #expect(config.store.redis.replicaAckTimeout == .milliseconds(200))
         #expect(try parse(store("    url: redis://h:6379/0\n")).store.redis.minReplicasAcked == 0)
         #expect(singleIssue(store("    min_replicas_acked: -1\n"))?.path == "store.redis.min_replicas_acked")
         #expect(singleIssue(store("    replica_ack_timeout: 0s\n"))?.path == "store.redis.replica_ack_timeout")
+    }
+}
+
+@Suite struct RedisReplicaAndNameConfigTests {
+    func store(_ redis: String) -> String {
+        withUpstream("store:\n  backend: redis\n  redis:\n" + redis)
+    }
+
+    @Test func theReplicaWaitMustBeShorterThanTheCommandTimeout() {
+        let issue = singleIssue(store("    min_replicas_acked: 1\n    replica_ack_timeout: 250ms\n"))
+        #expect(issue?.path == "store.redis.replica_ack_timeout")
+        #expect(issue?.message.contains("command_timeout") == true)
+        // Without WAIT the setting is inert and not checked.
+        #expect((try? parse(store("    replica_ack_timeout: 1s\n"))) != nil)
+    }
+
+    @Test(arguments: ["[::1]", "cache.internal:6380", "bad name"])
+    func aServerNameIsAHostOrAnAddress(_ name: String) {
+        let issue = singleIssue(store("    url: rediss://h:6380/0\n    tls: { server_name: \"\(name)\" }\n"))
+        #expect(issue?.path == "store.redis.tls.server_name")
+    }
+
+    @Test(arguments: ["cache.internal", "10.0.0.5", "::1"])
+    func validServerNames(_ name: String) throws {
+        #expect(try parse(store("    url: rediss://h:6380/0\n    tls: { server_name: \"\(name)\" }\n")).store.redis.tls?.serverName == name)
     }
 }

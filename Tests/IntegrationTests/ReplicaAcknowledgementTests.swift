@@ -38,10 +38,12 @@ import TestSupport
     @Test func withAReplicaAttachedRecordsReachItFirst() throws {
         let primary = try RedisServer()
         let replica = try RedisServer(replicaOf: primary.port)
+        // For a while after the sync a replica is listed online but acknowledges no new write
+        // (WAIT answers 0, and claims would rightly get 503): wait until a write is confirmed.
         var linked = false
-        for _ in 0..<100 {
-            if try primary.command("INFO replication").contains("connected_slaves:1"),
-               try replica.command("INFO replication").contains("master_link_status:up") { linked = true; break }
+        for _ in 0..<60 {
+            if try replica.command("INFO replication").contains("master_link_status:up"),
+               try primary.command("SET link-probe 1\r\nWAIT 1 100").contains(":1") { linked = true; break }
             usleep(50_000)
         }
         try #require(linked)
@@ -50,10 +52,34 @@ import TestSupport
         let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(primary, unavailable: "reject", prefix: prefix))
         defer { proxy.stop() }
         let key = uniqueKey()
-        #expect(try proxy.request(post(key: key)).status == 201)
+        let first = try proxy.request(post(key: key))
+        #expect(first.status == 201, "\(first.bodyText)")
         let retry = try proxy.request(post(key: key))
         #expect(retry.value("idempotent-replayed") == "true")
         #expect(origin.count == 1)
         #expect(try replica.command("KEYS \(recordPattern(prefix))").hasPrefix("*1"))
+    }
+
+    /// WAIT blocks the connection it is sent on: with replicas missing, one outstanding WAIT
+    /// at a time answers every claim made meanwhile, so a burst gets its 503s within a few
+    /// replica_ack_timeouts instead of queueing one full timeout per claim behind each other.
+    @Test func oneOutstandingWaitAnswersABurstOfClaims() throws {
+        let primary = try RedisServer()
+        let origin = CountingOrigin()
+        let proxy = try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(primary, unavailable: "reject", prefix: StoreKind.uniquePrefix()))
+        defer { proxy.stop() }
+        _ = try primary.command("CONFIG RESETSTAT")
+        let started = Date()
+        let statuses = concurrently(12) { _ in (try? proxy.request(post(key: uniqueKey())).status) ?? 0 }
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(statuses.allSatisfy { $0 == 503 }, "\(statuses)")
+        #expect(origin.count == 0)
+        #expect(elapsed < 1.5, "\(elapsed) s")
+        let stats = try primary.command("INFO commandstats")
+        let waits = stats.split(separator: "\r\n").first { $0.hasPrefix("cmdstat_wait:") }.flatMap { line in
+            line.split(separator: ",").first?.split(separator: "=").last.flatMap { Int($0) }
+        }
+        #expect((waits ?? 99) <= 6, "\(stats)")
     }
 }
