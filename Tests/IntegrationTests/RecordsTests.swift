@@ -113,6 +113,34 @@ import TestSupport
         #expect(try original.readResponse().status == 201)
     }
 
+    /// A client that resets while its `/records` answer waits on the store: epoll reports the
+    /// hang-up on every turn whatever the interest, so the admin connection must close then,
+    /// not when the store answers (here, not for seconds).
+    @Test func anAdminClientThatResetsWhileItsAnswerWaitsIsClosedAtOnce() throws {
+        let relay = try FaultRelay(targetPort: StoreKind.redisPort)
+        defer { relay.stop() }
+        let proxy = try ProxyHarness(
+            yaml: "store: { backend: redis, redis: { url: \"\(relay.url)\", key_prefix: \"\(StoreKind.uniquePrefix())\", command_timeout: 5s } }\n")
+        defer { proxy.stop() }
+        for _ in 0..<100 where proxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
+        relay.withholdReplies = true
+        defer { relay.withholdReplies = false }
+        do {
+            let client = try TestClient(port: try #require(proxy.server.adminPort))
+            try client.send("GET /records?key=k&scope=\(Self.encodedScope) HTTP/1.1\r\nHost: admin\r\n\r\n")
+            usleep(100_000)
+            #expect(proxy.server.adminConnections == 1, "the answer should be waiting on the store")
+            client.resetOnClose()
+        }
+        var open = proxy.server.adminConnections
+        for _ in 0..<50 where open > 0 {
+            usleep(10_000)
+            open = proxy.server.adminConnections
+        }
+        #expect(open == 0, "the reset connection is still open")
+        #expect(try proxy.admin("/healthz").status == 200)
+    }
+
     @Test func recordsNeedTheTokenWhenOneIsSet() throws {
         let proxy = try ProxyHarness(admin: "{ listen: 127.0.0.1:0, token: s3cret-token_1 }")
         defer { proxy.stop() }
@@ -159,8 +187,7 @@ import TestSupport
 
     /// One command to the shared Redis, in RESP (values may hold any byte); returns the reply.
     func redis(_ arguments: [String]) throws -> String {
-        let url = StoreKind.redisURL.replacingOccurrences(of: "redis://", with: "").split(separator: "/")[0].split(separator: ":")
-        let client = try TestClient(port: try #require(UInt16(url[1])), timeoutSeconds: 2)
+        let client = try TestClient(port: StoreKind.redisPort, timeoutSeconds: 2)
         var command = "*\(arguments.count)\r\n"
         for argument in arguments { command += "$\(argument.utf8.count)\r\n\(argument)\r\n" }
         try client.send(command)
