@@ -21,6 +21,12 @@ struct Records: ParsableCommand {
             """,
         subcommands: [Get.self, Purge.self])
 
+    /// `idemproxy records` alone names no operation: a usage error (exit 2, SPEC §7), where
+    /// ArgumentParser's default would print the help and exit 0 as if something was done.
+    func run() throws {
+        throw ValidationError("say what to do with the record: records get or records purge (idemproxy records --help)")
+    }
+
     struct Target: ParsableArguments {
         @Option(name: .long, help: "The Idempotency-Key as the client sent it (quotes optional).")
         var key: String

@@ -293,6 +293,19 @@ import TestSupport
     }
 }
 
+extension RecordsTests {
+    /// `idemproxy records` without get or purge did nothing: exit 2 like any usage error, not
+    /// 0 after printing the help. Asking for the help still succeeds.
+    @Test func recordsWithoutAnOperationIsAUsageError() throws {
+        let bare = try IdemproxyCLI.run(["records"])
+        #expect(bare.status == 2, "\(bare.stdout)\(bare.stderr)")
+        #expect(bare.stderr.contains("records get or records purge"), "\(bare.stderr)")
+        let help = try IdemproxyCLI.run(["records", "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("purge"))
+    }
+}
+
 /// Numbers the upstream's calls, across its connection threads.
 final class CallCounter: @unchecked Sendable {
     private let lock = NSLock()
