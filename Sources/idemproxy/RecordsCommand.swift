@@ -223,22 +223,44 @@ struct RecordsLookup {
         return out
     }
 
-    /// The `/records` JSON back into a report, for readable output.
+    /// The `/records` JSON back into a report, for readable output; nil when it is not one
+    /// (then the command fails with exit status 2).
     static func report(fromJSON text: String) -> RecordReport? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let state = object["state"] as? String, let fingerprint = object["fingerprint"] as? String,
-              let bodyBytes = object["body_bytes"] as? Int else { return nil }
-        let expires = (object["expires_in_ms"] as? NSNumber)?.uint64Value ?? .max
-        var createdAt: UInt64?
-        if let created = object["created_at"] as? String {
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            createdAt = formatter.date(from: created).map { UInt64(($0.timeIntervalSince1970 * 1000).rounded()) }
-        }
+              let bodyBytes = object["body_bytes"] as? Int,
+              let createdAt = unixMillis(rfc3339: object["created_at"]),
+              let expires = millis(object["expires_in_ms"]),
+              let lease = millis(object["lease_expires_in_ms"]) else { return nil }
         return RecordReport(
             keyHash: object["key_hash"] as? String ?? "", state: state, status: object["status"] as? Int,
-            fingerprintHex: fingerprint, createdAtMillis: createdAt, expiresInMillis: expires,
-            leaseExpiresInMillis: (object["lease_expires_in_ms"] as? NSNumber)?.uint64Value,
-            bodyBytes: bodyBytes, bodyOmitted: object["body_omitted"] as? Bool ?? false)
+            fingerprintHex: fingerprint, createdAtMillis: createdAt, expiresInMillis: expires ?? .max,
+            leaseExpiresInMillis: lease, bodyBytes: bodyBytes, bodyOmitted: object["body_omitted"] as? Bool ?? false)
+    }
+
+    /// A milliseconds field: `.some(nil)` when absent or null, `.some(n)` for a whole number
+    /// from 0 to `UInt64.max`, nil for anything else. Checked exactly: `NSNumber.uint64Value`
+    /// would turn -5 into a huge count and 1.5 into 1.
+    private static func millis(_ value: Any?) -> UInt64?? {
+        switch value {
+        case nil, is NSNull: return .some(nil)
+        case let number as NSNumber: return UInt64(exactly: number).map { .some($0) }
+        default: return nil
+        }
+    }
+
+    /// `created_at` as Unix milliseconds: `.some(nil)` when absent or null, nil when it is not
+    /// an RFC 3339 time at or after 1970 (a record time is never earlier, and converting one
+    /// with `UInt64(_:)` would trap).
+    private static func unixMillis(rfc3339 value: Any?) -> UInt64?? {
+        switch value {
+        case nil, is NSNull: return .some(nil)
+        case let text as String:
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            guard let date = formatter.date(from: text) else { return nil }
+            return UInt64(exactly: (date.timeIntervalSince1970 * 1000).rounded()).map { .some($0) }
+        default: return nil
+        }
     }
 }

@@ -304,6 +304,37 @@ extension RecordsTests {
         #expect(help.status == 0)
         #expect(help.stdout.contains("purge"))
     }
+
+    /// A `/records` answer the CLI cannot trust (here from a stand-in admin endpoint) is an
+    /// error, exit 2: a time before 1970 used to trap the conversion to Unix milliseconds, and
+    /// a negative or fractional count was silently wrapped or truncated.
+    @Test(arguments: [
+        "\"created_at\":\"1969-12-31T23:59:59.000Z\",\"expires_in_ms\":1000",
+        "\"created_at\":\"yesterday\",\"expires_in_ms\":1000",
+        "\"created_at\":null,\"expires_in_ms\":-5",
+        "\"created_at\":null,\"expires_in_ms\":1000,\"lease_expires_in_ms\":1.5",
+    ])
+    func theCLIRefusesAnAdminAnswerItCannotRead(_ fields: String) throws {
+        let body = "{\"state\":\"completed\",\"status\":201,\"fingerprint\":\"ab\",\(fields),\"body_bytes\":0}"
+        let admin = TestUpstream { _ in .untilClose(status: 200, body: Array(body.utf8)) }
+        defer { admin.stop() }
+        let run = try IdemproxyCLI.run(
+            ["records", "get", "--key", "k", "--scope", Self.scope], yaml: "admin: { listen: 127.0.0.1:\(admin.port) }\n")
+        #expect(run.status == 2, "\(run.stdout)\(run.stderr)")
+        #expect(run.stderr.contains("unexpected /records answer"), "\(run.stderr)")
+    }
+
+    /// The same stand-in with a well-formed answer: the readable report.
+    @Test func theCLIReadsAnAdminAnswer() throws {
+        let body = "{\"state\":\"completed\",\"status\":201,\"fingerprint\":\"ab\",\"created_at\":\"2026-11-30T19:56:18.611Z\",\"expires_in_ms\":null,\"body_bytes\":3}"
+        let admin = TestUpstream { _ in .untilClose(status: 200, body: Array(body.utf8)) }
+        defer { admin.stop() }
+        let run = try IdemproxyCLI.run(
+            ["records", "get", "--key", "k", "--scope", Self.scope], yaml: "admin: { listen: 127.0.0.1:\(admin.port) }\n")
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains("created      2026-11-30T19:56:18.611Z"))
+        #expect(run.stdout.contains("expires in   never"))
+    }
 }
 
 /// Numbers the upstream's calls, across its connection threads.
