@@ -363,12 +363,35 @@ public struct LimitsConfig: Sendable, Equatable {
     }
 }
 
+/// Whether records carry a scope (SPEC §3), as far as the configuration decides it. A lookup
+/// (`/records`, `idemproxy records`) that disagrees can only miss, and its "no record" would be
+/// a wrong answer to act on.
+public enum RecordScoping: Sendable, Equatable {
+    /// Every guarded request is scoped, by these headers (as configured, each once): every
+    /// record has a scope, so a lookup needs one.
+    case required(headers: [String])
+    /// No guarded request is scoped (`scope.header: ""` everywhere): no record has a scope, so a
+    /// lookup must not give one.
+    case off
+    /// Some guarded requests are scoped and some are not: a lookup may name either kind.
+    case mixed
+}
+
 extension IdemproxyConfig {
-    /// Whether every guarded request is scoped (SPEC §3): the global `scope.header` is set and no
-    /// enabled route turns it off. Then every record has a scope, and a lookup without one
-    /// (`/records`, `idemproxy records`) can only miss.
-    public var everyGuardIsScoped: Bool {
-        !idempotency.scopeHeader.isEmpty && routes.allSatisfy { !$0.enabled || !$0.idempotency.scopeHeader.isEmpty }
+    /// The settings guarded requests are handled with: the global ones (requests no route
+    /// matches) and each enabled route's. A disabled route guards nothing.
+    var guardSettings: [IdempotencyConfig] {
+        [idempotency] + routes.filter(\.enabled).map(\.idempotency)
+    }
+
+    /// How records are scoped under this configuration (routes may turn scoping on or off).
+    public var recordScoping: RecordScoping {
+        let headers = guardSettings.map(\.scopeHeader)
+        if headers.allSatisfy(\.isEmpty) { return .off }
+        guard headers.allSatisfy({ !$0.isEmpty }) else { return .mixed }
+        var distinct: [String] = []
+        for header in headers where !distinct.contains(where: { $0.lowercased() == header.lowercased() }) { distinct.append(header) }
+        return .required(headers: distinct)
     }
 }
 

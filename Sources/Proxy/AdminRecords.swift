@@ -1,3 +1,4 @@
+import Config
 import HTTP1
 import Idempotency
 
@@ -30,7 +31,7 @@ struct AdminRecords {
         }
         let storageKey: String
         switch Self.lookup(
-            query: request.query, prefix: settings.keyPrefix, scopeHeader: settings.recordsNeedScope ? settings.scopeHeaderName : nil) {
+            query: request.query, prefix: settings.keyPrefix, scoping: settings.recordScoping) {
         case .success(let key): storageKey = key
         case .failure(let failure):
             answer(Self.error(400, failure.message))
@@ -78,10 +79,10 @@ struct AdminRecords {
         return difference == 0
     }
 
-    /// The storage key named by `key=…&scope=…`. With `scopeHeader` (every guarded request is
-    /// scoped by it) a missing scope is an error: nothing could match, and a 404 would read as
+    /// The storage key named by `key=…&scope=…`; a scope that disagrees with `scoping` (missing
+    /// where every record has one, given where none has) is an error, not a 404 that reads as
     /// "no record".
-    static func lookup(query: Substring, prefix: String, scopeHeader: String? = nil) -> Result<String, RecordLookup.Failure> {
+    static func lookup(query: Substring, prefix: String, scoping: RecordScoping = .mixed) -> Result<String, RecordLookup.Failure> {
         var key: [UInt8]?
         var scope: [UInt8]?
         for pair in query.split(separator: "&") {
@@ -101,9 +102,7 @@ struct AdminRecords {
             }
         }
         guard let key, !key.isEmpty else { return .failure("the query needs key=<Idempotency-Key> (and scope=<scope header value>)") }
-        if let scopeHeader, scope?.isEmpty ?? true {
-            return .failure(RecordLookup.Failure("keys are scoped by the \(scopeHeader) header: the query needs scope=<its value as the caller sent it>"))
-        }
+        if let failure = RecordLookup.checkScope(scope, scoping, parameter: "scope=<value>") { return .failure(failure) }
         return RecordLookup.storageKey(key: key, scope: scope, prefix: prefix)
     }
 

@@ -1,3 +1,4 @@
+import Config
 import Glibc
 import Idempotency
 
@@ -151,6 +152,22 @@ public enum RecordLookup {
             return .success(Idempotency.storageKey(prefix: prefix, scope: scope, key: parsed))
         case .failure(let error):
             return .failure(Failure("not an idempotency key: \(error.reason)"))
+        }
+    }
+
+    /// A lookup's scope checked against how the configuration scopes records: one that can only
+    /// miss is an error, since "no record" would be a wrong answer to act on. `parameter` is how
+    /// the operator gives a scope (`scope=<value>` in a query, `--scope <value>` to the CLI).
+    /// An empty scope is none, as for the proxy.
+    public static func checkScope(_ scope: [UInt8]?, _ scoping: RecordScoping, parameter: String) -> Failure? {
+        let given = !(scope ?? []).isEmpty
+        switch scoping {
+        case .required(let headers) where !given:
+            return Failure("keys are scoped by the \(headers.joined(separator: " or ")) header: give \(parameter), the header's value as the caller sent it")
+        case .off where given:
+            return Failure("scoping is off (scope.header is \"\" for every guarded request), so records have no scope: leave out \(parameter)")
+        default:
+            return nil
         }
     }
 

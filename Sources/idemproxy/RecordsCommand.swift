@@ -15,8 +15,9 @@ struct Records: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inspect or purge one idempotency record.",
         discussion: """
-            S is the scope header's value exactly as the caller sends it (e.g. "Bearer sk_live_…"); \
-            leave it out when scoping is off (scope.header: ""). Exit status: 0 found or purged, 1 no \
+            S is the scope header's value exactly as the caller sends it (e.g. "Bearer sk_live_…"). \
+            It is required when every guarded request is scoped, and an error when scoping is off \
+            (scope.header: "" for every guarded request). Exit status: 0 found or purged, 1 no \
             such record, 2 error.
             """,
         subcommands: [Get.self, Purge.self])
@@ -94,10 +95,8 @@ struct RecordsLookup {
         config = try target.options.load()
         key = target.key
         scope = target.scope.flatMap { $0.isEmpty ? nil : $0 }
-        // Every guarded route scopes its keys: without a scope nothing can match, and "no
-        // record" would be a wrong answer to act on.
-        if scope == nil, config.everyGuardIsScoped {
-            throw Self.fail("keys are scoped by the \(config.idempotency.scopeHeader) header: pass --scope with the caller's value (e.g. --scope \"Bearer sk_…\")")
+        if let failure = RecordLookup.checkScope(scope.map { Array($0.utf8) }, config.recordScoping, parameter: "--scope <value>") {
+            throw Self.fail(failure.message)
         }
         switch RecordLookup.storageKey(key: Array(key.utf8), scope: scope.map { Array($0.utf8) }, prefix: config.store.redis.keyPrefix) {
         case .success(let storageKey): self.storageKey = storageKey

@@ -37,14 +37,22 @@ import Testing
         }
     }
 
-    @Test func aLookupNeedsAScopeOnlyWhenEveryGuardIsScoped() throws {
-        func config(_ yaml: String) throws -> IdemproxyConfig {
-            try ConfigLoader.parse(yaml: "upstream: { url: http://127.0.0.1:3000 }\n" + yaml, fileName: "t.yaml", environment: [:])
+    @Test func howRecordsAreScoped() throws {
+        func scoping(_ yaml: String) throws -> RecordScoping {
+            try ConfigLoader.parse(yaml: "upstream: { url: http://127.0.0.1:3000 }\n" + yaml, fileName: "t.yaml", environment: [:]).recordScoping
         }
-        #expect(try config("").everyGuardIsScoped)
-        #expect(try !config("idempotency: { scope: { header: \"\" } }\n").everyGuardIsScoped)
-        #expect(try !config("routes:\n  - match: { path_prefix: /a }\n    scope: { header: \"\" }\n").everyGuardIsScoped)
-        // A disabled route guards nothing.
-        #expect(try config("routes:\n  - match: { path_prefix: /a }\n    enabled: false\n    scope: { header: \"\" }\n").everyGuardIsScoped)
+        let off = "idempotency: { scope: { header: \"\" } }\n"
+        #expect(try scoping("") == .required(headers: ["Authorization"]))
+        #expect(try scoping(off) == .off)
+        #expect(try scoping("routes:\n  - match: { path_prefix: /a }\n    scope: { header: \"\" }\n") == .mixed)
+        // A route that scopes by its own header: a lookup needs a scope, by either header.
+        #expect(try scoping("routes:\n  - match: { path_prefix: /a }\n    scope: { header: X-Tenant }\n")
+            == .required(headers: ["Authorization", "X-Tenant"]))
+        // Scoping off globally but on for a route: records of both kinds exist.
+        #expect(try scoping(off + "routes:\n  - match: { path_prefix: /a }\n    scope: { header: X-Tenant }\n") == .mixed)
+        // A disabled route guards nothing, whatever its scope.
+        #expect(try scoping("routes:\n  - match: { path_prefix: /a }\n    enabled: false\n    scope: { header: \"\" }\n")
+            == .required(headers: ["Authorization"]))
+        #expect(try scoping(off + "routes:\n  - match: { path_prefix: /a }\n    enabled: false\n    scope: { header: X-Tenant }\n") == .off)
     }
 }

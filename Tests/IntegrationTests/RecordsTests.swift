@@ -141,6 +141,33 @@ import TestSupport
         #expect(try proxy.admin("/healthz").status == 200)
     }
 
+    /// With scoping off (`scope.header: ""` for every guarded request) records have no scope:
+    /// a lookup that gives one is an error, on `/records` and in the CLI, not a "no record".
+    /// A route that turns scoping back on makes scoped lookups meaningful again.
+    @Test func aScopeIsRefusedWhenScopingIsOff() throws {
+        let off = "idempotency: { scope: { header: \"\" } }\n"
+        let origin = CountingOrigin()
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: off)
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        #expect(try proxy.request(post(key: key)).status == 201)
+        let refused = try proxy.admin("/records?key=\(key)&scope=\(Self.encodedScope)")
+        #expect(refused.status == 400)
+        #expect(refused.bodyText.contains("scoping is off"))
+        #expect(try proxy.admin("/records?key=\(key)").status == 200)
+        let cli = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope], yaml: off)
+        #expect(cli.status == 2)
+        #expect(cli.stderr.contains("scoping is off"), "\(cli.stderr)")
+
+        let mixed = try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder),
+            yaml: off + "routes:\n  - match: { path_prefix: /v1/payments }\n    scope: { header: Authorization }\n")
+        defer { mixed.stop() }
+        #expect(try mixed.request(post(key: key)).status == 201)
+        #expect(try mixed.admin("/records?key=\(key)&scope=\(Self.encodedScope)").status == 200)
+        #expect(try mixed.admin("/records?key=\(key)").status == 404)
+    }
+
     @Test func recordsNeedTheTokenWhenOneIsSet() throws {
         let proxy = try ProxyHarness(admin: "{ listen: 127.0.0.1:0, token: s3cret-token_1 }")
         defer { proxy.stop() }

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Idempotency
 import Testing
@@ -26,13 +27,29 @@ import Testing
     }
 
     @Test func aScopeIsRequiredWhenEveryGuardIsScoped() {
-        guard case .failure(let failure) = AdminRecords.lookup(query: "key=k", prefix: "p:", scopeHeader: "X-Tenant") else {
+        let scoping = RecordScoping.required(headers: ["X-Tenant"])
+        guard case .failure(let failure) = AdminRecords.lookup(query: "key=k", prefix: "p:", scoping: scoping) else {
             Issue.record("a lookup without scope passed")
             return
         }
         #expect(failure.message.contains("X-Tenant"))
-        #expect((try? AdminRecords.lookup(query: "key=k&scope=", prefix: "p:", scopeHeader: "X-Tenant").get()) == nil)
-        #expect((try? AdminRecords.lookup(query: "key=k&scope=t1", prefix: "p:", scopeHeader: "X-Tenant").get()) != nil)
+        #expect((try? AdminRecords.lookup(query: "key=k&scope=", prefix: "p:", scoping: scoping).get()) == nil)
+        #expect((try? AdminRecords.lookup(query: "key=k&scope=t1", prefix: "p:", scoping: scoping).get()) != nil)
+    }
+
+    /// With scoping off no record has a scope: a lookup that gives one could only miss.
+    @Test func aScopeIsAnErrorWhenScopingIsOff() {
+        guard case .failure(let failure) = AdminRecords.lookup(query: "key=k&scope=t1", prefix: "p:", scoping: .off) else {
+            Issue.record("a scoped lookup passed with scoping off")
+            return
+        }
+        #expect(failure.message.contains("scoping is off"))
+        // An empty scope is none.
+        #expect((try? AdminRecords.lookup(query: "key=k&scope=", prefix: "p:", scoping: .off).get()) != nil)
+        #expect((try? AdminRecords.lookup(query: "key=k", prefix: "p:", scoping: .off).get()) != nil)
+        // Some routes scope, some do not: either lookup may find something.
+        #expect((try? AdminRecords.lookup(query: "key=k&scope=t1", prefix: "p:", scoping: .mixed).get()) != nil)
+        #expect((try? AdminRecords.lookup(query: "key=k", prefix: "p:", scoping: .mixed).get()) != nil)
     }
 
     @Test func badQueriesSayWhat() {
