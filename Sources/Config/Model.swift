@@ -393,6 +393,13 @@ extension IdemproxyConfig {
         for header in headers where !distinct.contains(where: { $0.lowercased() == header.lowercased() }) { distinct.append(header) }
         return .required(headers: distinct)
     }
+
+    /// What guarded requests do on finding an expired lease (`indeterminate`), when every one of
+    /// them agrees; nil when routes differ (then it depends on the route the next request takes).
+    public var expiredLeasePolicy: IndeterminateMode? {
+        let policies = guardSettings.map(\.indeterminate)
+        return policies.allSatisfy { $0 == policies[0] } ? policies[0] : nil
+    }
 }
 
 public struct AdminConfig: Sendable, Equatable {

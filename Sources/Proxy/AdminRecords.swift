@@ -41,7 +41,7 @@ struct AdminRecords {
             store.inspect(key: storageKey) { result in
                 switch result {
                 case .success(let inspection?):
-                    answer(AdminAnswer(status: 200, body: RecordReport(inspection, storageKey: storageKey).json + "\n"))
+                    answer(AdminAnswer(status: 200, body: RecordReport(inspection, storageKey: storageKey, expiredLease: settings.expiredLeasePolicy).json + "\n"))
                 case .success(nil):
                     answer(Self.error(404, "no record for this key and scope"))
                 case .failure(let error):

@@ -47,6 +47,9 @@ public final class ProxySettings: @unchecked Sendable {
     public var adminRecordsEnabled: Bool
     /// Whether records carry a scope: `/records` with a scope that disagrees is a usage error.
     public var recordScoping: RecordScoping
+    /// `indeterminate` for every guarded request (nil when routes differ): what `/records`
+    /// says the next request makes of an expired lease.
+    public var expiredLeasePolicy: IndeterminateMode?
     public var accessLog: Bool
     /// `logging.format` for the access log: JSON lines, or one readable line per request.
     public var accessLogJSON: Bool
@@ -99,6 +102,7 @@ public final class ProxySettings: @unchecked Sendable {
         adminToken = config.admin.token
         adminRecordsEnabled = config.admin.recordsEnabled
         recordScoping = config.recordScoping
+        expiredLeasePolicy = config.expiredLeasePolicy
         accessLog = config.logging.accessLog
         accessLogJSON = config.logging.format == .json
     }

@@ -143,6 +143,7 @@ struct RecordsLookup {
         var outcome: Outcome?
         let storeReady = connection.onReady
         let storageKey = self.storageKey
+        let expiredLease = config.expiredLeasePolicy
         connection.onReady = { connection in
             storeReady?(connection)
             switch operation {
@@ -150,7 +151,7 @@ struct RecordsLookup {
                 store.inspect(key: storageKey) { result in
                     switch result {
                     case .success(let inspection?):
-                        let report = RecordReport(inspection, storageKey: storageKey)
+                        let report = RecordReport(inspection, storageKey: storageKey, expiredLease: expiredLease)
                         outcome = .found(report, json: report.json)
                     case .success(nil): outcome = .absent
                     case .failure(let error): outcome = .failed("Redis: \(error)")
@@ -232,7 +233,8 @@ struct RecordsLookup {
               let expires = millis(object["expires_in_ms"]),
               let lease = millis(object["lease_expires_in_ms"]) else { return nil }
         return RecordReport(
-            keyHash: object["key_hash"] as? String ?? "", state: state, status: object["status"] as? Int,
+            keyHash: object["key_hash"] as? String ?? "", state: state, effectiveState: object["effective_state"] as? String,
+            status: object["status"] as? Int,
             fingerprintHex: fingerprint, createdAtMillis: createdAt, expiresInMillis: expires ?? .max,
             leaseExpiresInMillis: lease, bodyBytes: bodyBytes, bodyOmitted: object["body_omitted"] as? Bool ?? false)
     }

@@ -37,6 +37,18 @@ import Testing
         }
     }
 
+    /// What `/records` says the next request makes of an expired lease depends on `indeterminate`
+    /// for every guarded request; where routes differ it cannot say.
+    @Test func theExpiredLeasePolicyIsKnownWhenEveryGuardAgrees() throws {
+        func policy(_ yaml: String) throws -> IndeterminateMode? {
+            try ConfigLoader.parse(yaml: "upstream: { url: http://127.0.0.1:3000 }\n" + yaml, fileName: "t.yaml", environment: [:]).expiredLeasePolicy
+        }
+        #expect(try policy("") == .hold)
+        #expect(try policy("idempotency: { indeterminate: release }\n") == .release)
+        #expect(try policy("routes:\n  - match: { path_prefix: /a }\n    indeterminate: release\n") == nil)
+        #expect(try policy("routes:\n  - match: { path_prefix: /a }\n    enabled: false\n    indeterminate: release\n") == .hold)
+    }
+
     @Test func howRecordsAreScoped() throws {
         func scoping(_ yaml: String) throws -> RecordScoping {
             try ConfigLoader.parse(yaml: "upstream: { url: http://127.0.0.1:3000 }\n" + yaml, fileName: "t.yaml", environment: [:]).recordScoping

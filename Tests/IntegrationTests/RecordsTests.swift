@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Idempotency
+import Synchronization
 import Testing
 import TestSupport
 
@@ -166,6 +167,43 @@ import TestSupport
         #expect(try mixed.request(post(key: key)).status == 201)
         #expect(try mixed.admin("/records?key=\(key)&scope=\(Self.encodedScope)").status == 200)
         #expect(try mixed.admin("/records?key=\(key)").status == 404)
+    }
+
+    /// A claim whose owner died (its lease ran out, nothing told the store) is reported as what
+    /// the next request then finds, and the next request does find exactly that.
+    @Test(arguments: ["hold", "release"])
+    func anExpiredLeaseIsReportedAsTheNextRequestFindsIt(_ indeterminate: String) throws {
+        let clock = ManualClock()
+        let store = MemoryStore(clock: { clock.nowMillis })
+        let origin = CountingOrigin()
+        let proxy = try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder), yaml: "idempotency: { indeterminate: \(indeterminate) }\n", memoryStore: store)
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        let stored = storageKey(prefix: "idem:", scope: Array(Self.scope.utf8), key: key)
+        // The proxy's own request leaves a record with the fingerprint a retry will have; it is
+        // replaced by a claim of that fingerprint whose owner never comes back.
+        #expect(try proxy.request(post(key: key)).status == 201)
+        var fingerprint: [UInt8] = []
+        store.inspect(key: stored) { fingerprint = (try? $0.get())??.record.fingerprint ?? [] }
+        store.purge(key: stored) { _ in }
+        store.claim(key: stored, owner: Array(repeating: 7, count: 16), fingerprint: fingerprint, lease: .seconds(30), ttl: .seconds(3600),
+                    expiredLease: .hold) { #expect((try? $0.get()) == .claimed) }
+        clock.advance(millis: 31_000)
+
+        let record = try json(proxy.admin("/records?key=\(key)&scope=\(Self.encodedScope)"))
+        #expect(record["state"] as? String == "in_flight")
+        #expect(record["lease_expired"] as? Bool == true)
+        #expect(record["effective_state"] as? String == (indeterminate == "hold" ? "unknown" : "absent"))
+        let next = try proxy.request(post(key: key))
+        if indeterminate == "hold" {
+            #expect(next.status == 409)
+            #expect(next.bodyText.contains("outcome-unknown"))
+            #expect(origin.count == 1)
+        } else {
+            #expect(next.status == 201)
+            #expect(origin.count == 2)
+        }
     }
 
     @Test func recordsNeedTheTokenWhenOneIsSet() throws {
@@ -362,6 +400,13 @@ extension RecordsTests {
         #expect(run.stdout.contains("created      2026-11-30T19:56:18.611Z"))
         #expect(run.stdout.contains("expires in   never"))
     }
+}
+
+/// A monotonic clock a test moves forward, for a store whose leases must run out now.
+final class ManualClock: Sendable {
+    private let offset = Atomic<UInt64>(0)
+    var nowMillis: UInt64 { MonotonicClock.nowMillis() + offset.load(ordering: .relaxed) }
+    func advance(millis: UInt64) { offset.add(millis, ordering: .relaxed) }
 }
 
 /// Numbers the upstream's calls, across its connection threads.

@@ -75,7 +75,7 @@ import Testing
 
     @Test func theJSONCarriesTheSpecFields() throws {
         let key = storageKey(prefix: "idem:", scope: nil, key: "k")
-        let report = RecordReport(Self.completed, storageKey: key)
+        let report = RecordReport(Self.completed, storageKey: key, expiredLease: .hold)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any])
         #expect(object["state"] as? String == "completed")
         #expect(object["status"] as? Int == 201)
@@ -85,6 +85,8 @@ import Testing
         #expect(object["body_bytes"] as? Int == 8)
         #expect(object["key_hash"] as? String == String(StorageKey.digestHex(scope: nil, key: "k").prefix(16)))
         #expect(object["lease_expires_in_ms"] == nil)
+        #expect(object["lease_expired"] == nil)
+        #expect(object["effective_state"] as? String == "completed")
     }
 
     @Test func inFlightAndOldRecordsReadSensibly() throws {
@@ -93,11 +95,13 @@ import Testing
         inspection.record.response = nil
         inspection.record.createdAtMillis = 0  // written before records carried it
         inspection.leaseRemainingMillis = 12_500
-        let report = RecordReport(inspection, storageKey: "p:{00}")
+        let report = RecordReport(inspection, storageKey: "p:{00}", expiredLease: .hold)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any])
         #expect(object["status"] is NSNull)
         #expect(object["created_at"] is NSNull)
         #expect(object["lease_expires_in_ms"] as? Int == 12_500)
+        #expect(object["lease_expired"] as? Bool == false)
+        #expect(object["effective_state"] as? String == "in_flight")
         let text = report.text(nowMillis: 1_796_068_600_000)
         #expect(text.contains("state        in_flight\n"))
         #expect(text.contains("lease        12s left"))
@@ -105,11 +109,41 @@ import Testing
         #expect(!text.contains("status"))
     }
 
+    /// An in-flight record whose lease ran out (its owner died) is not "in flight" to the next
+    /// request: under `hold` it gets `409 outcome-unknown`, under `release` it executes. The
+    /// stored state stays in `state`; what the next request sees is added beside it.
+    @Test(arguments: [(IndeterminateMode?.some(.hold), "unknown"), (.release, "absent"), (nil, nil)] as [(IndeterminateMode?, String?)])
+    func anExpiredLeaseReadsAsWhatTheNextRequestSees(_ policy: IndeterminateMode?, _ effective: String?) throws {
+        var inspection = Self.completed
+        inspection.record.state = .inFlight
+        inspection.record.response = nil
+        inspection.leaseRemainingMillis = 0
+        let report = RecordReport(inspection, storageKey: "p:{00}", expiredLease: policy)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any])
+        #expect(object["state"] as? String == "in_flight")
+        #expect(object["lease_expires_in_ms"] as? Int == 0)
+        #expect(object["lease_expired"] as? Bool == true)
+        if let effective {
+            #expect(object["effective_state"] as? String == effective)
+        } else {
+            #expect(object["effective_state"] is NSNull)
+        }
+        let text = report.text(nowMillis: 1_796_068_600_000)
+        let stateLine = try #require(text.split(separator: "\n").first { $0.hasPrefix("state") })
+        switch policy {
+        case .hold?: #expect(stateLine == "state        in_flight (lease expired: the next request gets 409 outcome-unknown)")
+        case .release?: #expect(stateLine == "state        in_flight (lease expired: the next request executes again)")
+        case nil: #expect(stateLine.contains("where its route holds"))
+        }
+        #expect(!text.contains("409 in-flight"))
+        #expect(text.contains("records purge") == (policy != .release))
+    }
+
     @Test func theTextSaysWhatToDoAboutAnUnknownRecord() {
         var inspection = Self.completed
         inspection.record.state = .unknown
         inspection.record.response = nil
-        let text = RecordReport(inspection, storageKey: "p:{00}").text(nowMillis: 1_796_068_578_611 + 192_000)
+        let text = RecordReport(inspection, storageKey: "p:{00}", expiredLease: .hold).text(nowMillis: 1_796_068_578_611 + 192_000)
         #expect(text.contains("created      2026-11-30T19:56:18.611Z (3m12s ago)\n"))
         #expect(text.contains("expires in   23h59m59s\n"))
         #expect(text.contains("records purge"))
