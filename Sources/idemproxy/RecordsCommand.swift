@@ -7,10 +7,12 @@ import Proxy
 import RedisClient
 import RedisStore
 
-/// `idemproxy records get|purge --key K [--scope S] --config PATH [--json]` (SPEC §7).
+/// `idemproxy records get|purge --key K [--scope S] --config PATH [--json]` (SPEC §7), and
+/// `purge --force` for a record whose request is still in flight.
 /// With Redis it talks to Redis directly, so it works with no proxy running; the memory store
 /// lives inside the running proxy, so then it asks that proxy's admin endpoint.
-/// Exit status: 0 the record exists (or was purged), 1 there is none, 2 an error.
+/// Exit status: 0 the record exists (or was purged), 1 there is none, 2 an error (or a purge
+/// refused because the request is still in flight).
 struct Records: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inspect or purge one idempotency record.",
@@ -18,7 +20,7 @@ struct Records: ParsableCommand {
             S is the scope header's value exactly as the caller sends it (e.g. "Bearer sk_live_…"). \
             It is required when every guarded request is scoped, and an error when scoping is off \
             (scope.header: "" for every guarded request). Exit status: 0 found or purged, 1 no \
-            such record, 2 error.
+            such record, 2 error (or, for purge without --force, a request still in flight).
             """,
         subcommands: [Get.self, Purge.self])
 
@@ -50,11 +52,20 @@ struct Records: ParsableCommand {
 
     struct Purge: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Delete one record whatever its state: the key may be used again.",
-            discussion: "For an unknown record: check first whether the upstream executed the request.")
+            abstract: "Delete one record: the key may be used again.",
+            discussion: """
+                A record still in flight (its lease running: the original request may still be \
+                executing) is not purged: a retry would then run upstream while the original still \
+                runs. The command says so and exits 2; --force purges it anyway. For an unknown \
+                record, or one whose lease expired, check first whether the upstream executed the \
+                request. Exit status: 0 purged, 1 no such record, 2 error or still in flight.
+                """)
         @OptionGroup var target: Target
 
-        func run() throws { try target.run(.purge) }
+        @Flag(name: .long, help: "Purge even a record whose request is still in flight.")
+        var force = false
+
+        func run() throws { try target.run(.purge(force: force)) }
     }
 }
 
@@ -78,7 +89,11 @@ extension Records.Target {
 
 /// One `records` invocation: the configuration, the storage key, and where to ask.
 struct RecordsLookup {
-    enum Operation { case inspect, purge }
+    enum Operation: Equatable {
+        case inspect
+        /// `force`: even a record whose request is still in flight.
+        case purge(force: Bool)
+    }
     enum Outcome {
         case found(RecordReport, json: String)
         case purged
@@ -157,13 +172,14 @@ struct RecordsLookup {
                     case .failure(let error): outcome = .failed("Redis: \(error)")
                     }
                 }
-            case .purge:
-                store.purge(key: storageKey) { result in
-                    switch result {
-                    case .success(true): outcome = .purged
-                    case .success(false): outcome = .absent
-                    case .failure(let error):
-                        outcome = .failed(error.mayHaveBeenApplied
+            case .purge(let force):
+                RecordPurge.run(store: store, key: storageKey, force: force) { purge in
+                    switch purge {
+                    case .purged: outcome = .purged
+                    case .absent: outcome = .absent
+                    case .stillInFlight(let lease): outcome = .failed(Self.refusal(leaseRemainingMillis: lease))
+                    case .failed(let error, let mayHavePurged):
+                        outcome = .failed(mayHavePurged
                             ? "Redis: \(error); the record may or may not have been purged: run records get to see"
                             : "Redis: \(error)")
                     }
@@ -186,6 +202,7 @@ struct RecordsLookup {
         }
         var query = "key=" + Self.formEncoded(key)
         if let scope { query += "&scope=" + Self.formEncoded(scope) }
+        if operation == .purge(force: true) { query += "&force=1" }
         let response: AdminClient.Response
         do {
             response = try AdminClient.request(
@@ -194,18 +211,29 @@ struct RecordsLookup {
         } catch {
             return .failed("cannot reach the proxy's admin endpoint at \(listen) (is the proxy running?): \(error)")
         }
+        let body = response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
         switch response.status {
         case 200 where operation == .inspect:
-            let body = response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
             guard let report = Self.report(fromJSON: body) else { return .failed("unexpected /records answer: \(body)") }
             return .found(report, json: body)
-        case 204 where operation == .purge:
+        case 204 where operation != .inspect:
             return .purged
+        case 409 where operation != .inspect:
+            // Still in flight: said in the CLI's words (--force, not force=1).
+            guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+                  let lease = (object["lease_expires_in_ms"] as? NSNumber).flatMap({ UInt64(exactly: $0) }) else { break }
+            return .failed(Self.refusal(leaseRemainingMillis: lease))
         case 404:
             return .absent
         default:
-            return .failed("the admin endpoint answered \(response.status): \(response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))")
+            break
         }
+        return .failed("the admin endpoint answered \(response.status): \(body)")
+    }
+
+    /// Why a record still in flight was not purged, in the command's terms.
+    static func refusal(leaseRemainingMillis: UInt64) -> String {
+        RecordPurge.refusal(leaseRemainingMillis: leaseRemainingMillis, override: "pass --force")
     }
 
     /// RFC 3986 unreserved characters as they are, everything else percent-encoded.

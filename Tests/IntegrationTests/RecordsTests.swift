@@ -1,7 +1,6 @@
 import Foundation
 import Glibc
 import Idempotency
-import Synchronization
 import Testing
 import TestSupport
 
@@ -206,6 +205,41 @@ import TestSupport
         }
     }
 
+    /// Purging a record whose request is still running would let a retry run upstream beside
+    /// it: `/records` answers 409 and the CLI exits 2, unless forced (`force=1`, `--force`).
+    @Test(arguments: StoreKind.allCases)
+    func aRecordStillInFlightIsPurgedOnlyWhenForced(_ store: StoreKind) throws {
+        let origin = CountingOrigin()
+        origin.delay = 3
+        let adminPort = RedisServer.freePort()
+        let yaml = store.yaml() + "idempotency: { lease: 10s }\n"
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml, admin: "{ listen: 127.0.0.1:\(adminPort) }")
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        let original = try startOriginal(proxy, key: key, settle: 300_000)
+        let path = "/records?key=\(key)&scope=\(Self.encodedScope)"
+
+        let refused = try proxy.admin("DELETE", path)
+        #expect(refused.status == 409)
+        #expect(refused.bodyText.contains("still in flight"))
+        let lease = try #require(try json(refused)["lease_expires_in_ms"] as? Int)
+        #expect(lease > 5000 && lease <= 10_000)
+        #expect(try proxy.admin("GET", path + "&force=1").status == 400)
+        let cliYAML = yaml + "admin: { listen: 127.0.0.1:\(adminPort) }\n"
+        let cli = try IdemproxyCLI.run(["records", "purge", "--key", key, "--scope", Self.scope], yaml: cliYAML)
+        #expect(cli.status == 2)
+        #expect(cli.stderr.contains("still in flight") && cli.stderr.contains("--force"), "\(cli.stderr)")
+        #expect(try json(proxy.admin(path))["state"] as? String == "in_flight")
+        // The retry still finds the claim.
+        #expect(try proxy.request(post(key: key)).status == 409)
+
+        let forced = try IdemproxyCLI.run(["records", "purge", "--key", key, "--scope", Self.scope, "--force"], yaml: cliYAML)
+        #expect(forced.status == 0, "\(forced.stdout)\(forced.stderr)")
+        #expect(try proxy.admin(path).status == 404)
+        #expect(try original.readResponse().status == 201)
+        #expect(origin.count == 1)
+    }
+
     @Test func recordsNeedTheTokenWhenOneIsSet() throws {
         let proxy = try ProxyHarness(admin: "{ listen: 127.0.0.1:0, token: s3cret-token_1 }")
         defer { proxy.stop() }
@@ -400,13 +434,6 @@ extension RecordsTests {
         #expect(run.stdout.contains("created      2026-11-30T19:56:18.611Z"))
         #expect(run.stdout.contains("expires in   never"))
     }
-}
-
-/// A monotonic clock a test moves forward, for a store whose leases must run out now.
-final class ManualClock: Sendable {
-    private let offset = Atomic<UInt64>(0)
-    var nowMillis: UInt64 { MonotonicClock.nowMillis() + offset.load(ordering: .relaxed) }
-    func advance(millis: UInt64) { offset.add(millis, ordering: .relaxed) }
 }
 
 /// Numbers the upstream's calls, across its connection threads.

@@ -2,6 +2,7 @@ import Config
 import Foundation
 import Idempotency
 import Testing
+import TestSupport
 @testable import Proxy
 
 /// The pure parts of `/records` and `idemproxy records`: query decoding, key normalisation,
@@ -17,13 +18,13 @@ import Testing
 
     @Test func theQueryNamesTheSameStorageKeyAsTheProxy() throws {
         let expected = storageKey(prefix: "idem:", scope: Array("Bearer t 1".utf8), key: "order-7")
-        #expect(try AdminRecords.lookup(query: "key=order-7&scope=Bearer+t%201", prefix: "idem:").get() == expected)
+        #expect(try AdminRecords.lookup(query: "key=order-7&scope=Bearer+t%201", prefix: "idem:").get().storageKey == expected)
         // The key as sent, in its sf-string form, or bare; parameters in any order.
-        #expect(try AdminRecords.lookup(query: "scope=Bearer+t+1&key=%22order-7%22", prefix: "idem:").get() == expected)
+        #expect(try AdminRecords.lookup(query: "scope=Bearer+t+1&key=%22order-7%22", prefix: "idem:").get().storageKey == expected)
         // No scope (scoping off) and an empty one are the same: the proxy never stores under "".
         let unscoped = storageKey(prefix: "idem:", scope: nil, key: "order-7")
-        #expect(try AdminRecords.lookup(query: "key=order-7", prefix: "idem:").get() == unscoped)
-        #expect(try AdminRecords.lookup(query: "key=order-7&scope=", prefix: "idem:").get() == unscoped)
+        #expect(try AdminRecords.lookup(query: "key=order-7", prefix: "idem:").get().storageKey == unscoped)
+        #expect(try AdminRecords.lookup(query: "key=order-7&scope=", prefix: "idem:").get().storageKey == unscoped)
     }
 
     @Test func aScopeIsRequiredWhenEveryGuardIsScoped() {
@@ -50,6 +51,47 @@ import Testing
         // Some routes scope, some do not: either lookup may find something.
         #expect((try? AdminRecords.lookup(query: "key=k&scope=t1", prefix: "p:", scoping: .mixed).get()) != nil)
         #expect((try? AdminRecords.lookup(query: "key=k", prefix: "p:", scoping: .mixed).get()) != nil)
+    }
+
+    /// `force=1` asks a DELETE to purge even a record whose request is still in flight.
+    @Test func forceIsAQueryFlag() throws {
+        #expect(try AdminRecords.lookup(query: "key=k", prefix: "p:").get().force == false)
+        #expect(try AdminRecords.lookup(query: "key=k&force=1", prefix: "p:").get().force == true)
+        #expect(try AdminRecords.lookup(query: "force=1&key=k", prefix: "p:").get().storageKey
+            == AdminRecords.lookup(query: "key=k", prefix: "p:").get().storageKey)
+        #expect((try? AdminRecords.lookup(query: "key=k&force=0", prefix: "p:").get()) == nil)
+        #expect((try? AdminRecords.lookup(query: "key=k&force=", prefix: "p:").get()) == nil)
+        #expect((try? AdminRecords.lookup(query: "key=k&force=1&force=1", prefix: "p:").get()) == nil)
+    }
+
+    /// Purging a live claim would let a retry run upstream beside the original: refused unless
+    /// forced. Once the lease has run out (the owner is gone) nothing runs any more.
+    @Test func aPurgeLeavesALiveClaimAloneUnlessForced() {
+        let clock = ManualClock()
+        let store = MemoryStore(clock: { clock.nowMillis })
+        func purge(_ key: String, force: Bool) -> RecordPurge.Outcome? {
+            var outcome: RecordPurge.Outcome?
+            RecordPurge.run(store: store, key: key, force: force) { outcome = $0 }
+            return outcome
+        }
+        func claim(_ key: String) {
+            store.claim(key: key, owner: Array(repeating: 1, count: 16), fingerprint: Array(repeating: 2, count: 32),
+                        lease: .seconds(10), ttl: .seconds(60), expiredLease: .hold) { #expect((try? $0.get()) == .claimed) }
+        }
+        #expect(purge("p:{live}", force: false) == .absent)
+        claim("p:{live}")
+        #expect(purge("p:{live}", force: false) == .stillInFlight(leaseRemainingMillis: 10_000))
+        #expect(purge("p:{live}", force: true) == .purged)
+        #expect(purge("p:{live}", force: true) == .absent)
+        claim("p:{gone}")
+        clock.advance(millis: 10_001)
+        #expect(purge("p:{gone}", force: false) == .purged)
+    }
+
+    @Test func theRefusalSaysTheRequestIsStillInFlight() {
+        let message = RecordPurge.refusal(leaseRemainingMillis: 12_500, override: "add force=1")
+        #expect(message.hasPrefix("the request is still in flight (lease 12s left)"))
+        #expect(message.contains("add force=1"))
     }
 
     @Test func badQueriesSayWhat() {
