@@ -421,10 +421,20 @@ public struct AdminConfig: Sendable, Equatable {
         return !token.isEmpty || listen.isLoopback
     }
 
+    /// Shorter tokens draw a warning: the token is all that stands between whoever reaches
+    /// `admin.listen` and reading or purging records, so it must not be guessable.
+    public static let minimumTokenLength = 16
+
     /// What `check-config` and startup say about this section, in plain words.
     public var warnings: [String] {
-        guard let listen, token.isEmpty, !listen.isLoopback else { return [] }
-        return ["admin.listen \(listen) is not a loopback address and admin.token is empty: /records (inspect and purge idempotency records) is refused with 403 there; set admin.token to use it remotely"]
+        var warnings: [String] = []
+        if let listen, token.isEmpty, !listen.isLoopback {
+            warnings.append("admin.listen \(listen) is not a loopback address and admin.token is empty: /records (inspect and purge idempotency records) is refused with 403 there; set admin.token to use it remotely")
+        }
+        if !token.isEmpty, token.count < Self.minimumTokenLength {
+            warnings.append("admin.token is shorter than \(Self.minimumTokenLength) characters: whoever reaches admin.listen could guess it and read or purge idempotency records; use a random one (e.g. openssl rand -hex 32)")
+        }
+        return warnings
     }
 }
 

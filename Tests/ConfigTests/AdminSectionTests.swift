@@ -19,10 +19,23 @@ import Testing
         let open = AdminConfig(listen: SocketAddressSpec(host: "0.0.0.0", port: 9090))
         #expect(!open.recordsEnabled)
         #expect(open.warnings.count == 1)
-        let tokened = AdminConfig(listen: SocketAddressSpec(host: "0.0.0.0", port: 9090), token: "t0k3n")
+        let tokened = AdminConfig(listen: SocketAddressSpec(host: "0.0.0.0", port: 9090), token: "t0k3n-0123456789")
         #expect(tokened.recordsEnabled)
         #expect(tokened.warnings.isEmpty)
         #expect(!AdminConfig(listen: nil, token: "t").recordsEnabled)
+    }
+
+    /// A short token is guessable by whoever reaches the listener: a warning, on loopback too
+    /// (there a token is what keeps other local users out).
+    @Test(arguments: ["0.0.0.0", "127.0.0.1"])
+    func aShortTokenIsWarnedAbout(_ host: String) {
+        let listen = SocketAddressSpec(host: host, port: 9090)
+        for short in ["change-me", "local-dev-token", "x"] {
+            let warnings = AdminConfig(listen: listen, token: short).warnings
+            #expect(warnings.count == 1, "\(short)")
+            #expect(warnings.first?.contains("admin.token is shorter than 16 characters") == true)
+        }
+        #expect(AdminConfig(listen: listen, token: String(repeating: "a", count: 16)).warnings.isEmpty)
     }
 
     @Test func tokensAreBearerTokens() throws {
