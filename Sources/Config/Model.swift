@@ -387,12 +387,42 @@ public struct LimitsConfig: Sendable, Equatable {
     }
 }
 
+/// Whether records carry a scope (SPEC §3), as far as the configuration decides it. A lookup
+/// (`/records`, `idemproxy records`) that disagrees can only miss, and its "no record" would be
+/// a wrong answer to act on.
+public enum RecordScoping: Sendable, Equatable {
+    /// Every guarded request is scoped, by these headers (as configured, each once): every
+    /// record has a scope, so a lookup needs one.
+    case required(headers: [String])
+    /// No guarded request is scoped (`scope.header: ""` everywhere): no record has a scope, so a
+    /// lookup must not give one.
+    case off
+    /// Some guarded requests are scoped and some are not: a lookup may name either kind.
+    case mixed
+}
+
 extension IdemproxyConfig {
-    /// Whether every guarded request is scoped (SPEC §3): the global `scope.header` is set and no
-    /// enabled route turns it off. Then every record has a scope, and a lookup without one
-    /// (`/records`, `idemproxy records`) can only miss.
-    public var everyGuardIsScoped: Bool {
-        !idempotency.scopeHeader.isEmpty && routes.allSatisfy { !$0.enabled || !$0.idempotency.scopeHeader.isEmpty }
+    /// The settings guarded requests are handled with: the global ones (requests no route
+    /// matches) and each enabled route's. A disabled route guards nothing.
+    var guardSettings: [IdempotencyConfig] {
+        [idempotency] + routes.filter(\.enabled).map(\.idempotency)
+    }
+
+    /// How records are scoped under this configuration (routes may turn scoping on or off).
+    public var recordScoping: RecordScoping {
+        let headers = guardSettings.map(\.scopeHeader)
+        if headers.allSatisfy(\.isEmpty) { return .off }
+        guard headers.allSatisfy({ !$0.isEmpty }) else { return .mixed }
+        var distinct: [String] = []
+        for header in headers where !distinct.contains(where: { $0.lowercased() == header.lowercased() }) { distinct.append(header) }
+        return .required(headers: distinct)
+    }
+
+    /// What guarded requests do on finding an expired lease (`indeterminate`), when every one of
+    /// them agrees; nil when routes differ (then it depends on the route the next request takes).
+    public var expiredLeasePolicy: IndeterminateMode? {
+        let policies = guardSettings.map(\.indeterminate)
+        return policies.allSatisfy { $0 == policies[0] } ? policies[0] : nil
     }
 }
 
@@ -415,10 +445,20 @@ public struct AdminConfig: Sendable, Equatable {
         return !token.isEmpty || listen.isLoopback
     }
 
+    /// Shorter tokens draw a warning: the token is all that stands between whoever reaches
+    /// `admin.listen` and reading or purging records, so it must not be guessable.
+    public static let minimumTokenLength = 16
+
     /// What `check-config` and startup say about this section, in plain words.
     public var warnings: [String] {
-        guard let listen, token.isEmpty, !listen.isLoopback else { return [] }
-        return ["admin.listen \(listen) is not a loopback address and admin.token is empty: /records (inspect and purge idempotency records) is refused with 403 there; set admin.token to use it remotely"]
+        var warnings: [String] = []
+        if let listen, token.isEmpty, !listen.isLoopback {
+            warnings.append("admin.listen \(listen) is not a loopback address and admin.token is empty: /records (inspect and purge idempotency records) is refused with 403 there; set admin.token to use it remotely")
+        }
+        if !token.isEmpty, token.count < Self.minimumTokenLength {
+            warnings.append("admin.token is shorter than \(Self.minimumTokenLength) characters: whoever reaches admin.listen could guess it and read or purge idempotency records; use a random one (e.g. openssl rand -hex 32)")
+        }
+        return warnings
     }
 }
 

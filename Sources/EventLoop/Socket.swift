@@ -166,8 +166,10 @@ public enum Socket {
         try syscallRetrying("send") { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// Reports whether an idle pooled connection is still usable: no bytes pending and no EOF.
-    /// A byte from an idle upstream is unsolicited (a 408 or garbage), so it is unusable too.
+    /// Reports whether a connection that expects no input (an idle pooled upstream connection,
+    /// an admin connection waiting for its answer) is still usable: no bytes pending, no EOF,
+    /// no error. A byte from an idle upstream is unsolicited (a 408 or garbage), so it is
+    /// unusable too.
     public static func isIdleConnectionAlive(_ fd: Int32) -> Bool {
         var byte: UInt8 = 0
         let rc = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))

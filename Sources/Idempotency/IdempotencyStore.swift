@@ -130,6 +130,9 @@ public struct RecordInspection: Sendable, Equatable {
         self.expiresInMillis = expiresInMillis
         self.leaseRemainingMillis = leaseRemainingMillis
     }
+
+    /// In flight with its lease running: the original request may still be executing.
+    public var isLiveClaim: Bool { record.state == .inFlight && leaseRemainingMillis > 0 }
 }
 
 extension Duration {

@@ -18,6 +18,8 @@ final class AccessLog {
         var target: String
         var status: Int
         var durationNanos: UInt64
+        /// The `idemproxy_requests_total` label, or `-` for a request refused before any
+        /// outcome was decided (counted under none).
         var outcome: String
         var keyHash: Substring?
     }

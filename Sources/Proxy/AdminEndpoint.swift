@@ -1,6 +1,7 @@
 import EventLoop
 import HTTP1
 import Idempotency
+import Synchronization
 
 /// The admin listener (SPEC §8) on the first worker's loop: `/healthz` (the process answers),
 /// `/readyz` (store and upstream reachable, not shutting down), `/metrics` (Prometheus) and
@@ -13,6 +14,8 @@ final class AdminEndpoint: EventHandler {
     private let settings: ProxySettings
     private let records: AdminRecords
     private var connections: [Int32: AdminConnection] = [:]
+    /// `connections.count`, readable from any thread (a connection that never closes shows).
+    let openConnections = Atomic<Int>(0)
 
     init(fd: Int32, loop: EventLoop, metrics: ProxyMetrics, settings: ProxySettings, store: any IdempotencyStore) throws(IOError) {
         self.fd = fd
@@ -30,6 +33,7 @@ final class AdminEndpoint: EventHandler {
             do {
                 try loop.register(client, handler: connection, interest: [.read])
                 connections[client] = connection
+                openConnections.add(1, ordering: .relaxed)
                 loop.arm(connection.timer, after: 5000)
             } catch {
                 Socket.close(client)
@@ -44,7 +48,8 @@ final class AdminEndpoint: EventHandler {
     }
 
     fileprivate func closed(_ connection: AdminConnection) {
-        connections.removeValue(forKey: connection.fd)
+        guard connections.removeValue(forKey: connection.fd) != nil else { return }
+        openConnections.subtract(1, ordering: .relaxed)
     }
 
     /// Answers one admin request, at once or (a store call for `/records`) later on this loop.
@@ -145,6 +150,15 @@ private final class AdminConnection: EventHandler {
     }
 
     func handleEvent(readable: Bool, writable: Bool) {
+        if readable && done && !Socket.isIdleConnectionAlive(fd) {
+            // Read interest is off once the head is in, so this is epoll's error or hang-up,
+            // which it reports whatever the interest, on every turn (level-triggered) until the
+            // socket closes: left open while the answer waits on the store, the loop would
+            // spin. The client reset or left (bytes it sent after the head are never read
+            // either): close now; the pending answer then finds the connection closed.
+            close()
+            return
+        }
         if readable && !done {
             var chunk = [UInt8](repeating: 0, count: 4096)
             let result = chunk.withUnsafeMutableBytes { raw in Result { () throws(IOError) in try Socket.read(fd, into: raw) } }

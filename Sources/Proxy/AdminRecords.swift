@@ -1,9 +1,11 @@
+import Config
 import HTTP1
 import Idempotency
 
 /// `/records?key=K&scope=S` on the admin listener (SPEC §8): `GET` shows one record, `DELETE`
 /// purges it so the key may be used again (how an operator resolves an `unknown` record once
-/// the upstream's side is checked, SPEC §9).
+/// the upstream's side is checked, SPEC §9). A record whose request is still in flight is not
+/// purged without `force=1` (`RecordPurge`).
 ///
 /// Who may ask: with `admin.token` set, only a request carrying `Authorization: Bearer <token>`;
 /// without one, anyone who can reach a loopback listener (the same trust as the process's own
@@ -28,37 +30,54 @@ struct AdminRecords {
             answer(refused)
             return
         }
-        let storageKey: String
-        switch Self.lookup(
-            query: request.query, prefix: settings.keyPrefix, scopeHeader: settings.recordsNeedScope ? settings.scopeHeaderName : nil) {
-        case .success(let key): storageKey = key
+        let target: RecordsTarget
+        switch Self.lookup(query: request.query, prefix: settings.keyPrefix, scoping: settings.recordScoping) {
+        case .success(let named): target = named
         case .failure(let failure):
             answer(Self.error(400, failure.message))
             return
         }
         if request.method == .get {
-            store.inspect(key: storageKey) { result in
-                switch result {
-                case .success(let inspection?):
-                    answer(AdminAnswer(status: 200, body: RecordReport(inspection, storageKey: storageKey).json + "\n"))
-                case .success(nil):
-                    answer(Self.error(404, "no record for this key and scope"))
-                case .failure(let error):
-                    answer(Self.error(503, "the store did not answer: \(error)"))
-                }
+            guard !target.force else {
+                answer(Self.error(400, "force=1 applies to DELETE only"))
+                return
             }
+            inspect(target.storageKey, answer)
         } else {
-            let log = settings.log
-            store.purge(key: storageKey) { result in
-                switch result {
-                case .success(true):
-                    log.info("record purged", ["key_hash": String(RecordLookup.keyHash(ofStorageKey: storageKey))])
-                    answer(AdminAnswer(status: 204, body: ""))
-                case .success(false):
-                    answer(Self.error(404, "no record for this key and scope"))
-                case .failure(let error):
-                    answer(Self.error(503, "the store did not answer: \(error)"))
-                }
+            purge(target, answer)
+        }
+    }
+
+    private func inspect(_ storageKey: String, _ answer: @escaping (AdminAnswer) -> Void) {
+        let expiredLease = settings.expiredLeasePolicy
+        store.inspect(key: storageKey) { result in
+            switch result {
+            case .success(let inspection?):
+                answer(AdminAnswer(status: 200, body: RecordReport(inspection, storageKey: storageKey, expiredLease: expiredLease).json + "\n"))
+            case .success(nil):
+                answer(Self.error(404, "no record for this key and scope"))
+            case .failure(let error):
+                answer(Self.error(503, "the store did not answer: \(error)"))
+            }
+        }
+    }
+
+    /// `204` purged, `404` none, `409` still in flight (without `force=1`), `503` store trouble.
+    private func purge(_ target: RecordsTarget, _ answer: @escaping (AdminAnswer) -> Void) {
+        let log = settings.log
+        RecordPurge.run(store: store, key: target.storageKey, force: target.force) { outcome in
+            switch outcome {
+            case .purged:
+                var fields = ["key_hash": String(RecordLookup.keyHash(ofStorageKey: target.storageKey))]
+                if target.force { fields["force"] = "1" }
+                log.info("record purged", fields)
+                answer(AdminAnswer(status: 204, body: ""))
+            case .absent:
+                answer(Self.error(404, "no record for this key and scope"))
+            case .stillInFlight(let lease):
+                answer(Self.error(409, RecordPurge.refusal(leaseRemainingMillis: lease, override: "add force=1"), extra: ",\"lease_expires_in_ms\":\(lease)"))
+            case .failed(let error, let mayHavePurged):
+                answer(Self.error(503, "the store did not answer: \(error)" + (mayHavePurged ? "; the record may or may not have been purged" : "")))
             }
         }
     }
@@ -78,12 +97,20 @@ struct AdminRecords {
         return difference == 0
     }
 
-    /// The storage key named by `key=…&scope=…`. With `scopeHeader` (every guarded request is
-    /// scoped by it) a missing scope is an error: nothing could match, and a 404 would read as
-    /// "no record".
-    static func lookup(query: Substring, prefix: String, scopeHeader: String? = nil) -> Result<String, RecordLookup.Failure> {
+    /// What a `/records` query names.
+    struct RecordsTarget: Equatable {
+        var storageKey: String
+        /// `force=1`: purge even a record whose request is still in flight.
+        var force = false
+    }
+
+    /// The record named by `key=…&scope=…[&force=1]`; a scope that disagrees with `scoping`
+    /// (missing where every record has one, given where none has) is an error, not a 404 that
+    /// reads as "no record".
+    static func lookup(query: Substring, prefix: String, scoping: RecordScoping = .mixed) -> Result<RecordsTarget, RecordLookup.Failure> {
         var key: [UInt8]?
         var scope: [UInt8]?
+        var force: Bool?
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard let value = percentDecoded(parts.count > 1 ? parts[1] : "") else {
@@ -96,15 +123,17 @@ struct AdminRecords {
             case "scope":
                 guard scope == nil else { return .failure("scope given twice") }
                 scope = value
+            case "force":
+                guard force == nil else { return .failure("force given twice") }
+                guard value == Array("1".utf8) else { return .failure("force takes 1 (force=1)") }
+                force = true
             default:
-                return .failure(RecordLookup.Failure("unknown query parameter \(parts[0]): expected key and scope"))
+                return .failure(RecordLookup.Failure("unknown query parameter \(parts[0]): expected key, scope and force"))
             }
         }
         guard let key, !key.isEmpty else { return .failure("the query needs key=<Idempotency-Key> (and scope=<scope header value>)") }
-        if let scopeHeader, scope?.isEmpty ?? true {
-            return .failure(RecordLookup.Failure("keys are scoped by the \(scopeHeader) header: the query needs scope=<its value as the caller sent it>"))
-        }
-        return RecordLookup.storageKey(key: key, scope: scope, prefix: prefix)
+        if let failure = RecordLookup.checkScope(scope, scoping, parameter: "scope=<value>") { return .failure(failure) }
+        return RecordLookup.storageKey(key: key, scope: scope, prefix: prefix).map { RecordsTarget(storageKey: $0, force: force ?? false) }
     }
 
     /// `application/x-www-form-urlencoded` value decoding: `%XX` and `+` for a space.
@@ -125,9 +154,10 @@ struct AdminRecords {
         return out
     }
 
-    static func error(_ status: Int, _ message: String) -> AdminAnswer {
+    /// `{"error": message}`; `extra` adds fields (`,"name":value`).
+    static func error(_ status: Int, _ message: String, extra: String = "") -> AdminAnswer {
         var body = "{\"error\":"
         ProblemResponse.appendJSONString(message, to: &body)
-        return AdminAnswer(status: status, body: body + "}\n")
+        return AdminAnswer(status: status, body: body + extra + "}\n")
     }
 }

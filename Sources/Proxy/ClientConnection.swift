@@ -404,22 +404,24 @@ final class ClientConnection: EventHandler {
     /// `outcome_unknown`); the count is taken once, when the exchange ends (`logExchange`).
     func countOutcome(_ outcome: RequestOutcome) {
         exchange.outcome = outcome
-        exchange.outcomeDecided = true
     }
 
-    /// The request is over: counted once under its outcome, its latency observed, and one
-    /// access-log line written. Runs for every exchange that started, also one whose
+    /// The request is over: counted once under its outcome with its latency observed (the
+    /// counter and the histogram see the same requests), and one access-log line written, with
+    /// outcome `-` when none was decided. Runs for every exchange that started, also one whose
     /// connection is cut (a truncated response, a vanished client).
     func logExchange() {
         guard !exchange.logged, exchange.startNanos != 0 else { return }
         exchange.logged = true
         let elapsed = EventLoop.monotonicNanos() &- exchange.startNanos
-        if exchange.outcomeDecided { worker.metrics.count(exchange.outcome) }
-        worker.metrics.observeRequest(exchange.outcome, nanoseconds: elapsed)
+        if let outcome = exchange.outcome {
+            worker.metrics.count(outcome)
+            worker.metrics.observeRequest(outcome, nanoseconds: elapsed)
+        }
         guard let accessLog = worker.accessLog else { return }
         accessLog.record(AccessLog.Entry(
             client: peer, method: exchange.logMethod, target: exchange.logTarget, status: exchange.status,
-            durationNanos: elapsed, outcome: exchange.outcome.label, keyHash: exchange.guarded?.keyHash))
+            durationNanos: elapsed, outcome: exchange.outcome?.label ?? "-", keyHash: exchange.guarded?.keyHash))
     }
 
     /// Writes a generated error response; `close` also ends the connection after it.

@@ -23,11 +23,10 @@ struct Exchange {
     var requestsServed = 0
     /// Set for guarded requests (SPEC §2–§4).
     var guarded: GuardedExchange? = nil
-    /// For metrics and the access log.
-    var outcome: RequestOutcome = .unguarded
-    /// `outcome` was set by a decision (requests refused before one, such as a malformed
-    /// target, are logged but not counted under an outcome).
-    var outcomeDecided = false
+    /// For metrics and the access log; nil until decided. A request refused before any
+    /// decision (a malformed target, `413`, `501`, a body timeout) has none: it is logged, but
+    /// neither counted nor timed under an outcome it never had.
+    var outcome: RequestOutcome? = nil
     var status = 0
     var startNanos: UInt64 = 0
     var upstreamStartNanos: UInt64 = 0

@@ -15,6 +15,8 @@ public final class ProxyServer: @unchecked Sendable {
     /// The admin endpoint's bound port, if enabled.
     public private(set) var adminPort: UInt16?
     private var admin: AdminEndpoint?
+    /// Connections the admin endpoint holds open now (each closes after its one response).
+    public var adminConnections: Int { admin?.openConnections.load(ordering: .relaxed) ?? 0 }
     private var probe: UpstreamProbe?
     private var shared: SharedState?
     private let drained = DrainCounter()

@@ -49,10 +49,11 @@ public final class ProxySettings: @unchecked Sendable {
     public var adminToken: String
     /// Whether `/records` may answer at all (a token, or a loopback listener; SPEC §8).
     public var adminRecordsEnabled: Bool
-    /// Every guarded request is scoped: `/records` without `scope` is a usage error.
-    public var recordsNeedScope: Bool
-    /// `idempotency.scope.header`, for messages.
-    public var scopeHeaderName: String
+    /// Whether records carry a scope: `/records` with a scope that disagrees is a usage error.
+    public var recordScoping: RecordScoping
+    /// `indeterminate` for every guarded request (nil when routes differ): what `/records`
+    /// says the next request makes of an expired lease.
+    public var expiredLeasePolicy: IndeterminateMode?
     public var accessLog: Bool
     /// `logging.format` for the access log: JSON lines, or one readable line per request.
     public var accessLogJSON: Bool
@@ -105,8 +106,8 @@ public final class ProxySettings: @unchecked Sendable {
         }
         adminToken = config.admin.token
         adminRecordsEnabled = config.admin.recordsEnabled
-        recordsNeedScope = config.everyGuardIsScoped
-        scopeHeaderName = config.idempotency.scopeHeader
+        recordScoping = config.recordScoping
+        expiredLeasePolicy = config.expiredLeasePolicy
         accessLog = config.logging.accessLog
         accessLogJSON = config.logging.format == .json
     }

@@ -1,3 +1,4 @@
+import Config
 import Glibc
 import Idempotency
 
@@ -8,25 +9,32 @@ public struct RecordReport: Sendable, Equatable {
     /// The first 16 hex digits of the storage key's digest: what the access log prints as
     /// `key_hash` (never the key itself).
     public var keyHash: String
+    /// As stored: `in_flight`, `completed` or `unknown`.
     public var state: String
+    /// What the next request with this key acts on: `state`, except for an in-flight record
+    /// whose lease ran out (its owner is gone, and the store has not been told): `unknown` under
+    /// `indeterminate: hold`, `absent` under `release` (the request executes); nil when routes
+    /// set different policies.
+    public var effectiveState: String?
     /// The original response's status; nil unless completed.
     public var status: Int?
     public var fingerprintHex: String
     /// Unix milliseconds; nil when the record predates creation times.
     public var createdAtMillis: UInt64?
     public var expiresInMillis: UInt64
-    /// In flight only.
+    /// In flight only; 0 once the lease has run out.
     public var leaseExpiresInMillis: UInt64?
     public var bodyBytes: Int
     /// The response was too large to store (`replay-unavailable`).
     public var bodyOmitted: Bool
 
     public init(
-        keyHash: String, state: String, status: Int?, fingerprintHex: String, createdAtMillis: UInt64?,
+        keyHash: String, state: String, effectiveState: String?, status: Int?, fingerprintHex: String, createdAtMillis: UInt64?,
         expiresInMillis: UInt64, leaseExpiresInMillis: UInt64?, bodyBytes: Int, bodyOmitted: Bool
     ) {
         self.keyHash = keyHash
         self.state = state
+        self.effectiveState = effectiveState
         self.status = status
         self.fingerprintHex = fingerprintHex
         self.createdAtMillis = createdAtMillis
@@ -36,7 +44,8 @@ public struct RecordReport: Sendable, Equatable {
         self.bodyOmitted = bodyOmitted
     }
 
-    public init(_ inspection: RecordInspection, storageKey: String) {
+    /// `expiredLease`: what guarded requests do with an expired lease (nil: routes differ).
+    public init(_ inspection: RecordInspection, storageKey: String, expiredLease: IndeterminateMode?) {
         let record = inspection.record
         let state: String
         switch record.state {
@@ -44,8 +53,11 @@ public struct RecordReport: Sendable, Equatable {
         case .completed: state = "completed"
         case .unknown: state = "unknown"
         }
+        let leaseExpired = record.state == .inFlight && inspection.leaseRemainingMillis == 0
         self.init(
-            keyHash: String(RecordLookup.keyHash(ofStorageKey: storageKey)), state: state, status: record.response?.status,
+            keyHash: String(RecordLookup.keyHash(ofStorageKey: storageKey)), state: state,
+            effectiveState: leaseExpired ? expiredLease.map { $0 == .hold ? "unknown" : "absent" } : state,
+            status: record.response?.status,
             fingerprintHex: Hex.encode(record.fingerprint),
             createdAtMillis: record.createdAtMillis == 0 ? nil : record.createdAtMillis,
             expiresInMillis: inspection.expiresInMillis,
@@ -54,21 +66,35 @@ public struct RecordReport: Sendable, Equatable {
     }
 
     /// `{"state": …, "status": 201|null, "fingerprint": hex, "created_at": RFC 3339|null,
-    /// "expires_in_ms": n, "body_bytes": n, …}`: SPEC §8's fields first, then the extras.
+    /// "expires_in_ms": n, "body_bytes": n, …}`: SPEC §8's fields first, then the extras
+    /// (fields are only ever added, so readers of earlier output keep working).
     public var json: String {
         var out = "{\"state\":\"\(state)\",\"status\":\(status.map(String.init) ?? "null"),\"fingerprint\":\"\(fingerprintHex)\""
         out += ",\"created_at\":" + (createdAtMillis.map { "\"\(Self.rfc3339(unixMillis: $0))\"" } ?? "null")
         // A key without expiry (only if someone removed its TTL in Redis) has no expires_in_ms.
         out += ",\"expires_in_ms\":\(expiresInMillis == .max ? "null" : String(expiresInMillis)),\"body_bytes\":\(bodyBytes),\"body_omitted\":\(bodyOmitted)"
         out += ",\"key_hash\":\"\(keyHash)\""
-        if let leaseExpiresInMillis { out += ",\"lease_expires_in_ms\":\(leaseExpiresInMillis)" }
+        if let leaseExpiresInMillis { out += ",\"lease_expires_in_ms\":\(leaseExpiresInMillis),\"lease_expired\":\(leaseExpired)" }
+        out += ",\"effective_state\":" + (effectiveState.map { "\"\($0)\"" } ?? "null")
         return out + "}"
+    }
+
+    /// An in-flight record whose owner is gone: the next request decides what becomes of it.
+    public var leaseExpired: Bool { leaseExpiresInMillis == 0 }
+
+    /// What the next request with this key gets, for a record whose lease expired.
+    private var afterExpiredLease: String {
+        switch effectiveState {
+        case "unknown": return "the next request gets 409 outcome-unknown"
+        case "absent": return "the next request executes again"
+        default: return "the next request gets 409 outcome-unknown where its route holds, executes again where it releases"
+        }
     }
 
     /// Aligned `name  value` lines, with what the state means for the client and what the
     /// operator can do about it.
     public func text(nowMillis: UInt64 = MonotonicClock.unixMillis()) -> String {
-        var lines: [(String, String)] = [("key hash", keyHash), ("state", state)]
+        var lines: [(String, String)] = [("key hash", keyHash), ("state", leaseExpired ? "\(state) (lease expired: \(afterExpiredLease))" : state)]
         if let status { lines.append(("status", "\(status)")) }
         if let createdAtMillis {
             let age = nowMillis > createdAtMillis ? Self.duration(millis: nowMillis - createdAtMillis) + " ago" : "just now"
@@ -78,9 +104,9 @@ public struct RecordReport: Sendable, Equatable {
         }
         lines.append(("expires in", expiresInMillis == .max ? "never" : Self.duration(millis: expiresInMillis)))
         if let leaseExpiresInMillis {
-            lines.append(("lease", leaseExpiresInMillis > 0
-                ? "\(Self.duration(millis: leaseExpiresInMillis)) left (the original request is still running)"
-                : "expired: its owner is gone; the next request with this key finds it unknown (hold) or runs (release)"))
+            lines.append(("lease", leaseExpired
+                ? "expired: the proxy running the request is gone"
+                : "\(Self.duration(millis: leaseExpiresInMillis)) left (the original request is still running)"))
         }
         if state == "completed" {
             lines.append(("body", bodyOmitted ? "not stored (larger than max_stored_body; retries get replay-unavailable)" : "\(bodyBytes) bytes"))
@@ -88,10 +114,13 @@ public struct RecordReport: Sendable, Equatable {
         lines.append(("fingerprint", fingerprintHex))
         var out = ""
         for (name, value) in lines { out += name.padding(to: 13) + value + "\n" }
+        let checkUpstream = "Check on the upstream whether it ran; then `idemproxy records purge` lets the key run again.\n"
         switch state {
         case "unknown":
-            out += "\nThe request reached the upstream but its outcome was not recorded: retries get 409 outcome-unknown.\n"
-            out += "Check on the upstream whether it ran; then `idemproxy records purge` lets the key run again.\n"
+            out += "\nThe request reached the upstream but its outcome was not recorded: retries get 409 outcome-unknown.\n" + checkUpstream
+        case "in_flight" where leaseExpired:
+            out += "\nThe proxy running the request stopped before recording its outcome (the request may or may not have"
+            out += " reached the upstream): \(afterExpiredLease).\n" + (effectiveState == "absent" ? "" : checkUpstream)
         case "in_flight":
             out += "\nRetries get 409 in-flight (or wait, with concurrent: wait) until the original request ends.\n"
         default:
@@ -151,6 +180,22 @@ public enum RecordLookup {
             return .success(Idempotency.storageKey(prefix: prefix, scope: scope, key: parsed))
         case .failure(let error):
             return .failure(Failure("not an idempotency key: \(error.reason)"))
+        }
+    }
+
+    /// A lookup's scope checked against how the configuration scopes records: one that can only
+    /// miss is an error, since "no record" would be a wrong answer to act on. `parameter` is how
+    /// the operator gives a scope (`scope=<value>` in a query, `--scope <value>` to the CLI).
+    /// An empty scope is none, as for the proxy.
+    public static func checkScope(_ scope: [UInt8]?, _ scoping: RecordScoping, parameter: String) -> Failure? {
+        let given = !(scope ?? []).isEmpty
+        switch scoping {
+        case .required(let headers) where !given:
+            return Failure("keys are scoped by the \(headers.joined(separator: " or ")) header: give \(parameter), the header's value as the caller sent it")
+        case .off where given:
+            return Failure("scoping is off (scope.header is \"\" for every guarded request), so records have no scope: leave out \(parameter)")
+        default:
+            return nil
         }
     }
 

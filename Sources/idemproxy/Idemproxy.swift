@@ -6,7 +6,7 @@ import Proxy
 import RedisStore
 
 /// `idemproxy [serve] --config PATH`, `idemproxy check-config --config PATH`,
-/// `idemproxy records get|purge --key K [--scope S] --config PATH`, `--version` (SPEC §7).
+/// `idemproxy records get|purge --key K [--scope S] [--force] --config PATH`, `--version` (SPEC §7).
 /// Argument parsing and wiring only; everything else lives in the library modules.
 @main
 struct Idemproxy: ParsableCommand {

@@ -7,19 +7,28 @@ import Proxy
 import RedisClient
 import RedisStore
 
-/// `idemproxy records get|purge --key K [--scope S] --config PATH [--json]` (SPEC §7).
+/// `idemproxy records get|purge --key K [--scope S] --config PATH [--json]` (SPEC §7), and
+/// `purge --force` for a record whose request is still in flight.
 /// With Redis it talks to Redis directly, so it works with no proxy running; the memory store
 /// lives inside the running proxy, so then it asks that proxy's admin endpoint.
-/// Exit status: 0 the record exists (or was purged), 1 there is none, 2 an error.
+/// Exit status: 0 the record exists (or was purged), 1 there is none, 2 an error (or a purge
+/// refused because the request is still in flight).
 struct Records: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inspect or purge one idempotency record.",
         discussion: """
-            S is the scope header's value exactly as the caller sends it (e.g. "Bearer sk_live_…"); \
-            leave it out when scoping is off (scope.header: ""). Exit status: 0 found or purged, 1 no \
-            such record, 2 error.
+            S is the scope header's value exactly as the caller sends it (e.g. "Bearer sk_live_…"). \
+            It is required when every guarded request is scoped, and an error when scoping is off \
+            (scope.header: "" for every guarded request). Exit status: 0 found or purged, 1 no \
+            such record, 2 error (or, for purge without --force, a request still in flight).
             """,
         subcommands: [Get.self, Purge.self])
+
+    /// `idemproxy records` alone names no operation: a usage error (exit 2, SPEC §7), where
+    /// ArgumentParser's default would print the help and exit 0 as if something was done.
+    func run() throws {
+        throw ValidationError("say what to do with the record: records get or records purge (idemproxy records --help)")
+    }
 
     struct Target: ParsableArguments {
         @Option(name: .long, help: "The Idempotency-Key as the client sent it (quotes optional).")
@@ -43,11 +52,20 @@ struct Records: ParsableCommand {
 
     struct Purge: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Delete one record whatever its state: the key may be used again.",
-            discussion: "For an unknown record: check first whether the upstream executed the request.")
+            abstract: "Delete one record: the key may be used again.",
+            discussion: """
+                A record still in flight (its lease running: the original request may still be \
+                executing) is not purged: a retry would then run upstream while the original still \
+                runs. The command says so and exits 2; --force purges it anyway. For an unknown \
+                record, or one whose lease expired, check first whether the upstream executed the \
+                request. Exit status: 0 purged, 1 no such record, 2 error or still in flight.
+                """)
         @OptionGroup var target: Target
 
-        func run() throws { try target.run(.purge) }
+        @Flag(name: .long, help: "Purge even a record whose request is still in flight.")
+        var force = false
+
+        func run() throws { try target.run(.purge(force: force)) }
     }
 }
 
@@ -71,7 +89,11 @@ extension Records.Target {
 
 /// One `records` invocation: the configuration, the storage key, and where to ask.
 struct RecordsLookup {
-    enum Operation { case inspect, purge }
+    enum Operation: Equatable {
+        case inspect
+        /// `force`: even a record whose request is still in flight.
+        case purge(force: Bool)
+    }
     enum Outcome {
         case found(RecordReport, json: String)
         case purged
@@ -88,10 +110,8 @@ struct RecordsLookup {
         config = try target.options.load()
         key = target.key
         scope = target.scope.flatMap { $0.isEmpty ? nil : $0 }
-        // Every guarded route scopes its keys: without a scope nothing can match, and "no
-        // record" would be a wrong answer to act on.
-        if scope == nil, config.everyGuardIsScoped {
-            throw Self.fail("keys are scoped by the \(config.idempotency.scopeHeader) header: pass --scope with the caller's value (e.g. --scope \"Bearer sk_…\")")
+        if let failure = RecordLookup.checkScope(scope.map { Array($0.utf8) }, config.recordScoping, parameter: "--scope <value>") {
+            throw Self.fail(failure.message)
         }
         switch RecordLookup.storageKey(key: Array(key.utf8), scope: scope.map { Array($0.utf8) }, prefix: config.store.redis.keyPrefix) {
         case .success(let storageKey): self.storageKey = storageKey
@@ -134,6 +154,7 @@ struct RecordsLookup {
         var outcome: Outcome?
         let storeReady = connection.onReady
         let storageKey = self.storageKey
+        let expiredLease = config.expiredLeasePolicy
         connection.onReady = { connection in
             storeReady?(connection)
             switch operation {
@@ -141,19 +162,20 @@ struct RecordsLookup {
                 store.inspect(key: storageKey) { result in
                     switch result {
                     case .success(let inspection?):
-                        let report = RecordReport(inspection, storageKey: storageKey)
+                        let report = RecordReport(inspection, storageKey: storageKey, expiredLease: expiredLease)
                         outcome = .found(report, json: report.json)
                     case .success(nil): outcome = .absent
                     case .failure(let error): outcome = .failed("Redis: \(error)")
                     }
                 }
-            case .purge:
-                store.purge(key: storageKey) { result in
-                    switch result {
-                    case .success(true): outcome = .purged
-                    case .success(false): outcome = .absent
-                    case .failure(let error):
-                        outcome = .failed(error.mayHaveBeenApplied
+            case .purge(let force):
+                RecordPurge.run(store: store, key: storageKey, force: force) { purge in
+                    switch purge {
+                    case .purged: outcome = .purged
+                    case .absent: outcome = .absent
+                    case .stillInFlight(let lease): outcome = .failed(Self.refusal(leaseRemainingMillis: lease))
+                    case .failed(let error, let mayHavePurged):
+                        outcome = .failed(mayHavePurged
                             ? "Redis: \(error); the record may or may not have been purged: run records get to see"
                             : "Redis: \(error)")
                     }
@@ -177,6 +199,7 @@ struct RecordsLookup {
         }
         var query = "key=" + Self.formEncoded(key)
         if let scope { query += "&scope=" + Self.formEncoded(scope) }
+        if operation == .purge(force: true) { query += "&force=1" }
         let response: AdminClient.Response
         do {
             response = try AdminClient.request(
@@ -185,18 +208,29 @@ struct RecordsLookup {
         } catch {
             return .failed("cannot reach the proxy's admin endpoint at \(listen) (is the proxy running?): \(error)")
         }
+        let body = response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
         switch response.status {
         case 200 where operation == .inspect:
-            let body = response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
             guard let report = Self.report(fromJSON: body) else { return .failed("unexpected /records answer: \(body)") }
             return .found(report, json: body)
-        case 204 where operation == .purge:
+        case 204 where operation != .inspect:
             return .purged
+        case 409 where operation != .inspect:
+            // Still in flight: said in the CLI's words (--force, not force=1).
+            guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+                  let lease = (object["lease_expires_in_ms"] as? NSNumber).flatMap({ UInt64(exactly: $0) }) else { break }
+            return .failed(Self.refusal(leaseRemainingMillis: lease))
         case 404:
             return .absent
         default:
-            return .failed("the admin endpoint answered \(response.status): \(response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))")
+            break
         }
+        return .failed("the admin endpoint answered \(response.status): \(body)")
+    }
+
+    /// Why a record still in flight was not purged, in the command's terms.
+    static func refusal(leaseRemainingMillis: UInt64) -> String {
+        RecordPurge.refusal(leaseRemainingMillis: leaseRemainingMillis, override: "pass --force")
     }
 
     /// RFC 3986 unreserved characters as they are, everything else percent-encoded.
@@ -214,22 +248,45 @@ struct RecordsLookup {
         return out
     }
 
-    /// The `/records` JSON back into a report, for readable output.
+    /// The `/records` JSON back into a report, for readable output; nil when it is not one
+    /// (then the command fails with exit status 2).
     static func report(fromJSON text: String) -> RecordReport? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let state = object["state"] as? String, let fingerprint = object["fingerprint"] as? String,
-              let bodyBytes = object["body_bytes"] as? Int else { return nil }
-        let expires = (object["expires_in_ms"] as? NSNumber)?.uint64Value ?? .max
-        var createdAt: UInt64?
-        if let created = object["created_at"] as? String {
+              let bodyBytes = object["body_bytes"] as? Int,
+              let createdAt = unixMillis(rfc3339: object["created_at"]),
+              let expires = millis(object["expires_in_ms"]),
+              let lease = millis(object["lease_expires_in_ms"]) else { return nil }
+        return RecordReport(
+            keyHash: object["key_hash"] as? String ?? "", state: state, effectiveState: object["effective_state"] as? String,
+            status: object["status"] as? Int,
+            fingerprintHex: fingerprint, createdAtMillis: createdAt, expiresInMillis: expires ?? .max,
+            leaseExpiresInMillis: lease, bodyBytes: bodyBytes, bodyOmitted: object["body_omitted"] as? Bool ?? false)
+    }
+
+    /// A milliseconds field: `.some(nil)` when absent or null, `.some(n)` for a whole number
+    /// from 0 to `UInt64.max`, nil for anything else. Checked exactly: `NSNumber.uint64Value`
+    /// would turn -5 into a huge count and 1.5 into 1.
+    private static func millis(_ value: Any?) -> UInt64?? {
+        switch value {
+        case nil, is NSNull: return .some(nil)
+        case let number as NSNumber: return UInt64(exactly: number).map { .some($0) }
+        default: return nil
+        }
+    }
+
+    /// `created_at` as Unix milliseconds: `.some(nil)` when absent or null, nil when it is not
+    /// an RFC 3339 time at or after 1970 (a record time is never earlier, and converting one
+    /// with `UInt64(_:)` would trap).
+    private static func unixMillis(rfc3339 value: Any?) -> UInt64?? {
+        switch value {
+        case nil, is NSNull: return .some(nil)
+        case let text as String:
             let formatter = ISO8601DateFormatter()
             formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            createdAt = formatter.date(from: created).map { UInt64(($0.timeIntervalSince1970 * 1000).rounded()) }
+            guard let date = formatter.date(from: text) else { return nil }
+            return UInt64(exactly: (date.timeIntervalSince1970 * 1000).rounded()).map { .some($0) }
+        default: return nil
         }
-        return RecordReport(
-            keyHash: object["key_hash"] as? String ?? "", state: state, status: object["status"] as? Int,
-            fingerprintHex: fingerprint, createdAtMillis: createdAt, expiresInMillis: expires,
-            leaseExpiresInMillis: (object["lease_expires_in_ms"] as? NSNumber)?.uint64Value,
-            bodyBytes: bodyBytes, bodyOmitted: object["body_omitted"] as? Bool ?? false)
     }
 }

@@ -85,6 +85,8 @@ import Testing
         let result = try checkConfig(yaml, environment: environment)
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("store redis"))
+        // No token by default (below): /records is refused on the container's admin port.
+        #expect(result.stderr.contains("admin.token is empty"), "\(result.stderr)")
 
         let config = try ConfigLoader.parse(yaml: yaml, fileName: "idemproxy.yaml", environment: environment)
         #expect(config.upstream.host == "api")
@@ -92,5 +94,17 @@ import Testing
         let grace = try #require(try Self.service("idemproxy")["stop_grace_period"].string)
         let seconds = try #require(grace.hasSuffix("s") ? Int(grace.dropLast()) : nil, "\(grace)")
         #expect(Duration.seconds(seconds) > config.shutdownGrace)
+    }
+
+    /// The stack ships no admin token anyone could guess (it defaulted to `local-dev-token`
+    /// for an admin listener on all of the container's interfaces): none unless the user sets
+    /// IDEMPROXY_ADMIN_TOKEN, and then one of a sound length passes without a warning.
+    @Test func shipsNoDefaultAdminToken() throws {
+        var environment = try Self.proxyEnvironment()
+        #expect(environment["IDEMPROXY_ADMIN_TOKEN"] == "")
+        environment["IDEMPROXY_ADMIN_TOKEN"] = "4f9c2e7a1b8d3f60a5e9c7b2d1f8e3a6"
+        let result = try checkConfig(try repositoryFile("deploy/compose/idemproxy.yaml"), environment: environment)
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
     }
 }

@@ -7,8 +7,8 @@ import Testing
 /// and every embedded idemproxy config passes the real `idemproxy check-config`.
 @Suite struct KubernetesManifestTests {
     static let kubernetesDirectory = "deploy/kubernetes"
-    /// What check-config is given, as the Secret would provide it.
-    static let environment = ["REDIS_URL": "redis://:s3cret@redis:6379/0", "IDEMPROXY_ADMIN_TOKEN": "test-token-0123"]
+    /// What check-config is given, as a filled-in Secret would provide it.
+    static let environment = ["REDIS_URL": "redis://:s3cret@redis:6379/0", "IDEMPROXY_ADMIN_TOKEN": "4f9c2e7a1b8d3f60a5e9c7b2d1f8e3a6"]
 
     /// Every `.yaml`/`.yml` file under deploy/, relative to the repository root.
     static func yamlFiles() throws -> [String] {
@@ -193,6 +193,28 @@ import Testing
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("configuration OK"))
         #expect(result.stdout.contains("store redis"))
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+    }
+
+    /// The example Secret holds no token anyone could guess (it used to say `change-me` for an
+    /// admin port on 0.0.0.0): applied as is, /records is refused and check-config says so.
+    @Test func theSecretExampleShipsNoWorkingToken() throws {
+        let stringData = try #require(try Self.objects()["Secret"]?["stringData"].map)
+        #expect(stringData["IDEMPROXY_ADMIN_TOKEN"] as? String == "")
+        var environment = Self.environment
+        environment["IDEMPROXY_ADMIN_TOKEN"] = ""
+        let result = try checkConfig(try Self.embeddedConfig(), environment: environment)
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("admin.token is empty"), "\(result.stderr)")
+    }
+
+    /// A token someone filled in too short (as `change-me` was) is warned about.
+    @Test func aShortTokenIsWarnedAbout() throws {
+        var environment = Self.environment
+        environment["IDEMPROXY_ADMIN_TOKEN"] = "change-me"
+        let result = try checkConfig(try Self.embeddedConfig(), environment: environment)
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("admin.token is shorter than 16 characters"), "\(result.stderr)")
     }
 
     @Test func embeddedConfigNeedsItsSecrets() throws {

@@ -113,6 +113,133 @@ import TestSupport
         #expect(try original.readResponse().status == 201)
     }
 
+    /// A client that resets while its `/records` answer waits on the store: epoll reports the
+    /// hang-up on every turn whatever the interest, so the admin connection must close then,
+    /// not when the store answers (here, not for seconds).
+    @Test func anAdminClientThatResetsWhileItsAnswerWaitsIsClosedAtOnce() throws {
+        let relay = try FaultRelay(targetPort: StoreKind.redisPort)
+        defer { relay.stop() }
+        let proxy = try ProxyHarness(
+            yaml: "store: { backend: redis, redis: { url: \"\(relay.url)\", key_prefix: \"\(StoreKind.uniquePrefix())\", command_timeout: 5s } }\n")
+        defer { proxy.stop() }
+        for _ in 0..<100 where proxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
+        relay.withholdReplies = true
+        defer { relay.withholdReplies = false }
+        do {
+            let client = try TestClient(port: try #require(proxy.server.adminPort))
+            try client.send("GET /records?key=k&scope=\(Self.encodedScope) HTTP/1.1\r\nHost: admin\r\n\r\n")
+            usleep(100_000)
+            #expect(proxy.server.adminConnections == 1, "the answer should be waiting on the store")
+            client.resetOnClose()
+        }
+        var open = proxy.server.adminConnections
+        for _ in 0..<50 where open > 0 {
+            usleep(10_000)
+            open = proxy.server.adminConnections
+        }
+        #expect(open == 0, "the reset connection is still open")
+        #expect(try proxy.admin("/healthz").status == 200)
+    }
+
+    /// With scoping off (`scope.header: ""` for every guarded request) records have no scope:
+    /// a lookup that gives one is an error, on `/records` and in the CLI, not a "no record".
+    /// A route that turns scoping back on makes scoped lookups meaningful again.
+    @Test func aScopeIsRefusedWhenScopingIsOff() throws {
+        let off = "idempotency: { scope: { header: \"\" } }\n"
+        let origin = CountingOrigin()
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: off)
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        #expect(try proxy.request(post(key: key)).status == 201)
+        let refused = try proxy.admin("/records?key=\(key)&scope=\(Self.encodedScope)")
+        #expect(refused.status == 400)
+        #expect(refused.bodyText.contains("scoping is off"))
+        #expect(try proxy.admin("/records?key=\(key)").status == 200)
+        let cli = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope], yaml: off)
+        #expect(cli.status == 2)
+        #expect(cli.stderr.contains("scoping is off"), "\(cli.stderr)")
+
+        let mixed = try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder),
+            yaml: off + "routes:\n  - match: { path_prefix: /v1/payments }\n    scope: { header: Authorization }\n")
+        defer { mixed.stop() }
+        #expect(try mixed.request(post(key: key)).status == 201)
+        #expect(try mixed.admin("/records?key=\(key)&scope=\(Self.encodedScope)").status == 200)
+        #expect(try mixed.admin("/records?key=\(key)").status == 404)
+    }
+
+    /// A claim whose owner died (its lease ran out, nothing told the store) is reported as what
+    /// the next request then finds, and the next request does find exactly that.
+    @Test(arguments: ["hold", "release"])
+    func anExpiredLeaseIsReportedAsTheNextRequestFindsIt(_ indeterminate: String) throws {
+        let clock = ManualClock()
+        let store = MemoryStore(clock: { clock.nowMillis })
+        let origin = CountingOrigin()
+        let proxy = try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder), yaml: "idempotency: { indeterminate: \(indeterminate) }\n", memoryStore: store)
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        let stored = storageKey(prefix: "idem:", scope: Array(Self.scope.utf8), key: key)
+        // The proxy's own request leaves a record with the fingerprint a retry will have; it is
+        // replaced by a claim of that fingerprint whose owner never comes back.
+        #expect(try proxy.request(post(key: key)).status == 201)
+        var fingerprint: [UInt8] = []
+        store.inspect(key: stored) { fingerprint = (try? $0.get())??.record.fingerprint ?? [] }
+        store.purge(key: stored) { _ in }
+        store.claim(key: stored, owner: Array(repeating: 7, count: 16), fingerprint: fingerprint, lease: .seconds(30), ttl: .seconds(3600),
+                    expiredLease: .hold) { #expect((try? $0.get()) == .claimed) }
+        clock.advance(millis: 31_000)
+
+        let record = try json(proxy.admin("/records?key=\(key)&scope=\(Self.encodedScope)"))
+        #expect(record["state"] as? String == "in_flight")
+        #expect(record["lease_expired"] as? Bool == true)
+        #expect(record["effective_state"] as? String == (indeterminate == "hold" ? "unknown" : "absent"))
+        let next = try proxy.request(post(key: key))
+        if indeterminate == "hold" {
+            #expect(next.status == 409)
+            #expect(next.bodyText.contains("outcome-unknown"))
+            #expect(origin.count == 1)
+        } else {
+            #expect(next.status == 201)
+            #expect(origin.count == 2)
+        }
+    }
+
+    /// Purging a record whose request is still running would let a retry run upstream beside
+    /// it: `/records` answers 409 and the CLI exits 2, unless forced (`force=1`, `--force`).
+    @Test(arguments: StoreKind.allCases)
+    func aRecordStillInFlightIsPurgedOnlyWhenForced(_ store: StoreKind) throws {
+        let origin = CountingOrigin()
+        origin.delay = 3
+        let adminPort = RedisServer.freePort()
+        let yaml = store.yaml() + "idempotency: { lease: 10s }\n"
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml, admin: "{ listen: 127.0.0.1:\(adminPort) }")
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        let original = try startOriginal(proxy, key: key, settle: 300_000)
+        let path = "/records?key=\(key)&scope=\(Self.encodedScope)"
+
+        let refused = try proxy.admin("DELETE", path)
+        #expect(refused.status == 409)
+        #expect(refused.bodyText.contains("still in flight"))
+        let lease = try #require(try json(refused)["lease_expires_in_ms"] as? Int)
+        #expect(lease > 5000 && lease <= 10_000)
+        #expect(try proxy.admin("GET", path + "&force=1").status == 400)
+        let cliYAML = yaml + "admin: { listen: 127.0.0.1:\(adminPort) }\n"
+        let cli = try IdemproxyCLI.run(["records", "purge", "--key", key, "--scope", Self.scope], yaml: cliYAML)
+        #expect(cli.status == 2)
+        #expect(cli.stderr.contains("still in flight") && cli.stderr.contains("--force"), "\(cli.stderr)")
+        #expect(try json(proxy.admin(path))["state"] as? String == "in_flight")
+        // The retry still finds the claim.
+        #expect(try proxy.request(post(key: key)).status == 409)
+
+        let forced = try IdemproxyCLI.run(["records", "purge", "--key", key, "--scope", Self.scope, "--force"], yaml: cliYAML)
+        #expect(forced.status == 0, "\(forced.stdout)\(forced.stderr)")
+        #expect(try proxy.admin(path).status == 404)
+        #expect(try original.readResponse().status == 201)
+        #expect(origin.count == 1)
+    }
+
     @Test func recordsNeedTheTokenWhenOneIsSet() throws {
         let proxy = try ProxyHarness(admin: "{ listen: 127.0.0.1:0, token: s3cret-token_1 }")
         defer { proxy.stop() }
@@ -146,9 +273,12 @@ import TestSupport
         #expect(open.status == 0)
         #expect(open.stderr.contains("warning"))
         #expect(open.stderr.contains("admin.token"))
-        let tokened = try IdemproxyCLI.run(["check-config"], yaml: "admin: { listen: 0.0.0.0:9090, token: abc.DEF-123 }\n")
+        let tokened = try IdemproxyCLI.run(["check-config"], yaml: "admin: { listen: 0.0.0.0:9090, token: abc.DEF-123_4567890 }\n")
         #expect(tokened.status == 0)
         #expect(tokened.stderr.isEmpty)
+        let short = try IdemproxyCLI.run(["check-config"], yaml: "admin: { listen: 0.0.0.0:9090, token: change-me }\n")
+        #expect(short.status == 0)
+        #expect(short.stderr.contains("warning") && short.stderr.contains("shorter than 16 characters"), "\(short.stderr)")
         let loopback = try IdemproxyCLI.run(["check-config"], yaml: "admin: { listen: 127.0.0.1:9090 }\n")
         #expect(loopback.stderr.isEmpty)
         let bad = try IdemproxyCLI.run(["check-config"], yaml: "admin:\n  listen: 0.0.0.0:9090\n  token: \"two words\"\n")
@@ -159,8 +289,7 @@ import TestSupport
 
     /// One command to the shared Redis, in RESP (values may hold any byte); returns the reply.
     func redis(_ arguments: [String]) throws -> String {
-        let url = StoreKind.redisURL.replacingOccurrences(of: "redis://", with: "").split(separator: "/")[0].split(separator: ":")
-        let client = try TestClient(port: try #require(UInt16(url[1])), timeoutSeconds: 2)
+        let client = try TestClient(port: StoreKind.redisPort, timeoutSeconds: 2)
         var command = "*\(arguments.count)\r\n"
         for argument in arguments { command += "$\(argument.utf8.count)\r\n\(argument)\r\n" }
         try client.send(command)
@@ -263,6 +392,50 @@ import TestSupport
         let stopped = try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope], yaml: configYAML)
         #expect(stopped.status == 2)
         #expect(stopped.stderr.contains("is the proxy running?"))
+    }
+}
+
+extension RecordsTests {
+    /// `idemproxy records` without get or purge did nothing: exit 2 like any usage error, not
+    /// 0 after printing the help. Asking for the help still succeeds.
+    @Test func recordsWithoutAnOperationIsAUsageError() throws {
+        let bare = try IdemproxyCLI.run(["records"])
+        #expect(bare.status == 2, "\(bare.stdout)\(bare.stderr)")
+        #expect(bare.stderr.contains("records get or records purge"), "\(bare.stderr)")
+        let help = try IdemproxyCLI.run(["records", "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("purge"))
+    }
+
+    /// A `/records` answer the CLI cannot trust (here from a stand-in admin endpoint) is an
+    /// error, exit 2: a time before 1970 used to trap the conversion to Unix milliseconds, and
+    /// a negative or fractional count was silently wrapped or truncated.
+    @Test(arguments: [
+        "\"created_at\":\"1969-12-31T23:59:59.000Z\",\"expires_in_ms\":1000",
+        "\"created_at\":\"yesterday\",\"expires_in_ms\":1000",
+        "\"created_at\":null,\"expires_in_ms\":-5",
+        "\"created_at\":null,\"expires_in_ms\":1000,\"lease_expires_in_ms\":1.5",
+    ])
+    func theCLIRefusesAnAdminAnswerItCannotRead(_ fields: String) throws {
+        let body = "{\"state\":\"completed\",\"status\":201,\"fingerprint\":\"ab\",\(fields),\"body_bytes\":0}"
+        let admin = TestUpstream { _ in .untilClose(status: 200, body: Array(body.utf8)) }
+        defer { admin.stop() }
+        let run = try IdemproxyCLI.run(
+            ["records", "get", "--key", "k", "--scope", Self.scope], yaml: "admin: { listen: 127.0.0.1:\(admin.port) }\n")
+        #expect(run.status == 2, "\(run.stdout)\(run.stderr)")
+        #expect(run.stderr.contains("unexpected /records answer"), "\(run.stderr)")
+    }
+
+    /// The same stand-in with a well-formed answer: the readable report.
+    @Test func theCLIReadsAnAdminAnswer() throws {
+        let body = "{\"state\":\"completed\",\"status\":201,\"fingerprint\":\"ab\",\"created_at\":\"2026-11-30T19:56:18.611Z\",\"expires_in_ms\":null,\"body_bytes\":3}"
+        let admin = TestUpstream { _ in .untilClose(status: 200, body: Array(body.utf8)) }
+        defer { admin.stop() }
+        let run = try IdemproxyCLI.run(
+            ["records", "get", "--key", "k", "--scope", Self.scope], yaml: "admin: { listen: 127.0.0.1:\(admin.port) }\n")
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains("created      2026-11-30T19:56:18.611Z"))
+        #expect(run.stdout.contains("expires in   never"))
     }
 }
 

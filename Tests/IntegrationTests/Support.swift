@@ -18,6 +18,12 @@ enum StoreKind: String, CaseIterable, Sendable, CustomStringConvertible {
         return url
     }
 
+    /// The shared Redis's port (for a `FaultRelay` in front of it, or raw commands).
+    static var redisPort: UInt16 {
+        let hostPort = redisURL.replacingOccurrences(of: "redis://", with: "").split(separator: "/")[0]
+        return UInt16(hostPort.split(separator: ":").last ?? "") ?? 1
+    }
+
     /// A fresh key prefix, so tests never share records.
     static func uniquePrefix() -> String { "t\(UInt32.random(in: 0...UInt32.max)):" }
 

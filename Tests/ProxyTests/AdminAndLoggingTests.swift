@@ -124,6 +124,30 @@ import TestSupport
         #expect(lines.contains { $0.contains("\"method\":\"GET\"") && $0.contains("\"outcome\":\"unguarded\"") })
     }
 
+    /// A request refused before any outcome was decided (a malformed target, CONNECT) is in
+    /// neither `idemproxy_requests_total` nor the duration histogram, so the two always agree;
+    /// its access-log line says `-` rather than an outcome it never had.
+    @Test func requestsRefusedBeforeAnOutcomeAreNeitherCountedNorTimed() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let proxy = try ProxyHarness(accessLogFD: fds[1])
+        #expect(try proxy.request("GET /../bad HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET").status == 400)
+        #expect(try proxy.request("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", method: "GET").status == 501)
+        _ = try proxy.request("GET /ok HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET")
+        let text = try admin(proxy, "/metrics").bodyText
+        #expect(text.contains("idemproxy_requests_total{outcome=\"unguarded\"} 1\n"))
+        #expect(text.contains("idemproxy_request_duration_seconds_count{outcome=\"unguarded\"} 1\n"))
+        let counted = text.split(separator: "\n").filter { $0.hasPrefix("idemproxy_requests_total{") }.compactMap { Int($0.split(separator: " ").last!) }
+        let timed = text.split(separator: "\n").filter { $0.hasPrefix("idemproxy_request_duration_seconds_count{") }.compactMap { Int($0.split(separator: " ").last!) }
+        #expect(counted.reduce(0, +) == 1 && timed.reduce(0, +) == 1, "\(text)")
+        proxy.stop()
+        let lines = accessLines(fds[0])
+        #expect(lines.count == 3)
+        let outcomes = try lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["outcome"] as? String }
+        #expect(outcomes == ["-", "-", "unguarded"])
+    }
+
     @Test func textAccessLogIsOneReadableLinePerRequest() throws {
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)

@@ -47,6 +47,12 @@ public final class TestClient {
 
     deinit { close(fd) }
 
+    /// Makes the close (when this client is released) a reset (SO_LINGER 0) instead of a FIN.
+    public func resetOnClose() {
+        var option = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+    }
+
     public func send(_ text: String) throws { try send(Array(text.utf8)) }
 
     public func send(_ bytes: [UInt8]) throws {
