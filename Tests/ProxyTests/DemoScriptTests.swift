@@ -10,29 +10,18 @@ import TestSupport
         try #require(FileManager.default.isExecutableFile(atPath: ProxyProcess.binary), "build the idemproxy executable first (swift build)")
         var root = #filePath.split(separator: "/", omittingEmptySubsequences: false)
         root.removeLast(3)  // Tests/ProxyTests/DemoScriptTests.swift
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [root.joined(separator: "/") + "/scripts/demo"]
         var environment = ProcessInfo.processInfo.environment
         environment["DEMO_QUICK"] = "1"
         environment["IDEMPROXY_BIN"] = ProxyProcess.binary
         environment["DEMO_CHARGES"] = nil
         environment["DEMO_SEED"] = nil
-        process.environment = environment
-        // One pipe for both streams: a failure's explanation is on stderr, and two pipes read
-        // one after the other could fill and block the script.
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        // SIGTERM runs the script's cleanup; without it a hang would hold the pipe open.
-        let watchdog = DispatchWorkItem { process.terminate() }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 90, execute: watchdog)
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        watchdog.cancel()
+        // Both streams in one: a failure's explanation is on stderr. SIGTERM after 90 s runs
+        // the script's cleanup.
+        let output = try Subprocess.run(
+            "/bin/bash", [root.joined(separator: "/") + "/scripts/demo"], environment: environment, mergeOutput: true, timeoutSeconds: 90)
+        let text = output.stdout
 
-        #expect(process.terminationStatus == 0, "scripts/demo failed:\n\(text)")
+        #expect(output.status == 0, "scripts/demo failed:\n\(text)")
         let line = try #require(text.split(separator: "\n").last { $0.hasPrefix("DEMO_RESULT ") }, "no DEMO_RESULT line:\n\(text)")
         var result: [String: Int] = [:]
         for field in line.split(separator: " ").dropFirst() {

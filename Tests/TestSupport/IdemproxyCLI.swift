@@ -25,20 +25,9 @@ public enum IdemproxyCLI {
     /// Runs `idemproxy <arguments>` with the test's environment plus `environment`, or with
     /// exactly `environment` when `inheritEnvironment` is false.
     public static func run(_ arguments: [String], environment: [String: String] = [:], inheritEnvironment: Bool = true) throws -> Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ProxyProcess.binary)
-        process.arguments = arguments
-        process.environment = inheritEnvironment ? ProcessInfo.processInfo.environment.merging(environment) { $1 } : environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Read before waiting: a full pipe would block the child forever.
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(
-            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-            stderr: String(decoding: stderr, as: UTF8.self))
+        let output = try Subprocess.run(
+            ProxyProcess.binary, arguments,
+            environment: inheritEnvironment ? ProcessInfo.processInfo.environment.merging(environment) { $1 } : environment)
+        return Run(status: output.status, stdout: output.stdout, stderr: output.stderr)
     }
 }

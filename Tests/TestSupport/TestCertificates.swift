@@ -40,18 +40,9 @@ public final class TestCertificates: @unchecked Sendable {
     }
 
     private func openssl(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        let errors = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = errors
-        try process.run()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw Failure(description: "openssl \(arguments.joined(separator: " ")): \(String(decoding: message, as: UTF8.self))")
+        let output = try Subprocess.run("/usr/bin/openssl", arguments, directory: directory)
+        guard output.status == 0 else {
+            throw Failure(description: "openssl \(arguments.joined(separator: " ")): \(output.stderr)")
         }
     }
 }
