@@ -177,6 +177,8 @@ public struct RedisConfig: Sendable, Equatable {
     public var minReplicasAcked: Int = 0
     /// `replica_ack_timeout`: how long that `WAIT` may take.
     public var replicaAckTimeout: Duration = .milliseconds(100)
+    /// `sentinel`: find the primary through these Sentinels instead of the URL's host.
+    public var sentinel: RedisSentinelConfig?
 
     public init(
         url: String = "redis://127.0.0.1:6379/0",
@@ -196,6 +198,17 @@ public struct RedisConfig: Sendable, Equatable {
         self.database = database
         self.keyPrefix = keyPrefix
         self.commandTimeout = commandTimeout
+    }
+}
+
+/// `store.redis.sentinel`: the monitored master's name and where its Sentinels listen.
+public struct RedisSentinelConfig: Sendable, Equatable {
+    public var master: String
+    public var nodes: [SocketAddressSpec]
+
+    public init(master: String, nodes: [SocketAddressSpec]) {
+        self.master = master
+        self.nodes = nodes
     }
 }
 

@@ -9,7 +9,8 @@ struct SchemaDecoder {
         ("upstream", ["url", "connect_timeout", "response_timeout", "max_idle_connections", "idle_timeout"]),
         ("store", ["backend", "memory", "redis", "unavailable"]),
         ("store.memory", ["max_bytes"]),
-        ("store.redis", ["url", "tls", "min_replicas_acked", "replica_ack_timeout", "key_prefix", "command_timeout"]),
+        ("store.redis", ["url", "tls", "sentinel", "min_replicas_acked", "replica_ack_timeout", "key_prefix", "command_timeout"]),
+        ("store.redis.sentinel", ["master", "nodes"]),
         ("store.redis.tls", ["ca_file", "cert_file", "key_file", "server_name"]),
         ("idempotency", IdempotencyOverrides.keys),
         ("limits", ["max_header_bytes", "max_headers", "header_timeout", "body_timeout", "idle_timeout", "send_timeout", "max_connections"]),
@@ -234,7 +235,35 @@ struct SchemaDecoder {
             reader.report(field, "replica_ack_timeout must be shorter than command_timeout: WAIT holds the connection's other commands that long")
         }
         store.redis.tls = decodeRedisTLS(redis, tlsScheme: tlsScheme)
+        store.redis.sentinel = decodeSentinel(redis)
         return store
+    }
+
+    /// `store.redis.sentinel`; empty `master` and `nodes` (the SPEC's defaults) mean off.
+    private func decodeSentinel(_ redis: MappingView) -> RedisSentinelConfig? {
+        guard let field = redis.field("sentinel"), let view = reader.mapping(field) else { return nil }
+        reader.rejectUnknownKeys(view, known: Self.keys(of: "store.redis.sentinel"))
+        let master = view.field("master").flatMap { reader.string($0) } ?? ""
+        var nodes: [SocketAddressSpec] = []
+        var listed = 0
+        if let nodesField = view.field("nodes"), let items = reader.list(nodesField, example: "[10.0.0.7:26379, 10.0.0.8:26379]") {
+            listed = items.count
+            for item in items {
+                if let node = reader.value(item, expected: "a Sentinel as host:port", ValueParser.sentinelNode) { nodes.append(node) }
+            }
+        }
+        if master.isEmpty && listed == 0 { return nil }
+        // A node that did not parse was reported already.
+        guard nodes.count == listed else { return nil }
+        guard !master.isEmpty else {
+            reader.report(view.field("master") ?? field, "the name Sentinel monitors the primary under is required with sentinel nodes (sentinel monitor <name> …)")
+            return nil
+        }
+        guard !nodes.isEmpty else {
+            reader.report(view.field("nodes") ?? field, "at least one Sentinel (host:port) is required to find the primary \(master)")
+            return nil
+        }
+        return RedisSentinelConfig(master: master, nodes: nodes)
     }
 
     /// `store.redis.tls`, which only a `rediss://` URL uses: settings that would be ignored

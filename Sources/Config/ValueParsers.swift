@@ -345,6 +345,12 @@ enum ValueParser {
         return UpstreamURL(host: host, port: port, pathPrefix: String(path))
     }
 
+    /// `host:port` of a Sentinel (a name or an address; the port defaults to 26379).
+    static func sentinelNode(_ text: String) throws(ValueProblem) -> SocketAddressSpec {
+        let (host, port) = try urlHostPort(text, defaultPort: 26379, example: "host:port such as 10.0.0.7:26379", url: text)
+        return SocketAddressSpec(host: host, port: port)
+    }
+
     static let redisExample = "a URL such as redis://127.0.0.1:6379/0, redis://:password@host:6379/0 or rediss://host:6380/0"
 
     struct RedisURL {

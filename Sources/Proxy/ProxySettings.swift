@@ -38,8 +38,8 @@ public final class ProxySettings: @unchecked Sendable {
     public var storeBackend: StoreBackend
     /// `store.memory.max_bytes`.
     public var memoryMaxBytes: Int
-    /// How each loop connects to Redis: the address resolved once at startup, TLS set up.
-    public var redis: RedisConnection.Configuration?
+    /// How each loop connects to Redis: addresses resolved once at startup, TLS set up.
+    public var redis: RedisTarget?
     /// `min_replicas_acked` > 0: claims and completions wait for that many replicas.
     public var replicaAcknowledgement: ReplicaAcknowledgement?
     public var log: Log
@@ -87,7 +87,7 @@ public final class ProxySettings: @unchecked Sendable {
         storeBackend = config.store.backend
         memoryMaxBytes = config.store.memoryMaxBytes
         if config.store.backend == .redis {
-            redis = try RedisConnection.Configuration(config.store.redis)
+            redis = try RedisTarget(config.store.redis)
             if config.store.redis.minReplicasAcked > 0 {
                 replicaAcknowledgement = ReplicaAcknowledgement(
                     replicas: config.store.redis.minReplicasAcked, timeoutMillis: config.store.redis.replicaAckTimeout.milliseconds)

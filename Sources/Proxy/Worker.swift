@@ -75,7 +75,7 @@ final class Worker: EventHandler, @unchecked Sendable {
             store = memory
             redis = nil
         } else {
-            let connection = RedisConnection(configuration: settings.redis!, loop: loop)
+            let connection = settings.redis!.makeConnection(loop: loop)
             redis = connection
             store = RedisIdempotencyStore(
                 connection: connection, keyPrefix: settings.keyPrefix, resetDetector: shared.resetDetector,

@@ -35,13 +35,19 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         public var maxBackoffMillis: UInt64
         /// Present for `rediss://`: every byte goes through TLS, never plaintext instead.
         public var tls: RedisTLSContext?
+        /// The name the server's certificate must carry; nil: the host connected to.
+        public var tlsServerName: String?
+        /// Only a primary will do (Sentinel): `ROLE` is checked on every connect, and a
+        /// `READONLY` reply (the primary was demoted) ends the connection.
+        public var requirePrimary = false
 
         /// How long past its deadline the oldest unanswered command may stay unanswered before
         /// the server counts as unresponsive and the connection is dropped.
         public var unresponsiveGraceMillis: UInt64 { max(commandTimeoutMillis * 2, 1000) }
 
         public init(host: String, port: UInt16, username: String? = nil, password: String? = nil, database: Int = 0,
-                    commandTimeoutMillis: UInt64 = 250, maxBackoffMillis: UInt64 = 500, tls: RedisTLSContext? = nil) {
+                    commandTimeoutMillis: UInt64 = 250, maxBackoffMillis: UInt64 = 500, tls: RedisTLSContext? = nil,
+                    tlsServerName: String? = nil) {
             self.host = host
             self.port = port
             self.username = username
@@ -50,6 +56,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
             self.commandTimeoutMillis = commandTimeoutMillis
             self.maxBackoffMillis = maxBackoffMillis
             self.tls = tls
+            self.tlsServerName = tlsServerName
         }
     }
 
@@ -84,7 +91,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     }
 
     /// Where the connection is; `State` is the public summary.
-    private enum Phase { case idle, connectingTCP, handshaking, ready }
+    private enum Phase { case idle, locating, connectingTCP, handshaking, ready }
 
     public let configuration: Configuration
     /// Strong: the connection may outlive its owner's reference to the loop.
@@ -99,8 +106,35 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     /// Runs after every successful (re)connect, before queued user commands are answered;
     /// the store uses it to load its Lua scripts.
     public var onReady: ((RedisConnection) -> Void)?
+    /// Where to connect, asked before every connect (Sentinel); nil: the configured address.
+    public var locatePrimary: ((@escaping (Result<Endpoint, LocateError>) -> Void) -> Void)?
+    /// Replies no command asked for (a subscribed connection's messages); nil: such a reply
+    /// breaks the connection, as it means the replies no longer match the commands.
+    public var onPush: ((RedisValue) -> Void)?
+    /// Keeps what this connection needs alive (e.g. its Sentinel locator).
+    public var companion: AnyObject?
+    /// The address of the current or last connection.
+    public private(set) var endpoint: Endpoint
+
+    /// Why the primary could not be located.
+    public struct LocateError: Error, Sendable, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: UInt16
+        public init(host: String, port: UInt16) {
+            self.host = host
+            self.port = port
+        }
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
 
     private var phase = Phase.idle
+    /// `close()` was called: no reconnect.
+    private var closedForGood = false
     private var fd: Int32 = -1
     private var transport: (any RedisTransport)?
     private var reader: ReplyReader?
@@ -130,6 +164,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     public init(configuration: Configuration, loop: EventLoop) {
         self.configuration = configuration
         self.loop = loop
+        endpoint = Endpoint(host: configuration.host, port: configuration.port)
     }
 
     deinit {
@@ -194,25 +229,62 @@ public final class RedisConnection: EventHandler, DeferredFlush {
 
     /// Starts connecting now (and again after every failure, with back-off).
     public func connect() {
-        guard phase == .idle else { return }
+        guard phase == .idle, !closedForGood else { return }
         reconnectTimer.cancel()
+        guard let locatePrimary else {
+            open(endpoint)
+            return
+        }
+        phase = .locating
+        state = .connecting
+        let generation = self.generation
+        locatePrimary { [weak self] result in
+            guard let self, self.generation == generation, self.phase == .locating else { return }
+            switch result {
+            case .success(let endpoint):
+                self.phase = .idle
+                self.open(endpoint)
+            case .failure(let error):
+                self.teardown(error.description)
+            }
+        }
+    }
+
+    /// Ends the connection for good: outstanding commands fail, and it never reconnects.
+    public func close() {
+        closedForGood = true
+        reconnectTimer.cancel()
+        teardown("connection closed")
+    }
+
+    /// Drops the connection (if any) and connects again at once, e.g. when Sentinel announced
+    /// a new primary.
+    public func reconnect(_ reason: String) {
+        guard !closedForGood else { return }
+        teardown(reason)
+        backoffMillis = 50
+        connect()
+    }
+
+    private func open(_ endpoint: Endpoint) {
+        self.endpoint = endpoint
         do {
-            let address = try Socket.Address.resolve(host: configuration.host, port: configuration.port)
+            let address = try Socket.Address.resolve(host: endpoint.host, port: endpoint.port)
             fd = try Socket.connect(to: address)
         } catch {
-            connectionLost("\(error)")
+            openFailed("\(error)")
             return
         }
         do {
             if let context = configuration.tls {
-                transport = try TLSTransport(fd: fd, context: context)
+                transport = try TLSTransport(fd: fd, context: context, serverName: configuration.tlsServerName ?? endpoint.host)
             } else {
                 transport = PlainTransport(fd: fd)
             }
         } catch {
             Socket.close(fd)
             fd = -1
-            connectionLost("\(error)")
+            openFailed("\(error)")
             return
         }
         do {
@@ -221,7 +293,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
             Socket.close(fd)
             fd = -1
             transport = nil
-            connectionLost("\(error)")
+            openFailed("\(error)")
             return
         }
         reader = ReplyReader()
@@ -230,7 +302,24 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         // A blackholed Redis would leave the connect pending for minutes.
         connectDeadline = loop.now + max(configuration.commandTimeoutMillis, 1000)
         loop.arm(timeoutTimer, at: connectDeadline)
-        // Queued now, sent first once connected: AUTH and SELECT from the URL.
+        // Sent first once connected, before anything queued meanwhile: AUTH and SELECT from
+        // the URL, and ROLE where only a primary will do.
+        if !pending.isEmpty { moveQueuedBehindSetup { self.queueSetupCommands() } } else { queueSetupCommands() }
+    }
+
+    /// No socket came of it: what was queued while locating fails as never sent.
+    private func openFailed(_ why: String) {
+        let commands = pending[pendingHead...]
+        pending = []
+        pendingHead = 0
+        out = []
+        outStart = 0
+        queuedBytes = 0
+        connectionLost(why)
+        for command in commands { command.finish(.failure(.notConnected(why))) }
+    }
+
+    private func queueSetupCommands() {
         if let password = configuration.password {
             var auth = ["AUTH"]
             if let username = configuration.username { auth.append(username) }
@@ -238,6 +327,32 @@ public final class RedisConnection: EventHandler, DeferredFlush {
             sendSetup(auth)
         }
         if configuration.database != 0 { sendSetup(["SELECT", String(configuration.database)]) }
+        if configuration.requirePrimary {
+            sendSetup(["ROLE"]) { reply in
+                guard case .array(let items) = reply, let role = items.first?.text else { return "ROLE answered \(reply)" }
+                return role == "master" ? nil : "\(self.endpoint) is a \(role), not the primary"
+            }
+        }
+    }
+
+    /// Commands queued while the address was being located go out after the setup commands:
+    /// their bytes are moved behind what `queue` appends (nothing was written yet).
+    private func moveQueuedBehindSetup(_ queue: () -> Void) {
+        let queued = pending
+        let queuedBytes = out
+        pending = []
+        pendingHead = 0
+        out = []
+        self.queuedBytes = 0
+        queue()
+        let shift = self.queuedBytes
+        out.append(contentsOf: queuedBytes)
+        self.queuedBytes += UInt64(queuedBytes.count)
+        for command in queued {
+            command.streamStart += shift
+            command.streamEnd += shift
+        }
+        pending.append(contentsOf: queued)
     }
 
     /// A command that must precede every other on the connection. It may wait as long as the
@@ -245,7 +360,8 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     /// answer but success ends the connection (a late `-ERR` would otherwise go unseen), and
     /// only once every setup command succeeded does the reconnect back-off start over, so a
     /// wrong password keeps backing off instead of reconnecting at once, forever.
-    private func sendSetup(_ arguments: [String]) {
+    /// `problem` tells a success reply that is still unacceptable (a replica's ROLE).
+    private func sendSetup(_ arguments: [String], problem: @escaping (RedisValue) -> String? = { _ in nil }) {
         var command = RedisCommand(argumentCount: arguments.count)
         for argument in arguments { command.append(argument) }
         setupOutstanding += 1
@@ -254,7 +370,11 @@ public final class RedisConnection: EventHandler, DeferredFlush {
             switch result {
             case .success(.error(let message)):
                 self.teardown("\(arguments[0]) failed: \(message)")
-            case .success:
+            case .success(let reply):
+                if let why = problem(reply) {
+                    self.teardown(why)
+                    return
+                }
                 self.setupOutstanding -= 1
                 if self.setupOutstanding == 0 { self.backoffMillis = 50 }
             case .failure(let error):
@@ -301,7 +421,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         guard fd >= 0 else { return }
         var interest: Interest
         switch phase {
-        case .idle: return
+        case .idle, .locating: return
         case .connectingTCP: interest = [.write]
         case .handshaking: return  // set by each handshake step
         case .ready:
@@ -315,10 +435,12 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     private func teardown(_ reason: String) {
         guard phase != .idle else { return }
         generation &+= 1
-        loop.deregister(fd)
-        if phase == .ready { transport?.shutdown() }
-        Socket.close(fd)
-        fd = -1
+        if fd >= 0 {
+            loop.deregister(fd)
+            if phase == .ready { transport?.shutdown() }
+            Socket.close(fd)
+            fd = -1
+        }
         transport = nil
         reader = nil
         out = []
@@ -343,6 +465,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         lastError = why
         state = .disconnected
         timeoutTimer.cancel()
+        guard !closedForGood else { return }
         loop.arm(reconnectTimer, after: backoffMillis)
         backoffMillis = min(backoffMillis * 2, configuration.maxBackoffMillis)
     }
@@ -351,12 +474,12 @@ public final class RedisConnection: EventHandler, DeferredFlush {
 
     public func handleEvent(readable: Bool, writable: Bool) {
         switch phase {
-        case .idle:
+        case .idle, .locating:
             return
         case .connectingTCP:
             let code = Socket.pendingError(fd)
             guard code == 0 else {
-                teardown(IOError(errno: code, operation: "connect \(configuration.host):\(configuration.port)").description)
+                teardown(IOError(errno: code, operation: "connect \(endpoint)").description)
                 return
             }
             phase = .handshaking
@@ -467,6 +590,11 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 return
             case .reply(let value):
                 guard pendingHead < pending.count else {
+                    if let onPush {
+                        onPush(value)
+                        guard generation == self.generation else { return }
+                        continue
+                    }
                     teardown("redis sent a reply nobody asked for")
                     return
                 }
@@ -475,6 +603,11 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 if !command.completed {
                     command.finish(.success(value))
                     guard generation == self.generation else { return }
+                }
+                // The primary was demoted (a failover): writes must go to the new one.
+                if configuration.requirePrimary, case .error(let message) = value, message.hasPrefix("READONLY") {
+                    teardown("\(endpoint) is no longer the primary (\(message))")
+                    return
                 }
             }
         }
@@ -497,13 +630,13 @@ public final class RedisConnection: EventHandler, DeferredFlush {
 
     private func checkTimeouts() {
         let now = loop.now
-        let connecting = phase == .connectingTCP || phase == .handshaking
-        if connecting && now >= connectDeadline {
+        let connecting = phase == .locating || phase == .connectingTCP || phase == .handshaking
+        if (phase == .connectingTCP || phase == .handshaking) && now >= connectDeadline {
             teardown(phase == .connectingTCP ? "connect timed out" : "TLS handshake timed out")
             return
         }
         guard pendingHead < pending.count else {
-            if connecting { loop.arm(timeoutTimer, at: connectDeadline) }
+            if connecting && phase != .locating { loop.arm(timeoutTimer, at: connectDeadline) }
             return
         }
         // Truly unresponsive: nothing answered long past the oldest command's deadline.
@@ -530,7 +663,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 next = min(next, command.deadline)
             }
         }
-        if connecting { next = min(next, connectDeadline) }
+        if connecting && phase != .locating { next = min(next, connectDeadline) }
         if pendingHead < pending.count { next = min(next, pending[pendingHead].deadline + configuration.unresponsiveGraceMillis) }
         loop.arm(timeoutTimer, at: next)
     }

@@ -28,19 +28,13 @@ public struct RedisTLSError: Error, Sendable, CustomStringConvertible {
 /// `SSL_VERIFY_PEER` is what makes a failed check fail the handshake.
 public final class RedisTLSContext: @unchecked Sendable {
     let context: OpaquePointer
-    /// The name the certificate must carry: a DNS name (also sent as SNI) or an IP literal
-    /// (matched against the certificate's IP addresses; RFC 6066 §3 forbids it in SNI).
-    public let serverName: String
-    let serverNameIsIP: Bool
 
-    public init(caFile: String?, certFile: String?, keyFile: String?, serverName: String) throws(RedisTLSError) {
+    public init(caFile: String?, certFile: String?, keyFile: String?) throws(RedisTLSError) {
         // OpenSSL writes with write(2), not send(MSG_NOSIGNAL): a peer that reset the
         // connection would otherwise kill the process with SIGPIPE instead of failing a write.
         signal(SIGPIPE, SIG_IGN)
         guard let context = SSL_CTX_new(TLS_client_method()) else { throw RedisTLSError("cannot create a TLS context") }
         self.context = context
-        self.serverName = serverName
-        serverNameIsIP = Self.isIPLiteral(serverName)
         // Redis 7 speaks TLS 1.2 and 1.3 (`tls-protocols`); nothing older is worth allowing.
         guard ctls_ctx_set_min_tls12(context) == 1 else { throw RedisTLSError("cannot require TLS 1.2") }
         ctls_ctx_set_partial_moving_writes(context)
@@ -85,20 +79,22 @@ final class TLSTransport: RedisTransport {
     /// After a fatal error OpenSSL must not be asked to send close_notify.
     private var broken = false
 
-    init(fd: Int32, context: RedisTLSContext) throws(RedisTLSError) {
+    /// `serverName`: what the certificate must carry, a DNS name (also sent as SNI) or an IP
+    /// literal (matched against the certificate's IP addresses; RFC 6066 §3 keeps it out of SNI).
+    init(fd: Int32, context: RedisTLSContext, serverName: String) throws(RedisTLSError) {
         guard let ssl = SSL_new(context.context) else { throw RedisTLSError("cannot create a TLS session") }
         self.ssl = ssl
         SSL_set_fd(ssl, fd)
         SSL_set_connect_state(ssl)
-        if context.serverNameIsIP {
-            guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), context.serverName) == 1 else {
-                throw RedisTLSError("cannot set the expected server address \(context.serverName)")
+        if RedisTLSContext.isIPLiteral(serverName) {
+            guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), serverName) == 1 else {
+                throw RedisTLSError("cannot set the expected server address \(serverName)")
             }
         } else {
             // The name check: hiredis_ssl 0.14–1.x checks only the chain; a certificate for any
             // other host would pass there.
-            guard SSL_set1_host(ssl, context.serverName) == 1, ctls_set_sni(ssl, context.serverName) == 1 else {
-                throw RedisTLSError("cannot set the expected server name \(context.serverName)")
+            guard SSL_set1_host(ssl, serverName) == 1, ctls_set_sni(ssl, serverName) == 1 else {
+                throw RedisTLSError("cannot set the expected server name \(serverName)")
             }
         }
     }

@@ -39,14 +39,19 @@ public struct RedisStartupReport: Sendable, Equatable {
     /// Runs the checks on a private event loop on the calling thread (startup only), giving up
     /// after `timeoutMillis`.
     public static func run(configuration: RedisConnection.Configuration, timeoutMillis: UInt64 = 2000) -> RedisStartupReport {
+        var configuration = configuration
+        configuration.commandTimeoutMillis = timeoutMillis
+        return run(timeoutMillis: timeoutMillis) { RedisConnection(configuration: configuration, loop: $0) }
+    }
+
+    /// The same over a connection `connect` makes on the check's loop (e.g. through Sentinel).
+    public static func run(timeoutMillis: UInt64 = 2000, _ connect: (EventLoop) -> RedisConnection) -> RedisStartupReport {
         var report = RedisStartupReport()
         guard let loop = try? EventLoop() else {
             report.error = "cannot create an event loop"
             return report
         }
-        var configuration = configuration
-        configuration.commandTimeoutMillis = timeoutMillis
-        let connection = RedisConnection(configuration: configuration, loop: loop)
+        let connection = connect(loop)
         var outstanding = 0
         connection.onReady = { connection in
             report.reachable = true

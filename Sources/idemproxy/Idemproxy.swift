@@ -71,8 +71,9 @@ struct Serve: ParsableCommand {
         if let redis = settings.redis {
             // SPEC §9: say loudly when Redis may lose records; start anyway (the store may
             // come up after the proxy, and store.unavailable covers the meantime).
-            let report = RedisStartupReport.run(configuration: redis)
-            for warning in report.warnings { settings.log.warning(warning, ["redis": "\(redis.host):\(redis.port)"]) }
+            let check = try RedisTarget(config.store.redis, commandTimeoutMillis: 2000)
+            let report = RedisStartupReport.run { check.makeConnection(loop: $0) }
+            for warning in report.warnings { settings.log.warning(warning, ["redis": redis.description]) }
             if report.reachable {
                 settings.log.info("redis checked", [
                     "maxmemory_policy": report.maxmemoryPolicy ?? "?", "appendonly": report.appendOnly ?? "?",

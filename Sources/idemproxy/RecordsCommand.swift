@@ -142,14 +142,14 @@ struct RecordsLookup {
 
     private func overRedis(_ operation: Operation) -> Outcome {
         let redis = config.store.redis
-        let configuration: RedisConnection.Configuration
+        let target: RedisTarget
         do {
-            configuration = try RedisConnection.Configuration(redis, commandTimeoutMillis: max(2000, redis.commandTimeout.milliseconds))
+            target = try RedisTarget(redis, commandTimeoutMillis: max(2000, redis.commandTimeout.milliseconds))
         } catch {
             return .failed("cannot connect to Redis at \(redis.host):\(redis.port): \(error)")
         }
         guard let loop = try? EventLoop() else { return .failed("cannot create an event loop") }
-        let connection = RedisConnection(configuration: configuration, loop: loop)
+        let connection = target.makeConnection(loop: loop)
         let store = RedisIdempotencyStore(connection: connection, keyPrefix: redis.keyPrefix)
         var outcome: Outcome?
         let storeReady = connection.onReady
@@ -183,12 +183,12 @@ struct RecordsLookup {
             }
         }
         connection.connect()
-        let timeoutMillis = configuration.commandTimeoutMillis
+        let timeoutMillis = target.connection.commandTimeoutMillis
         let deadline = loop.refreshNow() + timeoutMillis
         while outcome == nil && loop.refreshNow() < deadline {
             loop.runOnce(maxWaitMillis: 20)
         }
-        return outcome ?? .failed("Redis at \(redis.host):\(redis.port) did not answer within \(timeoutMillis) ms (\(connection.lastError))")
+        return outcome ?? .failed("Redis (\(target.description)) did not answer within \(timeoutMillis) ms (\(connection.lastError))")
     }
 
     // MARK: the running proxy's admin endpoint (memory store)

@@ -1,0 +1,42 @@
+import Config
+import Testing
+
+/// `store.redis.sentinel` (SPEC §6): the master name and Sentinel addresses, off when empty.
+@Suite struct RedisSentinelConfigTests {
+    func store(_ redis: String) -> String {
+        withUpstream("store:\n  backend: redis\n  redis:\n" + redis)
+    }
+
+    @Test func sentinelsAndTheMasterNameAreRead() throws {
+        let config = try parse(store("    url: redis://:pw@ignored:6379/2\n    sentinel: { master: payments, nodes: [\"10.0.0.7:26379\", \"sentinel-b.internal\", \"[::1]:26380\"] }\n"))
+        #expect(config.store.redis.sentinel == RedisSentinelConfig(master: "payments", nodes: [
+            SocketAddressSpec(host: "10.0.0.7", port: 26379),
+            SocketAddressSpec(host: "sentinel-b.internal", port: 26379),
+            SocketAddressSpec(host: "::1", port: 26380),
+        ]))
+        #expect(config.store.redis.password == "pw")
+        #expect(config.store.redis.database == 2)
+    }
+
+    @Test func theSpecDefaultsMeanOff() throws {
+        #expect(try parse(store("    sentinel: { master: \"\", nodes: [] }\n")).store.redis.sentinel == nil)
+        #expect(try parse(store("    url: redis://h:6379/0\n")).store.redis.sentinel == nil)
+    }
+
+    @Test func nodesNeedAMasterName() {
+        let issue = singleIssue(store("    sentinel: { nodes: [\"10.0.0.7:26379\"] }\n"))
+        #expect(issue?.path == "store.redis.sentinel")
+        #expect(issue?.message.contains("name") == true)
+    }
+
+    @Test func aMasterNameNeedsNodes() {
+        let issue = singleIssue(store("    sentinel:\n      master: payments\n      nodes: []\n"))
+        #expect(issue?.path == "store.redis.sentinel.nodes")
+        #expect(issue?.line == 8)
+    }
+
+    @Test func aBadNodeIsNamedByItsIndex() {
+        let issue = singleIssue(store("    sentinel: { master: payments, nodes: [\"10.0.0.7:99999\"] }\n"))
+        #expect(issue?.path == "store.redis.sentinel.nodes[0]")
+    }
+}

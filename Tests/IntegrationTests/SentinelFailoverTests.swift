@@ -1,0 +1,196 @@
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+/// Sentinel (SPEC §6 `store.redis.sentinel`) against real processes: a primary, two replicas
+/// and a Sentinel. A client keeps sending requests with new keys, retrying each one until it
+/// succeeds, while the primary fails over (`SENTINEL FAILOVER`, or `kill -9`). Traffic must
+/// resume on the new primary within 10 s without a restart, and with `min_replicas_acked: 1`
+/// no key may execute twice.
+@Suite(.serialized) struct SentinelFailoverTests {
+    /// The servers of one test.
+    final class Topology: @unchecked Sendable {
+        let primary: RedisServer
+        let replicas: [RedisServer]
+        let sentinel: RedisSentinel
+
+        init() throws {
+            primary = try RedisServer()
+            replicas = [try RedisServer(replicaOf: primary.port), try RedisServer(replicaOf: primary.port)]
+            for replica in replicas {
+                try #require(Self.eventually(seconds: 10) { (try? replica.command("INFO replication"))?.contains("master_link_status:up") == true })
+            }
+            // Started after the replicas are attached, so its first look at the primary finds them.
+            sentinel = try RedisSentinel(monitoring: primary.port)
+            try #require(Self.eventually(seconds: 15) {
+                guard let text = try? self.sentinel.command("SENTINEL replicas \(RedisSentinel.masterName)") else { return false }
+                return self.replicas.allSatisfy { text.contains("\($0.port)") } && !text.contains("disconnected")
+            }, "the Sentinel never saw both replicas")
+        }
+
+        func server(on port: UInt16) -> RedisServer? {
+            ([primary] + replicas).first { $0.port == port }
+        }
+
+        static func eventually(seconds: Double, _ condition: () -> Bool) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if condition() { return true }
+                usleep(50_000)
+            }
+            return false
+        }
+    }
+
+    /// Counts executions per idempotency key (each request's body names its key).
+    final class PerKeyOrigin: @unchecked Sendable {
+        private let lock = NSLock()
+        private var executions: [String: Int] = [:]
+
+        var responder: TestUpstream.Responder {
+            { [self] request in
+                let key = String(decoding: request.body, as: UTF8.self)
+                lock.lock()
+                executions[key, default: 0] += 1
+                lock.unlock()
+                return .respond(status: 201, headers: [], body: Array("{\"charged\":\"\(key)\"}".utf8))
+            }
+        }
+
+        var duplicated: [String: Int] {
+            lock.lock()
+            defer { lock.unlock() }
+            return executions.filter { $0.value > 1 }
+        }
+
+        func count(_ key: String) -> Int {
+            lock.lock()
+            defer { lock.unlock() }
+            return executions[key] ?? 0
+        }
+    }
+
+    /// A client that sends one key at a time and retries it (same key) until it succeeds,
+    /// recording when each key finally succeeded.
+    final class RetryingClient: @unchecked Sendable {
+        private let lock = NSLock()
+        private var successes: [(key: String, at: Date)] = []
+        private var running = true
+        private let thread: Thread
+
+        init(proxy: ProxyHarness) {
+            let box = Box()
+            thread = Thread {
+                var serial = 0
+                while box.client?.isRunning ?? false {
+                    serial += 1
+                    let key = "soak-\(getpid())-\(serial)"
+                    var succeeded = false
+                    while !succeeded, box.client?.isRunning ?? false {
+                        succeeded = (try? proxy.request(post(key: key, body: key)).status) == 201
+                        if !succeeded { usleep(50_000) }
+                    }
+                    if succeeded { box.client?.record(key) }
+                }
+            }
+            box.client = self
+            thread.start()
+        }
+
+        final class Box: @unchecked Sendable { weak var client: RetryingClient? }
+
+        var isRunning: Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return running
+        }
+
+        func record(_ key: String) {
+            lock.lock()
+            successes.append((key, Date()))
+            lock.unlock()
+        }
+
+        func stop() {
+            lock.lock()
+            running = false
+            lock.unlock()
+            usleep(200_000)
+        }
+
+        var keys: [String] {
+            lock.lock()
+            defer { lock.unlock() }
+            return successes.map(\.key)
+        }
+
+        /// The longest time without a success, from the last success before `time` on.
+        func longestPause(since time: Date) -> TimeInterval {
+            lock.lock()
+            defer { lock.unlock() }
+            let times = successes.map(\.at)
+            guard let start = times.lastIndex(where: { $0 <= time }) else { return .infinity }
+            var longest: TimeInterval = 0
+            for index in (start + 1)..<times.count { longest = max(longest, times[index].timeIntervalSince(times[index - 1])) }
+            return times.count > start + 1 ? longest : .infinity
+        }
+    }
+
+    func proxy(_ topology: Topology, origin: PerKeyOrigin) throws -> ProxyHarness {
+        try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder),
+            yaml: """
+            store:
+              backend: redis
+              redis:
+                url: redis://ignored.invalid:6379/0
+                sentinel: { master: \(RedisSentinel.masterName), nodes: ["127.0.0.1:\(topology.sentinel.port)"] }
+                min_replicas_acked: 1
+                replica_ack_timeout: 200ms
+                command_timeout: 500ms
+                key_prefix: "\(StoreKind.uniquePrefix())"
+
+            """)
+    }
+
+    @Test(arguments: ["SENTINEL FAILOVER", "kill -9 of the primary"])
+    func trafficResumesOnTheNewPrimaryAndNoKeyRunsTwice(_ fault: String) throws {
+        let topology = try Topology()
+        let origin = PerKeyOrigin()
+        let proxy = try proxy(topology, origin: origin)
+        defer { proxy.stop() }
+        let client = RetryingClient(proxy: proxy)
+        defer { client.stop() }
+        try #require(Topology.eventually(seconds: 10) { client.keys.count >= 5 }, "no traffic before the failover")
+
+        let faultAt = Date()
+        if fault == "SENTINEL FAILOVER" {
+            #expect(try topology.sentinel.command("SENTINEL FAILOVER \(RedisSentinel.masterName)").hasPrefix("+OK"))
+        } else {
+            topology.primary.kill()
+        }
+        // The Sentinel names another server...
+        #expect(Topology.eventually(seconds: 10) { (try? topology.sentinel.primaryPort()).flatMap { $0 } != topology.primary.port },
+                "no failover happened")
+        let newPrimaryPort = try #require(try topology.sentinel.primaryPort())
+        let newPrimary = try #require(topology.server(on: newPrimaryPort))
+        #expect(newPrimaryPort != topology.primary.port)
+        // ...and requests succeed again through it, without restarting the proxy: claims run
+        // there (a replica never runs a client's EVALSHA).
+        #expect(Topology.eventually(seconds: 10) {
+            (try? newPrimary.command("INFO commandstats"))?.contains("cmdstat_evalsha") == true
+        }, "no claim ran on the new primary")
+        let switched = client.keys.count
+        #expect(Topology.eventually(seconds: 10) { client.keys.count >= switched + 5 }, "no traffic after the failover")
+        let recovery = client.longestPause(since: faultAt)
+        #expect(recovery < 10, "traffic paused for \(recovery) s around the failover")
+        #expect(try newPrimary.command("ROLE").contains("master"))
+        client.stop()
+
+        // Exactly once: every key the client saw succeed ran once, and none ran twice.
+        #expect(origin.duplicated.isEmpty, "executed more than once: \(origin.duplicated)")
+        for key in client.keys { #expect(origin.count(key) == 1, "\(key) ran \(origin.count(key)) times") }
+        print("sentinel failover (\(fault)): longest pause in traffic \(String(format: "%.3f", recovery)) s; \(client.keys.count) keys, none twice")
+    }
+}
