@@ -46,6 +46,7 @@ let package = Package(
         .testTarget(name: "IdempotencyTests", dependencies: ["Idempotency"], swiftSettings: strict),
         .testTarget(name: "ObservabilityTests", dependencies: ["Observability"], swiftSettings: strict),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream"], swiftSettings: strict),
+        .testTarget(name: "RedisClientTests", dependencies: ["RedisClient"], swiftSettings: strict),
         // Real-socket test doubles (origin, client, proxy harness, redis-server process).
         .target(name: "TestSupport", dependencies: ["Proxy", "Config", "Idempotency"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy", "TestSupport", "EventLoop", "Config", "Idempotency"], swiftSettings: strict),

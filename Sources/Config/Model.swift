@@ -179,6 +179,8 @@ public struct RedisConfig: Sendable, Equatable {
     public var replicaAckTimeout: Duration = .milliseconds(100)
     /// `sentinel`: find the primary through these Sentinels instead of the URL's host.
     public var sentinel: RedisSentinelConfig?
+    /// `cluster.nodes`: Redis Cluster seed nodes; nil: not a cluster.
+    public var clusterNodes: [SocketAddressSpec]?
 
     public init(
         url: String = "redis://127.0.0.1:6379/0",

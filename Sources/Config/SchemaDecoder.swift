@@ -9,8 +9,9 @@ struct SchemaDecoder {
         ("upstream", ["url", "connect_timeout", "response_timeout", "max_idle_connections", "idle_timeout"]),
         ("store", ["backend", "memory", "redis", "unavailable"]),
         ("store.memory", ["max_bytes"]),
-        ("store.redis", ["url", "tls", "sentinel", "min_replicas_acked", "replica_ack_timeout", "key_prefix", "command_timeout"]),
+        ("store.redis", ["url", "tls", "sentinel", "cluster", "min_replicas_acked", "replica_ack_timeout", "key_prefix", "command_timeout"]),
         ("store.redis.sentinel", ["master", "nodes"]),
+        ("store.redis.cluster", ["nodes"]),
         ("store.redis.tls", ["ca_file", "cert_file", "key_file", "server_name"]),
         ("idempotency", IdempotencyOverrides.keys),
         ("limits", ["max_header_bytes", "max_headers", "header_timeout", "body_timeout", "idle_timeout", "send_timeout", "max_connections"]),
@@ -236,7 +237,26 @@ struct SchemaDecoder {
         }
         store.redis.tls = decodeRedisTLS(redis, tlsScheme: tlsScheme)
         store.redis.sentinel = decodeSentinel(redis)
+        store.redis.clusterNodes = decodeCluster(redis)
+        if store.redis.sentinel != nil, store.redis.clusterNodes != nil, let field = redis.field("cluster") {
+            reader.report(field, "sentinel and cluster exclude each other: a Redis Cluster fails over by itself")
+        }
+        if store.redis.clusterNodes != nil, store.redis.database != 0, let field = redis.field("url") {
+            reader.report(field, "a Redis Cluster has only database 0, got /\(store.redis.database)")
+        }
         return store
+    }
+
+    /// `store.redis.cluster.nodes`; an empty list (the SPEC's default) means no cluster.
+    private func decodeCluster(_ redis: MappingView) -> [SocketAddressSpec]? {
+        guard let field = redis.field("cluster"), let view = reader.mapping(field) else { return nil }
+        reader.rejectUnknownKeys(view, known: Self.keys(of: "store.redis.cluster"))
+        guard let nodesField = view.field("nodes"), let items = reader.list(nodesField, example: "[10.0.0.7:6379, 10.0.0.8:6379]") else { return nil }
+        var nodes: [SocketAddressSpec] = []
+        for item in items {
+            if let node = reader.value(item, expected: "a cluster node as host:port", ValueParser.clusterNode) { nodes.append(node) }
+        }
+        return nodes.isEmpty || nodes.count != items.count ? nil : nodes
     }
 
     /// `store.redis.sentinel`; empty `master` and `nodes` (the SPEC's defaults) mean off.

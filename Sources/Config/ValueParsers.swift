@@ -351,6 +351,12 @@ enum ValueParser {
         return SocketAddressSpec(host: host, port: port)
     }
 
+    /// `host:port` of a Redis Cluster node (the port defaults to 6379).
+    static func clusterNode(_ text: String) throws(ValueProblem) -> SocketAddressSpec {
+        let (host, port) = try urlHostPort(text, defaultPort: 6379, example: "host:port such as 10.0.0.7:6379", url: text)
+        return SocketAddressSpec(host: host, port: port)
+    }
+
     static let redisExample = "a URL such as redis://127.0.0.1:6379/0, redis://:password@host:6379/0 or rediss://host:6380/0"
 
     struct RedisURL {

@@ -10,6 +10,7 @@ public struct RedisTarget: Sendable {
     /// answer replaces before every connect.
     public var connection: RedisConnection.Configuration
     public var sentinel: SentinelLocator.Settings?
+    public var cluster: RedisCluster.Settings?
 
     public init(_ redis: RedisConfig, commandTimeoutMillis: UInt64? = nil) throws {
         let timeout = commandTimeoutMillis ?? redis.commandTimeout.milliseconds
@@ -28,6 +29,19 @@ public struct RedisTarget: Sendable {
             connection = RedisConnection.Configuration(
                 host: "0.0.0.0", port: 0, username: redis.username, password: redis.password, database: redis.database,
                 commandTimeoutMillis: timeout, tls: tls, tlsServerName: redis.tls?.serverName)
+        } else if let seeds = redis.clusterNodes {
+            // Nodes are reached by the addresses the cluster gives out; a certificate is checked
+            // against server_name, or else that address.
+            connection = RedisConnection.Configuration(
+                host: "0.0.0.0", port: 0, username: redis.username, password: redis.password,
+                commandTimeoutMillis: timeout, tls: tls, tlsServerName: redis.tls?.serverName)
+            cluster = RedisCluster.Settings(seeds: try seeds.map { seed in
+                let address = try Socket.Address.resolve(host: seed.host, port: seed.port)
+                var configuration = connection
+                configuration.host = address.ipText
+                configuration.port = seed.port
+                return configuration
+            }, node: connection)
         } else {
             let address = try Socket.Address.resolve(host: redis.host, port: redis.port)
             connection = RedisConnection.Configuration(
@@ -37,14 +51,18 @@ public struct RedisTarget: Sendable {
         }
     }
 
-    /// A connection to the primary on `loop` (not yet connecting).
-    public func makeConnection(loop: EventLoop) -> RedisConnection {
-        RedisConnection.toPrimary(connection, sentinel: sentinel, loop: loop)
+    /// The store's way to Redis on `loop` (not yet connecting): one connection to the primary,
+    /// or a Cluster's connections.
+    public func makeConnection(loop: EventLoop) -> any RedisChannel {
+        if let cluster { return RedisCluster(settings: cluster, loop: loop) }
+        return RedisConnection.toPrimary(connection, sentinel: sentinel, loop: loop)
     }
 
-    /// For logs: the Redis address, or the Sentinel master name.
+    /// For logs: the Redis address, the Sentinel master name, or the cluster's seeds.
     public var description: String {
-        sentinel.map { "sentinel master \($0.masterName)" } ?? "\(connection.host):\(connection.port)"
+        if let sentinel { return "sentinel master \(sentinel.masterName)" }
+        if let cluster { return "cluster via " + cluster.seeds.map { "\($0.host):\($0.port)" }.joined(separator: ",") }
+        return "\(connection.host):\(connection.port)"
     }
 
     private static func bare(_ host: String) -> String {

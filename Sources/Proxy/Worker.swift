@@ -51,7 +51,7 @@ final class Worker: EventHandler, @unchecked Sendable {
     var onDrained: (() -> Void)?
     let store: any IdempotencyStore
     /// This loop's Redis connection when the backend is Redis.
-    let redis: RedisConnection?
+    let redis: (any RedisChannel)?
     let shared: SharedState
     var waiters: InFlightWaiters { shared.waiters }
     var metrics: ProxyMetrics { shared.metrics }

@@ -122,7 +122,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         public init(_ description: String) { self.description = description }
     }
 
-    public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
+    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         public var host: String
         public var port: UInt16
         public init(host: String, port: UInt16) {

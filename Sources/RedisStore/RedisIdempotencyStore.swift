@@ -2,12 +2,13 @@ import EventLoop
 import Idempotency
 import RedisClient
 
-/// `IdempotencyStore` on Redis, one instance (and one hiredis connection) per event loop.
-/// Scripts are loaded once per connection (`SCRIPT LOAD`) and called with `EVALSHA`; a
-/// `NOSCRIPT` reply (Redis restarted or flushed its script cache) falls back to `EVAL`,
-/// which loads the script again.
+/// `IdempotencyStore` on Redis, one instance per event loop over one `RedisChannel` (a
+/// connection, or a Cluster's connection per node). Scripts are loaded on every connection
+/// (`SCRIPT LOAD`) and called with `EVALSHA`; a `NOSCRIPT` reply (Redis restarted, failed
+/// over, or a slot moved to a node that never loaded them) falls back to `EVAL`, which loads
+/// the script there again.
 public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable {
-    public let connection: RedisConnection
+    public let connection: any RedisChannel
     private var shas: [String?] = Array(repeating: nil, count: RedisScripts.all.count)
 
     private enum Script: Int { case claim, complete, release, markUnknown, refresh, inspect }
@@ -15,20 +16,19 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// Watches for a Redis that came back without its records (shared by every loop's store).
     public let resetDetector: StoreResetDetector?
     private let markerKey: String
-    /// This connection reported to the detector before (its first report sets no alarm).
-    private var reportedBefore = false
+    /// Servers this store reported to the detector before (a first report sets no alarm).
+    private var reportedBefore: Set<String> = []
     /// Also checked every few seconds, so a FLUSHALL without a reconnect is noticed too.
     private lazy var resetCheckTimer = Timer { [weak self] in self?.periodicResetCheck() }
     static let resetCheckIntervalMillis: UInt64 = 5000
 
     /// `min_replicas_acked` and `replica_ack_timeout`; nil when 0 (no WAIT).
     public let replicaAcknowledgement: ReplicaAcknowledgement?
-    /// Writes waiting for the outstanding WAIT's answer (see `awaitReplicas`).
-    private var replicaWaiters: [(Result<Void, StoreError>) -> Void] = []
-    private var replicaWaitInFlight = false
+    /// Per connection: writes waiting for its outstanding WAIT's answer (see `awaitReplicas`).
+    private var replicaWaiters: [ObjectIdentifier: [(Result<Void, StoreError>) -> Void]] = [:]
 
     public init(
-        connection: RedisConnection, keyPrefix: String = "idem:", resetDetector: StoreResetDetector? = nil,
+        connection: any RedisChannel, keyPrefix: String = "idem:", resetDetector: StoreResetDetector? = nil,
         replicaAcknowledgement: ReplicaAcknowledgement? = nil
     ) {
         self.connection = connection
@@ -41,33 +41,38 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         }
     }
 
-    /// On every (re)connect: Redis' `run_id` and a marker key this store writes once and never
-    /// expires. A new run_id means the server restarted (or a replica took over); a missing
-    /// marker means the data set lost what it held (restart without persistence, FLUSHALL).
-    /// Either way records may be gone, and with them the guarantee for their keys.
-    private func checkForReset(_ connection: RedisConnection) {
+    /// On every (re)connect of every connection: the server's `run_id`, and a marker key this
+    /// store writes once and never expires. A new run_id means the server restarted (or a
+    /// replica took over); a missing marker means the data set lost what it held (restart
+    /// without persistence, FLUSHALL). Either way records may be gone, and with them the
+    /// guarantee for their keys. In a Cluster the marker lives on one node: only that node's
+    /// data set is checked for it; every node's run_id is.
+    private func checkForReset(_ server: RedisConnection) {
         guard let resetDetector else { return }
         if !resetCheckTimer.isArmed { connection.loop.arm(resetCheckTimer, after: Self.resetCheckIntervalMillis) }
-        connection.send(["INFO", "server"]) { [weak self] info in
+        let name = connection.serverName(of: server)
+        server.send(["INFO", "server"]) { [weak self] info in
             guard let self, case .success(let value) = info, let text = value.text else { return }
             let runID = Self.infoField("run_id", in: text) ?? ""
+            let report = { (markerMissing: Bool) in
+                resetDetector.observe(server: name, runID: runID, markerMissing: markerMissing, firstReport: !self.reportedBefore.contains(name))
+                self.reportedBefore.insert(name)
+            }
+            guard self.connection.connection(for: self.markerKey) === server else { return report(false) }
             // SET NX answers OK when the marker was missing (and writes it), nil when present.
-            connection.send([Array("SET".utf8), Array(self.markerKey.utf8), Array("1".utf8), Array("NX".utf8)]) { marker in
+            server.send([Array("SET".utf8), Array(self.markerKey.utf8), Array("1".utf8), Array("NX".utf8)]) { marker in
                 guard case .success(let reply) = marker else { return }
-                let markerMissing: Bool
                 switch reply {
-                case .null: markerMissing = false
+                case .null: report(false)
                 case .error: return
-                default: markerMissing = true
+                default: report(true)
                 }
-                resetDetector.observe(runID: runID, markerMissing: markerMissing, firstReport: !self.reportedBefore)
-                self.reportedBefore = true
             }
         }
     }
 
     private func periodicResetCheck() {
-        if connection.state == .ready { checkForReset(connection) }
+        for server in connection.connections where server.state == .ready { checkForReset(server) }
         connection.loop.arm(resetCheckTimer, after: Self.resetCheckIntervalMillis)
     }
 
@@ -81,9 +86,9 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     public var isReady: Bool { connection.state == .ready }
 
-    private func loadScripts(_ connection: RedisConnection) {
+    private func loadScripts(_ server: RedisConnection) {
         for (index, source) in RedisScripts.all.enumerated() {
-            connection.send(["SCRIPT", "LOAD", source]) { [weak self] result in
+            server.send(["SCRIPT", "LOAD", source]) { [weak self] result in
                 if case .success(let value) = result, let sha = value.text { self?.shas[index] = sha }
             }
         }
@@ -110,14 +115,14 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         }
         let source = RedisScripts.all[script.rawValue]
         guard let sha = shas[script.rawValue] else {
-            connection.send(command("EVAL", source), timeoutMillis: timeoutMillis, completion: finish)
+            connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, completion: finish)
             return
         }
-        connection.send(command("EVALSHA", sha), timeoutMillis: timeoutMillis) { [weak self] result in
+        connection.send(command("EVALSHA", sha), key: key, timeoutMillis: timeoutMillis) { [weak self] result in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 self?.shas[script.rawValue] = nil
-                self?.connection.send(command("EVAL", source), timeoutMillis: timeoutMillis, completion: finish)
-                if let self { self.loadScripts(self.connection) }
+                self?.connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, completion: finish)
+                if let self, let server = self.connection.connection(for: key) { self.loadScripts(server) }
                 return
             }
             finish(result)
@@ -151,7 +156,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// (8 MB/s, slow for any network Redis runs on), so a 1 MiB response gets 128 ms more
     /// instead of timing out on a link that is merely busy.
     func completionTimeoutMillis(payloadBytes: Int) -> UInt64 {
-        connection.configuration.commandTimeoutMillis + UInt64(payloadBytes / 8192)
+        connection.commandTimeoutMillis + UInt64(payloadBytes / 8192)
     }
 
     /// A stored value, or `.corrupt` saying why this version cannot read it.
@@ -180,7 +185,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         }) { result in
             switch result {
             case .success(.integer(1)):
-                self.awaitReplicas { completion($0.map { .claimed }) }
+                self.awaitReplicas(key: key) { completion($0.map { .claimed }) }
             case .success(.string(let bytes)):
                 completion(Self.decode(bytes).map(ClaimOutcome.existing))
             case .success(let other):
@@ -204,7 +209,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             command.append(ttlMillis)
         }, completion: Self.flag { [weak self] result in
             guard let self, case .success(true) = result else { return completion(result) }
-            self.awaitReplicas { completion($0.map { true }) }
+            self.awaitReplicas(key: key) { completion($0.map { true }) }
         })
     }
 
@@ -216,17 +221,24 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// `WAIT` blocks the connection it is sent on, so at most one is outstanding: every write
     /// whose reply arrives before the WAIT's reply was sent before it (replies come in command
     /// order) and shares its answer; a write answered later starts the next WAIT.
-    private func awaitReplicas(_ then: @escaping (Result<Void, StoreError>) -> Void) {
+    /// In a Cluster, per node: WAIT only counts the replicas of the node it is sent to.
+    private func awaitReplicas(key: String, _ then: @escaping (Result<Void, StoreError>) -> Void) {
         guard let wanted = replicaAcknowledgement else { return then(.success(())) }
-        replicaWaiters.append(then)
-        guard !replicaWaitInFlight else { return }
-        replicaWaitInFlight = true
+        guard let server = connection.connection(for: key) else {
+            return then(.failure(.notReplicated("no connection for the key's node to WAIT on")))
+        }
+        let id = ObjectIdentifier(server)
+        if replicaWaiters[id] != nil {
+            replicaWaiters[id]!.append(then)
+            return
+        }
+        replicaWaiters[id] = [then]
         var command = RedisCommand(argumentCount: 3)
         command.append("WAIT")
         command.append(UInt64(wanted.replicas))
         command.append(wanted.timeoutMillis)
         // WAIT answers after its own timeout at the latest; the command deadline comes after.
-        connection.send(command, timeoutMillis: wanted.timeoutMillis + connection.configuration.commandTimeoutMillis) { [weak self] result in
+        server.send(command, timeoutMillis: wanted.timeoutMillis + connection.commandTimeoutMillis) { [weak self] result in
             guard let self else { return }
             let outcome: Result<Void, StoreError>
             switch result {
@@ -241,9 +253,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
                 // known to be replicated.
                 outcome = .failure(.notReplicated("WAIT failed: \(error)"))
             }
-            let waiters = self.replicaWaiters
-            self.replicaWaiters = []
-            self.replicaWaitInFlight = false
+            let waiters = self.replicaWaiters.removeValue(forKey: id) ?? []
             for waiter in waiters { waiter(outcome) }
         }
     }
@@ -265,7 +275,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     }
 
     public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {
-        connection.send([Array("GET".utf8), Array(key.utf8)]) { result in
+        connection.send([Array("GET".utf8), Array(key.utf8)], key: key) { result in
             switch Self.storeResult(result) {
             case .success(.null):
                 completion(.success(nil))
@@ -306,7 +316,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     }
 
     public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        connection.send([Array("DEL".utf8), Array(key.utf8)]) { result in
+        connection.send([Array("DEL".utf8), Array(key.utf8)], key: key) { result in
             completion(Self.storeResult(result).flatMap { value in
                 guard let count = value.integer else { return .failure(.corrupt("unexpected DEL reply \(value)")) }
                 return .success(count > 0)

@@ -44,8 +44,9 @@ public struct RedisStartupReport: Sendable, Equatable {
         return run(timeoutMillis: timeoutMillis) { RedisConnection(configuration: configuration, loop: $0) }
     }
 
-    /// The same over a connection `connect` makes on the check's loop (e.g. through Sentinel).
-    public static func run(timeoutMillis: UInt64 = 2000, _ connect: (EventLoop) -> RedisConnection) -> RedisStartupReport {
+    /// The same over the channel `connect` makes on the check's loop (through Sentinel, or
+    /// to every node of a Cluster: each server is checked, and the report keeps the worst).
+    public static func run(timeoutMillis: UInt64 = 2000, _ connect: (EventLoop) -> any RedisChannel) -> RedisStartupReport {
         var report = RedisStartupReport()
         guard let loop = try? EventLoop() else {
             report.error = "cannot create an event loop"
@@ -53,21 +54,25 @@ public struct RedisStartupReport: Sendable, Equatable {
         }
         let connection = connect(loop)
         var outstanding = 0
-        connection.onReady = { connection in
+        var scriptsFailed = false
+        connection.onReady = { server in
             report.reachable = true
-            outstanding = 3 + RedisScripts.all.count
-            var loaded = 0
+            outstanding += 3 + RedisScripts.all.count
             for script in RedisScripts.all {
-                connection.send(["SCRIPT", "LOAD", script]) { result in
+                server.send(["SCRIPT", "LOAD", script]) { result in
                     outstanding -= 1
-                    if case .success(.string) = result { loaded += 1 } else if case .success(.error(let message)) = result { report.error = message }
-                    report.scriptsLoaded = loaded == RedisScripts.all.count
+                    if case .success(.string) = result { return }
+                    scriptsFailed = true
+                    if case .success(.error(let message)) = result { report.error = message }
                 }
             }
-            for (name, assign) in [("maxmemory-policy", { (v: String) in report.maxmemoryPolicy = v }),
-                                   ("appendonly", { (v: String) in report.appendOnly = v }),
-                                   ("save", { (v: String) in report.savePoints = v })] {
-                connection.send(["CONFIG", "GET", name]) { result in
+            let worse: [(String, (String) -> Void)] = [
+                ("maxmemory-policy", { if report.maxmemoryPolicy == nil || $0.hasPrefix("allkeys-") { report.maxmemoryPolicy = $0 } }),
+                ("appendonly", { if report.appendOnly == nil || $0 == "no" { report.appendOnly = $0 } }),
+                ("save", { if report.savePoints == nil || $0.isEmpty { report.savePoints = $0 } }),
+            ]
+            for (name, assign) in worse {
+                server.send(["CONFIG", "GET", name]) { result in
                     outstanding -= 1
                     if case .success(.array(let items)) = result, items.count == 2, let value = items[1].text { assign(value) }
                 }
@@ -76,9 +81,10 @@ public struct RedisStartupReport: Sendable, Equatable {
         connection.connect()
         let deadline = loop.refreshNow() + timeoutMillis
         while loop.refreshNow() < deadline {
-            if report.reachable && outstanding == 0 { break }
+            if report.reachable && outstanding == 0 && connection.state == .ready { break }
             loop.runOnce(maxWaitMillis: 20)
         }
+        report.scriptsLoaded = report.reachable && !scriptsFailed && outstanding == 0
         if !report.reachable { report.error = connection.lastError }
         return report
     }

@@ -20,8 +20,9 @@ public final class StoreResetDetector: Sendable {
         case recordsMissing = "records_missing"
     }
 
+    /// The last `run_id` seen per server (one for a single server, one per Cluster node).
     private struct Baseline {
-        var runID: String?
+        var runIDs: [String: String] = [:]
     }
 
     private let baseline = Mutex(Baseline())
@@ -32,15 +33,16 @@ public final class StoreResetDetector: Sendable {
         self.onReset = onReset
     }
 
-    public func observe(runID: String, markerMissing: Bool, firstReport: Bool = false) {
+    /// `server` names what the report is about (`RedisChannel.serverName(of:)`).
+    public func observe(server: String = "primary", runID: String, markerMissing: Bool, firstReport: Bool = false) {
         let events = baseline.withLock { state -> [(Reason, String)] in
-            guard let known = state.runID else {
-                state.runID = runID
+            guard let known = state.runIDs[server] else {
+                state.runIDs[server] = runID
                 return []
             }
             var events: [(Reason, String)] = []
             if runID != known {
-                state.runID = runID
+                state.runIDs[server] = runID
                 events.append((.runIDChanged, "redis run_id changed from \(known) to \(runID): the server restarted or failed over; records it had not persisted or replicated are lost"))
             }
             if markerMissing && !firstReport {

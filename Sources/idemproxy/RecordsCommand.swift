@@ -155,8 +155,13 @@ struct RecordsLookup {
         let storeReady = connection.onReady
         let storageKey = self.storageKey
         let expiredLease = config.expiredLeasePolicy
+        var started = false
         connection.onReady = { connection in
             storeReady?(connection)
+            // Once, on the first ready connection (a Cluster has one per node; the store
+            // routes the command to the key's node itself).
+            guard !started else { return }
+            started = true
             switch operation {
             case .inspect:
                 store.inspect(key: storageKey) { result in
