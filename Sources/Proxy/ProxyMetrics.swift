@@ -62,6 +62,8 @@ public final class ProxyMetrics: Sendable {
     public let activeConnections = Atomic<Int>(0)
     /// Readiness inputs, written by the loops and read by /readyz.
     public let redisConnectionsReady = Atomic<Int>(0)
+    /// Redis latency, errors and readiness by node.
+    let redisNodes = RedisNodeMetrics()
     public let upstreamReachable = Atomic<Bool>(true)
     public let shuttingDown = Atomic<Bool>(false)
 
@@ -120,6 +122,7 @@ public final class ProxyMetrics: Sendable {
         text.histogram(
             "idemproxy_store_duration_seconds", help: "Idempotency store calls.",
             series: [([("operation", "claim")], storeClaimDuration), ([("operation", "complete")], storeCompleteDuration)])
+        redisNodes.write(to: &text)
         return text.text
     }
 

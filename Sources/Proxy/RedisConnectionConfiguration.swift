@@ -51,6 +51,22 @@ public struct RedisTarget: Sendable {
         }
     }
 
+    /// The same target, its data connections reporting to `stats` (metrics by node).
+    public func reporting(to stats: any RedisNodeStatsRegistry) -> RedisTarget {
+        var target = self
+        target.connection.stats = stats
+        if var cluster = target.cluster {
+            cluster.node.stats = stats
+            cluster.seeds = cluster.seeds.map { seed in
+                var seed = seed
+                seed.stats = stats
+                return seed
+            }
+            target.cluster = cluster
+        }
+        return target
+    }
+
     /// The store's way to Redis on `loop` (not yet connecting): one connection to the primary,
     /// or a Cluster's connections.
     public func makeConnection(loop: EventLoop) -> any RedisChannel {

@@ -75,7 +75,7 @@ final class Worker: EventHandler, @unchecked Sendable {
             store = memory
             redis = nil
         } else {
-            let connection = settings.redis!.makeConnection(loop: loop)
+            let connection = settings.redis!.reporting(to: shared.metrics.redisNodes).makeConnection(loop: loop)
             redis = connection
             store = RedisIdempotencyStore(
                 connection: connection, keyPrefix: settings.keyPrefix, resetDetector: shared.resetDetector,

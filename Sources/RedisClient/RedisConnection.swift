@@ -40,6 +40,8 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         /// Only a primary will do (Sentinel): `ROLE` is checked on every connect, and a
         /// `READONLY` reply (the primary was demoted) ends the connection.
         public var requirePrimary = false
+        /// Where to report command latency, errors and readiness by node (metrics).
+        public var stats: (any RedisNodeStatsRegistry)?
 
         /// How long past its deadline the oldest unanswered command may stay unanswered before
         /// the server counts as unresponsive and the connection is dropped.
@@ -72,11 +74,14 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         /// Where the command's bytes lie in this connection's output stream.
         var streamStart: UInt64
         var streamEnd: UInt64
-        init(completion: @escaping Completion, deadline: UInt64, streamStart: UInt64, streamEnd: UInt64) {
+        /// When it was sent (monotonic), for latency by node; 0 when nobody measures.
+        let startNanos: UInt64
+        init(completion: @escaping Completion, deadline: UInt64, streamStart: UInt64, streamEnd: UInt64, startNanos: UInt64) {
             self.completion = completion
             self.deadline = deadline
             self.streamStart = streamStart
             self.streamEnd = streamEnd
+            self.startNanos = startNanos
         }
 
         /// The completion ran (reply, timeout or teardown).
@@ -97,8 +102,14 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     /// Strong: the connection may outlive its owner's reference to the loop.
     public let loop: EventLoop
     public private(set) var state: State = .disconnected {
-        didSet { if state != oldValue { onStateChange?(oldValue, state) } }
+        didSet {
+            guard state != oldValue else { return }
+            if state == .ready || oldValue == .ready { nodeStats?.connectionReady(state == .ready) }
+            onStateChange?(oldValue, state)
+        }
     }
+    /// This node's entry in `configuration.stats` (looked up on each connect).
+    private var nodeStats: (any RedisNodeStats)?
     /// Observes every state change (old, new), e.g. for readiness and logs.
     public var onStateChange: ((State, State) -> Void)?
     /// Why the last connection attempt or connection failed (for logs and readiness).
@@ -174,7 +185,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
             Socket.close(fd)
         }
         readBuffer.deallocate()
-        for command in pending[pendingHead...] { command.finish(.failure(.disconnected("connection closed"))) }
+        for command in pending[pendingHead...] { complete(command, .failure(.disconnected("connection closed"))) }
     }
 
     // MARK: commands
@@ -206,7 +217,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         queuedBytes += UInt64(command.bytes.count)
         let pending = PendingCommand(
             completion: completion, deadline: loop.now + (timeoutMillis ?? configuration.commandTimeoutMillis),
-            streamStart: start, streamEnd: queuedBytes)
+            streamStart: start, streamEnd: queuedBytes, startNanos: nodeStats == nil ? 0 : EventLoop.monotonicNanos())
         self.pending.append(pending)
         // Only ever earlier: a later deadline would postpone the connect timeout or another
         // command's deadline.
@@ -268,6 +279,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
 
     private func open(_ endpoint: Endpoint) {
         self.endpoint = endpoint
+        nodeStats = configuration.stats?.stats(forNode: endpoint.description)
         do {
             let address = try Socket.Address.resolve(host: endpoint.host, port: endpoint.port)
             fd = try Socket.connect(to: address)
@@ -316,7 +328,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         outStart = 0
         queuedBytes = 0
         connectionLost(why)
-        for command in commands { command.finish(.failure(.notConnected(why))) }
+        for command in commands { complete(command, .failure(.notConnected(why))) }
     }
 
     private func queueSetupCommands() {
@@ -457,7 +469,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         pendingHead = 0
         connectionLost(reason)
         for command in commands {
-            command.finish(.failure(command.streamEnd > written ? .notConnected(reason) : .disconnected(reason)))
+            complete(command, .failure(command.streamEnd > written ? .notConnected(reason) : .disconnected(reason)))
         }
     }
 
@@ -601,7 +613,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 let command = pending[pendingHead]
                 pendingHead += 1
                 if !command.completed {
-                    command.finish(.success(value))
+                    complete(command, .success(value))
                     guard generation == self.generation else { return }
                 }
                 // The primary was demoted (a failover): writes must go to the new one.
@@ -611,6 +623,21 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 }
             }
         }
+    }
+
+    /// Runs a command's completion once, reporting it to this node's stats first.
+    private func complete(_ command: PendingCommand, _ result: Result<RedisValue, RedisClientError>) {
+        guard !command.completed else { return }
+        if let nodeStats, command.startNanos != 0 {
+            let failed: Bool
+            switch result {
+            case .failure: failed = true
+            case .success(.error(let message)): failed = !(message.hasPrefix("MOVED ") || message.hasPrefix("ASK "))
+            case .success: failed = false
+            }
+            nodeStats.commandFinished(nanoseconds: EventLoop.monotonicNanos() &- command.startNanos, failed: failed)
+        }
+        command.finish(result)
     }
 
     /// Forgets answered commands. The timer is left armed: when it fires it finds the next
@@ -641,7 +668,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         }
         // Truly unresponsive: nothing answered long past the oldest command's deadline.
         if phase == .ready && now >= pending[pendingHead].deadline + configuration.unresponsiveGraceMillis {
-            for command in pending[pendingHead...] { command.finish(.failure(.timeout)) }
+            for command in pending[pendingHead...] { complete(command, .failure(.timeout)) }
             teardown("redis stopped answering (no reply for \(configuration.unresponsiveGraceMillis) ms past a command's deadline)")
             return
         }
@@ -657,7 +684,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
             index += 1
             guard !command.completed else { continue }
             if command.deadline <= now {
-                command.finish(.failure(expired))
+                complete(command, .failure(expired))
                 guard generation == self.generation else { return }
             } else {
                 next = min(next, command.deadline)

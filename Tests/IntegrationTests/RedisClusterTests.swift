@@ -37,6 +37,13 @@ import TestSupport
         for key in keys { #expect(try proxy.request(post(key: key)).value("idempotent-replayed") == "true") }
         #expect(origin.count == 30)
         for port in cluster.ports { #expect(try cluster.keyCount(port) > 0, "no key on the master at \(port)") }
+        // Metrics by node: each master is connected, and has answered commands.
+        let metrics = try proxy.admin("/metrics").bodyText
+        for port in cluster.ports {
+            #expect(metrics.contains("idemproxy_redis_connections_ready{node=\"127.0.0.1:\(port)\"} 1\n"), "\(metrics)")
+            let count = metrics.split(separator: "\n").first { $0.hasPrefix("idemproxy_redis_command_duration_seconds_count{node=\"127.0.0.1:\(port)\"}") }
+            #expect(count.flatMap { Int($0.split(separator: " ").last!) }.map { $0 > 0 } == true, "\(String(describing: count))")
+        }
     }
 
     @Test func slotsMovingUnderTrafficKeepEveryKeyOnce() throws {

@@ -92,6 +92,10 @@ import TestSupport
         let recovery = client.longestPause(since: faultAt)
         #expect(recovery < 10, "traffic paused for \(recovery) s around the failover")
         #expect(try newPrimary.command("ROLE").contains("master"))
+        // Metrics by node follow the move.
+        let metrics = try proxy.admin("/metrics").bodyText
+        #expect(metrics.contains("idemproxy_redis_connections_ready{node=\"127.0.0.1:\(newPrimaryPort)\"} 1\n"), "\(metrics)")
+        #expect(metrics.contains("idemproxy_redis_connections_ready{node=\"127.0.0.1:\(topology.primary.port)\"} 0\n"), "\(metrics)")
         client.stop()
 
         // Exactly once: every key the client saw succeed ran once, and none ran twice.

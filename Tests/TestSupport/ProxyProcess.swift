@@ -30,13 +30,15 @@ public final class ProxyProcess: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let config = directory + "/config.yaml"
         try ("listen: 127.0.0.1:\(port)\n" + yaml).write(toFile: config, atomically: true, encoding: .utf8)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
         let limit = openFiles.map { "ulimit -n \($0) && " } ?? ""
-        process.arguments = ["-c", "\(limit)exec \"$0\" serve --config \"$1\"", Self.binary, config]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try Subprocess.launch {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "\(limit)exec \"$0\" serve --config \"$1\"", Self.binary, config]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            return process
+        }
     }
 
     public var pid: Int32 { process.processIdentifier }

@@ -15,14 +15,16 @@ public final class RedisClusterServers: @unchecked Sendable {
         directory = NSTemporaryDirectory() + "idemproxy-cluster-\(ports[0])-\(getpid())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for port in ports {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: RedisServer.binary)
-            process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                                 "--cluster-config-file", "\(directory)/nodes-\(port).conf", "--cluster-node-timeout", "2000",
-                                 "--save", "", "--appendonly", "no", "--dir", directory, "--pidfile", "\(directory)/redis-\(port).pid"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            let process = try Subprocess.launch {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: RedisServer.binary)
+                process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                                     "--cluster-config-file", "\(directory)/nodes-\(port).conf", "--cluster-node-timeout", "2000",
+                                     "--save", "", "--appendonly", "no", "--dir", directory, "--pidfile", "\(directory)/redis-\(port).pid"]
+                process.standardOutput = FileHandle.nullDevice
+                process.standardError = FileHandle.nullDevice
+                return process
+            }
             processes.append(process)
         }
         for port in ports {

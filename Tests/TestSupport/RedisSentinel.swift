@@ -27,12 +27,14 @@ public final class RedisSentinel: @unchecked Sendable {
 
             """
         try config.write(toFile: directory + "/sentinel.conf", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: RedisServer.binary)
-        process.arguments = [directory + "/sentinel.conf", "--sentinel"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try Subprocess.launch {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: RedisServer.binary)
+            process.arguments = [directory + "/sentinel.conf", "--sentinel"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            return process
+        }
         self.process = process
         for _ in 0..<100 {
             if (try? command("PING"))?.hasPrefix("+PONG") == true { return }

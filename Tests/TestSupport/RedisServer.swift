@@ -47,16 +47,18 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     public func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        // The pid file lets scripts/test stop servers a crashed test run left behind.
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
-                             "--pidfile", directory + "/redis.pid",
-                             // A replica syncs at once (the default waits 5 s for more replicas).
-                             "--repl-diskless-sync-delay", "0"] + tlsArguments + replicationArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try Subprocess.launch {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.binary)
+            // The pid file lets scripts/test stop servers a crashed test run left behind.
+            process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
+                                 "--pidfile", directory + "/redis.pid",
+                                 // A replica syncs at once (the default waits 5 s for more replicas).
+                                 "--repl-diskless-sync-delay", "0"] + tlsArguments + replicationArguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            return process
+        }
         self.process = process
         // Ready when it accepts connections.
         for _ in 0..<100 {

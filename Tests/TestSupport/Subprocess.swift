@@ -23,15 +23,17 @@ public enum Subprocess {
     ) throws -> Output {
         let out = try TemporaryOutput()
         let err = try TemporaryOutput()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = out.handle
-        process.standardError = mergeOutput ? out.handle : err.handle
-        try process.run()
+        let process = try launch {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            if let environment { process.environment = environment }
+            if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = out.handle
+            process.standardError = mergeOutput ? out.handle : err.handle
+            return process
+        }
         let watchdog = DispatchWorkItem { process.terminate() }
         if let timeoutSeconds { DispatchQueue.global().asyncAfter(deadline: .now() + timeoutSeconds, execute: watchdog) }
         process.waitUntilExit()
@@ -60,5 +62,29 @@ public enum Subprocess {
             try? handle.close()
             unlink(path)
         }
+    }
+
+    /// Runs the process `make` returns, with a fresh one again when starting fails with EBADF.
+    /// Foundation closes, in the child it spawns, the descriptors it found open; one another
+    /// test thread closed meanwhile fails the spawn with EBADF (nothing ran). A few tries always
+    /// get through.
+    public static func launch(_ make: () -> Process) throws -> Process {
+        var attempt = 0
+        while true {
+            let process = make()
+            do {
+                try process.run()
+                return process
+            } catch let error as NSError where attempt < 5 && isBadDescriptor(error) {
+                attempt += 1
+                usleep(10_000)
+            }
+        }
+    }
+
+    private static func isBadDescriptor(_ error: NSError) -> Bool {
+        if error.domain == NSPOSIXErrorDomain && error.code == Int(EBADF) { return true }
+        if let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError { return isBadDescriptor(underlying) }
+        return false
     }
 }
