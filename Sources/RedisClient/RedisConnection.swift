@@ -165,8 +165,10 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     private var pending: [PendingCommand] = []
     private var pendingHead = 0
     private var backoffMillis: UInt64 = 50
-    /// Setup commands (AUTH, SELECT) of this connection still unanswered.
+    /// Setup commands (AUTH, SELECT, ROLE) of this connection still unanswered, and the stream
+    /// offset where they end.
     private var setupOutstanding = 0
+    private var setupEnd: UInt64 = 0
     private var connectDeadline: UInt64 = 0
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
     private lazy var timeoutTimer = Timer { [weak self] in self?.checkTimeouts() }
@@ -277,8 +279,25 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         connect()
     }
 
+    /// Connects to `endpoint` now, dropping the current connection unless it is already to
+    /// that address (a Sentinel announced the new primary: no need to ask again).
+    public func move(to endpoint: Endpoint, _ reason: String) {
+        guard !closedForGood else { return }
+        if endpoint == self.endpoint && (phase == .connectingTCP || phase == .handshaking || phase == .ready) { return }
+        teardown(reason)
+        reconnectTimer.cancel()
+        backoffMillis = 50
+        open(endpoint)
+    }
+
     private func open(_ endpoint: Endpoint) {
         self.endpoint = endpoint
+        // Names are resolved once, at startup, never on the loop (getaddrinfo blocks): an
+        // address a Sentinel or a Cluster hands out must be one.
+        guard RedisTLSContext.isIPLiteral(endpoint.host) else {
+            openFailed("\(endpoint) is a host name, not an address: make Sentinel and Cluster announce IP addresses")
+            return
+        }
         nodeStats = configuration.stats?.stats(forNode: endpoint.description)
         do {
             let address = try Socket.Address.resolve(host: endpoint.host, port: endpoint.port)
@@ -313,10 +332,13 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         state = .connecting
         // A blackholed Redis would leave the connect pending for minutes.
         connectDeadline = loop.now + max(configuration.commandTimeoutMillis, 1000)
-        loop.arm(timeoutTimer, at: connectDeadline)
+        // Commands queued while locating keep their own (maybe earlier) deadlines.
+        let earliest = pending[pendingHead...].lazy.filter { !$0.completed }.map(\.deadline).min() ?? .max
+        loop.arm(timeoutTimer, at: max(min(connectDeadline, earliest), loop.now + 1))
         // Sent first once connected, before anything queued meanwhile: AUTH and SELECT from
         // the URL, and ROLE where only a primary will do.
         if !pending.isEmpty { moveQueuedBehindSetup { self.queueSetupCommands() } } else { queueSetupCommands() }
+        setupEnd = pending.isEmpty ? 0 : pending[..<setupOutstanding].last?.streamEnd ?? 0
     }
 
     /// No socket came of it: what was queued while locating fails as never sent.
@@ -388,26 +410,49 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                     return
                 }
                 self.setupOutstanding -= 1
-                if self.setupOutstanding == 0 { self.backoffMillis = 50 }
+                if self.setupOutstanding == 0 { self.setupSucceeded() }
             case .failure(let error):
                 self.teardown("\(arguments[0]) failed: \(error)")
             }
         }
     }
 
+    /// The socket (and TLS) is up: the setup commands go out, and the rest once they
+    /// succeeded (`setupSucceeded`), so nothing reaches a server that refused AUTH or turned out
+    /// to be a replica.
     private func becameReady() {
         phase = .ready
         // Commands that expired while connecting were answered `.notConnected`: they must
         // never reach the server now.
         if pending[pendingHead...].contains(where: \.completed) { dropExpiredUnsent() }
-        if setupOutstanding == 0 { backoffMillis = 50 }
         lastError = ""
-        state = .ready
         updateInterest()
+        if setupOutstanding == 0 {
+            setupSucceeded()
+        } else {
+            writeOut()
+        }
+        guard phase == .ready else { return }
+        if pendingHead == pending.count { timeoutTimer.cancel() } else { checkTimeouts() }
+    }
+
+    /// Every setup command answered as it should: the connection is usable.
+    private func setupSucceeded() {
+        guard phase == .ready else { return }
+        backoffMillis = 50
+        state = .ready
         onReady?(self)
         guard phase == .ready else { return }
         writeOut()
-        if pendingHead == pending.count { timeoutTimer.cancel() } else { checkTimeouts() }
+    }
+
+    /// The stream offset of `out[0]`.
+    private var streamBase: UInt64 { writtenBytes - UInt64(outStart) }
+
+    /// Where writing must stop for now: after the setup commands while any is unanswered.
+    private var writableEnd: Int {
+        guard setupOutstanding > 0 else { return out.count }
+        return setupEnd > streamBase ? min(out.count, Int(setupEnd - streamBase)) : outStart
     }
 
     /// Rebuilds the (wholly unwritten) output without the commands already completed.
@@ -438,7 +483,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         case .handshaking: return  // set by each handshake step
         case .ready:
             interest = [.read]
-            if (outStart < out.count && !writeWaitsForReadable) || readWaitsForWritable { interest.insert(.write) }
+            if (outStart < writableEnd && !writeWaitsForReadable) || readWaitsForWritable { interest.insert(.write) }
         }
         loop.setInterest(fd, interest)
     }
@@ -520,8 +565,9 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     private func writeOut() {
         guard let transport else { return }
         writeWaitsForReadable = false
-        while outStart < out.count {
-            let step = out.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outStart...])) }
+        while outStart < writableEnd {
+            let end = writableEnd
+            let step = out.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outStart..<end])) }
             switch step {
             case .bytes(let count):
                 outStart += count
@@ -543,9 +589,13 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 return
             }
         }
-        // All written. A buffer grown for one large command is not kept.
-        if out.capacity > 256 * 1024 { out = [] } else { out.removeAll(keepingCapacity: true) }
-        outStart = 0
+        // All written (or all that may be for now). A buffer grown for one large command is not kept.
+        if outStart == out.count {
+            if out.capacity > 256 * 1024 { out = [] } else { out.removeAll(keepingCapacity: true) }
+            outStart = 0
+        } else {
+            trimWritten()
+        }
         updateInterest()
     }
 
@@ -601,6 +651,13 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 teardown(why)
                 return
             case .reply(let value):
+                // A subscribed connection's messages can come before the reply to a command
+                // (its PING): they are never that reply.
+                if let onPush, case .array(let items) = value, let kind = items.first?.text, kind == "message" || kind == "subscribe" {
+                    onPush(value)
+                    guard generation == self.generation else { return }
+                    continue
+                }
                 guard pendingHead < pending.count else {
                     if let onPush {
                         onPush(value)
@@ -617,7 +674,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                     guard generation == self.generation else { return }
                 }
                 // The primary was demoted (a failover): writes must go to the new one.
-                if configuration.requirePrimary, case .error(let message) = value, message.hasPrefix("READONLY") {
+                if configuration.requirePrimary, case .error(let message) = value, message.contains("READONLY") {
                     teardown("\(endpoint) is no longer the primary (\(message))")
                     return
                 }
@@ -677,7 +734,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         // is (`becameReady`), so it surely is not applied.
         let expired: RedisClientError = connecting ? .notConnected("still connecting") : .timeout
         let generation = self.generation
-        var next = pending[pendingHead].deadline + configuration.unresponsiveGraceMillis
+        var next = UInt64.max
         var index = pendingHead
         while index < pending.count {
             let command = pending[index]
@@ -690,8 +747,14 @@ public final class RedisConnection: EventHandler, DeferredFlush {
                 next = min(next, command.deadline)
             }
         }
-        if connecting && phase != .locating { next = min(next, connectDeadline) }
-        if pendingHead < pending.count { next = min(next, pending[pendingHead].deadline + configuration.unresponsiveGraceMillis) }
-        loop.arm(timeoutTimer, at: next)
+        // The grace deadline only applies to a server that owes replies; a connect (and its
+        // TLS handshake) has its own; locating has none (each Sentinel probe is bounded).
+        if phase == .ready && pendingHead < pending.count {
+            next = min(next, pending[pendingHead].deadline + configuration.unresponsiveGraceMillis)
+        }
+        if phase == .connectingTCP || phase == .handshaking { next = min(next, connectDeadline) }
+        guard next != .max else { return }
+        // Never in the past: the loop would pop the timer again in the same pass, forever.
+        loop.arm(timeoutTimer, at: max(next, now + 1))
     }
 }

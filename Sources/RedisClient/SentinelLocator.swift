@@ -93,40 +93,91 @@ public final class SentinelLocator {
         if probe.state == .disconnected { finish(.failed(probe.lastError)) }
     }
 
-    /// Subscribes on the first Sentinel to `+promoted-slave` (a replica of this master was
-    /// just promoted: Sentinel names it from then on) and `+switch-master` (the failover
-    /// ended); `primaryMoved` runs on either. The first is what keeps the window short in which
-    /// the old primary, still writable and still feeding a replica that will resynchronise
-    /// from the new one, takes writes that a failover then loses.
-    public func watch(_ primaryMoved: @escaping () -> Void) {
-        let watcher = RedisConnection(configuration: settings.nodes[order[0]], loop: loop)
+    /// Subscribes on a Sentinel to `+promoted-slave` (a replica of this master was just
+    /// promoted; Sentinel names it from then on) and `+switch-master` (the failover ended).
+    /// `primaryMoved` gets the announced address on either, and nil after every
+    /// (re)subscription, when events may have been missed: then look the primary up again.
+    /// Acting on the promotion, not only on the end of the failover, shortens the window in
+    /// which the old primary, still writable and still feeding a replica that will
+    /// resynchronise from the new one, takes writes a failover then loses.
+    ///
+    /// The subscription is checked with a PING every second; a Sentinel that does not answer,
+    /// or drops the connection, is left for the next one.
+    public func watch(_ primaryMoved: @escaping (RedisConnection.Endpoint?) -> Void) {
+        self.primaryMoved = primaryMoved
+        startWatcher(at: 0)
+    }
+
+    private var primaryMoved: ((RedisConnection.Endpoint?) -> Void)?
+    private var watcherPosition = 0
+    private lazy var pingTimer = Timer { [weak self] in self?.pingWatcher() }
+    private lazy var rotateTimer = Timer { [weak self] in
+        guard let self else { return }
+        self.startWatcher(at: self.watcherPosition + 1)
+    }
+
+    private func startWatcher(at position: Int) {
+        // Closed on purpose: not a Sentinel that failed.
+        watcher?.onStateChange = nil
+        watcher?.close()
+        watcherPosition = position % order.count
+        let watcher = RedisConnection(configuration: settings.nodes[order[watcherPosition]], loop: loop)
         self.watcher = watcher
         let masterName = settings.masterName
         // One command, two replies: the second `subscribe` confirmation arrives as a push.
-        watcher.onReady = { connection in
-            connection.send(["SUBSCRIBE", "+switch-master", "+promoted-slave"]) { _ in }
-        }
-        watcher.onPush = { message in
-            guard case .array(let items) = message, items.count == 3, items[0].text == "message",
-                  let channel = items[1].text, let payload = items[2].text else { return }
-            let words = payload.split(separator: " ")
-            switch channel {
-            case "+switch-master":
-                // "<name> <old-ip> <old-port> <new-ip> <new-port>"
-                guard words.first.map(String.init) == masterName else { return }
-            case "+promoted-slave":
-                // "slave <ip>:<port> <ip> <port> @ <name> <master-ip> <master-port>"
-                guard let at = words.firstIndex(of: "@"), words.index(after: at) < words.endIndex,
-                      String(words[words.index(after: at)]) == masterName else { return }
-            default:
-                return
+        watcher.onReady = { [weak self] connection in
+            connection.send(["SUBSCRIBE", "+switch-master", "+promoted-slave"]) { result in
+                guard case .success(.array) = result else { return }
+                self?.primaryMoved?(nil)
             }
-            primaryMoved()
+        }
+        watcher.onPush = { [weak self] message in
+            guard case .array(let items) = message, items.count == 3, items[0].text == "message",
+                  let channel = items[1].text, let payload = items[2].text,
+                  let announced = Self.announcedPrimary(channel: channel, payload: payload, masterName: masterName) else { return }
+            self?.primaryMoved?(announced)
+        }
+        watcher.onStateChange = { [weak self] _, new in
+            if new == .disconnected { self?.leaveWatcher() }
         }
         watcher.connect()
+        if watcher.state == .disconnected { leaveWatcher() }
+        if !pingTimer.isArmed { loop.arm(pingTimer, after: 1000) }
+    }
+
+    /// The watched Sentinel is gone or silent: the next one, shortly.
+    private func leaveWatcher() {
+        if !rotateTimer.isArmed { loop.arm(rotateTimer, after: 200) }
+    }
+
+    private func pingWatcher() {
+        // Unanswered, the connection's own deadline and grace drop it (and `leaveWatcher` runs).
+        if let watcher, watcher.state == .ready { watcher.send(["PING"]) { _ in } }
+        loop.arm(pingTimer, after: 1000)
+    }
+
+    /// The new primary's address in a `+switch-master` ("<name> <old-ip> <old-port> <new-ip>
+    /// <new-port>") or `+promoted-slave` ("slave <ip>:<port> <ip> <port> @ <name> …") message
+    /// about `masterName`; nil for other masters and other messages.
+    public static func announcedPrimary(channel: String, payload: String, masterName: String) -> RedisConnection.Endpoint? {
+        let words = payload.split(separator: " ").map(String.init)
+        switch channel {
+        case "+switch-master":
+            guard words.count >= 5, words[0] == masterName, let port = UInt16(words[4]) else { return nil }
+            return RedisConnection.Endpoint(host: words[3], port: port)
+        case "+promoted-slave":
+            guard words.count >= 6, let at = words.firstIndex(of: "@"), at + 1 < words.count, words[at + 1] == masterName,
+                  let port = UInt16(words[3]) else { return nil }
+            return RedisConnection.Endpoint(host: words[2], port: port)
+        default:
+            return nil
+        }
     }
 
     deinit {
+        pingTimer.cancel()
+        rotateTimer.cancel()
+        watcher?.onStateChange = nil
         watcher?.close()
         for probe in probes.values { probe.close() }
     }
@@ -151,8 +202,18 @@ extension RedisConnection {
             guard let locator else { return completion(.failure(RedisConnection.LocateError("Sentinel locator gone"))) }
             locator.locate(completion)
         }
-        locator.watch { [weak connection] in
-            connection?.reconnect("Sentinel announced a new primary for \(sentinel.masterName)")
+        locator.watch { [weak connection, weak locator] announced in
+            guard let connection else { return }
+            if let announced {
+                connection.move(to: announced, "Sentinel announced \(announced) as the primary of \(sentinel.masterName)")
+                return
+            }
+            // Events may have been missed while the watcher was away: ask again, and move if
+            // the answer is not where the connection is.
+            locator?.locate { result in
+                guard case .success(let primary) = result, primary != connection.endpoint || connection.state != .ready else { return }
+                connection.move(to: primary, "Sentinel names \(primary) as the primary of \(sentinel.masterName)")
+            }
         }
         connection.companion = locator
         return connection

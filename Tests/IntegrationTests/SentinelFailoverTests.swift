@@ -13,20 +13,24 @@ import TestSupport
     final class Topology: @unchecked Sendable {
         let primary: RedisServer
         let replicas: [RedisServer]
-        let sentinel: RedisSentinel
+        let sentinels: [RedisSentinel]
+        var sentinel: RedisSentinel { sentinels[0] }
 
-        init() throws {
+        init(sentinels count: Int = 1) throws {
             primary = try RedisServer()
             replicas = [try RedisServer(replicaOf: primary.port), try RedisServer(replicaOf: primary.port)]
             for replica in replicas {
                 try #require(Self.eventually(seconds: 10) { (try? replica.command("INFO replication"))?.contains("master_link_status:up") == true })
             }
             // Started after the replicas are attached, so its first look at the primary finds them.
-            sentinel = try RedisSentinel(monitoring: primary.port)
-            try #require(Self.eventually(seconds: 15) {
-                guard let text = try? self.sentinel.command("SENTINEL replicas \(RedisSentinel.masterName)") else { return false }
-                return self.replicas.allSatisfy { text.contains("\($0.port)") } && !text.contains("disconnected")
-            }, "the Sentinel never saw both replicas")
+            let primaryPort = primary.port
+            sentinels = try (0..<count).map { _ in try RedisSentinel(monitoring: primaryPort) }
+            for sentinel in sentinels {
+                try #require(Self.eventually(seconds: 15) {
+                    guard let text = try? sentinel.command("SENTINEL replicas \(RedisSentinel.masterName)") else { return false }
+                    return self.replicas.allSatisfy { text.contains("\($0.port)") } && !text.contains("disconnected")
+                }, "a Sentinel never saw both replicas")
+            }
         }
 
         func server(on port: UInt16) -> RedisServer? {
@@ -51,7 +55,7 @@ import TestSupport
               backend: redis
               redis:
                 url: redis://ignored.invalid:6379/0
-                sentinel: { master: \(RedisSentinel.masterName), nodes: ["127.0.0.1:\(topology.sentinel.port)"] }
+                sentinel: { master: \(RedisSentinel.masterName), nodes: [\(topology.sentinels.map { "\"127.0.0.1:\($0.port)\"" }.joined(separator: ", "))] }
                 min_replicas_acked: 1
                 replica_ack_timeout: 200ms
                 command_timeout: 500ms
@@ -87,6 +91,10 @@ import TestSupport
         #expect(Topology.eventually(seconds: 10) {
             (try? newPrimary.command("INFO commandstats"))?.contains("cmdstat_evalsha") == true
         }, "no claim ran on the new primary")
+        // A planned failover is followed on Sentinel's announcement, not when the old primary
+        // is demoted (about 10 s later).
+        let switchedAfter = Date().timeIntervalSince(faultAt)
+        if fault == "SENTINEL FAILOVER" { #expect(switchedAfter < 5, "claims reached the new primary \(switchedAfter) s after the failover") }
         let switched = client.keys.count
         #expect(Topology.eventually(seconds: 10) { client.keys.count >= switched + 5 }, "no traffic after the failover")
         let recovery = client.longestPause(since: faultAt)
@@ -102,5 +110,35 @@ import TestSupport
         #expect(origin.duplicated.isEmpty, "executed more than once: \(origin.duplicated)")
         for key in client.keys { #expect(origin.count(key) == 1, "\(key) ran \(origin.count(key)) times") }
         print("sentinel failover (\(fault)): longest pause in traffic \(String(format: "%.3f", recovery)) s; \(client.keys.count) keys, none twice")
+    }
+
+    /// The Sentinel the proxy listens to dies; a failover then announced by another one is
+    /// still followed within seconds (the watcher moved on), well before the old primary is
+    /// demoted.
+    @Test func aFailoverAnnouncedByAnotherSentinelIsFollowed() throws {
+        let topology = try Topology(sentinels: 2)
+        let origin = PerKeyOrigin()
+        let proxy = try proxy(topology, origin: origin)
+        defer { proxy.stop() }
+        let client = RetryingClient(proxy: proxy)
+        defer { client.stop() }
+        try #require(Topology.eventually(seconds: 10) { client.keys.count >= 5 }, "no traffic before the failover")
+        topology.sentinels[0].kill()
+        usleep(1_500_000)  // the watcher notices (PING every second) and moves to the other
+        let faultAt = Date()
+        #expect(try topology.sentinels[1].command("SENTINEL FAILOVER \(RedisSentinel.masterName)").hasPrefix("+OK"))
+        var newPrimaryPort: UInt16?
+        #expect(Topology.eventually(seconds: 10) {
+            newPrimaryPort = (try? topology.sentinels[1].primaryPort()).flatMap { $0 }
+            return newPrimaryPort != nil && newPrimaryPort != topology.primary.port
+        }, "no failover happened")
+        let newPrimary = try #require(newPrimaryPort.flatMap { topology.server(on: $0) })
+        #expect(Topology.eventually(seconds: 10) {
+            (try? newPrimary.command("INFO commandstats"))?.contains("cmdstat_evalsha") == true
+        }, "no claim ran on the new primary")
+        let switchedAfter = Date().timeIntervalSince(faultAt)
+        #expect(switchedAfter < 5, "claims reached the new primary \(switchedAfter) s after the failover")
+        client.stop()
+        #expect(origin.duplicated.isEmpty, "executed more than once: \(origin.duplicated)")
     }
 }

@@ -17,3 +17,20 @@ import Testing
         #expect(ClusterSlot.of("other-prefix:{\(digest)}") == ClusterSlot.of("idem:{\(digest)}"))
     }
 }
+
+/// What the Sentinel watcher reads from `+switch-master` and `+promoted-slave` messages.
+@Suite struct SentinelAnnouncementTests {
+    @Test func switchMasterNamesTheNewAddress() {
+        #expect(SentinelLocator.announcedPrimary(channel: "+switch-master", payload: "payments 10.0.0.5 6379 10.0.0.6 6380", masterName: "payments")
+                == RedisConnection.Endpoint(host: "10.0.0.6", port: 6380))
+        #expect(SentinelLocator.announcedPrimary(channel: "+switch-master", payload: "other 10.0.0.5 6379 10.0.0.6 6380", masterName: "payments") == nil)
+    }
+
+    @Test func promotedSlaveNamesThePromotedReplica() {
+        let payload = "slave 10.0.0.6:6380 10.0.0.6 6380 @ payments 10.0.0.5 6379"
+        #expect(SentinelLocator.announcedPrimary(channel: "+promoted-slave", payload: payload, masterName: "payments")
+                == RedisConnection.Endpoint(host: "10.0.0.6", port: 6380))
+        #expect(SentinelLocator.announcedPrimary(channel: "+promoted-slave", payload: payload, masterName: "orders") == nil)
+        #expect(SentinelLocator.announcedPrimary(channel: "+sdown", payload: payload, masterName: "payments") == nil)
+    }
+}

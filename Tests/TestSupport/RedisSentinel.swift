@@ -58,6 +58,14 @@ public final class RedisSentinel: @unchecked Sendable {
         return String(decoding: client.buffer, as: UTF8.self)
     }
 
+    /// Kills the Sentinel (SIGKILL).
+    public func kill() {
+        guard let process else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
     deinit {
         if let process {
             Glibc.kill(process.processIdentifier, SIGKILL)
