@@ -15,8 +15,12 @@ public protocol RedisChannel: AnyObject {
     /// Every connection the channel holds now.
     var connections: [RedisConnection] { get }
     func connect()
-    /// `key` routes the command (Cluster); nil: any connection will do.
-    func send(_ command: RedisCommand, key: String?, timeoutMillis: UInt64?, completion: @escaping RedisConnection.Completion)
+    /// `key` routes the command (Cluster); nil: any connection will do. The completion also
+    /// gets the connection whose reply it is (after any Cluster redirection): what followed
+    /// the command there (WAIT, loading scripts) must go to that one.
+    func send(
+        _ command: RedisCommand, key: String?, timeoutMillis: UInt64?,
+        answered: @escaping (Result<RedisValue, RedisClientError>, RedisConnection?) -> Void)
     /// The connection a command for `key` goes to now (nil: not known yet).
     func connection(for key: String) -> RedisConnection?
     /// A name for per-server bookkeeping that survives reconnects: one name for a single
@@ -25,6 +29,10 @@ public protocol RedisChannel: AnyObject {
 }
 
 extension RedisChannel {
+    public func send(_ command: RedisCommand, key: String?, timeoutMillis: UInt64?, completion: @escaping RedisConnection.Completion) {
+        send(command, key: key, timeoutMillis: timeoutMillis) { result, _ in completion(result) }
+    }
+
     public func send(_ arguments: [[UInt8]], key: String?, completion: @escaping RedisConnection.Completion) {
         var command = RedisCommand(argumentCount: arguments.count, capacity: arguments.reduce(16) { $0 + $1.count + 16 })
         for argument in arguments { command.append(argument) }
@@ -36,8 +44,11 @@ extension RedisConnection: RedisChannel {
     public var commandTimeoutMillis: UInt64 { configuration.commandTimeoutMillis }
     public var connections: [RedisConnection] { [self] }
 
-    public func send(_ command: RedisCommand, key: String?, timeoutMillis: UInt64?, completion: @escaping Completion) {
-        send(command, timeoutMillis: timeoutMillis, completion: completion)
+    public func send(
+        _ command: RedisCommand, key: String?, timeoutMillis: UInt64?,
+        answered: @escaping (Result<RedisValue, RedisClientError>, RedisConnection?) -> Void
+    ) {
+        send(command, timeoutMillis: timeoutMillis) { [unowned self] result in answered(result, self) }
     }
 
     public func connection(for key: String) -> RedisConnection? { self }

@@ -58,13 +58,30 @@ public final class RedisCluster: RedisChannel {
         for seed in settings.seeds { _ = node(RedisConnection.Endpoint(host: seed.host, port: seed.port)) }
         state = .connecting
         refreshMap()
+        loop.arm(periodicTimer, after: 1000)
+    }
+
+    /// The map is also reloaded on a timer: every second while some slot has no connected
+    /// owner (a master died: its replica takes over, and only the map says where), every
+    /// 30 s otherwise.
+    private lazy var periodicTimer = Timer { [weak self] in self?.periodicRefresh() }
+
+    private func periodicRefresh() {
+        refreshMap()
+        loop.arm(periodicTimer, after: state == .ready ? 30_000 : 1000)
     }
 
     // MARK: routing
 
-    public func send(_ command: RedisCommand, key: String?, timeoutMillis: UInt64?, completion: @escaping RedisConnection.Completion) {
-        route(command, key: key, timeoutMillis: timeoutMillis, redirects: 0, completion: completion)
+    public func send(
+        _ command: RedisCommand, key: String?, timeoutMillis: UInt64?,
+        answered: @escaping (Result<RedisValue, RedisClientError>, RedisConnection?) -> Void
+    ) {
+        route(command, key: key, timeoutMillis: timeoutMillis, redirects: 0, completion: answered)
     }
+
+    /// Where a command ends: its result, and the node that gave it.
+    typealias Answered = (Result<RedisValue, RedisClientError>, RedisConnection?) -> Void
 
     public func connection(for key: String) -> RedisConnection? {
         let owner = slots[ClusterSlot.of(key)]
@@ -74,63 +91,70 @@ public final class RedisCluster: RedisChannel {
     public func serverName(of connection: RedisConnection) -> String { connection.endpoint.description }
 
     private func route(
-        _ command: RedisCommand, key: String?, timeoutMillis: UInt64?, redirects: Int, completion: @escaping RedisConnection.Completion
+        _ command: RedisCommand, key: String?, timeoutMillis: UInt64?, redirects: Int, afterReload: Bool = false,
+        completion: @escaping Answered
     ) {
         guard let target = key.map({ connection(for: $0) }) ?? nodes.first(where: { $0.state == .ready }) ?? nodes.first else {
-            waitingForMap.append { [weak self] in self?.route(command, key: key, timeoutMillis: timeoutMillis, redirects: redirects, completion: completion) }
-            waitingFailures.append { completion(.failure(.notConnected($0))) }
+            // Once: a slot still without an owner after a reload fails its command (never sent).
+            guard !afterReload else {
+                return completion(.failure(.notConnected("no cluster node owns the key's slot")), nil)
+            }
+            waitingForMap.append { [weak self] in
+                self?.route(command, key: key, timeoutMillis: timeoutMillis, redirects: redirects, afterReload: true, completion: completion)
+            }
+            waitingFailures.append { completion(.failure(.notConnected($0)), nil) }
             refreshMap()
             return
         }
         target.send(command, timeoutMillis: timeoutMillis) { [weak self] result in
-            guard let self else { return completion(result) }
-            self.redirectIfAsked(result, command: command, key: key, timeoutMillis: timeoutMillis, redirects: redirects, completion: completion)
+            guard let self else { return completion(result, target) }
+            self.redirectIfAsked(result, from: target, command: command, key: key, timeoutMillis: timeoutMillis, redirects: redirects, completion: completion)
         }
     }
 
     private func redirectIfAsked(
-        _ result: Result<RedisValue, RedisClientError>, command: RedisCommand, key: String?, timeoutMillis: UInt64?, redirects: Int,
-        completion: @escaping RedisConnection.Completion
+        _ result: Result<RedisValue, RedisClientError>, from server: RedisConnection, command: RedisCommand, key: String?,
+        timeoutMillis: UInt64?, redirects: Int, completion: @escaping Answered
     ) {
-        guard case .success(.error(let message)) = result, redirects < Self.maxRedirects else { return completion(result) }
+        guard case .success(.error(let message)) = result, redirects < Self.maxRedirects else { return completion(result, server) }
         let words = message.split(separator: " ")
         switch words.first {
         case "MOVED":
             guard words.count >= 3, let slot = Int(words[1]), slot >= 0, slot < ClusterSlot.count,
-                  let endpoint = Self.endpoint(words[2]) else { return completion(result) }
+                  let endpoint = Self.endpoint(words[2], asked: server) else { return completion(result, server) }
             slots[slot] = Int32(node(endpoint))
             refreshMap()
             route(command, key: key, timeoutMillis: timeoutMillis, redirects: redirects + 1, completion: completion)
         case "ASK":
-            guard words.count >= 3, let endpoint = Self.endpoint(words[2]) else { return completion(result) }
+            guard words.count >= 3, let endpoint = Self.endpoint(words[2], asked: server) else { return completion(result, server) }
             let target = nodes[node(endpoint)]
             // Queued back to back, written together: ASKING applies to the very next command.
             target.send(["ASKING"]) { _ in }
             target.send(command, timeoutMillis: timeoutMillis) { [weak self] result in
-                guard let self else { return completion(result) }
-                self.redirectIfAsked(result, command: command, key: key, timeoutMillis: timeoutMillis, redirects: redirects + 1, completion: completion)
+                guard let self else { return completion(result, target) }
+                self.redirectIfAsked(result, from: target, command: command, key: key, timeoutMillis: timeoutMillis, redirects: redirects + 1, completion: completion)
             }
         case "TRYAGAIN", "CLUSTERDOWN":
             var retry: Timer?
             retry = Timer { [weak self] in
                 _ = retry
                 retry = nil
-                guard let self else { return completion(result) }
+                guard let self else { return completion(result, server) }
                 self.route(command, key: key, timeoutMillis: timeoutMillis, redirects: redirects + 1, completion: completion)
             }
             loop.arm(retry!, after: 100)
             if words.first == "CLUSTERDOWN" { refreshMap() }
         default:
-            completion(result)
+            completion(result, server)
         }
     }
 
-    /// `host:port` of a redirection; the host may be empty (the node we asked; not used by
-    /// idemproxy's nodes) or an IPv6 literal, so the port follows the last colon.
-    static func endpoint(_ text: Substring) -> RedisConnection.Endpoint? {
+    /// `host:port` of a redirection; an empty host means the node asked, and an IPv6 literal
+    /// has colons, so the port follows the last one.
+    static func endpoint(_ text: Substring, asked: RedisConnection) -> RedisConnection.Endpoint? {
         guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else { return nil }
         let host = String(text[..<colon])
-        return host.isEmpty ? nil : RedisConnection.Endpoint(host: host, port: port)
+        return RedisConnection.Endpoint(host: host.isEmpty ? asked.endpoint.host : host, port: port)
     }
 
     /// The index of the node at `endpoint`, connecting to it the first time.
@@ -144,7 +168,11 @@ public final class RedisCluster: RedisChannel {
         nodes.append(connection)
         nodeIndex[endpoint] = index
         connection.onReady = { [weak self] connection in self?.onReady?(connection) }
-        connection.onStateChange = { [weak self] _, _ in self?.updateState() }
+        connection.onStateChange = { [weak self] _, new in
+            self?.updateState()
+            // A node lost: maybe failed over; the map says who owns its slots now.
+            if new == .disconnected { self?.refreshMap() }
+        }
         connection.connect()
         return index
     }
@@ -163,8 +191,13 @@ public final class RedisCluster: RedisChannel {
         ask(candidates[...], problems: [])
     }
 
-    private func ask(_ candidates: ArraySlice<RedisConnection>, problems: [String]) {
+    /// `best`: the widest map refused so far for covering fewer slots than the one in use;
+    /// taken when no node offers more (slots really were lost).
+    private func ask(_ candidates: ArraySlice<RedisConnection>, problems: [String], best: (ranges: [RedisValue], source: RedisConnection, covered: Int)? = nil) {
         guard let source = candidates.first else {
+            if let best, apply(best.ranges, from: best.source, minimumCoverage: 1) {
+                return mapLoaded()
+            }
             refreshing = false
             lastError = "no cluster node gave the slot map: " + problems.joined(separator: "; ")
             let failures = waitingFailures
@@ -177,32 +210,58 @@ public final class RedisCluster: RedisChannel {
         }
         source.send(["CLUSTER", "SLOTS"]) { [weak self] result in
             guard let self else { return }
-            guard case .success(.array(let ranges)) = result, self.apply(ranges) else {
-                return self.ask(candidates.dropFirst(), problems: problems + ["\(source.endpoint): \(result)"])
+            guard case .success(.array(let ranges)) = result else {
+                return self.ask(candidates.dropFirst(), problems: problems + ["\(source.endpoint): \(result)"], best: best)
             }
-            self.refreshing = false
-            let waiting = self.waitingForMap
-            self.waitingForMap = []
-            self.waitingFailures = []
-            self.updateState()
-            for retry in waiting { retry() }
-            if self.refreshAgain {
-                self.refreshAgain = false
-                // Slots move in bulk: a burst of MOVED replies needs one more load, not one each.
-                self.loop.arm(self.refreshTimer, after: 100)
+            let current = self.slots.lazy.filter { $0 >= 0 }.count
+            guard self.apply(ranges, from: source, minimumCoverage: max(1, current)) else {
+                let covered = Self.coverage(ranges)
+                let wider = covered > (best?.covered ?? 0) ? (ranges, source, covered) : best
+                return self.ask(candidates.dropFirst(), problems: problems + ["\(source.endpoint): covers \(covered) slots"], best: wider)
             }
+            self.mapLoaded()
         }
     }
 
-    /// `CLUSTER SLOTS`: `[start, end, [host, port, id, …], replicas…]` per range.
-    private func apply(_ ranges: [RedisValue]) -> Bool {
+    private func mapLoaded() {
+        refreshing = false
+        let waiting = waitingForMap
+        waitingForMap = []
+        waitingFailures = []
+        updateState()
+        for retry in waiting { retry() }
+        if refreshAgain {
+            refreshAgain = false
+            // Slots move in bulk: a burst of MOVED replies needs one more load, not one each.
+            loop.arm(refreshTimer, after: 100)
+        }
+    }
+
+    /// How many slots a `CLUSTER SLOTS` reply assigns (0 when it is malformed).
+    static func coverage(_ ranges: [RedisValue]) -> Int {
+        var covered = 0
+        for range in ranges {
+            guard case .array(let fields) = range, fields.count >= 2, let start = fields[0].integer, let end = fields[1].integer,
+                  start >= 0, end < ClusterSlot.count, start <= end else { return 0 }
+            covered += Int(end - start + 1)
+        }
+        return covered
+    }
+
+    /// `CLUSTER SLOTS`: `[start, end, [host, port, id, …], replicas…]` per range. A map that
+    /// covers fewer slots than the one in use is refused (a node that just joined, or is not
+    /// yet part of the cluster, answers with few slots or none): the next node is asked.
+    private func apply(_ ranges: [RedisValue], from source: RedisConnection, minimumCoverage: Int) -> Bool {
+        guard Self.coverage(ranges) >= minimumCoverage else { return false }
         var map = [Int32](repeating: -1, count: ClusterSlot.count)
         for range in ranges {
             guard case .array(let fields) = range, fields.count >= 3,
                   let start = fields[0].integer, let end = fields[1].integer, start >= 0, end < ClusterSlot.count, start <= end,
                   case .array(let master) = fields[2], master.count >= 2,
-                  let host = master[0].text, !host.isEmpty, let port = master[1].integer, let port16 = UInt16(exactly: port)
+                  let port = master[1].integer, let port16 = UInt16(exactly: port)
             else { return false }
+            // An unknown endpoint (NULL, "") is the node asked.
+            let host = master[0].text.flatMap { $0.isEmpty || $0 == "?" ? nil : $0 } ?? source.endpoint.host
             let index = Int32(node(RedisConnection.Endpoint(host: host, port: port16)))
             for slot in Int(start)...Int(end) { map[slot] = index }
         }

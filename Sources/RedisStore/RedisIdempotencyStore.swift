@@ -99,10 +99,10 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     private func run(
         _ script: Script, key: String, argumentCount: Int, timeoutMillis: UInt64? = nil,
         _ appendArguments: @escaping (inout RedisCommand) -> Void,
-        completion: @escaping (Result<RedisValue, StoreError>) -> Void
+        completion: @escaping (Result<RedisValue, StoreError>, RedisConnection?) -> Void
     ) {
-        let finish: (Result<RedisValue, RedisClientError>) -> Void = { result in
-            completion(Self.storeResult(result))
+        let finish: (Result<RedisValue, RedisClientError>, RedisConnection?) -> Void = { result, server in
+            completion(Self.storeResult(result), server)
         }
         func command(_ verb: String, _ scriptOrSHA: String) -> RedisCommand {
             var command = RedisCommand(argumentCount: 4 + argumentCount, capacity: 256 + (verb == "EVAL" ? scriptOrSHA.utf8.count : 0))
@@ -115,17 +115,18 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         }
         let source = RedisScripts.all[script.rawValue]
         guard let sha = shas[script.rawValue] else {
-            connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, completion: finish)
+            connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, answered: finish)
             return
         }
-        connection.send(command("EVALSHA", sha), key: key, timeoutMillis: timeoutMillis) { [weak self] result in
+        connection.send(command("EVALSHA", sha), key: key, timeoutMillis: timeoutMillis) { [weak self] result, server in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 self?.shas[script.rawValue] = nil
-                self?.connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, completion: finish)
-                if let self, let server = self.connection.connection(for: key) { self.loadScripts(server) }
+                self?.connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, answered: finish)
+                // On the node that lacked it (in a Cluster, maybe not the one the map names).
+                if let self, let server { self.loadScripts(server) }
                 return
             }
-            finish(result)
+            finish(result, server)
         }
     }
 
@@ -164,8 +165,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         Result { try RecordCodec.decode(bytes) }.mapError { .corrupt("\($0)") }
     }
 
-    private static func flag(_ completion: @escaping (Result<Bool, StoreError>) -> Void) -> (Result<RedisValue, StoreError>) -> Void {
-        { result in completion(result.map { $0.integer == 1 }) }
+    private static func flag(_ completion: @escaping (Result<Bool, StoreError>) -> Void) -> (Result<RedisValue, StoreError>, RedisConnection?) -> Void {
+        { result, _ in completion(result.map { $0.integer == 1 }) }
     }
 
     // MARK: IdempotencyStore
@@ -182,10 +183,10 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             command.append(leaseMillis)
             command.append(ttlMillis)
             command.append(policy)
-        }) { result in
+        }) { result, server in
             switch result {
             case .success(.integer(1)):
-                self.awaitReplicas(key: key) { completion($0.map { .claimed }) }
+                self.awaitReplicas(on: server) { completion($0.map { .claimed }) }
             case .success(.string(let bytes)):
                 completion(Self.decode(bytes).map(ClaimOutcome.existing))
             case .success(let other):
@@ -207,10 +208,11 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             command.append(owner)
             encoded.withUnsafeBytes { command.append(UnsafeRawBufferPointer(rebasing: $0[RecordCodec.Offset.flags...])) }
             command.append(ttlMillis)
-        }, completion: Self.flag { [weak self] result in
-            guard let self, case .success(true) = result else { return completion(result) }
-            self.awaitReplicas(key: key) { completion($0.map { true }) }
-        })
+        }) { [weak self] result, server in
+            let stored = result.map { $0.integer == 1 }
+            guard let self, case .success(true) = stored else { return completion(stored) }
+            self.awaitReplicas(on: server) { completion($0.map { true }) }
+        }
     }
 
     /// With `min_replicas_acked`, a claim or completion counts only once that many replicas
@@ -221,11 +223,12 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// `WAIT` blocks the connection it is sent on, so at most one is outstanding: every write
     /// whose reply arrives before the WAIT's reply was sent before it (replies come in command
     /// order) and shares its answer; a write answered later starts the next WAIT.
-    /// In a Cluster, per node: WAIT only counts the replicas of the node it is sent to.
-    private func awaitReplicas(key: String, _ then: @escaping (Result<Void, StoreError>) -> Void) {
+    /// In a Cluster, per node, and on the node that answered the write (after an ASK, not the
+    /// one the slot map names): WAIT counts the replicas of the node it is sent to.
+    private func awaitReplicas(on server: RedisConnection?, _ then: @escaping (Result<Void, StoreError>) -> Void) {
         guard let wanted = replicaAcknowledgement else { return then(.success(())) }
-        guard let server = connection.connection(for: key) else {
-            return then(.failure(.notReplicated("no connection for the key's node to WAIT on")))
+        guard let server else {
+            return then(.failure(.notReplicated("no connection answered the write to WAIT on")))
         }
         let id = ObjectIdentifier(server)
         if replicaWaiters[id] != nil {
@@ -290,7 +293,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     }
 
     public func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void) {
-        run(.inspect, key: key, argumentCount: 0, { _ in }) { result in
+        run(.inspect, key: key, argumentCount: 0, { _ in }) { result, _ in
             switch result {
             case .success(.null):
                 completion(.success(nil))

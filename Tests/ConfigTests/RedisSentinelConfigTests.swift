@@ -40,3 +40,27 @@ import Testing
         #expect(issue?.path == "store.redis.sentinel.nodes[0]")
     }
 }
+
+/// `store.redis.cluster` (SPEC §6): seed nodes; only database 0; not with Sentinel.
+@Suite struct RedisClusterConfigTests {
+    func store(_ redis: String) -> String {
+        withUpstream("store:\n  backend: redis\n  redis:\n" + redis)
+    }
+
+    @Test func seedsAreRead() throws {
+        let config = try parse(store("    url: redis://:pw@ignored:6379/0\n    cluster: { nodes: [\"10.0.1.10:7000\", \"cache-b.internal\"] }\n"))
+        #expect(config.store.redis.clusterNodes == [SocketAddressSpec(host: "10.0.1.10", port: 7000), SocketAddressSpec(host: "cache-b.internal", port: 6379)])
+        #expect(try parse(store("    cluster: { nodes: [] }\n")).store.redis.clusterNodes == nil)
+    }
+
+    @Test func aClusterHasOnlyDatabaseZero() {
+        let issue = singleIssue(store("    url: redis://h:6379/3\n    cluster: { nodes: [\"10.0.1.10:7000\"] }\n"))
+        #expect(issue?.path == "store.redis.url")
+        #expect(issue?.message.contains("database 0") == true)
+    }
+
+    @Test func sentinelAndClusterExcludeEachOther() {
+        let issue = singleIssue(store("    sentinel: { master: m, nodes: [\"10.0.0.7:26379\"] }\n    cluster: { nodes: [\"10.0.1.10:7000\"] }\n"))
+        #expect(issue?.path == "store.redis.cluster")
+    }
+}

@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 import Testing
 import TestSupport
+import Proxy
+import RedisClient
 
 /// Redis Cluster (SPEC §6 `store.redis.cluster`) against a real three-master cluster: the
 /// proxy, given one node, finds the others, spreads keys over every master, and keeps working
@@ -85,5 +87,35 @@ import TestSupport
             usleep(50_000)
         }
         return false
+    }
+
+    /// A slot in migration, set up by hand as Redis' own tests do: a new key in it is not on
+    /// the source, which answers ASK; the proxy must send the claim to the target behind
+    /// ASKING (without it the claim would fail and the request get 503), and find it there
+    /// again for the replay.
+    @Test func aMigratingSlotIsFollowedWithAsk() throws {
+        let cluster = try RedisClusterServers()
+        let origin = CountingOrigin()
+        let prefix = StoreKind.uniquePrefix()
+        let proxy = try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(cluster, seed: cluster.ports[0], prefix: prefix))
+        defer { proxy.stop() }
+        #expect(waitFor(seconds: 5) { (try? proxy.admin("/readyz").status) == 200 })
+        let key = uniqueKey()
+        let storageKey = try RecordLookup.storageKey(key: Array(key.utf8), scope: Array("Bearer caller-1".utf8), prefix: prefix).get()
+        let slot = ClusterSlot.of(storageKey)
+        // The owner answers a GET for the key itself (nil); the others answer MOVED.
+        let owner = try #require(cluster.ports.first { (try? cluster.command($0, "GET \(storageKey)"))?.hasPrefix("$-1") == true })
+        let target = try #require(cluster.ports.first { $0 != owner })
+        #expect(try cluster.command(target, "CLUSTER SETSLOT \(slot) IMPORTING \(cluster.nodeID(owner))").hasPrefix("+OK"))
+        #expect(try cluster.command(owner, "CLUSTER SETSLOT \(slot) MIGRATING \(cluster.nodeID(target))").hasPrefix("+OK"))
+
+        let first = try proxy.request(post(key: key))
+        #expect(first.status == 201, "\(first.bodyText)")
+        #expect(try cluster.command(target, "CLUSTER COUNTKEYSINSLOT \(slot)").hasPrefix(":1"), "the claim is not on the target")
+        #expect(try cluster.command(owner, "CLUSTER COUNTKEYSINSLOT \(slot)").hasPrefix(":0"))
+        let replay = try proxy.request(post(key: key))
+        #expect(replay.value("idempotent-replayed") == "true")
+        #expect(origin.count == 1)
     }
 }

@@ -26,7 +26,7 @@ def median(key):
 
 
 print()
-header = f"{'path':<15}{'nginx µs/req':>13}{'idemproxy µs/req':>18}{'cpu vs nginx':>13}{'redis µs/req':>13}{'proxy+redis':>12}{'req/s nginx':>12}{'req/s idem':>11}{'req/s ratio':>12}{'p50 ms':>8}{'p99 ms':>8}"
+header = f"{'path':<18}{'nginx µs/req':>13}{'idemproxy µs/req':>18}{'cpu vs nginx':>13}{'redis µs/req':>13}{'proxy+redis':>12}{'req/s nginx':>12}{'req/s idem':>11}{'req/s ratio':>12}{'p50 ms':>8}{'p99 ms':>8}"
 print(header)
 for path, contender in order:
     if contender != "idemproxy":
@@ -39,7 +39,7 @@ for path, contender in order:
     redis_text = "-" if redis != redis else f"{redis:.1f}"
     both = idem[3] + (0 if redis != redis else redis)
     print(
-        f"{path:<15}{base[3]:>13.1f}{idem[3]:>18.1f}{idem[3] / base[3]:>12.2f}x{redis_text:>13}{both / base[3]:>11.2f}x"
+        f"{path:<18}{base[3]:>13.1f}{idem[3]:>18.1f}{idem[3] / base[3]:>12.2f}x{redis_text:>13}{both / base[3]:>11.2f}x"
         f"{base[0]:>12.0f}{idem[0]:>11.0f}{idem[0] / base[0]:>11.2f}x{idem[1]:>8.3f}{idem[2]:>8.3f}"
     )
 print()
