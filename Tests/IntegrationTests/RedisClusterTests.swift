@@ -118,4 +118,30 @@ import RedisClient
         #expect(replay.value("idempotent-replayed") == "true")
         #expect(origin.count == 1)
     }
+
+    /// A master dies (`kill -9`); its replica takes over after the cluster's node timeout.
+    /// The proxy learns the new owner from the slot map (reloaded when the connection is lost
+    /// and every second while slots have no connected owner) and traffic resumes, every key
+    /// once.
+    @Test func aMasterThatDiesIsReplacedByItsReplica() throws {
+        let cluster = try RedisClusterServers(masters: 3, replicas: 1)
+        let origin = PerKeyOrigin()
+        let proxy = try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(cluster, seed: cluster.ports[0], prefix: StoreKind.uniquePrefix()))
+        defer { proxy.stop() }
+        let client = RetryingClient(proxy: proxy)
+        defer { client.stop() }
+        try #require(waitFor(seconds: 10) { client.keys.count >= 20 }, "no traffic before the failure")
+        let victim = try #require(cluster.masters().first { $0 != cluster.ports[0] })
+        let faultAt = Date()
+        cluster.kill(victim)
+        #expect(waitFor(seconds: 15) { cluster.masters().count == 3 }, "no replica took over")
+        let promoted = client.keys.count
+        #expect(waitFor(seconds: 10) { client.keys.count >= promoted + 30 }, "no traffic after the failover")
+        client.stop()
+        let pause = client.longestPause(since: faultAt)
+        #expect(pause < 10, "traffic paused \(pause) s")
+        #expect(origin.duplicated.isEmpty, "executed more than once: \(origin.duplicated)")
+        print("cluster master failover: longest pause \(String(format: "%.3f", pause)) s, \(client.keys.count) keys")
+    }
 }

@@ -39,6 +39,7 @@ final class RetryingClient: @unchecked Sendable {
     private let lock = NSLock()
     private var successes: [(key: String, at: Date)] = []
     private var running = true
+    private var stoppedAt: Date?
     private let thread: Thread
 
     init(proxy: ProxyHarness) {
@@ -76,6 +77,7 @@ final class RetryingClient: @unchecked Sendable {
 
     func stop() {
         lock.lock()
+        if running { stoppedAt = Date() }
         running = false
         lock.unlock()
         usleep(200_000)
@@ -91,7 +93,9 @@ final class RetryingClient: @unchecked Sendable {
     func longestPause(since time: Date) -> TimeInterval {
         lock.lock()
         defer { lock.unlock() }
-        let times = successes.map(\.at)
+        // The end counts too (now, or when the client stopped): a client stuck on one key has
+        // a pause that lasts until then.
+        let times = successes.map(\.at) + [stoppedAt ?? Date()]
         guard let start = times.lastIndex(where: { $0 <= time }) ?? (times.isEmpty ? nil : 0) else { return .infinity }
         var longest: TimeInterval = 0
         for index in (start + 1)..<times.count { longest = max(longest, times[index].timeIntervalSince(times[index - 1])) }

@@ -6,12 +6,14 @@ import Glibc
 public final class RedisClusterServers: @unchecked Sendable {
     public let ports: [UInt16]
     private var processes: [Process] = []
+    private var processByPort: [UInt16: Process] = [:]
     private let directory: String
 
     public struct Failure: Error, CustomStringConvertible { public var description: String }
 
-    public init(masters: Int = 3) throws {
-        ports = try Self.clusterPorts(masters)
+    /// `replicas`: per master (`--cluster-replicas`); the first `masters` ports are masters.
+    public init(masters: Int = 3, replicas: Int = 0) throws {
+        ports = try Self.clusterPorts(masters * (1 + replicas))
         directory = NSTemporaryDirectory() + "idemproxy-cluster-\(ports[0])-\(getpid())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for port in ports {
@@ -20,12 +22,16 @@ public final class RedisClusterServers: @unchecked Sendable {
                 process.executableURL = URL(fileURLWithPath: RedisServer.binary)
                 process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                                      "--cluster-config-file", "\(directory)/nodes-\(port).conf", "--cluster-node-timeout", "2000",
+                                     // A replica synced moments ago may take over (7.0 otherwise
+                                     // refuses: "disconnected from master for longer than allowed").
+                                     "--cluster-replica-validity-factor", "0",
                                      "--save", "", "--appendonly", "no", "--dir", directory, "--pidfile", "\(directory)/redis-\(port).pid"]
                 process.standardOutput = FileHandle.nullDevice
                 process.standardError = FileHandle.nullDevice
                 return process
             }
             processes.append(process)
+            processByPort[port] = process
         }
         for port in ports {
             guard waitFor(seconds: 5, { (try? self.command(port, "PING"))?.hasPrefix("+PONG") == true }) else {
@@ -33,7 +39,7 @@ public final class RedisClusterServers: @unchecked Sendable {
             }
         }
         let create = try Subprocess.run(
-            Self.cli, ["--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", "0", "--cluster-yes"])
+            Self.cli, ["--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", String(replicas), "--cluster-yes"])
         guard create.status == 0 else { throw Failure(description: "cluster create: \(create.stdout)\(create.stderr)") }
         guard waitFor(seconds: 10, { self.ports.allSatisfy { (try? self.command($0, "CLUSTER INFO"))?.contains("cluster_state:ok") == true } }) else {
             throw Failure(description: "the cluster never reached cluster_state:ok")
@@ -85,6 +91,18 @@ public final class RedisClusterServers: @unchecked Sendable {
         guard output.status == 0 else { throw Failure(description: "reshard: \(output.stdout)\(output.stderr)") }
     }
 
+    /// Kills the node on `port` (SIGKILL).
+    public func kill(_ port: UInt16) {
+        guard let process = processByPort.removeValue(forKey: port) else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// The ports of the nodes that are masters now.
+    public func masters() -> [UInt16] {
+        ports.filter { processByPort[$0] != nil && (try? command($0, "ROLE"))?.contains("master") == true }
+    }
+
     /// Sends one command in inline form to the node on `port` and returns the raw reply.
     public func command(_ port: UInt16, _ line: String) throws -> String {
         let client = try TestClient(port: port, timeoutSeconds: 2)
@@ -109,7 +127,7 @@ public final class RedisClusterServers: @unchecked Sendable {
     }
 
     deinit {
-        for process in processes {
+        for process in processByPort.values {
             Glibc.kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
