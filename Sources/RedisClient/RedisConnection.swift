@@ -23,80 +23,12 @@ import Glibc
 /// or a short stall. The connection is dropped only when the server is truly unresponsive:
 /// the oldest unanswered command is `unresponsiveGraceMillis` past its own deadline.
 public final class RedisConnection: EventHandler, DeferredFlush {
-    public struct Configuration: Sendable {
-        /// An IP literal (resolve names once at startup).
-        public var host: String
-        public var port: UInt16
-        public var username: String?
-        public var password: String?
-        public var database: Int
-        public var commandTimeoutMillis: UInt64
-        /// Reconnect back-off starts at 50 ms and doubles up to this cap.
-        public var maxBackoffMillis: UInt64
-        /// Present for `rediss://`: every byte goes through TLS, never plaintext instead.
-        public var tls: RedisTLSContext?
-        /// The name the server's certificate must carry; nil: the host connected to.
-        public var tlsServerName: String?
-        /// Only a primary will do (Sentinel): `ROLE` is checked on every connect, and a
-        /// `READONLY` reply (the primary was demoted) ends the connection.
-        public var requirePrimary = false
-        /// Where to report command latency, errors and readiness by node (metrics).
-        public var stats: (any RedisNodeStatsRegistry)?
-
-        /// How long past its deadline the oldest unanswered command may stay unanswered before
-        /// the server counts as unresponsive and the connection is dropped.
-        public var unresponsiveGraceMillis: UInt64 { max(commandTimeoutMillis * 2, 1000) }
-
-        public init(host: String, port: UInt16, username: String? = nil, password: String? = nil, database: Int = 0,
-                    commandTimeoutMillis: UInt64 = 250, maxBackoffMillis: UInt64 = 500, tls: RedisTLSContext? = nil,
-                    tlsServerName: String? = nil) {
-            self.host = host
-            self.port = port
-            self.username = username
-            self.password = password
-            self.database = database
-            self.commandTimeoutMillis = commandTimeoutMillis
-            self.maxBackoffMillis = maxBackoffMillis
-            self.tls = tls
-            self.tlsServerName = tlsServerName
-        }
-    }
-
     public enum State: Sendable, Equatable { case disconnected, connecting, ready }
 
     public typealias Completion = (Result<RedisValue, RedisClientError>) -> Void
 
-    final class PendingCommand {
-        /// Dropped once run: an answered command may wait in the FIFO a while, and its closure
-        /// can hold a large payload.
-        private var completion: Completion?
-        let deadline: UInt64
-        /// Where the command's bytes lie in this connection's output stream.
-        var streamStart: UInt64
-        var streamEnd: UInt64
-        /// When it was sent (monotonic), for latency by node; 0 when nobody measures.
-        let startNanos: UInt64
-        init(completion: @escaping Completion, deadline: UInt64, streamStart: UInt64, streamEnd: UInt64, startNanos: UInt64) {
-            self.completion = completion
-            self.deadline = deadline
-            self.streamStart = streamStart
-            self.streamEnd = streamEnd
-            self.startNanos = startNanos
-        }
-
-        /// The completion ran (reply, timeout or teardown).
-        var completed: Bool { completion == nil }
-
-        /// Runs the completion, once; later calls do nothing.
-        func finish(_ result: Result<RedisValue, RedisClientError>) {
-            guard let completion else { return }
-            self.completion = nil
-            completion(result)
-        }
-    }
-
     /// Where the connection is; `State` is the public summary.
-    private enum Phase { case idle, locating, connectingTCP, handshaking, ready }
+    enum Phase { case idle, locating, connectingTCP, handshaking, ready }
 
     public let configuration: Configuration
     /// Strong: the connection may outlive its owner's reference to the loop.
@@ -109,7 +41,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         }
     }
     /// This node's entry in `configuration.stats` (looked up on each connect).
-    private var nodeStats: (any RedisNodeStats)?
+    var nodeStats: (any RedisNodeStats)?
     /// Observes every state change (old, new), e.g. for readiness and logs.
     public var onStateChange: ((State, State) -> Void)?
     /// Why the last connection attempt or connection failed (for logs and readiness).
@@ -127,52 +59,36 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     /// The address of the current or last connection.
     public private(set) var endpoint: Endpoint
 
-    /// Why the primary could not be located.
-    public struct LocateError: Error, Sendable, CustomStringConvertible {
-        public var description: String
-        public init(_ description: String) { self.description = description }
-    }
-
-    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
-        public var host: String
-        public var port: UInt16
-        public init(host: String, port: UInt16) {
-            self.host = host
-            self.port = port
-        }
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-    }
-
-    private var phase = Phase.idle
+    var phase = Phase.idle
     /// `close()` was called: no reconnect.
-    private var closedForGood = false
-    private var fd: Int32 = -1
-    private var transport: (any RedisTransport)?
-    private var reader: ReplyReader?
+    var closedForGood = false
+    var fd: Int32 = -1
+    var transport: (any RedisTransport)?
+    var reader: ReplyReader?
     /// Counts connections: a completion that tore this one down (and maybe opened the next)
     /// must stop the loop that called it.
-    private var generation: UInt64 = 0
+    var generation: UInt64 = 0
     /// Bytes not yet written start at `out[outStart]`; stream offsets count from the
     /// connection's first byte (`queuedBytes` appended, `writtenBytes` written).
-    private var out: [UInt8] = []
-    private var outStart = 0
-    private var queuedBytes: UInt64 = 0
-    private var writtenBytes: UInt64 = 0
-    private var flushScheduled = false
+    var out: [UInt8] = []
+    var outStart = 0
+    var queuedBytes: UInt64 = 0
+    var writtenBytes: UInt64 = 0
+    var flushScheduled = false
     /// TLS: a write that needs the socket readable, or a read that needs it writable.
-    private var writeWaitsForReadable = false
-    private var readWaitsForWritable = false
-    private var pending: [PendingCommand] = []
-    private var pendingHead = 0
-    private var backoffMillis: UInt64 = 50
+    var writeWaitsForReadable = false
+    var readWaitsForWritable = false
+    var pending: [PendingCommand] = []
+    var pendingHead = 0
+    var backoffMillis: UInt64 = 50
     /// Setup commands (AUTH, SELECT, ROLE) of this connection still unanswered, and the stream
     /// offset where they end.
-    private var setupOutstanding = 0
-    private var setupEnd: UInt64 = 0
-    private var connectDeadline: UInt64 = 0
-    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
-    private lazy var timeoutTimer = Timer { [weak self] in self?.checkTimeouts() }
-    private lazy var reconnectTimer = Timer { [weak self] in self?.connect() }
+    var setupOutstanding = 0
+    var setupEnd: UInt64 = 0
+    var connectDeadline: UInt64 = 0
+    let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
+    lazy var timeoutTimer = Timer { [weak self] in self?.checkTimeouts() }
+    lazy var reconnectTimer = Timer { [weak self] in self?.connect() }
 
     public init(configuration: Configuration, loop: EventLoop) {
         self.configuration = configuration
@@ -227,7 +143,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         scheduleFlush()
     }
 
-    private func scheduleFlush() {
+    func scheduleFlush() {
         guard phase == .ready, !flushScheduled else { return }
         flushScheduled = true
         loop.flushBeforeWait(self)
@@ -290,7 +206,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         open(endpoint)
     }
 
-    private func open(_ endpoint: Endpoint) {
+    func open(_ endpoint: Endpoint) {
         self.endpoint = endpoint
         // Names are resolved once, at startup, never on the loop (getaddrinfo blocks): an
         // address a Sentinel or a Cluster hands out must be one.
@@ -342,7 +258,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     }
 
     /// No socket came of it: what was queued while locating fails as never sent.
-    private func openFailed(_ why: String) {
+    func openFailed(_ why: String) {
         let commands = pending[pendingHead...]
         pending = []
         pendingHead = 0
@@ -353,7 +269,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         for command in commands { complete(command, .failure(.notConnected(why))) }
     }
 
-    private func queueSetupCommands() {
+    func queueSetupCommands() {
         if let password = configuration.password {
             var auth = ["AUTH"]
             if let username = configuration.username { auth.append(username) }
@@ -371,7 +287,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
 
     /// Commands queued while the address was being located go out after the setup commands:
     /// their bytes are moved behind what `queue` appends (nothing was written yet).
-    private func moveQueuedBehindSetup(_ queue: () -> Void) {
+    func moveQueuedBehindSetup(_ queue: () -> Void) {
         let queued = pending
         let queuedBytes = out
         pending = []
@@ -395,7 +311,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     /// only once every setup command succeeded does the reconnect back-off start over, so a
     /// wrong password keeps backing off instead of reconnecting at once, forever.
     /// `problem` tells a success reply that is still unacceptable (a replica's ROLE).
-    private func sendSetup(_ arguments: [String], problem: @escaping (RedisValue) -> String? = { _ in nil }) {
+    func sendSetup(_ arguments: [String], problem: @escaping (RedisValue) -> String? = { _ in nil }) {
         var command = RedisCommand(argumentCount: arguments.count)
         for argument in arguments { command.append(argument) }
         setupOutstanding += 1
@@ -420,7 +336,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     /// The socket (and TLS) is up: the setup commands go out, and the rest once they
     /// succeeded (`setupSucceeded`), so nothing reaches a server that refused AUTH or turned out
     /// to be a replica.
-    private func becameReady() {
+    func becameReady() {
         phase = .ready
         // Commands that expired while connecting were answered `.notConnected`: they must
         // never reach the server now.
@@ -437,7 +353,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     }
 
     /// Every setup command answered as it should: the connection is usable.
-    private func setupSucceeded() {
+    func setupSucceeded() {
         guard phase == .ready else { return }
         backoffMillis = 50
         state = .ready
@@ -447,16 +363,16 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     }
 
     /// The stream offset of `out[0]`.
-    private var streamBase: UInt64 { writtenBytes - UInt64(outStart) }
+    var streamBase: UInt64 { writtenBytes - UInt64(outStart) }
 
     /// Where writing must stop for now: after the setup commands while any is unanswered.
-    private var writableEnd: Int {
+    var writableEnd: Int {
         guard setupOutstanding > 0 else { return out.count }
         return setupEnd > streamBase ? min(out.count, Int(setupEnd - streamBase)) : outStart
     }
 
     /// Rebuilds the (wholly unwritten) output without the commands already completed.
-    private func dropExpiredUnsent() {
+    func dropExpiredUnsent() {
         var kept: [PendingCommand] = []
         var bytes: [UInt8] = []
         bytes.reserveCapacity(out.count)
@@ -474,7 +390,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         pendingHead = 0
     }
 
-    private func updateInterest() {
+    func updateInterest() {
         guard fd >= 0 else { return }
         var interest: Interest
         switch phase {
@@ -489,7 +405,7 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     }
 
     /// Closes the socket, fails what is outstanding and schedules a reconnect.
-    private func teardown(_ reason: String) {
+    func teardown(_ reason: String) {
         guard phase != .idle else { return }
         generation &+= 1
         if fd >= 0 {
@@ -518,243 +434,12 @@ public final class RedisConnection: EventHandler, DeferredFlush {
         }
     }
 
-    private func connectionLost(_ why: String) {
+    func connectionLost(_ why: String) {
         lastError = why
         state = .disconnected
         timeoutTimer.cancel()
         guard !closedForGood else { return }
         loop.arm(reconnectTimer, after: backoffMillis)
         backoffMillis = min(backoffMillis * 2, configuration.maxBackoffMillis)
-    }
-
-    // MARK: EventHandler
-
-    public func handleEvent(readable: Bool, writable: Bool) {
-        switch phase {
-        case .idle, .locating:
-            return
-        case .connectingTCP:
-            let code = Socket.pendingError(fd)
-            guard code == 0 else {
-                teardown(IOError(errno: code, operation: "connect \(endpoint)").description)
-                return
-            }
-            phase = .handshaking
-            continueHandshake()
-        case .handshaking:
-            continueHandshake()
-        case .ready:
-            let generation = self.generation
-            if readable || (writable && readWaitsForWritable) { readReplies() }
-            guard generation == self.generation, phase == .ready else { return }
-            if writable || (readable && writeWaitsForReadable) { writeOut() }
-        }
-    }
-
-    private func continueHandshake() {
-        guard let transport else { return }
-        switch transport.handshake() {
-        case .bytes: becameReady()
-        case .wantRead: loop.setInterest(fd, [.read])
-        case .wantWrite: loop.setInterest(fd, [.write])
-        case .closed: teardown("connection closed during the TLS handshake")
-        case .failed(let why): teardown(why)
-        }
-    }
-
-    private func writeOut() {
-        guard let transport else { return }
-        writeWaitsForReadable = false
-        while outStart < writableEnd {
-            let end = writableEnd
-            let step = out.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outStart..<end])) }
-            switch step {
-            case .bytes(let count):
-                outStart += count
-                writtenBytes += UInt64(count)
-            case .wantWrite:
-                trimWritten()
-                updateInterest()
-                return
-            case .wantRead:
-                writeWaitsForReadable = true
-                trimWritten()
-                updateInterest()
-                return
-            case .closed:
-                teardown("connection closed by server")
-                return
-            case .failed(let why):
-                teardown(why)
-                return
-            }
-        }
-        // All written (or all that may be for now). A buffer grown for one large command is not kept.
-        if outStart == out.count {
-            if out.capacity > 256 * 1024 { out = [] } else { out.removeAll(keepingCapacity: true) }
-            outStart = 0
-        } else {
-            trimWritten()
-        }
-        updateInterest()
-    }
-
-    /// While Redis reads slower than commands arrive, drops the written prefix now and then,
-    /// so the buffer holds what is still to send, not all traffic of the backlog. Safe during
-    /// a TLS write retry: the unwritten bytes keep their content and length.
-    private func trimWritten() {
-        guard outStart >= 64 * 1024, outStart * 2 >= out.count else { return }
-        out.removeFirst(outStart)
-        outStart = 0
-    }
-
-    private func readReplies() {
-        guard let transport, let reader else { return }
-        readWaitsForWritable = false
-        let generation = self.generation
-        while true {
-            switch transport.read(into: readBuffer) {
-            case .bytes(let count):
-                guard reader.feed(UnsafeRawBufferPointer(rebasing: readBuffer[..<count])) else {
-                    teardown("redis reply parser failed")
-                    return
-                }
-                deliverReplies(reader)
-                guard generation == self.generation else { return }
-                // A short read drained the socket; TLS may still hold decrypted bytes epoll
-                // cannot see.
-                if count < readBuffer.count && !transport.hasBufferedInput { return }
-            case .wantRead:
-                return
-            case .wantWrite:
-                readWaitsForWritable = true
-                updateInterest()
-                return
-            case .closed:
-                teardown("connection closed by server")
-                return
-            case .failed(let why):
-                teardown(why)
-                return
-            }
-        }
-    }
-
-    private func deliverReplies(_ reader: ReplyReader) {
-        let generation = self.generation
-        while true {
-            switch reader.next() {
-            case .needMore:
-                dropAnswered()
-                return
-            case .broken(let why):
-                teardown(why)
-                return
-            case .reply(let value):
-                // A subscribed connection's messages can come before the reply to a command
-                // (its PING): they are never that reply.
-                if let onPush, case .array(let items) = value, let kind = items.first?.text, kind == "message" || kind == "subscribe" {
-                    onPush(value)
-                    guard generation == self.generation else { return }
-                    continue
-                }
-                guard pendingHead < pending.count else {
-                    if let onPush {
-                        onPush(value)
-                        guard generation == self.generation else { return }
-                        continue
-                    }
-                    teardown("redis sent a reply nobody asked for")
-                    return
-                }
-                let command = pending[pendingHead]
-                pendingHead += 1
-                if !command.completed {
-                    complete(command, .success(value))
-                    guard generation == self.generation else { return }
-                }
-                // The primary was demoted (a failover): writes must go to the new one.
-                if configuration.requirePrimary, case .error(let message) = value, message.contains("READONLY") {
-                    teardown("\(endpoint) is no longer the primary (\(message))")
-                    return
-                }
-            }
-        }
-    }
-
-    /// Runs a command's completion once, reporting it to this node's stats first.
-    private func complete(_ command: PendingCommand, _ result: Result<RedisValue, RedisClientError>) {
-        guard !command.completed else { return }
-        if let nodeStats, command.startNanos != 0 {
-            let failed: Bool
-            switch result {
-            case .failure: failed = true
-            case .success(.error(let message)): failed = !(message.hasPrefix("MOVED ") || message.hasPrefix("ASK "))
-            case .success: failed = false
-            }
-            nodeStats.commandFinished(nanoseconds: EventLoop.monotonicNanos() &- command.startNanos, failed: failed)
-        }
-        command.finish(result)
-    }
-
-    /// Forgets answered commands. The timer is left armed: when it fires it finds the next
-    /// deadline itself, which keeps this per-reply path free of a scan.
-    private func dropAnswered() {
-        if pendingHead == pending.count {
-            pending.removeAll(keepingCapacity: true)
-            pendingHead = 0
-            if phase == .ready { timeoutTimer.cancel() }
-        } else if pendingHead > 64 {
-            pending.removeFirst(pendingHead)
-            pendingHead = 0
-        }
-    }
-
-    // MARK: deadlines
-
-    private func checkTimeouts() {
-        let now = loop.now
-        let connecting = phase == .locating || phase == .connectingTCP || phase == .handshaking
-        if (phase == .connectingTCP || phase == .handshaking) && now >= connectDeadline {
-            teardown(phase == .connectingTCP ? "connect timed out" : "TLS handshake timed out")
-            return
-        }
-        guard pendingHead < pending.count else {
-            if connecting && phase != .locating { loop.arm(timeoutTimer, at: connectDeadline) }
-            return
-        }
-        // Truly unresponsive: nothing answered long past the oldest command's deadline.
-        if phase == .ready && now >= pending[pendingHead].deadline + configuration.unresponsiveGraceMillis {
-            for command in pending[pendingHead...] { complete(command, .failure(.timeout)) }
-            teardown("redis stopped answering (no reply for \(configuration.unresponsiveGraceMillis) ms past a command's deadline)")
-            return
-        }
-        // Otherwise each command past its own deadline fails alone; the others keep waiting.
-        // While connecting nothing was sent, and an expired command is removed before anything
-        // is (`becameReady`), so it surely is not applied.
-        let expired: RedisClientError = connecting ? .notConnected("still connecting") : .timeout
-        let generation = self.generation
-        var next = UInt64.max
-        var index = pendingHead
-        while index < pending.count {
-            let command = pending[index]
-            index += 1
-            guard !command.completed else { continue }
-            if command.deadline <= now {
-                complete(command, .failure(expired))
-                guard generation == self.generation else { return }
-            } else {
-                next = min(next, command.deadline)
-            }
-        }
-        // The grace deadline only applies to a server that owes replies; a connect (and its
-        // TLS handshake) has its own; locating has none (each Sentinel probe is bounded).
-        if phase == .ready && pendingHead < pending.count {
-            next = min(next, pending[pendingHead].deadline + configuration.unresponsiveGraceMillis)
-        }
-        if phase == .connectingTCP || phase == .handshaking { next = min(next, connectDeadline) }
-        guard next != .max else { return }
-        // Never in the past: the loop would pop the timer again in the same pass, forever.
-        loop.arm(timeoutTimer, at: max(next, now + 1))
     }
 }

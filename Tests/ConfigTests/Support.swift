@@ -29,6 +29,12 @@ func withUpstream(_ extra: String) -> String {
     "upstream:\n  url: http://127.0.0.1:3000\n" + extra
 }
 
+/// A minimal valid document with a Redis store whose `store.redis` lines are `redis`
+/// (indented four spaces), so their line numbers are 6 and on.
+func redisStore(_ redis: String) -> String {
+    withUpstream("store:\n  backend: redis\n  redis:\n" + redis)
+}
+
 /// The repository root (this file is Tests/ConfigTests/Support.swift).
 let repositoryRoot: String = {
     var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)

@@ -56,13 +56,13 @@ import RedisClient
         defer { proxy.stop() }
         let client = RetryingClient(proxy: proxy)
         defer { client.stop() }
-        try #require(waitFor(seconds: 10) { client.keys.count >= 20 }, "no traffic before the reshard")
+        try #require(eventually(seconds: 10) { client.keys.count >= 20 }, "no traffic before the reshard")
         let before = client.keys
 
         // A third of the slots move while the client keeps going.
         try cluster.reshard(from: cluster.ports[0], to: cluster.ports[2], slots: 2000)
         let afterReshard = client.keys.count
-        #expect(waitFor(seconds: 10) { client.keys.count >= afterReshard + 20 }, "no traffic after the reshard")
+        #expect(eventually(seconds: 10) { client.keys.count >= afterReshard + 20 }, "no traffic after the reshard")
         client.stop()
 
         // Every key ran once; those claimed before the move replay from wherever they now live
@@ -80,14 +80,6 @@ import RedisClient
         print("cluster reshard: \(client.keys.count) keys, longest pause \(String(format: "%.3f", pause)) s")
     }
 
-    func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(50_000)
-        }
-        return false
-    }
 
     /// A slot in migration, set up by hand as Redis' own tests do: a new key in it is not on
     /// the source, which answers ASK; the proxy must send the claim to the target behind
@@ -100,7 +92,7 @@ import RedisClient
         let proxy = try ProxyHarness(
             upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(cluster, seed: cluster.ports[0], prefix: prefix))
         defer { proxy.stop() }
-        #expect(waitFor(seconds: 5) { (try? proxy.admin("/readyz").status) == 200 })
+        #expect(eventually(seconds: 5) { (try? proxy.admin("/readyz").status) == 200 })
         let key = uniqueKey()
         let storageKey = try RecordLookup.storageKey(key: Array(key.utf8), scope: Array("Bearer caller-1".utf8), prefix: prefix).get()
         let slot = ClusterSlot.of(storageKey)
@@ -131,13 +123,13 @@ import RedisClient
         defer { proxy.stop() }
         let client = RetryingClient(proxy: proxy)
         defer { client.stop() }
-        try #require(waitFor(seconds: 10) { client.keys.count >= 20 }, "no traffic before the failure")
+        try #require(eventually(seconds: 10) { client.keys.count >= 20 }, "no traffic before the failure")
         let victim = try #require(cluster.masters().first { $0 != cluster.ports[0] })
         let faultAt = Date()
         cluster.kill(victim)
-        #expect(waitFor(seconds: 15) { cluster.masters().count == 3 }, "no replica took over")
+        #expect(eventually(seconds: 15) { cluster.masters().count == 3 }, "no replica took over")
         let promoted = client.keys.count
-        #expect(waitFor(seconds: 10) { client.keys.count >= promoted + 30 }, "no traffic after the failover")
+        #expect(eventually(seconds: 10) { client.keys.count >= promoted + 30 }, "no traffic after the failover")
         client.stop()
         let pause = client.longestPause(since: faultAt)
         #expect(pause < 10, "traffic paused \(pause) s")

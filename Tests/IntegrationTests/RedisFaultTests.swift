@@ -59,13 +59,6 @@ import TestSupport
         let proxy = try ProxyHarness(yaml: StoreKind.redis.yaml(url: redis.url), workers: 2)
         defer { proxy.stop() }
         let metrics = proxy.server.metrics
-        func eventually(seconds: Double = 5, _ condition: () -> Bool) -> Bool {
-            for _ in 0..<Int(seconds * 20) {
-                if condition() { return true }
-                usleep(50_000)
-            }
-            return false
-        }
         #expect(eventually { metrics.redisConnectionsReady.load(ordering: .relaxed) == 2 })
         usleep(200_000)
         #expect(metrics.storeResetsRunID.load(ordering: .relaxed) == 0)

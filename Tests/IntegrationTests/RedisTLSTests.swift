@@ -20,15 +20,6 @@ import TestSupport
         try proxy.admin("/readyz").status
     }
 
-    /// Polls until the condition holds (the proxy connects in the background).
-    func eventually(seconds: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
-        for _ in 0..<Int(seconds * 20) {
-            if try condition() { return true }
-            usleep(50_000)
-        }
-        return false
-    }
-
     @Test func guardedTrafficGoesOverVerifiedTLS() throws {
         let redis = try RedisServer(tls: pki)
         let origin = CountingOrigin()

@@ -20,13 +20,13 @@ import TestSupport
             primary = try RedisServer()
             replicas = [try RedisServer(replicaOf: primary.port), try RedisServer(replicaOf: primary.port)]
             for replica in replicas {
-                try #require(Self.eventually(seconds: 10) { (try? replica.command("INFO replication"))?.contains("master_link_status:up") == true })
+                try #require(eventually(seconds: 10) { (try? replica.command("INFO replication"))?.contains("master_link_status:up") == true })
             }
             // Started after the replicas are attached, so its first look at the primary finds them.
             let primaryPort = primary.port
             sentinels = try (0..<count).map { _ in try RedisSentinel(monitoring: primaryPort) }
             for sentinel in sentinels {
-                try #require(Self.eventually(seconds: 15) {
+                try #require(eventually(seconds: 15) {
                     guard let text = try? sentinel.command("SENTINEL replicas \(RedisSentinel.masterName)") else { return false }
                     return self.replicas.allSatisfy { text.contains("\($0.port)") } && !text.contains("disconnected")
                 }, "a Sentinel never saw both replicas")
@@ -37,14 +37,6 @@ import TestSupport
             ([primary] + replicas).first { $0.port == port }
         }
 
-        static func eventually(seconds: Double, _ condition: () -> Bool) -> Bool {
-            let deadline = Date().addingTimeInterval(seconds)
-            while Date() < deadline {
-                if condition() { return true }
-                usleep(50_000)
-            }
-            return false
-        }
     }
 
     func proxy(_ topology: Topology, origin: PerKeyOrigin) throws -> ProxyHarness {
@@ -72,7 +64,7 @@ import TestSupport
         defer { proxy.stop() }
         let client = RetryingClient(proxy: proxy)
         defer { client.stop() }
-        try #require(Topology.eventually(seconds: 10) { client.keys.count >= 5 }, "no traffic before the failover")
+        try #require(eventually(seconds: 10) { client.keys.count >= 5 }, "no traffic before the failover")
 
         let faultAt = Date()
         if fault == "SENTINEL FAILOVER" {
@@ -81,14 +73,14 @@ import TestSupport
             topology.primary.kill()
         }
         // The Sentinel names another server...
-        #expect(Topology.eventually(seconds: 10) { (try? topology.sentinel.primaryPort()).flatMap { $0 } != topology.primary.port },
+        #expect(eventually(seconds: 10) { (try? topology.sentinel.primaryPort()).flatMap { $0 } != topology.primary.port },
                 "no failover happened")
         let newPrimaryPort = try #require(try topology.sentinel.primaryPort())
         let newPrimary = try #require(topology.server(on: newPrimaryPort))
         #expect(newPrimaryPort != topology.primary.port)
         // ...and requests succeed again through it, without restarting the proxy: claims run
         // there (a replica never runs a client's EVALSHA).
-        #expect(Topology.eventually(seconds: 10) {
+        #expect(eventually(seconds: 10) {
             (try? newPrimary.command("INFO commandstats"))?.contains("cmdstat_evalsha") == true
         }, "no claim ran on the new primary")
         // A planned failover is followed on Sentinel's announcement, not when the old primary
@@ -96,7 +88,7 @@ import TestSupport
         let switchedAfter = Date().timeIntervalSince(faultAt)
         if fault == "SENTINEL FAILOVER" { #expect(switchedAfter < 5, "claims reached the new primary \(switchedAfter) s after the failover") }
         let switched = client.keys.count
-        #expect(Topology.eventually(seconds: 10) { client.keys.count >= switched + 5 }, "no traffic after the failover")
+        #expect(eventually(seconds: 10) { client.keys.count >= switched + 5 }, "no traffic after the failover")
         let recovery = client.longestPause(since: faultAt)
         #expect(recovery < 10, "traffic paused for \(recovery) s around the failover")
         #expect(try newPrimary.command("ROLE").contains("master"))
@@ -122,18 +114,18 @@ import TestSupport
         defer { proxy.stop() }
         let client = RetryingClient(proxy: proxy)
         defer { client.stop() }
-        try #require(Topology.eventually(seconds: 10) { client.keys.count >= 5 }, "no traffic before the failover")
+        try #require(eventually(seconds: 10) { client.keys.count >= 5 }, "no traffic before the failover")
         topology.sentinels[0].kill()
         usleep(1_500_000)  // the watcher notices (PING every second) and moves to the other
         let faultAt = Date()
         #expect(try topology.sentinels[1].command("SENTINEL FAILOVER \(RedisSentinel.masterName)").hasPrefix("+OK"))
         var newPrimaryPort: UInt16?
-        #expect(Topology.eventually(seconds: 10) {
+        #expect(eventually(seconds: 10) {
             newPrimaryPort = (try? topology.sentinels[1].primaryPort()).flatMap { $0 }
             return newPrimaryPort != nil && newPrimaryPort != topology.primary.port
         }, "no failover happened")
         let newPrimary = try #require(newPrimaryPort.flatMap { topology.server(on: $0) })
-        #expect(Topology.eventually(seconds: 10) {
+        #expect(eventually(seconds: 10) {
             (try? newPrimary.command("INFO commandstats"))?.contains("cmdstat_evalsha") == true
         }, "no claim ran on the new primary")
         let switchedAfter = Date().timeIntervalSince(faultAt)

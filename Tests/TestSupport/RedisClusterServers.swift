@@ -34,14 +34,14 @@ public final class RedisClusterServers: @unchecked Sendable {
             processByPort[port] = process
         }
         for port in ports {
-            guard waitFor(seconds: 5, { (try? self.command(port, "PING"))?.hasPrefix("+PONG") == true }) else {
+            guard eventually(seconds: 5, { (try? self.command(port, "PING"))?.hasPrefix("+PONG") == true }) else {
                 throw Failure(description: "redis-server on \(port) did not start")
             }
         }
         let create = try Subprocess.run(
             Self.cli, ["--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", String(replicas), "--cluster-yes"])
         guard create.status == 0 else { throw Failure(description: "cluster create: \(create.stdout)\(create.stderr)") }
-        guard waitFor(seconds: 10, { self.ports.allSatisfy { (try? self.command($0, "CLUSTER INFO"))?.contains("cluster_state:ok") == true } }) else {
+        guard eventually(seconds: 10, { self.ports.allSatisfy { (try? self.command($0, "CLUSTER INFO"))?.contains("cluster_state:ok") == true } }) else {
             throw Failure(description: "the cluster never reached cluster_state:ok")
         }
     }
@@ -117,14 +117,6 @@ public final class RedisClusterServers: @unchecked Sendable {
         return Int(reply.dropFirst().prefix { $0.isNumber }) ?? -1
     }
 
-    private func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(50_000)
-        }
-        return false
-    }
 
     deinit {
         for process in processByPort.values {
