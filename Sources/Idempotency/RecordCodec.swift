@@ -10,7 +10,7 @@
 /// |      1 |    1 | state              | 1 in_flight, 2 completed, 3 unknown (`RecordState`) |
 /// |      2 |   32 | fingerprint        | raw SHA-256 bytes                                 |
 /// |     34 |   16 | owner token        | raw bytes                                         |
-/// |     50 |    8 | lease deadline     | u64 big-endian, milliseconds of the store clock   |
+/// |     50 |    8 | lease deadline     | u64 big-endian: in flight, see `leaseByExpiry`; completed on Redis, the Unix ms it expires |
 /// |     58 |    8 | created at         | u64 big-endian, Unix milliseconds of the claim    |
 /// |     66 |    1 | flags              | bit 0: response present; bit 1: body omitted; other bits 0 |
 /// |     67 |    2 | status             | u16 big-endian; 0 when no response                |
@@ -68,6 +68,13 @@ public enum RecordCodec {
     public static let fingerprintLength = 32
     public static let ownerLength = 16
     public static let leaseDeadlineLength = 8
+    /// Set in an in-flight record's deadline field when the lease is carried by the key's own
+    /// expiry (Redis): the other 63 bits are the time the key outlives its lease, so the lease
+    /// runs while the key has more than that left. Without it the field is an absolute deadline
+    /// (the memory store's monotonic clock, or Redis `TIME` for records of earlier versions),
+    /// which an earlier version reading a new record takes to be centuries away: it answers
+    /// "in flight" rather than ever executing the request a second time.
+    public static let leaseByExpiry: UInt64 = 1 << 63
     /// Size of the fixed header; also the size of a record without response.
     public static let headerLength = 69
     /// How much shorter a version 1 header is (no `created at`).

@@ -11,7 +11,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     public let connection: any RedisChannel
     private var shas: [String?] = Array(repeating: nil, count: RedisScripts.all.count)
 
-    private enum Script: Int { case claim, complete, release, markUnknown, refresh, inspect }
+    private enum Script: Int { case claimContended, complete, release, markUnknown, refresh, inspect }
 
     /// Watches for a Redis that came back without its records (shared by every loop's store).
     public let resetDetector: StoreResetDetector?
@@ -165,24 +165,66 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         Result { try RecordCodec.decode(bytes) }.mapError { .corrupt("\($0)") }
     }
 
+    /// Eight bytes, most significant first (the codec's u64 fields).
+    static func bigEndian(_ value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) }
+    }
+
     private static func flag(_ completion: @escaping (Result<Bool, StoreError>) -> Void) -> (Result<RedisValue, StoreError>, RedisConnection?) -> Void {
         { result, _ in completion(result.map { $0.integer == 1 }) }
     }
 
     // MARK: IdempotencyStore
 
+    /// One native command in the common case: `SET key claim NX PX lease+ttl GET` creates the
+    /// claim when the key is free (nil reply) and otherwise returns the record without touching
+    /// it (Redis 7.0 and later accept `NX` with `GET`). A completed or unknown record ends the
+    /// claim there: a replay costs this one command. Only an in-flight record needs to know
+    /// whether its lease still runs; `claimContended` decides that, and what follows, atomically.
     public func claim(
         key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
         expiredLease: IndeterminatePolicy, completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
-        let policy = expiredLease == .hold ? "hold" : "release"
-        let leaseMillis = lease.milliseconds, ttlMillis = ttl.milliseconds
-        run(.claim, key: key, argumentCount: 5, { command in
-            command.append(owner)
-            command.append(fingerprint)
-            command.append(leaseMillis)
+        let ttlMillis = ttl.milliseconds
+        let expiryMillis = lease.milliseconds &+ ttlMillis
+        let record = RecordCodec.encode(IdempotencyRecord(
+            state: .inFlight, fingerprint: fingerprint, owner: owner,
+            leaseDeadlineMillis: RecordCodec.leaseByExpiry | min(ttlMillis, ~RecordCodec.leaseByExpiry),
+            createdAtMillis: MonotonicClock.unixMillis()))
+        var command = RedisCommand(argumentCount: 7, capacity: 128 + key.utf8.count)
+        command.append("SET")
+        command.append(key)
+        command.append(record)
+        command.append("NX")
+        command.append("PX")
+        command.append(expiryMillis)
+        command.append("GET")
+        connection.send(command, key: key, timeoutMillis: nil) { [weak self] result, server in
+            guard let self else { return }
+            switch Self.storeResult(result) {
+            case .success(.null):
+                self.awaitReplicas(on: server) { completion($0.map { .claimed }) }
+            case .success(.string(let bytes)) where bytes.count > RecordCodec.Offset.state && bytes[RecordCodec.Offset.state] == RecordState.inFlight.rawValue:
+                self.claimContended(key: key, record: record, expiryMillis: expiryMillis, ttlMillis: ttlMillis, expiredLease: expiredLease, completion: completion)
+            case .success(.string(let bytes)):
+                completion(Self.decode(bytes).map(ClaimOutcome.existing))
+            case .success(let other):
+                completion(.failure(.corrupt("unexpected claim reply \(other)")))
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        }
+    }
+
+    private func claimContended(
+        key: String, record: [UInt8], expiryMillis: UInt64, ttlMillis: UInt64, expiredLease: IndeterminatePolicy,
+        completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
+    ) {
+        run(.claimContended, key: key, argumentCount: 4, { command in
+            command.append(record)
+            command.append(expiryMillis)
             command.append(ttlMillis)
-            command.append(policy)
+            command.append(expiredLease == .hold ? "hold" : "release")
         }) { result, server in
             switch result {
             case .success(.integer(1)):
@@ -204,10 +246,11 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             owner: owner, leaseDeadlineMillis: 0, response: response)
         let encoded = RecordCodec.encode(placeholder)
         let ttlMillis = ttl.milliseconds
-        run(.complete, key: key, argumentCount: 3, timeoutMillis: completionTimeoutMillis(payloadBytes: encoded.count), { command in
+        run(.complete, key: key, argumentCount: 4, timeoutMillis: completionTimeoutMillis(payloadBytes: encoded.count), { command in
             command.append(owner)
             encoded.withUnsafeBytes { command.append(UnsafeRawBufferPointer(rebasing: $0[RecordCodec.Offset.flags...])) }
             command.append(ttlMillis)
+            command.append(Self.bigEndian(MonotonicClock.unixMillis() &+ ttlMillis))
         }) { [weak self] result, server in
             let stored = result.map { $0.integer == 1 }
             guard let self, case .success(true) = stored else { return completion(stored) }
@@ -304,11 +347,11 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
                 }
                 let nowMillis = UInt64(max(0, now))
                 completion(Self.decode(bytes).map { record in
-                    RecordInspection(
-                        // PTTL is -1 for a key without expiry (never written so by idemproxy).
-                        record: record, expiresInMillis: ttl < 0 ? UInt64.max : UInt64(ttl),
-                        leaseRemainingMillis: record.state == .inFlight && record.leaseDeadlineMillis > nowMillis
-                            ? record.leaseDeadlineMillis - nowMillis : 0)
+                    // PTTL is -1 for a key without expiry (never written so by idemproxy).
+                    let expires = ttl < 0 ? UInt64.max : UInt64(ttl)
+                    return RecordInspection(
+                        record: record, expiresInMillis: expires,
+                        leaseRemainingMillis: Self.leaseRemaining(record, expiresInMillis: expires, nowMillis: nowMillis))
                 })
             case .success(let other):
                 completion(.failure(.corrupt("unexpected inspect reply \(other)")))
@@ -316,6 +359,18 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
                 completion(.failure(error))
             }
         }
+    }
+
+    /// An in-flight record's remaining lease: what the key has left beyond the time it outlives
+    /// its lease, or (a record of an earlier version) its deadline against Redis' clock.
+    static func leaseRemaining(_ record: IdempotencyRecord, expiresInMillis: UInt64, nowMillis: UInt64) -> UInt64 {
+        guard record.state == .inFlight else { return 0 }
+        let field = record.leaseDeadlineMillis
+        if field & RecordCodec.leaseByExpiry != 0 {
+            let keep = field & ~RecordCodec.leaseByExpiry
+            return expiresInMillis > keep ? expiresInMillis - keep : 0
+        }
+        return field > nowMillis ? field - nowMillis : 0
     }
 
     public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {

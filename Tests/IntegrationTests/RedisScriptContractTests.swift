@@ -30,12 +30,18 @@ import TestSupport
         // lease + ttl: the record outlives its lease deadline by ttl.
         let second = try pttl(other)
         #expect(second > 2_000 && second <= 3_000, "PTTL \(second)")
-        // A refresh moves the expiry out to the new lease deadline + ttl when it would end first…
+        // The lease is the key's expiry less ttl: a refresh sets it to the new lease + ttl,
+        // out past the old expiry…
         #expect(f.await { f.store.refreshLease(key: other, owner: owner, lease: .seconds(20), ttl: .seconds(2), completion: $0) } == .success(true))
         #expect(try pttl(other) > 21_000)
-        // …and keeps a longer TTL as it is.
+        // …or back, when the new lease is shorter (the record still outlives it by ttl).
         #expect(f.await { f.store.refreshLease(key: other, owner: owner, lease: .seconds(1), ttl: .seconds(2), completion: $0) } == .success(true))
-        #expect(try pttl(other) > 20_000)
+        let shortened = try pttl(other)
+        #expect(shortened > 2_000 && shortened <= 3_000, "PTTL \(shortened)")
+        // An operator sees the lease left, not the key's whole life.
+        let inspected = f.await { f.store.inspect(key: other, completion: $0) }
+        guard case .success(let inspection?) = inspected else { Issue.record("inspect: \(inspected)"); return }
+        #expect(inspection.leaseRemainingMillis > 0 && inspection.leaseRemainingMillis <= 1_000, "\(inspection.leaseRemainingMillis)")
     }
 
     @Test func aRetriedCompletionOrMarkReportsSuccessOnlyToItsOwner() throws {
@@ -54,5 +60,52 @@ import TestSupport
         #expect(f.await { f.store.markUnknown(key: unknownKey, owner: owner, ttl: .seconds(60), completion: $0) } == .success(true))
         #expect(f.await { f.store.complete(key: unknownKey, owner: owner, response: response, ttl: .seconds(60), completion: $0) } == .success(false))
         #expect(f.await { f.store.markUnknown(key: unknownKey, owner: stranger, ttl: .seconds(60), completion: $0) } == .success(false))
+    }
+
+    /// A claim written by an earlier version holds an absolute deadline in Redis `TIME`
+    /// milliseconds: a claim by this version still respects it while it runs, and holds the
+    /// key as unknown once it has passed.
+    @Test func aClaimOfAnEarlierVersionKeepsItsAbsoluteDeadline() throws {
+        let f = try RedisStoreTests.Fixture()
+        let live = f.key(), expired = f.key()
+        let redisNow = try #require(f.await { (done: @escaping (UInt64?) -> Void) in
+            f.connection.send(["TIME"]) { result in
+                guard case .success(.array(let parts)) = result, let seconds = parts.first?.text.flatMap(UInt64.init) else { return done(nil) }
+                done(seconds * 1000)
+            }
+        } ?? nil)
+        for (key, deadline) in [(live, redisNow + 60_000), (expired, redisNow - 1_000)] {
+            let old = RecordCodec.encode(IdempotencyRecord(state: .inFlight, fingerprint: fingerprint, owner: OwnerToken.random(), leaseDeadlineMillis: deadline))
+            let stored = f.await { done in f.connection.send([Array("SET".utf8), Array(key.utf8), old, Array("PX".utf8), Array("60000".utf8)], completion: done) }
+            #expect(stored == .success(.status("OK")))
+        }
+        let stillRunning = f.await { f.store.claim(key: live, owner: OwnerToken.random(), fingerprint: fingerprint, lease: .seconds(5), ttl: .seconds(60), expiredLease: .hold, completion: $0) }
+        guard case .success(.existing(let running))? = stillRunning else { Issue.record("\(String(describing: stillRunning))"); return }
+        #expect(running.state == .inFlight)
+        let held = f.await { f.store.claim(key: expired, owner: OwnerToken.random(), fingerprint: fingerprint, lease: .seconds(5), ttl: .seconds(60), expiredLease: .hold, completion: $0) }
+        guard case .success(.existing(let unknown))? = held else { Issue.record("\(String(describing: held))"); return }
+        #expect(unknown.state == .unknown)
+    }
+
+    /// The common claim is the one native command, with no script and no clock: the claim is
+    /// on the key with PX lease + ttl, and its deadline field says the lease is the expiry.
+    @Test func aFreeKeyIsClaimedByOneNativeCommand() throws {
+        let f = try RedisStoreTests.Fixture()
+        let key = f.key()
+        let calls = { () -> Int in
+            let info = f.await { done in f.connection.send(["INFO", "commandstats"], completion: done) }
+            guard case .success(let value)? = info, let text = value.text else { return -1 }
+            // "cmdstat_evalsha:calls=12,usec=…"; no line before the first call.
+            guard let line = text.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_evalsha:") }) else { return 0 }
+            return Int(line.dropFirst("cmdstat_evalsha:calls=".count).prefix { $0.isNumber }) ?? -1
+        }
+        let before = calls()
+        #expect(f.await { f.store.claim(key: key, owner: OwnerToken.random(), fingerprint: fingerprint, lease: .seconds(5), ttl: .seconds(60), expiredLease: .hold, completion: $0) } == .success(.claimed))
+        #expect(calls() == before)
+        let stored = f.await { f.store.get(key: key, completion: $0) }
+        guard case .success(let record?)? = stored else { Issue.record("\(String(describing: stored))"); return }
+        #expect(record.leaseDeadlineMillis == RecordCodec.leaseByExpiry | 60_000)
+        let left = try pttl(key)
+        #expect(left > 60_000 && left <= 65_000, "PTTL \(left)")
     }
 }
