@@ -9,7 +9,7 @@ struct SchemaDecoder {
         ("upstream", ["url", "connect_timeout", "response_timeout", "max_idle_connections", "idle_timeout"]),
         ("store", ["backend", "memory", "redis", "unavailable"]),
         ("store.memory", ["max_bytes"]),
-        ("store.redis", ["url", "tls", "sentinel", "cluster", "min_replicas_acked", "replica_ack_timeout", "key_prefix", "command_timeout"]),
+        ("store.redis", ["url", "tls", "sentinel", "cluster", "min_replicas_acked", "replica_ack_timeout", "key_prefix", "command_timeout", "replay_cache_max_bytes"]),
         ("store.redis.sentinel", ["master", "nodes"]),
         ("store.redis.cluster", ["nodes"]),
         ("store.redis.tls", ["ca_file", "cert_file", "key_file", "server_name"]),
@@ -229,6 +229,7 @@ struct SchemaDecoder {
         set(&store.redis.commandTimeout, redis, "command_timeout") { reader.duration($0, exclusive: true) }
         set(&store.redis.minReplicasAcked, redis, "min_replicas_acked") { reader.integer($0, in: 0...16) }
         set(&store.redis.replicaAckTimeout, redis, "replica_ack_timeout") { reader.duration($0, exclusive: true) }
+        set(&store.redis.replayCacheMaxBytes, redis, "replay_cache_max_bytes") { reader.size($0, in: 0...(1 << 40)) }
         // WAIT holds every command behind it on the connection for up to replica_ack_timeout:
         // at command_timeout or longer, those commands would time out whenever replicas lag.
         if store.redis.minReplicasAcked > 0, store.redis.replicaAckTimeout >= store.redis.commandTimeout,

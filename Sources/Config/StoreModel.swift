@@ -53,6 +53,9 @@ public struct RedisConfig: Sendable, Equatable {
     public var minReplicasAcked: Int = 0
     /// `replica_ack_timeout`: how long that `WAIT` may take.
     public var replicaAckTimeout: Duration = .milliseconds(100)
+    /// `replay_cache_max_bytes`: completed records each process keeps in memory, shared out
+    /// among its workers; 0 turns the replay cache off.
+    public var replayCacheMaxBytes: Int = 64 << 20
     /// `sentinel`: find the primary through these Sentinels instead of the URL's host.
     public var sentinel: RedisSentinelConfig?
     /// `cluster.nodes`: Redis Cluster seed nodes; nil: not a cluster.

@@ -40,6 +40,8 @@ public final class ProxySettings: @unchecked Sendable {
     public var memoryMaxBytes: Int
     /// How each loop connects to Redis: addresses resolved once at startup, TLS set up.
     public var redis: RedisTarget?
+    /// `store.redis.replay_cache_max_bytes` per worker.
+    public var replayCacheBytesPerWorker = 0
     /// `min_replicas_acked` > 0: claims and completions wait for that many replicas.
     public var replicaAcknowledgement: ReplicaAcknowledgement?
     public var log: Log
@@ -88,6 +90,7 @@ public final class ProxySettings: @unchecked Sendable {
         memoryMaxBytes = config.store.memoryMaxBytes
         if config.store.backend == .redis {
             redis = try RedisTarget(config.store.redis)
+            replayCacheBytesPerWorker = config.store.redis.replayCacheMaxBytes / max(1, workers)
             if config.store.redis.minReplicasAcked > 0 {
                 replicaAcknowledgement = ReplicaAcknowledgement(
                     replicas: config.store.redis.minReplicasAcked, timeoutMillis: config.store.redis.replicaAckTimeout.milliseconds)

@@ -79,7 +79,7 @@ final class Worker: EventHandler, @unchecked Sendable {
             redis = connection
             store = RedisIdempotencyStore(
                 connection: connection, keyPrefix: settings.keyPrefix, resetDetector: shared.resetDetector,
-                replicaAcknowledgement: settings.replicaAcknowledgement)
+                replicaAcknowledgement: settings.replicaAcknowledgement, replayCacheBytes: settings.replayCacheBytesPerWorker)
             let metrics = shared.metrics
             let log = settings.log
             // Weak: the connection owns this closure.

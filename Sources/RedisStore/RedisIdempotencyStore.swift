@@ -27,11 +27,24 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// Per connection: writes waiting for its outstanding WAIT's answer (see `awaitReplicas`).
     private var replicaWaiters: [ObjectIdentifier: [(Result<Void, StoreError>) -> Void]] = [:]
 
+    /// Completed records served without a round trip (nil: `replay_cache_max_bytes: 0`).
+    public let replayCache: ReplayCache?
+    /// Carries purges to every replica's cache (and reads the others' into this one).
+    let purgeLog: RedisPurgeLog
+    /// Replays served from `replayCache`.
+    public private(set) var replayCacheHits = 0
+
+    /// A completed record is cached until 1 s before the expiry its completing proxy wrote
+    /// (Unix ms by that proxy's clock): clocks of replicas may differ a little.
+    static let cacheExpiryMarginMillis: UInt64 = 1000
+
     public init(
         connection: any RedisChannel, keyPrefix: String = "idem:", resetDetector: StoreResetDetector? = nil,
-        replicaAcknowledgement: ReplicaAcknowledgement? = nil
+        replicaAcknowledgement: ReplicaAcknowledgement? = nil, replayCacheBytes: Int = 0
     ) {
         self.connection = connection
+        replayCache = replayCacheBytes > 0 ? ReplayCache(maxBytes: replayCacheBytes) : nil
+        purgeLog = RedisPurgeLog(keyPrefix: keyPrefix, connection: connection, cache: replayCache)
         self.replicaAcknowledgement = replicaAcknowledgement.flatMap { $0.replicas > 0 ? $0 : nil }
         self.resetDetector = resetDetector
         markerKey = keyPrefix + "{marker}"
@@ -185,6 +198,13 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
         expiredLease: IndeterminatePolicy, completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
+        if let replayCache {
+            let now = connection.loop.now
+            if purgeLog.isFresh(nowMillis: now), let record = replayCache.lookup(key, nowMillis: now) {
+                replayCacheHits += 1
+                return completion(.success(.existing(record)))
+            }
+        }
         let ttlMillis = ttl.milliseconds
         let expiryMillis = lease.milliseconds &+ ttlMillis
         let record = RecordCodec.encode(IdempotencyRecord(
@@ -207,13 +227,24 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             case .success(.string(let bytes)) where bytes.count > RecordCodec.Offset.state && bytes[RecordCodec.Offset.state] == RecordState.inFlight.rawValue:
                 self.claimContended(key: key, record: record, expiryMillis: expiryMillis, ttlMillis: ttlMillis, expiredLease: expiredLease, completion: completion)
             case .success(.string(let bytes)):
-                completion(Self.decode(bytes).map(ClaimOutcome.existing))
+                let decoded = Self.decode(bytes)
+                if case .success(let record) = decoded { self.cacheIfCompleted(key, record) }
+                completion(decoded.map(ClaimOutcome.existing))
             case .success(let other):
                 completion(.failure(.corrupt("unexpected claim reply \(other)")))
             case .failure(let error):
                 completion(.failure(error))
             }
         }
+    }
+
+    /// A completed record written by this version carries its expiry (Unix ms); one of an
+    /// earlier version does not (0) and is not cached.
+    private func cacheIfCompleted(_ key: String, _ record: IdempotencyRecord) {
+        guard let replayCache, record.state == .completed else { return }
+        let expires = record.leaseDeadlineMillis, now = MonotonicClock.unixMillis()
+        guard expires > now &+ Self.cacheExpiryMarginMillis else { return }
+        replayCache.insert(key, record: record, remainingMillis: expires - now - Self.cacheExpiryMarginMillis, nowMillis: connection.loop.now)
     }
 
     private func claimContended(
@@ -373,12 +404,16 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         return field > nowMillis ? field - nowMillis : 0
     }
 
+    /// Deletes the record, then announces the purge to every replica's replay cache (see
+    /// `RedisPurgeLog`); a purge counts as done only once both are.
     public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        connection.send([Array("DEL".utf8), Array(key.utf8)], key: key) { result in
-            completion(Self.storeResult(result).flatMap { value in
+        connection.send([Array("DEL".utf8), Array(key.utf8)], key: key) { [weak self] result in
+            let deleted: Result<Bool, StoreError> = Self.storeResult(result).flatMap { value in
                 guard let count = value.integer else { return .failure(.corrupt("unexpected DEL reply \(value)")) }
                 return .success(count > 0)
-            })
+            }
+            guard let self, case .success(let existed) = deleted else { return completion(deleted) }
+            self.purgeLog.announce(key) { announced in completion(announced.map { existed }) }
         }
     }
 }

@@ -16,11 +16,11 @@ import TestSupport
         let store: RedisIdempotencyStore
         let prefix = "st\(UInt32.random(in: 0...UInt32.max)):"
 
-        init(url: String = StoreKind.redisURL, commandTimeoutMillis: UInt64 = 500) throws {
+        init(url: String = StoreKind.redisURL, commandTimeoutMillis: UInt64 = 500, replayCacheBytes: Int = 0) throws {
             let parts = url.replacingOccurrences(of: "redis://", with: "").split(separator: "/")[0].split(separator: ":")
             loop = try EventLoop()
             connection = RedisConnection(configuration: .init(host: String(parts[0]), port: UInt16(parts[1])!, commandTimeoutMillis: commandTimeoutMillis), loop: loop)
-            store = RedisIdempotencyStore(connection: connection)
+            store = RedisIdempotencyStore(connection: connection, replayCacheBytes: replayCacheBytes)
             connection.connect()
             try #require(run(until: { self.connection.state == .ready }))
             _ = run(seconds: 0.1)  // let SCRIPT LOAD replies arrive

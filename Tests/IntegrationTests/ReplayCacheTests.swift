@@ -1,0 +1,88 @@
+import Foundation
+import Idempotency
+import RedisStore
+import Testing
+import TestSupport
+
+/// The Redis store's replay cache against a real redis-server: two stores on two loops stand
+/// for two replicas. A replay is served from memory after the first, a purge on one replica
+/// reaches the other's cache within a second, and a cache that cannot read the purge log stops
+/// serving.
+@Suite(.serialized) struct ReplayCacheTests {
+    let fingerprint = [UInt8](repeating: 9, count: 32)
+    let response = StoredResponse(status: 201, headers: [HeaderPair(name: Array("Content-Type".utf8), value: Array("application/json".utf8))], body: Array("{\"id\":1}".utf8))
+
+    /// Runs both replicas' loops (each store reads its purge log on its own loop).
+    func runBoth(_ a: RedisStoreTests.Fixture, _ b: RedisStoreTests.Fixture, seconds: Double, until done: () -> Bool = { false }) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if done() { return true }
+            a.loop.runOnce(maxWaitMillis: 5)
+            b.loop.runOnce(maxWaitMillis: 5)
+        }
+        return done()
+    }
+
+    func claim(_ f: RedisStoreTests.Fixture, _ key: String) -> Result<ClaimOutcome, StoreError>? {
+        f.await { f.store.claim(key: key, owner: OwnerToken.random(), fingerprint: fingerprint, lease: .seconds(5), ttl: .seconds(60), expiredLease: .hold, completion: $0) }
+    }
+
+    /// Replica A stores a response; replica B replays it, from Redis once and then from memory.
+    func completedOnA(_ a: RedisStoreTests.Fixture, _ b: RedisStoreTests.Fixture) throws -> String {
+        let key = a.key()
+        let owner = OwnerToken.random()
+        #expect(a.await { a.store.claim(key: key, owner: owner, fingerprint: fingerprint, lease: .seconds(5), ttl: .seconds(60), expiredLease: .hold, completion: $0) } == .success(.claimed))
+        #expect(a.await { a.store.complete(key: key, owner: owner, response: response, ttl: .seconds(60), completion: $0) } == .success(true))
+        // B's cache is served once its first read of the purge log has come back.
+        _ = runBoth(a, b, seconds: 0.5)
+        for round in 0..<3 {
+            guard case .success(.existing(let record))? = claim(b, key) else { Issue.record("round \(round)"); break }
+            #expect(record.response == response)
+        }
+        #expect(b.store.replayCacheHits == 2, "the first replay reads Redis, the next two come from memory")
+        return key
+    }
+
+    @Test func aPurgeOnOneReplicaReachesTheOthersCacheWithinASecond() throws {
+        let a = try RedisStoreTests.Fixture(replayCacheBytes: 1 << 20)
+        let b = try RedisStoreTests.Fixture(replayCacheBytes: 1 << 20)
+        let key = try completedOnA(a, b)
+        #expect(a.await { a.store.purge(key: key, completion: $0) } == .success(true))
+        let purged = Date()
+        // B keeps answering from its cache until the purge arrives, then asks Redis, which has
+        // no record any more: the claim is new.
+        var outcome: Result<ClaimOutcome, StoreError>?
+        let reached = runBoth(a, b, seconds: 3) {
+            outcome = claim(b, key)
+            return outcome == .success(.claimed)
+        }
+        #expect(reached, "last outcome \(String(describing: outcome))")
+        #expect(Date().timeIntervalSince(purged) < 1.0)
+    }
+
+    @Test func aCacheThatCannotReadThePurgeLogStopsServing() throws {
+        let relay = try FaultRelay(targetPort: StoreKind.redisPort)
+        defer { relay.stop() }
+        let a = try RedisStoreTests.Fixture(replayCacheBytes: 1 << 20)
+        let b = try RedisStoreTests.Fixture(url: relay.url, commandTimeoutMillis: 200, replayCacheBytes: 1 << 20)
+        let key = try completedOnA(a, b)
+        relay.withholdReplies = true
+        let hits = b.store.replayCacheHits
+        _ = runBoth(a, b, seconds: 0.8)
+        // No read of the purge log has succeeded for 800 ms: the claim goes to Redis, which
+        // does not answer in time, rather than to a cache that could be stale.
+        if case .success? = claim(b, key) { Issue.record("served while the purge log was unreadable") }
+        #expect(b.store.replayCacheHits == hits)
+    }
+
+    @Test func aCachedReplayCarriesTheStoredFingerprint() throws {
+        let a = try RedisStoreTests.Fixture(replayCacheBytes: 1 << 20)
+        let b = try RedisStoreTests.Fixture(replayCacheBytes: 1 << 20)
+        let key = try completedOnA(a, b)
+        // The decision about a different request with the key is the proxy's; the cache must
+        // hand it the original fingerprint to decide on.
+        guard case .success(.existing(let record))? = claim(b, key) else { Issue.record("no replay"); return }
+        #expect(record.fingerprint == fingerprint)
+        #expect(b.store.replayCacheHits == 3)
+    }
+}
