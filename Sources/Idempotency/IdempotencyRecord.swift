@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Lifecycle of one idempotency record (SPEC §4).
 ///
 ///     (none) ──claim──▶ inFlight ──complete──▶ completed
@@ -73,12 +75,36 @@ public struct StoredResponse: Sendable, Equatable {
     /// The response exceeded `max_stored_body`: it was delivered to the
     /// original client but cannot be replayed (`replay-unavailable`).
     public var bodyOmitted: Bool
+    /// The replay's bytes as the proxy writes them, built at the first replay and shared by
+    /// every copy of this response (store entries, cached records): a later replay copies them
+    /// out in one piece instead of formatting the head again. Not part of equality.
+    public let serialized = SerializedReplay()
 
     public init(status: Int, headers: [HeaderPair] = [], body: [UInt8] = [], bodyOmitted: Bool = false) {
         self.status = status
         self.headers = headers
         self.body = body
         self.bodyOmitted = bodyOmitted
+    }
+
+    public static func == (a: StoredResponse, b: StoredResponse) -> Bool {
+        a.status == b.status && a.headers == b.headers && a.body == b.body && a.bodyOmitted == b.bodyOmitted
+    }
+}
+
+/// Bytes built once from a `StoredResponse` and kept with it. Any worker may replay a record
+/// of the memory store, so the slot is locked (uncontended: one lock per replay).
+public final class SerializedReplay: Sendable {
+    private let bytes = Mutex<[UInt8]?>(nil)
+
+    public init() {}
+
+    /// The bytes, built by `build` the first time.
+    public func get(orBuild build: () -> [UInt8]) -> [UInt8] {
+        if let built = bytes.withLock({ $0 }) { return built }
+        let built = build()
+        bytes.withLock { $0 = built }
+        return built
     }
 }
 

@@ -377,15 +377,30 @@ extension ClientConnection {
     private func writeReplay(_ response: StoredResponse) {
         let close = closeAfterResponse || !exchange.clientKeepAlive || clientFinished
         exchange.status = response.status
+        let acknowledge = acknowledgesKeepAlive(close: close)
+        if !close && !acknowledge {
+            // The common case, an HTTP/1.1 keep-alive client: bytes built at the first replay.
+            out.bytes.append(contentsOf: response.serialized.get { Self.replayBytes(response, close: false, acknowledge: false) })
+        } else {
+            out.bytes.append(contentsOf: Self.replayBytes(response, close: close, acknowledge: acknowledge))
+        }
+        completeGeneratedResponse(close: close)
+    }
+
+    /// A stored response as replayed: its status, its stored field lines exactly as received,
+    /// `Idempotent-Replayed: true`, its framing and body.
+    static func replayBytes(_ response: StoredResponse, close: Bool, acknowledge: Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(response.body.count + response.headers.reduce(96) { $0 + $1.name.count + $1.value.count + 4 })
         response.body.withUnsafeBytes { body in
             HeadWriter.writeResponse(
-                status: response.status, extra: acknowledgesKeepAlive(close: close) ? Self.replayedAndKeepAliveFields : Self.replayedField,
-                body: body, close: close, into: &out.bytes
+                status: response.status, extra: acknowledge ? Self.replayedAndKeepAliveFields : Self.replayedField,
+                body: body, close: close, into: &out
             ) { out in
                 for field in response.headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
             }
         }
-        completeGeneratedResponse(close: close)
+        return out
     }
 
     static let replayedField: [(name: String, value: String)] = [("Idempotent-Replayed", "true")]
