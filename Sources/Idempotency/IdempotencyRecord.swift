@@ -67,18 +67,31 @@ public struct HeaderPair: Sendable, Equatable, Hashable {
 /// selected headers and body of the first execution, "regardless of whether
 /// it succeeds or fails".
 public struct StoredResponse: Sendable, Equatable {
-    public var status: Int
+    // Changing a field drops the bytes built from the old ones (a copy shares the box).
+    public var status: Int { didSet { serialized = SerializedReplay() } }
     /// Already filtered by `ReplayFilter.headersToStore`.
-    public var headers: [HeaderPair]
+    public var headers: [HeaderPair] { didSet { serialized = SerializedReplay() } }
     /// Empty when `bodyOmitted`.
-    public var body: [UInt8]
+    public var body: [UInt8] { didSet { serialized = SerializedReplay() } }
     /// The response exceeded `max_stored_body`: it was delivered to the
     /// original client but cannot be replayed (`replay-unavailable`).
-    public var bodyOmitted: Bool
+    public var bodyOmitted: Bool { didSet { serialized = SerializedReplay() } }
     /// The replay's bytes as the proxy writes them, built at the first replay and shared by
     /// every copy of this response (store entries, cached records): a later replay copies them
     /// out in one piece instead of formatting the head again. Not part of equality.
-    public let serialized = SerializedReplay()
+    public private(set) var serialized = SerializedReplay()
+
+    /// Whether a replay keeps its bytes in `serialized`: only for bodies up to
+    /// `SerializedReplay.maxBodyBytes`, where formatting the head is a real part of the cost and
+    /// a second copy is small. A larger body is written straight into the output each time.
+    public var keepsSerializedReplay: Bool { body.count <= SerializedReplay.maxBodyBytes }
+
+    /// What `serialized` will hold once built (the body and a head: status line, the stored
+    /// field lines, `Idempotent-Replayed`, `Content-Length`), or 0 when it is never built.
+    /// Stores count it against their bounds.
+    public var serializedSizeEstimate: Int {
+        keepsSerializedReplay ? body.count + headers.reduce(96) { $0 + $1.name.count + $1.value.count + 4 } : 0
+    }
 
     public init(status: Int, headers: [HeaderPair] = [], body: [UInt8] = [], bodyOmitted: Bool = false) {
         self.status = status
@@ -95,6 +108,7 @@ public struct StoredResponse: Sendable, Equatable {
 /// Bytes built once from a `StoredResponse` and kept with it. Any worker may replay a record
 /// of the memory store, so the slot is locked (uncontended: one lock per replay).
 public final class SerializedReplay: Sendable {
+    public static let maxBodyBytes = 4096
     private let bytes = Mutex<[UInt8]?>(nil)
 
     public init() {}

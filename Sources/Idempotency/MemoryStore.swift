@@ -69,6 +69,9 @@ public final class MemoryStore: IdempotencyStore {
         if let response = record.response {
             total += response.body.count
             for header in response.headers { total += header.name.count + header.value.count + 48 }
+            // The replay's bytes, built at the first replay and kept with the record
+            // (`StoredResponse.serialized`): the body again and the head.
+            total += response.serializedSizeEstimate
         }
         return total
     }

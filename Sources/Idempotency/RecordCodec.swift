@@ -10,7 +10,7 @@
 /// |      1 |    1 | state              | 1 in_flight, 2 completed, 3 unknown (`RecordState`) |
 /// |      2 |   32 | fingerprint        | raw SHA-256 bytes                                 |
 /// |     34 |   16 | owner token        | raw bytes                                         |
-/// |     50 |    8 | lease deadline     | u64 big-endian: in flight, see `leaseByExpiry`; completed on Redis, the Unix ms it expires |
+/// |     50 |    8 | lease deadline     | u64 big-endian; in flight only, see `leaseByExpiry` |
 /// |     58 |    8 | created at         | u64 big-endian, Unix milliseconds of the claim    |
 /// |     66 |    1 | flags              | bit 0: response present; bit 1: body omitted; other bits 0 |
 /// |     67 |    2 | status             | u16 big-endian; 0 when no response                |

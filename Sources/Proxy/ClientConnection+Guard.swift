@@ -378,20 +378,23 @@ extension ClientConnection {
         let close = closeAfterResponse || !exchange.clientKeepAlive || clientFinished
         exchange.status = response.status
         let acknowledge = acknowledgesKeepAlive(close: close)
-        if !close && !acknowledge {
+        if !close && !acknowledge && response.keepsSerializedReplay {
             // The common case, an HTTP/1.1 keep-alive client: bytes built at the first replay.
-            out.bytes.append(contentsOf: response.serialized.get { Self.replayBytes(response, close: false, acknowledge: false) })
+            out.bytes.append(contentsOf: response.serialized.get {
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(response.serializedSizeEstimate)
+                Self.writeReplay(response, close: false, acknowledge: false, into: &bytes)
+                return bytes
+            })
         } else {
-            out.bytes.append(contentsOf: Self.replayBytes(response, close: close, acknowledge: acknowledge))
+            Self.writeReplay(response, close: close, acknowledge: acknowledge, into: &out.bytes)
         }
         completeGeneratedResponse(close: close)
     }
 
     /// A stored response as replayed: its status, its stored field lines exactly as received,
     /// `Idempotent-Replayed: true`, its framing and body.
-    static func replayBytes(_ response: StoredResponse, close: Bool, acknowledge: Bool) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(response.body.count + response.headers.reduce(96) { $0 + $1.name.count + $1.value.count + 4 })
+    static func writeReplay(_ response: StoredResponse, close: Bool, acknowledge: Bool, into out: inout [UInt8]) {
         response.body.withUnsafeBytes { body in
             HeadWriter.writeResponse(
                 status: response.status, extra: acknowledge ? Self.replayedAndKeepAliveFields : Self.replayedField,
@@ -400,7 +403,6 @@ extension ClientConnection {
                 for field in response.headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
             }
         }
-        return out
     }
 
     static let replayedField: [(name: String, value: String)] = [("Idempotent-Replayed", "true")]

@@ -26,7 +26,9 @@ public enum RecordPurge {
         store.inspect(key: key) { result in
             switch result {
             case .success(nil):
-                completion(.absent)
+                // Deleted already (an earlier purge whose announcement failed, or a delete behind
+                // idemproxy's back): the purge still goes out, so replicas' caches drop it too.
+                purge(store: store, key: key, completion: completion)
             case .success(let inspection?) where inspection.isLiveClaim:
                 completion(.stillInFlight(leaseRemainingMillis: inspection.leaseRemainingMillis))
             case .success:

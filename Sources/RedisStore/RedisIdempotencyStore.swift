@@ -11,7 +11,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     public let connection: any RedisChannel
     private var shas: [String?] = Array(repeating: nil, count: RedisScripts.all.count)
 
-    private enum Script: Int { case claimContended, complete, release, markUnknown, refresh, inspect }
+    private enum Script: Int { case claimContended, complete, release, markUnknown, refresh, inspect, announcePurge }
 
     /// Watches for a Redis that came back without its records (shared by every loop's store).
     public let resetDetector: StoreResetDetector?
@@ -34,9 +34,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// Replays served from `replayCache`.
     public private(set) var replayCacheHits = 0
 
-    /// A completed record is cached until 1 s before the expiry its completing proxy wrote
-    /// (Unix ms by that proxy's clock): clocks of replicas may differ a little.
-    static let cacheExpiryMarginMillis: UInt64 = 1000
+    /// Per server: the run_id seen last, to tell a restart from a first report.
+    private var runIDs: [String: String] = [:]
 
     public init(
         connection: any RedisChannel, keyPrefix: String = "idem:", resetDetector: StoreResetDetector? = nil,
@@ -68,6 +67,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             guard let self, case .success(let value) = info, let text = value.text else { return }
             let runID = Self.infoField("run_id", in: text) ?? ""
             let report = { (markerMissing: Bool) in
+                if markerMissing || self.runIDs[name].map({ $0 != runID }) == true { self.purgeLog.restart() }
+                self.runIDs[name] = runID
                 resetDetector.observe(server: name, runID: runID, markerMissing: markerMissing, firstReport: !self.reportedBefore.contains(name))
                 self.reportedBefore.insert(name)
             }
@@ -178,11 +179,6 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         Result { try RecordCodec.decode(bytes) }.mapError { .corrupt("\($0)") }
     }
 
-    /// Eight bytes, most significant first (the codec's u64 fields).
-    static func bigEndian(_ value: UInt64) -> [UInt8] {
-        (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) }
-    }
-
     private static func flag(_ completion: @escaping (Result<Bool, StoreError>) -> Void) -> (Result<RedisValue, StoreError>, RedisConnection?) -> Void {
         { result, _ in completion(result.map { $0.integer == 1 }) }
     }
@@ -207,6 +203,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         }
         let ttlMillis = ttl.milliseconds
         let expiryMillis = lease.milliseconds &+ ttlMillis
+        let epoch = purgeLog.epoch
         let record = RecordCodec.encode(IdempotencyRecord(
             state: .inFlight, fingerprint: fingerprint, owner: owner,
             leaseDeadlineMillis: RecordCodec.leaseByExpiry | min(ttlMillis, ~RecordCodec.leaseByExpiry),
@@ -228,7 +225,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
                 self.claimContended(key: key, record: record, expiryMillis: expiryMillis, ttlMillis: ttlMillis, expiredLease: expiredLease, completion: completion)
             case .success(.string(let bytes)):
                 let decoded = Self.decode(bytes)
-                if case .success(let record) = decoded { self.cacheIfCompleted(key, record) }
+                if case .success(let record) = decoded { self.cacheIfCompleted(key, record, epoch: epoch) }
                 completion(decoded.map(ClaimOutcome.existing))
             case .success(let other):
                 completion(.failure(.corrupt("unexpected claim reply \(other)")))
@@ -238,13 +235,16 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         }
     }
 
-    /// A completed record written by this version carries its expiry (Unix ms); one of an
-    /// earlier version does not (0) and is not cached.
-    private func cacheIfCompleted(_ key: String, _ record: IdempotencyRecord) {
-        guard let replayCache, record.state == .completed else { return }
-        let expires = record.leaseDeadlineMillis, now = MonotonicClock.unixMillis()
-        guard expires > now &+ Self.cacheExpiryMarginMillis else { return }
-        replayCache.insert(key, record: record, remainingMillis: expires - now - Self.cacheExpiryMarginMillis, nowMillis: connection.loop.now)
+    /// Caches a completed record the claim found, for as long as its key lives: `PTTL`, asked
+    /// now, bounds that on the loop's own clock (no wall clock is compared). Not when a purge
+    /// was applied since the claim was sent (see `RedisPurgeLog.epoch`).
+    private func cacheIfCompleted(_ key: String, _ record: IdempotencyRecord, epoch: UInt64) {
+        guard let replayCache, record.state == .completed, purgeLog.hasStarted, purgeLog.epoch == epoch else { return }
+        let sentAt = connection.loop.now
+        connection.send([Array("PTTL".utf8), Array(key.utf8)], key: key) { [weak self] result in
+            guard let self, case .success(.integer(let left)) = result, left > 0, self.purgeLog.epoch == epoch else { return }
+            replayCache.insert(key, record: record, remainingMillis: UInt64(left), nowMillis: sentAt)
+        }
     }
 
     private func claimContended(
@@ -277,11 +277,10 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             owner: owner, leaseDeadlineMillis: 0, response: response)
         let encoded = RecordCodec.encode(placeholder)
         let ttlMillis = ttl.milliseconds
-        run(.complete, key: key, argumentCount: 4, timeoutMillis: completionTimeoutMillis(payloadBytes: encoded.count), { command in
+        run(.complete, key: key, argumentCount: 3, timeoutMillis: completionTimeoutMillis(payloadBytes: encoded.count), { command in
             command.append(owner)
             encoded.withUnsafeBytes { command.append(UnsafeRawBufferPointer(rebasing: $0[RecordCodec.Offset.flags...])) }
             command.append(ttlMillis)
-            command.append(Self.bigEndian(MonotonicClock.unixMillis() &+ ttlMillis))
         }) { [weak self] result, server in
             let stored = result.map { $0.integer == 1 }
             guard let self, case .success(true) = stored else { return completion(stored) }
@@ -405,7 +404,9 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     }
 
     /// Deletes the record, then announces the purge to every replica's replay cache (see
-    /// `RedisPurgeLog`); a purge counts as done only once both are.
+    /// `RedisPurgeLog`); a purge counts as done only once both are. When the delete went
+    /// through but the announcement did not, the error says the purge may have been applied:
+    /// purging again announces it (a purge of an absent record is announced too).
     public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
         connection.send([Array("DEL".utf8), Array(key.utf8)], key: key) { [weak self] result in
             let deleted: Result<Bool, StoreError> = Self.storeResult(result).flatMap { value in
@@ -413,7 +414,17 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
                 return .success(count > 0)
             }
             guard let self, case .success(let existed) = deleted else { return completion(deleted) }
-            self.purgeLog.announce(key) { announced in completion(announced.map { existed }) }
+            self.purgeLog.purgedHere(key)
+            self.run(.announcePurge, key: self.purgeLog.streamKey, argumentCount: 2, { command in
+                command.append(key)
+                command.append(UInt64(RedisPurgeLog.streamLength))
+            }) { announced, _ in
+                switch announced {
+                case .success: completion(.success(existed))
+                case .failure(let error):
+                    completion(.failure(.connectionLost("the record was deleted, but replicas' replay caches were not told (\(error)); purge again")))
+                }
+            }
         }
     }
 }

@@ -5,12 +5,13 @@ import RedisClient
 /// How a purge reaches every replica's replay cache within a second.
 ///
 /// A purge appends the purged key to one Redis stream (`<key_prefix>{purges}`, trimmed to about
-/// 10,000 entries). Every store with a replay cache reads the stream's new entries every
+/// 10,000 entries; the `XADD` runs in a script flagged `allow-oom`, so Redis out of memory does
+/// not refuse it). Every store with a replay cache reads the stream's new entries every
 /// 250 ms on its own connection and drops those keys. The cache is served only while the last
 /// successful read was sent less than 750 ms ago: a purge that has returned is seen by any
 /// read sent after it, so no replica replays a purged record more than a second later, and a
 /// replica that cannot read the stream (Redis unreachable, a partition) stops serving from its
-/// cache at once and asks Redis, which says "no record".
+/// cache within 750 ms and asks Redis, which says "no record".
 ///
 /// Why a stream rather than Redis client-side caching (`CLIENT TRACKING … REDIRECT`): tracking
 /// needs a second, subscribed connection per loop and per node, it only remembers keys read by
@@ -51,21 +52,28 @@ final class RedisPurgeLog {
         return nowMillis &- sent < Self.freshForMillis
     }
 
-    /// Announces a purge of `key` to every replica.
-    func announce(_ key: String, completion: @escaping (Result<Void, StoreError>) -> Void) {
+    /// Counts changes to what the cache may hold (purges applied, restarts). A record read from
+    /// Redis is cached only if this did not move between its read being sent and answered:
+    /// otherwise a purge may have been applied before the (older) read arrived, which happens in
+    /// a Cluster, where the record and the stream answer on different connections.
+    private(set) var epoch: UInt64 = 0
+
+    /// Whether the stream's position is known: before that, nothing may be cached (a purge
+    /// older than the first read would never be applied).
+    var hasStarted: Bool { lastID != nil }
+
+    /// This process purged `key`: its own cache drops it at once.
+    func purgedHere(_ key: String) {
         cache?.remove(key)
-        var command = RedisCommand(argumentCount: 8, capacity: 64 + key.utf8.count)
-        command.append("XADD")
-        command.append(streamKey)
-        command.append("MAXLEN")
-        command.append("~")
-        command.append(UInt64(Self.streamLength))
-        command.append("*")
-        command.append("key")
-        command.append(key)
-        connection.send(command, key: streamKey, timeoutMillis: nil) { result in
-            completion(RedisIdempotencyStore.storeResult(result).map { _ in () })
-        }
+        epoch &+= 1
+    }
+
+    /// The data set was lost or replaced (see `StoreResetDetector`): the stream may have gone
+    /// with it and new entries' IDs may sort before `lastID`. Start over from its tail.
+    func restart() {
+        lastID = nil
+        cache?.removeAll()
+        epoch &+= 1
     }
 
     private func poll() {
@@ -98,9 +106,10 @@ final class RedisPurgeLog {
             guard case .success(let value) = result, let entries = self.entries(in: value, tail: self.lastID == nil) else {
                 return  // not fresh: the cache stops being served once the last good poll ages
             }
-            if self.lastID != nil {
+            if self.lastID != nil, !entries.isEmpty {
                 for (_, key) in entries { cache.remove(key) }
                 if entries.count >= Self.batch { cache.removeAll() }
+                self.epoch &+= 1
             }
             self.lastID = entries.last?.id ?? self.lastID ?? Array("0-0".utf8)
             self.lastFreshPollSentAt = sentAt

@@ -89,8 +89,8 @@ public enum RedisScripts {
     """
 
     /// KEYS[1]; ARGV owner, response section (the encoded record from the flags byte on),
-    /// ttl ms, expiry field (8 bytes). Compare-and-set on the owner; the stored fingerprint,
-    /// owner and creation time are kept. Written without the prelude: it runs once per request.
+    /// ttl ms. Compare-and-set on the owner; the stored fingerprint, owner and creation time
+    /// are kept. Written without the prelude: it runs once per request.
     static let complete = ownerFlags + """
     local v = redis.call('GET', KEYS[1])
     if v and string.byte(v, 2) == 2 and string.sub(v, 35, 50) == ARGV[1] then
@@ -103,7 +103,7 @@ public enum RedisScripts {
     if not (v and string.byte(v, 2) == 1 and string.sub(v, 35, 50) == ARGV[1]) then return 0 end
     -- The creation time stays; a version 1 record (written before it existed) has none.
     local created = string.byte(v, 1) == 2 and string.sub(v, 59, 66) or ''
-    redis.call('SET', KEYS[1], string.sub(v, 1, 1) .. string.char(2) .. string.sub(v, 3, 50) .. ARGV[4] .. created .. ARGV[2], 'PX', ARGV[3])
+    redis.call('SET', KEYS[1], string.sub(v, 1, 1) .. string.char(2) .. string.sub(v, 3, 50) .. '\\0\\0\\0\\0\\0\\0\\0\\0' .. created .. ARGV[2], 'PX', ARGV[3])
     return 1
     """
 
@@ -153,5 +153,12 @@ public enum RedisScripts {
     return {v, redis.call('PTTL', KEYS[1]), now_ms()}
     """
 
-    public static let all = [claimContended, complete, release, markUnknown, refresh, inspect]
+    /// KEYS[1] the purge log stream; ARGV key, approximate length to trim to. Flagged
+    /// `allow-oom`: a purge deletes (which Redis allows past maxmemory), and its announcement
+    /// must not then be refused, or replicas would keep replaying the purged record.
+    static let announcePurge = ownerFlags + """
+    return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'key', ARGV[1])
+    """
+
+    public static let all = [claimContended, complete, release, markUnknown, refresh, inspect, announcePurge]
 }

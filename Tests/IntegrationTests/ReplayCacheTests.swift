@@ -1,5 +1,6 @@
 import Foundation
 import Idempotency
+import Proxy
 import RedisStore
 import Testing
 import TestSupport
@@ -35,7 +36,11 @@ import TestSupport
         #expect(a.await { a.store.complete(key: key, owner: owner, response: response, ttl: .seconds(60), completion: $0) } == .success(true))
         // B's cache is served once its first read of the purge log has come back.
         _ = runBoth(a, b, seconds: 0.5)
-        for round in 0..<3 {
+        guard case .success(.existing(let first))? = claim(b, key) else { Issue.record("no replay from Redis"); return key }
+        #expect(first.response == response)
+        // The record is cached once its key's remaining life (PTTL) is known.
+        #expect(runBoth(a, b, seconds: 1) { b.store.replayCache?.count == 1 })
+        for round in 0..<2 {
             guard case .success(.existing(let record))? = claim(b, key) else { Issue.record("round \(round)"); break }
             #expect(record.response == response)
         }
@@ -84,5 +89,50 @@ import TestSupport
         guard case .success(.existing(let record))? = claim(b, key) else { Issue.record("no replay"); return }
         #expect(record.fingerprint == fingerprint)
         #expect(b.store.replayCacheHits == 3)
+    }
+
+    /// Waits (both loops running) until B's claim of `key` is no longer a replay; returns how
+    /// long that took, or nil if it never happened within 3 s.
+    func secondsUntilBForgets(_ a: RedisStoreTests.Fixture, _ b: RedisStoreTests.Fixture, _ key: String) -> Double? {
+        let start = Date()
+        var outcome: Result<ClaimOutcome, StoreError>?
+        let forgot = runBoth(a, b, seconds: 3) {
+            outcome = claim(b, key)
+            guard case .success(.existing(let record))? = outcome else { return true }
+            return record.state != .completed
+        }
+        return forgot ? Date().timeIntervalSince(start) : nil
+    }
+
+    /// A record deleted behind idemproxy's back is still in the caches; purging it through
+    /// idemproxy then (the store says there was nothing to delete) still reaches them.
+    @Test func purgingARecordAlreadyGoneStillReachesTheCaches() throws {
+        let a = try RedisStoreTests.Fixture(replayCacheBytes: 1 << 20)
+        let b = try RedisStoreTests.Fixture(replayCacheBytes: 1 << 20)
+        let key = try completedOnA(a, b)
+        #expect(a.await { done in a.connection.send([Array("DEL".utf8), Array(key.utf8)], completion: done) } == .success(.integer(1)))
+        guard case .success(.existing)? = claim(b, key) else { Issue.record("the cache should still answer"); return }
+        var outcome: RecordPurge.Outcome?
+        RecordPurge.run(store: a.store, key: key, force: false) { outcome = $0 }
+        _ = a.run(until: { outcome != nil })
+        #expect(outcome == .absent)
+        let took = try #require(secondsUntilBForgets(a, b, key))
+        #expect(took < 1.0)
+    }
+
+    /// Out of memory, a purge still deletes and still announces (a script flagged allow-oom),
+    /// so no replica keeps replaying what was purged.
+    @Test func aPurgeReachesTheCachesWhenRedisIsOutOfMemory() throws {
+        let redis = try RedisServer()
+        try redis.start()
+        let a = try RedisStoreTests.Fixture(url: redis.url, replayCacheBytes: 1 << 20)
+        let b = try RedisStoreTests.Fixture(url: redis.url, replayCacheBytes: 1 << 20)
+        let key = try completedOnA(a, b)
+        _ = try redis.command("CONFIG SET maxmemory-policy noeviction")
+        _ = try redis.command("CONFIG SET maxmemory 1")
+        #expect(try redis.command("SET probe 1").hasPrefix("-OOM"))
+        #expect(a.await { a.store.purge(key: key, completion: $0) } == .success(true))
+        let took = try #require(secondsUntilBForgets(a, b, key))
+        #expect(took < 1.0)
     }
 }
