@@ -4,7 +4,10 @@ import Idempotency
 
 /// One set of idempotency settings (the global ones or a route's), converted once into the
 /// shapes the request path uses, so no request re-derives them.
-struct GuardPolicy: Sendable {
+///
+/// A class: every guarded request holds its policy, and copying a struct of this many strings
+/// and arrays costs a retain and a release for each of them, twice per request.
+final class GuardPolicy: Sendable {
     let keyHeader: String            // lowercased field name
     let keySyntax: Idempotency.KeySyntax
     let keyMaxLength: Int
