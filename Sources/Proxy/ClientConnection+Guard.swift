@@ -10,8 +10,8 @@ extension ClientConnection {
     // MARK: intake
 
     func startGuarded(policy: GuardPolicy, source: UnsafeRawBufferPointer) {
-        let keyLines = keyFieldValues(policy.keyHeader, source: source)
-        if keyLines.isEmpty {
+        let fields = GuardedFields(head: head, source: source, policy: policy)
+        guard let keyLine = fields.key.first else {
             if policy.required {
                 countOutcome(.missingKey)
                 refuse(status: 400, type: .missingKey, detail: "this route requires an Idempotency-Key header", bodyUnread: head.framing.hasBody)
@@ -23,7 +23,9 @@ extension ClientConnection {
             return
         }
         let key: String
-        switch IdempotencyKeyParser.parse(fieldValues: keyLines, syntax: policy.keySyntax, maxLength: policy.keyMaxLength) {
+        switch IdempotencyKeyParser.parse(
+            fieldValue: UnsafeRawBufferPointer(rebasing: source[keyLine]), lineCount: fields.key.count,
+            syntax: policy.keySyntax, maxLength: policy.keyMaxLength) {
         case .success(let parsed):
             key = parsed
         case .failure(let error):
@@ -38,7 +40,7 @@ extension ClientConnection {
         }
         let guarded = GuardedExchange(
             policy: policy, key: key, headBytes: Array(UnsafeRawBufferPointer(rebasing: source[0..<head.headLength])), head: head,
-            owner: worker.ownerTokens.next())
+            fields: fields, owner: worker.ownerTokens.next())
         exchange.guarded = guarded
         if head.framing.hasBody {
             exchange.requestDecoder = BodyDecoder(framing: head.framing, limits: settings.parserLimits)
@@ -52,10 +54,6 @@ extension ClientConnection {
         } else {
             guardedBodyComplete()
         }
-    }
-
-    private func keyFieldValues(_ lowercasedName: String, source: UnsafeRawBufferPointer) -> [ArraySlice<UInt8>] {
-        head.values(ofField: lowercasedName, in: source).map { Array(UnsafeRawBufferPointer(rebasing: source[$0]))[...] }
     }
 
     /// Body bytes of a guarded request, accumulated up to `max_request_body`.
@@ -75,30 +73,28 @@ extension ClientConnection {
         exchange.requestBodyDone = true
         phase = .awaitingResponse
         setTimerWhileUpstreamWorks()
-        var scope: [UInt8]? = nil
-        if let scopeHeader = guarded.policy.scopeHeader {
-            let lines = guarded.values(of: scopeHeader)
-            // An empty value identifies nobody: every caller sending it would share one namespace.
-            if lines.allSatisfy(\.isEmpty) {
-                // SPEC §3: a request without the scope header never falls into a namespace
-                // shared by every such caller (two cookie-authenticated callers sending the same
-                // key and body would get each other's stored response).
-                guarded.stage = .settled
-                switch guarded.policy.scopeMissing {
-                case .reject:
-                    countOutcome(.missingScope)
-                    answer(status: 400, type: .missingScope, detail: "this request has no \(guarded.policy.scopeHeaderDisplayName) header, which identifies the caller for its Idempotency-Key")
-                case .forwardUnguarded:
-                    countOutcome(.unscoped)
-                    exchange.guarded = nil
-                    forwardBuffered(guarded)
-                }
-                return
+        if guarded.policy.scopeHeader != nil && !guarded.hasScope {
+            // SPEC §3: a request without the scope header never falls into a namespace
+            // shared by every such caller (two cookie-authenticated callers sending the same
+            // key and body would get each other's stored response).
+            guarded.stage = .settled
+            switch guarded.policy.scopeMissing {
+            case .reject:
+                countOutcome(.missingScope)
+                answer(status: 400, type: .missingScope, detail: "this request has no \(guarded.policy.scopeHeaderDisplayName) header, which identifies the caller for its Idempotency-Key")
+            case .forwardUnguarded:
+                countOutcome(.unscoped)
+                exchange.guarded = nil
+                forwardBuffered(guarded)
             }
-            scope = Array(lines.joined(separator: [0x2C, 0x20]))
+            return
         }
         guarded.fingerprint = guarded.computeFingerprint()
-        guarded.storageKey = storageKey(prefix: settings.keyPrefix, scope: scope, key: guarded.key)
+        if guarded.policy.scopeHeader != nil {
+            guarded.storageKey = guarded.withScope { StorageKey.make(prefix: settings.keyPrefix, scope: $0, key: guarded.key) }
+        } else {
+            guarded.storageKey = StorageKey.make(prefix: settings.keyPrefix, scope: nil, key: guarded.key)
+        }
         claim(guarded)
     }
 

@@ -25,6 +25,8 @@ final class GuardedExchange {
     /// The request head bytes, copied out of the read buffer; `head`'s ranges index into it.
     let headBytes: [UInt8]
     let head: RequestHead
+    /// Where the key, scope and Content-Type lines are in `head`.
+    let fields: GuardedFields
     var body: [UInt8] = []
     var stage: Stage = .buffering
     let owner: [UInt8]
@@ -41,12 +43,13 @@ final class GuardedExchange {
     var capturedBody: [UInt8] = []
     var bodyOmitted = false
 
-    init(policy: GuardPolicy, key: String, headBytes: [UInt8], head: RequestHead, owner: [UInt8]) {
+    init(policy: GuardPolicy, key: String, headBytes: [UInt8], head: RequestHead, fields: GuardedFields, owner: [UInt8]) {
         self.owner = owner
         self.policy = policy
         self.key = key
         self.headBytes = headBytes
         self.head = head
+        self.fields = fields
     }
 
     /// The storage key's digest, shortened, for the access log (`AccessLog.keyHashLength`);
@@ -80,26 +83,88 @@ final class GuardedExchange {
     /// SHA-256 over method, target, the policy's fields and the body, all as the exact bytes
     /// received (SPEC §3): nothing is decoded as text, so obs-text bytes count.
     func computeFingerprint() -> [UInt8] {
-        var fields: [(name: [UInt8], value: ArraySlice<UInt8>)] = []
-        for (name, nameBytes) in zip(policy.fingerprintHeaderNames, policy.fingerprint.lowercasedHeaderBytes) {
-            for value in values(of: name) { fields.append((nameBytes, value)) }
-        }
-        let contentType = values(of: "content-type").first
-        return headBytes.withUnsafeBytes { source in
+        headBytes.withUnsafeBytes { source in
+            let fieldsInHead = HeadFields(head: head, source: source)
+            let contentType = fields.contentType.map { UnsafeRawBufferPointer(rebasing: source[$0]) }
+            let method = UnsafeRawBufferPointer(rebasing: source[head.methodRange])
             // The path and query the upstream receives: the same request in absolute-form
             // ("http://a/x", or "http://a?q" sent as "/?q") fingerprints as in origin-form.
             let origin = UnsafeRawBufferPointer(rebasing: source[HeadWriter.originForm(of: head.target, in: source)])
-            let fingerprint = { [self] (target: UnsafeRawBufferPointer) in
-                Fingerprinter.fingerprint(
-                    method: UnsafeRawBufferPointer(rebasing: source[head.methodRange]), target: target,
-                    headers: fields, contentType: contentType, body: body, policy: policy.fingerprint)
+            guard TargetCheck.isRootless(origin) else {
+                return Fingerprinter.fingerprint(
+                    method: method, target: origin, fields: fieldsInHead, contentType: contentType, body: body, policy: policy.fingerprint)
             }
-            return TargetCheck.isRootless(origin) ? ([UInt8(ascii: "/")] + origin).withUnsafeBytes(fingerprint) : fingerprint(origin)
+            return ([UInt8(ascii: "/")] + origin).withUnsafeBytes { target in
+                Fingerprinter.fingerprint(
+                    method: method, target: target, fields: fieldsInHead, contentType: contentType, body: body, policy: policy.fingerprint)
+            }
         }
     }
 
-    /// Raw values of every field line named `lowercasedName`.
-    func values(of lowercasedName: String) -> [ArraySlice<UInt8>] {
-        headBytes.withUnsafeBytes { head.values(ofField: lowercasedName, in: $0) }.map { headBytes[$0] }
+    /// True when the scope header is present with a value that is not empty: an empty value
+    /// identifies nobody, and every caller sending it would share one namespace (SPEC §3).
+    var hasScope: Bool {
+        guard let first = fields.scope.first else { return false }
+        if fields.scope.count == 1 { return !first.isEmpty }
+        var anyValue = false
+        headBytes.withUnsafeBytes { source in
+            head.forEachValue(ofField: policy.scopeHeader ?? "", in: source) { if !$0.isEmpty { anyValue = true } }
+        }
+        return anyValue
+    }
+
+    /// Calls `body` with the scope as hashed into the storage key: the value of the one
+    /// scope line, or of several lines joined with ", " (RFC 9110 §5.3).
+    func withScope<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        headBytes.withUnsafeBytes { source in
+            if fields.scope.count == 1, let first = fields.scope.first {
+                return body(UnsafeRawBufferPointer(rebasing: source[first]))
+            }
+            var joined: [UInt8] = []
+            var firstLine = true
+            head.forEachValue(ofField: policy.scopeHeader ?? "", in: source) { value in
+                if !firstLine { joined.append(contentsOf: [0x2C, 0x20]) }
+                firstLine = false
+                joined.append(contentsOf: UnsafeRawBufferPointer(rebasing: source[value]))
+            }
+            return joined.withUnsafeBytes(body)
+        }
+    }
+}
+
+/// Where a guarded request's key, scope and Content-Type lines are, found in one pass over
+/// its field lines (values index the head's bytes).
+struct GuardedFields {
+    struct Lines {
+        var first: Range<Int>? = nil
+        var count = 0
+
+        mutating func add(_ value: Range<Int>) {
+            if first == nil { first = value }
+            count += 1
+        }
+    }
+
+    var key = Lines()
+    var scope = Lines()
+    var contentType: Range<Int>? = nil
+
+    init(head: RequestHead, source: UnsafeRawBufferPointer, policy: GuardPolicy) {
+        for index in head.fields.indices {
+            let value = head.fields[index].value
+            if head.field(index, isNamed: policy.keyHeader, in: source) { key.add(value) }
+            if let scopeHeader = policy.scopeHeader, head.field(index, isNamed: scopeHeader, in: source) { scope.add(value) }
+            if contentType == nil && head.field(index, isNamed: "content-type", in: source) { contentType = value }
+        }
+    }
+}
+
+/// The policy's fingerprint fields, read from the head where they are.
+private struct HeadFields: FingerprintFields {
+    let head: RequestHead
+    let source: UnsafeRawBufferPointer
+
+    func forEachValue(named lowercasedName: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) {
+        head.forEachValue(ofField: lowercasedName, in: source) { body(UnsafeRawBufferPointer(rebasing: source[$0])) }
     }
 }
