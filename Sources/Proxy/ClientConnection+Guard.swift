@@ -9,7 +9,8 @@ import Upstream
 extension ClientConnection {
     // MARK: intake
 
-    func startGuarded(policy: GuardPolicy, source: UnsafeRawBufferPointer) {
+    /// `reusable` is the previous request's guarded exchange when nothing else holds it.
+    func startGuarded(policy: GuardPolicy, source: UnsafeRawBufferPointer, reusable: GuardedExchange?) {
         let fields = GuardedFields(head: head, source: source, policy: policy)
         guard let keyLine = fields.key.first else {
             if policy.required {
@@ -38,9 +39,13 @@ extension ClientConnection {
             refuse(status: 413, type: .bodyTooLarge, detail: "the request body exceeds max_request_body (\(policy.maxRequestBody) bytes)", bodyUnread: true)
             return
         }
-        let guarded = GuardedExchange(
-            policy: policy, key: key, headBytes: Array(UnsafeRawBufferPointer(rebasing: source[0..<head.headLength])), head: head,
-            fields: fields, owner: worker.ownerTokens.next())
+        let guarded: GuardedExchange
+        if let reusable {
+            reusable.reuse(policy: policy, key: key, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
+            guarded = reusable
+        } else {
+            guarded = GuardedExchange(policy: policy, key: key, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
+        }
         exchange.guarded = guarded
         if head.framing.hasBody {
             exchange.requestDecoder = BodyDecoder(framing: head.framing, limits: settings.parserLimits)

@@ -20,16 +20,16 @@ final class GuardedExchange {
         case settled
     }
 
-    let policy: GuardPolicy
-    let key: String
+    private(set) var policy: GuardPolicy
+    private(set) var key: String
     /// The request head bytes, copied out of the read buffer; `head`'s ranges index into it.
-    let headBytes: [UInt8]
-    let head: RequestHead
+    private(set) var headBytes: [UInt8] = []
+    private(set) var head = RequestHead()
     /// Where the key, scope and Content-Type lines are in `head`.
-    let fields: GuardedFields
+    private(set) var fields: GuardedFields
     var body: [UInt8] = []
     var stage: Stage = .buffering
-    let owner: [UInt8]
+    private(set) var owner: [UInt8]
     var storageKey = ""
     var fingerprint: [UInt8] = []
     /// A lease refresh found the record gone or owned by another request (counted once).
@@ -43,13 +43,53 @@ final class GuardedExchange {
     var capturedBody: [UInt8] = []
     var bodyOmitted = false
 
-    init(policy: GuardPolicy, key: String, headBytes: [UInt8], head: RequestHead, fields: GuardedFields, owner: [UInt8]) {
-        self.owner = owner
+    /// Buffers up to this size are kept when the object is reused; larger ones are freed, so
+    /// one large request does not pin its memory to the connection.
+    static let keptCapacity = 16 * 1024
+
+    init(policy: GuardPolicy, key: String, head: RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
         self.policy = policy
         self.key = key
-        self.headBytes = headBytes
-        self.head = head
         self.fields = fields
+        self.owner = owner
+        copyHead(head, source: source)
+    }
+
+    /// True once nothing can still act on this exchange: it owns no claim and waits for no
+    /// store answer or owner. With no other reference left it may serve the next request.
+    var isFinished: Bool {
+        switch stage {
+        case .settled, .passThrough, .buffering: return true
+        case .claiming, .waiting, .forwarding: return false
+        }
+    }
+
+    /// Prepares a finished exchange that nobody else references for a new request, keeping
+    /// its head and body buffers (the caller checks `isFinished` and uniqueness).
+    func reuse(policy: GuardPolicy, key: String, head: RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
+        self.policy = policy
+        self.key = key
+        self.fields = fields
+        self.owner = owner
+        copyHead(head, source: source)
+        if body.capacity > Self.keptCapacity { body = [] } else { body.removeAll(keepingCapacity: true) }
+        stage = .buffering
+        storageKey = ""
+        fingerprint = []
+        leaseLost = false
+        waitDeadline = 0
+        pollDelayMillis = 20
+        status = 0
+        responseHeaders = []
+        capturedBody = []
+        bodyOmitted = false
+    }
+
+    /// Keeps the head: the read buffer it was parsed from is reused for the next read.
+    private func copyHead(_ parsed: RequestHead, source: UnsafeRawBufferPointer) {
+        if headBytes.capacity > Self.keptCapacity { headBytes = [] } else { headBytes.removeAll(keepingCapacity: true) }
+        headBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: source[0..<parsed.headLength]))
+        head.copyContents(of: parsed)
     }
 
     /// The storage key's digest, shortened, for the access log (`AccessLog.keyHashLength`);
@@ -152,11 +192,13 @@ struct GuardedFields {
     init(head: RequestHead, source: UnsafeRawBufferPointer, policy: GuardPolicy) {
         for index in head.fields.indices {
             let value = head.fields[index].value
-            if head.field(index, isNamed: policy.keyHeader, in: source) { key.add(value) }
-            if let scopeHeader = policy.scopeHeader, head.field(index, isNamed: scopeHeader, in: source) { scope.add(value) }
-            if contentType == nil && head.field(index, isNamed: "content-type", in: source) { contentType = value }
+            if head.field(index, isNamed: policy.keyHeaderBytes, in: source) { key.add(value) }
+            if let scopeHeader = policy.scopeHeaderBytes, head.field(index, isNamed: scopeHeader, in: source) { scope.add(value) }
+            if contentType == nil && head.field(index, isNamed: Self.contentType, in: source) { contentType = value }
         }
     }
+
+    private static let contentType: [UInt8] = Array("content-type".utf8)
 }
 
 /// The policy's fingerprint fields, read from the head where they are.
