@@ -49,6 +49,13 @@ public extension RequestHead {
         NameMatch.equals(source, fields[index].name, lowercasedName)
     }
 
+    /// As above, for a name given as lowercase ASCII bytes (a faster comparison than a string's
+    /// UTF-8 view).
+    @inline(__always)
+    func field(_ index: Int, isNamed lowercasedName: [UInt8], in source: UnsafeRawBufferPointer) -> Bool {
+        NameMatch.equals(source, fields[index].name, lowercasedName)
+    }
+
     /// Calls `body` with the value range of every field line named `lowercasedName` (ASCII
     /// bytes), in order, without collecting them.
     @inline(__always)

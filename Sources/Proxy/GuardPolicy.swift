@@ -9,6 +9,9 @@ import Idempotency
 /// and arrays costs a retain and a release for each of them, twice per request.
 final class GuardPolicy: Sendable {
     let keyHeader: String            // lowercased field name
+    /// `keyHeader` and `scopeHeader` as bytes, for matching request fields.
+    let keyHeaderBytes: [UInt8]
+    let scopeHeaderBytes: [UInt8]?
     let keySyntax: Idempotency.KeySyntax
     let keyMaxLength: Int
     let methods: [HTTPMethod]
@@ -47,6 +50,8 @@ final class GuardPolicy: Sendable {
         maxRequestBody = config.maxRequestBody
         maxStoredBody = config.maxStoredBody
         scopeHeader = config.scopeHeader.isEmpty ? nil : config.scopeHeader.lowercased()
+        keyHeaderBytes = Array(keyHeader.utf8)
+        scopeHeaderBytes = scopeHeader.map { Array($0.utf8) }
         scopeHeaderDisplayName = config.scopeHeader
         scopeMissing = config.scopeMissing == .reject ? .reject : .forwardUnguarded
         fingerprint = FingerprintPolicy(
