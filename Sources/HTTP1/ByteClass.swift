@@ -155,6 +155,17 @@ enum NameMatch {
         return true
     }
 
+    /// Same comparison against lowercase bytes.
+    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: [UInt8]) -> Bool {
+        guard lowercase.count == range.count else { return false }
+        var i = range.lowerBound
+        for c in lowercase {
+            if ByteClass.lowercased(bytes[i]) != c { return false }
+            i &+= 1
+        }
+        return true
+    }
+
     /// Case-insensitive comparison of two ranges of the same buffer.
     @inline(__always)
     static func equals(_ bytes: UnsafeRawBufferPointer, _ a: Range<Int>, _ b: Range<Int>) -> Bool {

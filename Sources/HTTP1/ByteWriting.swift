@@ -21,7 +21,9 @@ extension Array where Element == UInt8 {
 
     @inline(__always)
     mutating func appendString(_ string: String) {
-        append(contentsOf: string.utf8)
+        // Through the contiguous UTF-8 bytes: one copy, not an iteration of the UTF-8 view.
+        var string = string
+        string.withUTF8 { append(contentsOf: $0) }
     }
 
     @inline(__always)
@@ -31,11 +33,19 @@ extension Array where Element == UInt8 {
     }
 
     mutating func appendDecimal(_ value: UInt64) {
-        var divisor: UInt64 = 1
-        while value / divisor >= 10 { divisor &*= 10 }
-        while divisor > 0 {
-            append(UInt8(truncatingIfNeeded: value / divisor % 10) &+ 0x30)
-            divisor /= 10
+        // Digits are produced last to first into a stack buffer and appended at once: dividing
+        // by the constant 10 compiles to a multiplication, where dividing by a running power of
+        // ten took a hardware division per step (two per digit).
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // room for UInt64.max's 20 digits
+        Swift.withUnsafeMutableBytes(of: &digits) { buffer in
+            var index = buffer.count
+            var rest = value
+            repeat {
+                index &-= 1
+                buffer[index] = UInt8(truncatingIfNeeded: rest % 10) &+ 0x30
+                rest /= 10
+            } while rest > 0
+            appendBytes(UnsafeRawBufferPointer(rebasing: buffer[index...]))
         }
     }
 

@@ -41,6 +41,33 @@ public extension RequestHead {
     func values(ofField lowercasedName: String, in source: UnsafeRawBufferPointer) -> [Range<Int>] {
         FieldLookup.values(fields, lowercasedName, source)
     }
+
+    /// Whether the field line at `index` is named `lowercasedName`. For callers looking for
+    /// several names in one pass over `fields`.
+    @inline(__always)
+    func field(_ index: Int, isNamed lowercasedName: String, in source: UnsafeRawBufferPointer) -> Bool {
+        NameMatch.equals(source, fields[index].name, lowercasedName)
+    }
+
+    /// As above, for a name given as lowercase ASCII bytes (a faster comparison than a string's
+    /// UTF-8 view).
+    @inline(__always)
+    func field(_ index: Int, isNamed lowercasedName: [UInt8], in source: UnsafeRawBufferPointer) -> Bool {
+        NameMatch.equals(source, fields[index].name, lowercasedName)
+    }
+
+    /// Calls `body` with the value range of every field line named `lowercasedName` (ASCII
+    /// bytes), in order, without collecting them.
+    @inline(__always)
+    func forEachValue(ofField lowercasedName: [UInt8], in source: UnsafeRawBufferPointer, _ body: (Range<Int>) -> Void) {
+        for field in fields where NameMatch.equals(source, field.name, lowercasedName) { body(field.value) }
+    }
+
+    /// As above, for a name given as a string.
+    @inline(__always)
+    func forEachValue(ofField lowercasedName: String, in source: UnsafeRawBufferPointer, _ body: (Range<Int>) -> Void) {
+        for field in fields where NameMatch.equals(source, field.name, lowercasedName) { body(field.value) }
+    }
 }
 
 public extension ResponseHead {

@@ -55,3 +55,22 @@ public struct RequestHead: Sendable {
         scanner = HeadScanner(forRequest: true)
     }
 }
+
+public extension RequestHead {
+    /// Makes this head a copy of `other` that shares no storage with it, reusing this head's
+    /// own field arrays. A plain assignment would share `other`'s arrays, and the next parse
+    /// into `other` (which clears them keeping their capacity) would then have to allocate.
+    mutating func copyContents(of other: RequestHead) {
+        var fields: [FieldRange] = []
+        var hopByHop: [Bool] = []
+        swap(&fields, &self.fields)
+        swap(&hopByHop, &self.hopByHop)
+        fields.removeAll(keepingCapacity: true)
+        fields.append(contentsOf: other.fields)
+        hopByHop.removeAll(keepingCapacity: true)
+        hopByHop.append(contentsOf: other.hopByHop)
+        self = other
+        self.fields = fields
+        self.hopByHop = hopByHop
+    }
+}

@@ -30,7 +30,7 @@
 /// hashed as raw bytes under the `'R'` tag, so it still fingerprints
 /// deterministically and can never equal a canonical JSON fingerprint.
 public enum Fingerprinter {
-    static let domain = "idemproxy/fingerprint/v1"
+    static let domain: StaticString = "idemproxy/fingerprint/v1"
     static let rawBodyTag = UInt8(ascii: "R")
     static let jsonBodyTag = UInt8(ascii: "J")
 
@@ -51,22 +51,44 @@ public enum Fingerprinter {
         body: [UInt8],
         policy: FingerprintPolicy
     ) -> [UInt8] {
+        let fields = FieldList(headers: headers)
+        guard let contentType else {
+            return fingerprint(method: method, target: target, fields: fields, contentType: nil, body: body, policy: policy)
+        }
+        return contentType.withUnsafeBytes {
+            fingerprint(method: method, target: target, fields: fields, contentType: $0, body: body, policy: policy)
+        }
+    }
+
+    /// The same fingerprint, reading the policy's fields through `fields`, so a caller holding
+    /// a parsed head passes its bytes where they are, without collecting them first.
+    public static func fingerprint<Fields: FingerprintFields>(
+        method: UnsafeRawBufferPointer,
+        target: UnsafeRawBufferPointer,
+        fields: Fields,
+        contentType: UnsafeRawBufferPointer?,
+        body: [UInt8],
+        policy: FingerprintPolicy
+    ) -> [UInt8] {
         var input = FramedHasher(domain: domain)
         input.appendField(method)
         input.appendField(target)
         input.appendLength(policy.headers.count)
         for lowercased in policy.lowercasedHeaderBytes {
             input.appendField(lowercased)
-            var values: [ArraySlice<UInt8>] = []
-            for field in headers where ASCII.equalsIgnoringCase(field.name, lowercased) {
-                values.append(field.value)
-            }
             // Several field lines combine with ", " (RFC 9110 §5.3), hashed without joining.
-            input.appendOptionalJoinedField(values, separator: ", ")
+            input.appendOptionalJoinedField(separator: ", ") { part in
+                fields.forEachValue(named: lowercased, part)
+            }
         }
-        let (tag, bytes) = bodyContribution(body, contentType: contentType, policy: policy)
-        input.appendTag(tag)
-        input.appendField(bytes)
+        if policy.body == .json, let contentType, isJSONMediaType(contentType),
+           let canonical = canonicalJSON(body, ignoring: policy.ignoredTokenPaths) {
+            input.appendTag(jsonBodyTag)
+            input.appendField(canonical)
+        } else {
+            input.appendTag(rawBodyTag)
+            input.appendField(body)
+        }
         return input.finalize()
     }
 
@@ -92,16 +114,33 @@ public enum Fingerprinter {
     /// True for `application/json` and any `<type>/<subtype>+json` (RFC 6839 §3.1), compared
     /// case-insensitively with parameters ignored (RFC 9110 §8.3.1).
     public static func isJSONMediaType(_ value: ArraySlice<UInt8>) -> Bool {
-        var end = value.startIndex
-        while end < value.endIndex && value[end] != UInt8(ascii: ";") { end += 1 }
-        let mediaType = IdempotencyKeyParser.trimOWS(value[value.startIndex..<end]).map(ASCII.fold)
-        guard let slash = mediaType.firstIndex(of: UInt8(ascii: "/")), slash > 0 else { return false }
-        if mediaType.elementsEqual("application/json".utf8) { return true }
-        let subtype = mediaType[(slash + 1)...]
-        return subtype.count > 5 && subtype.suffix(5).elementsEqual("+json".utf8)
+        value.withUnsafeBytes { isJSONMediaType($0) }
     }
 
-    /// The tag and bytes the body contributes under `policy`.
+    /// As above, comparing in place (folding case byte by byte, no lowercased copy).
+    public static func isJSONMediaType(_ value: UnsafeRawBufferPointer) -> Bool {
+        var end = 0
+        while end < value.count && value[end] != UInt8(ascii: ";") { end += 1 }
+        var start = 0
+        while start < end && (value[start] == 0x20 || value[start] == 0x09) { start += 1 }
+        while end > start && (value[end - 1] == 0x20 || value[end - 1] == 0x09) { end -= 1 }
+        let mediaType = UnsafeRawBufferPointer(rebasing: value[start..<end])
+        guard let slash = mediaType.firstIndex(of: UInt8(ascii: "/")), slash > 0 else { return false }
+        if equalsFolded(mediaType, "application/json") { return true }
+        let subtype = UnsafeRawBufferPointer(rebasing: mediaType[(slash + 1)...])
+        return subtype.count > 5 && equalsFolded(UnsafeRawBufferPointer(rebasing: subtype[(subtype.count - 5)...]), "+json")
+    }
+
+    /// `bytes`, ASCII-lowercased, equal `lowercase`.
+    private static func equalsFolded(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        let literal = lowercase.utf8Start
+        for index in 0..<bytes.count where ASCII.fold(bytes[index]) != literal[index] { return false }
+        return true
+    }
+
+    /// The tag and bytes the body contributes under `policy` (the fuzz target checks the
+    /// canonical form through it).
     static func bodyContribution(_ body: [UInt8], contentType: ArraySlice<UInt8>?, policy: FingerprintPolicy) -> (UInt8, [UInt8]) {
         guard policy.body == .json, let contentType, isJSONMediaType(contentType),
               let canonical = canonicalJSON(body, ignoring: policy.ignoredTokenPaths) else {
@@ -115,5 +154,23 @@ public enum Fingerprinter {
     static func canonicalJSON(_ body: [UInt8], ignoring paths: [[String]] = []) -> [UInt8]? {
         guard let value = try? JSONParser.parse(body) else { return nil }
         return value.removing(paths).canonicalBytes()
+    }
+}
+
+/// The request fields a fingerprint reads, as the exact bytes received.
+public protocol FingerprintFields {
+    /// Calls `body` with the value of every field line named `lowercasedName` (ASCII,
+    /// lowercase), in order of appearance; names compare case-insensitively (RFC 9110 §5.1).
+    func forEachValue(named lowercasedName: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void)
+}
+
+/// Fields given as a list of name and value bytes.
+private struct FieldList: FingerprintFields {
+    let headers: [(name: [UInt8], value: ArraySlice<UInt8>)]
+
+    func forEachValue(named lowercasedName: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) {
+        for field in headers where ASCII.equalsIgnoringCase(field.name, lowercasedName) {
+            field.value.withUnsafeBytes(body)
+        }
     }
 }

@@ -1,3 +1,5 @@
+import CLibCrypto
+
 /// A SHA-256 input built from self-delimiting parts.
 ///
 /// Hashing a plain concatenation is ambiguous: ("ab", "c") and ("a", "bc")
@@ -7,34 +9,56 @@
 /// before them. With that framing, two different sequences of parts can never
 /// produce the same byte stream, so equal digests imply equal inputs (up to
 /// SHA-256 collisions).
-struct FramedHasher {
+///
+/// Non-copyable and one-shot: it hashes one input on a context borrowed from the thread's
+/// `DigestContextCache` and gives it back when it ends, so hashing allocates nothing here
+/// but the digest (a copyable hasher would need a reference-counted box for its context).
+struct FramedHasher: ~Copyable {
     /// Tag written before an optional part that is absent.
     static let absent: UInt8 = 0x00
     /// Tag written before an optional part that is present.
     static let present: UInt8 = 0x01
 
-    private var hasher = SHA256Hasher()
+    /// An `EVP_MD_CTX` initialised for SHA-256.
+    private let context: OpaquePointer
 
     /// Starts the input with a fixed domain-separation label, so digests made
     /// for one purpose (storage keys, fingerprints) can never be replayed as
     /// digests for another.
-    init(domain: String) {
-        appendField(domain)
+    init(domain: StaticString) {
+        context = DigestContextCache.take()
+        appendField(UnsafeRawBufferPointer(start: domain.utf8Start, count: domain.utf8CodeUnitCount))
+    }
+
+    deinit {
+        DigestContextCache.give(context)
+    }
+
+    @inline(__always)
+    private func update(_ bytes: UnsafeRawBufferPointer) {
+        Self.update(context, bytes)
+    }
+
+    @inline(__always)
+    private static func update(_ context: OpaquePointer, _ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let ok = EVP_DigestUpdate(context, base, bytes.count)
+        precondition(ok == 1, "EVP_DigestUpdate failed")
     }
 
     mutating func appendTag(_ tag: UInt8) {
         var tag = tag
-        withUnsafeBytes(of: &tag) { hasher.update($0) }
+        withUnsafeBytes(of: &tag) { update($0) }
     }
 
     mutating func appendLength(_ length: Int) {
         var bigEndian = UInt64(length).bigEndian
-        withUnsafeBytes(of: &bigEndian) { hasher.update($0) }
+        withUnsafeBytes(of: &bigEndian) { update($0) }
     }
 
     mutating func appendField(_ bytes: UnsafeRawBufferPointer) {
         appendLength(bytes.count)
-        hasher.update(bytes)
+        update(bytes)
     }
 
     mutating func appendField(_ bytes: [UInt8]) {
@@ -56,21 +80,32 @@ struct FramedHasher {
         }
     }
 
-    /// Writes a presence tag, then, when `parts` is not empty, one framed part made of the
-    /// parts joined by `separator` (field lines combined as RFC 9110 §5.3 allows), without
-    /// building the joined bytes.
-    mutating func appendOptionalJoinedField(_ parts: [ArraySlice<UInt8>], separator: StaticString) {
-        guard !parts.isEmpty else {
+    /// Writes a presence tag, then, when there are parts, one framed part made of the parts
+    /// joined by `separator` (field lines combined as RFC 9110 §5.3 allows), without building
+    /// the joined bytes. `forEachPart` is called twice (for the length, then for the bytes)
+    /// and must list the same parts both times.
+    mutating func appendOptionalJoinedField(
+        separator: StaticString, _ forEachPart: ((UnsafeRawBufferPointer) -> Void) -> Void
+    ) {
+        var count = 0
+        var total = 0
+        forEachPart { part in
+            count += 1
+            total += part.count
+        }
+        guard count > 0 else {
             appendTag(Self.absent)
             return
         }
         appendTag(Self.present)
-        var total = separator.utf8CodeUnitCount * (parts.count - 1)
-        for part in parts { total += part.count }
-        appendLength(total)
-        for (index, part) in parts.enumerated() {
-            if index > 0 { hasher.update(UnsafeRawBufferPointer(start: separator.utf8Start, count: separator.utf8CodeUnitCount)) }
-            part.withUnsafeBytes { hasher.update($0) }
+        appendLength(total + separator.utf8CodeUnitCount * (count - 1))
+        let context = self.context
+        let separatorBytes = UnsafeRawBufferPointer(start: separator.utf8Start, count: separator.utf8CodeUnitCount)
+        var first = true
+        forEachPart { part in
+            if !first { Self.update(context, separatorBytes) }
+            first = false
+            Self.update(context, part)
         }
     }
 
@@ -83,7 +118,21 @@ struct FramedHasher {
         }
     }
 
-    mutating func finalize() -> [UInt8] {
-        hasher.finalize()
+    /// Writes the 32-byte digest to `digest` (which must have room for it) and ends the hasher.
+    consuming func finalize(into digest: UnsafeMutableRawPointer) {
+        Self.finalizeDigest(context, into: digest)
+    }
+
+    private static func finalizeDigest(_ context: OpaquePointer, into digest: UnsafeMutableRawPointer) {
+        var length: UInt32 = 0
+        let ok = EVP_DigestFinal_ex(context, digest.assumingMemoryBound(to: UInt8.self), &length)
+        precondition(ok == 1 && Int(length) == SHA256Hasher.digestLength, "EVP_DigestFinal_ex failed")
+    }
+
+    consuming func finalize() -> [UInt8] {
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        let context = self.context
+        withUnsafeMutableBytes(of: &digest) { Self.finalizeDigest(context, into: $0.baseAddress!) }
+        return withUnsafeBytes(of: &digest) { Array($0) }
     }
 }

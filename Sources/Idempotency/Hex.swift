@@ -7,6 +7,15 @@ public enum Hex {
     private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        // Contiguous bytes (every caller's digest) are written straight into the string.
+        if let encoded = bytes.withContiguousStorageIfAvailable({ buffer in
+            String(unsafeUninitializedCapacity: buffer.count * 2) { out in
+                write(UnsafeRawBufferPointer(buffer), to: out.baseAddress!)
+                return buffer.count * 2
+            }
+        }) {
+            return encoded
+        }
         var out: [UInt8] = []
         out.reserveCapacity(bytes.underestimatedCount * 2)
         for byte in bytes {
@@ -14,6 +23,19 @@ public enum Hex {
             out.append(digits[Int(byte & 0x0F)])
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Writes the `2 * bytes.count` hex digits of `bytes` to `out`.
+    @inline(__always)
+    static func write(_ bytes: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>) {
+        let alphabet: StaticString = "0123456789abcdef"
+        let table = alphabet.utf8Start
+        var i = 0
+        for byte in bytes {
+            out[i] = table[Int(byte >> 4)]
+            out[i &+ 1] = table[Int(byte & 0x0F)]
+            i &+= 2
+        }
     }
 
     /// Decodes upper- or lowercase hex; `nil` on odd length or a non-hex digit.

@@ -14,8 +14,7 @@
 /// different header values map to one key, so they are refused.
 ///
 /// The parser works on the raw field-line bytes handed over by the HTTP/1.1
-/// layer (one slice per field line) and never allocates for the common case
-/// beyond the resulting `String`.
+/// layer and allocates nothing but the resulting `String`.
 public enum IdempotencyKeyParser {
     /// Default for `key_max_length` (SPEC §2; Stripe's limit as well).
     public static let defaultMaxLength = 255
@@ -31,18 +30,32 @@ public enum IdempotencyKeyParser {
         fieldValues: [ArraySlice<UInt8>], syntax: KeySyntax, maxLength: Int
     ) -> Result<String, KeyError> {
         guard let first = fieldValues.first else {
+            return parse(fieldValue: UnsafeRawBufferPointer(start: nil, count: 0), lineCount: 0, syntax: syntax, maxLength: maxLength)
+        }
+        return first.withUnsafeBytes {
+            parse(fieldValue: $0, lineCount: fieldValues.count, syntax: syntax, maxLength: maxLength)
+        }
+    }
+
+    /// The same parse for a key still in the request's buffer: `fieldValue` is the first
+    /// field line's value and `lineCount` the number of `Idempotency-Key` field lines. Only
+    /// the resulting `String` is allocated (nothing for a key of up to 15 bytes).
+    public static func parse(
+        fieldValue: UnsafeRawBufferPointer, lineCount: Int, syntax: KeySyntax, maxLength: Int
+    ) -> Result<String, KeyError> {
+        guard lineCount > 0 else {
             return .failure(KeyError(.missing, "the Idempotency-Key header is missing"))
         }
-        guard fieldValues.count == 1 else {
+        guard lineCount == 1 else {
             return .failure(KeyError(
                 .multipleFieldLines,
-                "the Idempotency-Key header must appear exactly once, found \(fieldValues.count) field lines"))
+                "the Idempotency-Key header must appear exactly once, found \(lineCount) field lines"))
         }
-        let value = trimOWS(first)
+        let value = trimOWS(fieldValue)
         guard let lead = value.first else {
             return .failure(KeyError(.empty, "the Idempotency-Key header is empty"))
         }
-        let parsed: Result<[UInt8], KeyError>
+        let parsed: Result<Unquoted, KeyError>
         if lead == UInt8(ascii: "\"") {
             parsed = parseString(value)
         } else {
@@ -64,45 +77,71 @@ public enum IdempotencyKeyParser {
         case .failure(let error):
             return .failure(error)
         case .success(let key):
-            if key.isEmpty {
+            if key.length == 0 {
                 return .failure(KeyError(.empty, "the Idempotency-Key is empty"))
             }
-            if key.count > maxLength {
+            if key.length > maxLength {
                 return .failure(KeyError(
-                    .tooLong, "the Idempotency-Key is \(key.count) characters long; at most \(maxLength) are allowed"))
+                    .tooLong, "the Idempotency-Key is \(key.length) characters long; at most \(maxLength) are allowed"))
             }
             // Every accepted byte is ASCII, so this decoding is lossless.
-            return .success(String(decoding: key, as: UTF8.self))
+            return .success(key.string(in: value))
+        }
+    }
+
+    /// Where an accepted key lies in the trimmed field value: its bytes, still escaped when
+    /// `escapes` is not zero (each `\"` or `\\` stands for its second byte).
+    private struct Unquoted {
+        var range: Range<Int>
+        var escapes: Int
+
+        var length: Int { range.count - escapes }
+
+        func string(in value: UnsafeRawBufferPointer) -> String {
+            let bytes = UnsafeRawBufferPointer(rebasing: value[range])
+            guard escapes > 0 else { return String(decoding: bytes, as: UTF8.self) }
+            return String(unsafeUninitializedCapacity: length) { out in
+                var written = 0
+                var index = 0
+                while index < bytes.count {
+                    if bytes[index] == UInt8(ascii: "\\") { index += 1 }
+                    out[written] = bytes[index]
+                    written += 1
+                    index += 1
+                }
+                return written
+            }
         }
     }
 
     /// RFC 9651 §4.2.5 "Parsing a String", followed by the §4.2 rule that
     /// nothing but trailing spaces may follow the Item (here the caller has
     /// already trimmed OWS, so nothing may follow at all).
-    private static func parseString(_ value: ArraySlice<UInt8>) -> Result<[UInt8], KeyError> {
-        var out: [UInt8] = []
-        var index = value.index(after: value.startIndex)
-        while index < value.endIndex {
+    private static func parseString(_ value: UnsafeRawBufferPointer) -> Result<Unquoted, KeyError> {
+        var escapes = 0
+        var index = 1
+        while index < value.count {
             let c = value[index]
-            index = value.index(after: index)
+            index += 1
             switch c {
             case UInt8(ascii: "\\"):
-                guard index < value.endIndex else {
+                guard index < value.count else {
                     return .failure(KeyError(.unterminatedString, "the Idempotency-Key ends inside an escape"))
                 }
                 let next = value[index]
-                index = value.index(after: index)
+                index += 1
                 guard next == UInt8(ascii: "\"") || next == UInt8(ascii: "\\") else {
                     return .failure(KeyError(
                         .invalidEscape, "the Idempotency-Key contains an invalid escape; only \\\" and \\\\ are allowed"))
                 }
-                out.append(next)
+                escapes += 1
             case UInt8(ascii: "\""):
-                return checkNothingFollows(value[index...]).map { out }
+                return checkNothingFollows(UnsafeRawBufferPointer(rebasing: value[index...]))
+                    .map { Unquoted(range: 1..<(index - 1), escapes: escapes) }
             case 0x00...0x1F, 0x7F:
                 return .failure(controlCharacter)
             case 0x20...0x7E:
-                out.append(c)
+                continue
             default:
                 return .failure(nonASCII)
             }
@@ -112,7 +151,7 @@ public enum IdempotencyKeyParser {
 
     /// Lenient form: one run of %x21-7E, excluding `"` (it would start or
     /// end an sf-string), `,` (list separator) and `;` (parameter start).
-    private static func parseBareToken(_ value: ArraySlice<UInt8>) -> Result<[UInt8], KeyError> {
+    private static func parseBareToken(_ value: UnsafeRawBufferPointer) -> Result<Unquoted, KeyError> {
         // Classify the worst problem first so the error names the real shape.
         if value.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return .failure(controlCharacter) }
         if value.contains(UInt8(ascii: ",")) { return .failure(listError) }
@@ -129,10 +168,10 @@ public enum IdempotencyKeyParser {
                 return .failure(nonASCII)
             }
         }
-        return .success(Array(value))
+        return .success(Unquoted(range: 0..<value.count, escapes: 0))
     }
 
-    private static func checkNothingFollows(_ rest: ArraySlice<UInt8>) -> Result<Void, KeyError> {
+    private static func checkNothingFollows(_ rest: UnsafeRawBufferPointer) -> Result<Void, KeyError> {
         let rest = trimOWS(rest)
         guard let c = rest.first else { return .success(()) }
         if rest.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return .failure(controlCharacter) }
@@ -153,6 +192,14 @@ public enum IdempotencyKeyParser {
         while start < end, value[start] == 0x20 || value[start] == 0x09 { start += 1 }
         while end > start, value[end - 1] == 0x20 || value[end - 1] == 0x09 { end -= 1 }
         return value[start..<end]
+    }
+
+    static func trimOWS(_ value: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        var start = 0
+        var end = value.count
+        while start < end, value[start] == 0x20 || value[start] == 0x09 { start += 1 }
+        while end > start, value[end - 1] == 0x20 || value[end - 1] == 0x09 { end -= 1 }
+        return UnsafeRawBufferPointer(rebasing: value[start..<end])
     }
 
     private static let controlCharacter = KeyError(

@@ -22,23 +22,62 @@
 ///     scoping is disabled or the request has no such header.
 ///   - key: the parsed (unquoted) idempotency key.
 public func storageKey(prefix: String, scope: [UInt8]?, key: String) -> String {
-    prefix + "{" + StorageKey.digestHex(scope: scope, key: key) + "}"
+    guard let scope else { return StorageKey.make(prefix: prefix, scope: nil, key: key) }
+    return scope.withUnsafeBytes { StorageKey.make(prefix: prefix, scope: $0, key: key) }
 }
 
 public enum StorageKey {
     /// Domain label at the head of the hash input; bump the suffix if the
     /// framing ever changes so old and new digests cannot be confused.
-    static let domain = "idemproxy/storage-key/v1"
+    static let domain: StaticString = "idemproxy/storage-key/v1"
 
     /// Length of the hex digest inside the braces.
     public static let digestHexLength = 64
 
+    /// `storageKey(prefix:scope:key:)` for a scope still in the request's buffer. The key is
+    /// built in one allocation (the digest and its hex never exist apart from it), since it is
+    /// computed for every guarded request.
+    public static func make(prefix: String, scope: UnsafeRawBufferPointer?, key: String) -> String {
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digest) { StorageKey.digest(scope: scope, key: key, into: $0.baseAddress!) }
+        var prefix = prefix
+        return prefix.withUTF8 { prefixBytes in
+            let length = prefixBytes.count + 2 + digestHexLength
+            return String(unsafeUninitializedCapacity: length) { out in
+                let base = out.baseAddress!
+                if let prefixBase = prefixBytes.baseAddress { base.update(from: prefixBase, count: prefixBytes.count) }
+                base[prefixBytes.count] = UInt8(ascii: "{")
+                withUnsafeBytes(of: &digest) { Hex.write($0, to: base + prefixBytes.count + 1) }
+                base[length - 1] = UInt8(ascii: "}")
+                return length
+            }
+        }
+    }
+
     /// The 64 lowercase hex characters placed between the braces.
     public static func digestHex(scope: [UInt8]?, key: String) -> String {
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digest) { raw in
+            if let scope {
+                scope.withUnsafeBytes { StorageKey.digest(scope: $0, key: key, into: raw.baseAddress!) }
+            } else {
+                StorageKey.digest(scope: nil, key: key, into: raw.baseAddress!)
+            }
+        }
+        return withUnsafeBytes(of: &digest) { Hex.encode($0) }
+    }
+
+    /// SHA-256 of the framed scope and key, written to `out` (32 bytes).
+    private static func digest(scope: UnsafeRawBufferPointer?, key: String, into out: UnsafeMutableRawPointer) {
         var input = FramedHasher(domain: domain)
-        input.appendOptionalField(scope)
+        if let scope {
+            input.appendTag(FramedHasher.present)
+            input.appendField(scope)
+        } else {
+            input.appendTag(FramedHasher.absent)
+        }
         input.appendField(key)
-        return Hex.encode(input.finalize())
+        input.finalize(into: out)
     }
 
     /// A prefix is usable when it cannot open or close a hash tag of its own.

@@ -8,6 +8,13 @@ extension ClientConnection {
 
     /// A complete head was parsed from `source`; decide and start forwarding.
     func startExchange(source: UnsafeRawBufferPointer) {
+        // The previous guarded exchange's object and buffers serve this request if it is over
+        // and no callback, waiter or settler still holds it (so no identity check can confuse
+        // the two requests).
+        var reusable: GuardedExchange? = nil
+        if exchange.guarded != nil && isKnownUniquelyReferenced(&exchange.guarded), exchange.guarded?.isFinished == true {
+            reusable = exchange.guarded
+        }
         exchange.reset()
         exchange.startNanos = EventLoop.monotonicNanos()
         if worker.accessLog != nil {
@@ -41,7 +48,7 @@ extension ClientConnection {
             ? ([UInt8(ascii: "/")] + path).withUnsafeBytes { worker.guards.policy(method: head.method, methodName: methodName, path: $0) }
             : worker.guards.policy(method: head.method, methodName: methodName, path: path)
         if let policy {
-            startGuarded(policy: policy, source: source)
+            startGuarded(policy: policy, source: source, reusable: reusable)
             return
         }
         countOutcome(.unguarded)

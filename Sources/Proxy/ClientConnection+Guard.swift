@@ -9,9 +9,10 @@ import Upstream
 extension ClientConnection {
     // MARK: intake
 
-    func startGuarded(policy: GuardPolicy, source: UnsafeRawBufferPointer) {
-        let keyLines = keyFieldValues(policy.keyHeader, source: source)
-        if keyLines.isEmpty {
+    /// `reusable` is the previous request's guarded exchange when nothing else holds it.
+    func startGuarded(policy: GuardPolicy, source: UnsafeRawBufferPointer, reusable: GuardedExchange?) {
+        let fields = GuardedFields(head: head, source: source, policy: policy)
+        guard let keyLine = fields.key.first else {
             if policy.required {
                 countOutcome(.missingKey)
                 refuse(status: 400, type: .missingKey, detail: "this route requires an Idempotency-Key header", bodyUnread: head.framing.hasBody)
@@ -23,7 +24,9 @@ extension ClientConnection {
             return
         }
         let key: String
-        switch IdempotencyKeyParser.parse(fieldValues: keyLines, syntax: policy.keySyntax, maxLength: policy.keyMaxLength) {
+        switch IdempotencyKeyParser.parse(
+            fieldValue: UnsafeRawBufferPointer(rebasing: source[keyLine]), lineCount: fields.key.count,
+            syntax: policy.keySyntax, maxLength: policy.keyMaxLength) {
         case .success(let parsed):
             key = parsed
         case .failure(let error):
@@ -36,9 +39,13 @@ extension ClientConnection {
             refuse(status: 413, type: .bodyTooLarge, detail: "the request body exceeds max_request_body (\(policy.maxRequestBody) bytes)", bodyUnread: true)
             return
         }
-        let guarded = GuardedExchange(
-            policy: policy, key: key, headBytes: Array(UnsafeRawBufferPointer(rebasing: source[0..<head.headLength])), head: head,
-            owner: worker.ownerTokens.next())
+        let guarded: GuardedExchange
+        if let reusable {
+            reusable.reuse(policy: policy, key: key, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
+            guarded = reusable
+        } else {
+            guarded = GuardedExchange(policy: policy, key: key, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
+        }
         exchange.guarded = guarded
         if head.framing.hasBody {
             exchange.requestDecoder = BodyDecoder(framing: head.framing, limits: settings.parserLimits)
@@ -52,10 +59,6 @@ extension ClientConnection {
         } else {
             guardedBodyComplete()
         }
-    }
-
-    private func keyFieldValues(_ lowercasedName: String, source: UnsafeRawBufferPointer) -> [ArraySlice<UInt8>] {
-        head.values(ofField: lowercasedName, in: source).map { Array(UnsafeRawBufferPointer(rebasing: source[$0]))[...] }
     }
 
     /// Body bytes of a guarded request, accumulated up to `max_request_body`.
@@ -75,30 +78,28 @@ extension ClientConnection {
         exchange.requestBodyDone = true
         phase = .awaitingResponse
         setTimerWhileUpstreamWorks()
-        var scope: [UInt8]? = nil
-        if let scopeHeader = guarded.policy.scopeHeader {
-            let lines = guarded.values(of: scopeHeader)
-            // An empty value identifies nobody: every caller sending it would share one namespace.
-            if lines.allSatisfy(\.isEmpty) {
-                // SPEC §3: a request without the scope header never falls into a namespace
-                // shared by every such caller (two cookie-authenticated callers sending the same
-                // key and body would get each other's stored response).
-                guarded.stage = .settled
-                switch guarded.policy.scopeMissing {
-                case .reject:
-                    countOutcome(.missingScope)
-                    answer(status: 400, type: .missingScope, detail: "this request has no \(guarded.policy.scopeHeaderDisplayName) header, which identifies the caller for its Idempotency-Key")
-                case .forwardUnguarded:
-                    countOutcome(.unscoped)
-                    exchange.guarded = nil
-                    forwardBuffered(guarded)
-                }
-                return
+        if guarded.policy.scopeHeader != nil && !guarded.hasScope {
+            // SPEC §3: a request without the scope header never falls into a namespace
+            // shared by every such caller (two cookie-authenticated callers sending the same
+            // key and body would get each other's stored response).
+            guarded.stage = .settled
+            switch guarded.policy.scopeMissing {
+            case .reject:
+                countOutcome(.missingScope)
+                answer(status: 400, type: .missingScope, detail: "this request has no \(guarded.policy.scopeHeaderDisplayName) header, which identifies the caller for its Idempotency-Key")
+            case .forwardUnguarded:
+                countOutcome(.unscoped)
+                exchange.guarded = nil
+                forwardBuffered(guarded)
             }
-            scope = Array(lines.joined(separator: [0x2C, 0x20]))
+            return
         }
         guarded.fingerprint = guarded.computeFingerprint()
-        guarded.storageKey = storageKey(prefix: settings.keyPrefix, scope: scope, key: guarded.key)
+        if guarded.policy.scopeHeader != nil {
+            guarded.storageKey = guarded.withScope { StorageKey.make(prefix: settings.keyPrefix, scope: $0, key: guarded.key) }
+        } else {
+            guarded.storageKey = StorageKey.make(prefix: settings.keyPrefix, scope: nil, key: guarded.key)
+        }
         claim(guarded)
     }
 
@@ -118,7 +119,7 @@ extension ClientConnection {
 
     // MARK: outcomes
 
-    private func claimFinished(_ guarded: GuardedExchange, _ result: Result<ClaimOutcome, StoreError>) {
+    func claimFinished(_ guarded: GuardedExchange, _ result: Result<ClaimOutcome, StoreError>) {
         guard exchange.guarded === guarded, guarded.stage == .claiming else { return }
         let outcome: ClaimOutcome
         switch result {
@@ -330,45 +331,6 @@ extension ClientConnection {
             if case .success(false) = result, guarded.ownsClaim {
                 settler.leaseLost(guarded, key: guarded.storageKey, while: "refreshing the lease")
             }
-        }
-    }
-
-    // MARK: waiting (concurrent: wait)
-
-    private func startWaiting(_ guarded: GuardedExchange) {
-        guarded.stage = .waiting
-        if guarded.waitDeadline == 0 { guarded.waitDeadline = loop.now + guarded.policy.waitTimeoutMillis }
-        if loop.now >= guarded.waitDeadline {
-            guarded.stage = .settled
-            countOutcome(.inFlight)
-            answer(status: 409, type: .inFlight, detail: "a request with this Idempotency-Key is still being processed (waited wait_timeout)", retryAfter: 1)
-            return
-        }
-        // Woken at once when the owner is on this instance; otherwise poll with back-off.
-        let id = ObjectIdentifier(self)
-        worker.waiters.add(key: guarded.storageKey, .init(id: id, loop: loop, wake: { [weak self] in self?.waitEnded(guarded) }))
-        let delay = min(guarded.pollDelayMillis, guarded.waitDeadline - loop.now)
-        guarded.pollDelayMillis = min(guarded.pollDelayMillis * 2, 500)
-        loop.arm(leaseTimer, after: delay)
-    }
-
-    /// Woken by the owner or by the poll timer: claim again, which replays a completed record,
-    /// takes over a released one, or keeps waiting.
-    func waitEnded(_ guarded: GuardedExchange) {
-        guard exchange.guarded === guarded, guarded.stage == .waiting else { return }
-        worker.waiters.remove(key: guarded.storageKey, id: ObjectIdentifier(self))
-        leaseTimer.cancel()
-        guarded.stage = .claiming
-        let policy = guarded.policy
-        worker.store.claim(
-            key: guarded.storageKey, owner: guarded.owner, fingerprint: guarded.fingerprint, lease: policy.lease,
-            ttl: policy.ttl, expiredLease: policy.indeterminate
-        ) { [self] result in
-            if case .success(.existing(let record)) = result, record.state == .inFlight, record.fingerprint == guarded.fingerprint {
-                startWaiting(guarded)
-                return
-            }
-            claimFinished(guarded, result)
         }
     }
 

@@ -4,8 +4,14 @@ import Idempotency
 
 /// One set of idempotency settings (the global ones or a route's), converted once into the
 /// shapes the request path uses, so no request re-derives them.
-struct GuardPolicy: Sendable {
+///
+/// A class: every guarded request holds its policy, and copying a struct of this many strings
+/// and arrays costs a retain and a release for each of them, twice per request.
+final class GuardPolicy: Sendable {
     let keyHeader: String            // lowercased field name
+    /// `keyHeader` and `scopeHeader` as bytes, for matching request fields.
+    let keyHeaderBytes: [UInt8]
+    let scopeHeaderBytes: [UInt8]?
     let keySyntax: Idempotency.KeySyntax
     let keyMaxLength: Int
     let methods: [HTTPMethod]
@@ -44,6 +50,8 @@ struct GuardPolicy: Sendable {
         maxRequestBody = config.maxRequestBody
         maxStoredBody = config.maxStoredBody
         scopeHeader = config.scopeHeader.isEmpty ? nil : config.scopeHeader.lowercased()
+        keyHeaderBytes = Array(keyHeader.utf8)
+        scopeHeaderBytes = scopeHeader.map { Array($0.utf8) }
         scopeHeaderDisplayName = config.scopeHeader
         scopeMissing = config.scopeMissing == .reject ? .reject : .forwardUnguarded
         fingerprint = FingerprintPolicy(

@@ -20,14 +20,16 @@ final class GuardedExchange {
         case settled
     }
 
-    let policy: GuardPolicy
-    let key: String
+    private(set) var policy: GuardPolicy
+    private(set) var key: String
     /// The request head bytes, copied out of the read buffer; `head`'s ranges index into it.
-    let headBytes: [UInt8]
-    let head: RequestHead
+    private(set) var headBytes: [UInt8] = []
+    private(set) var head = RequestHead()
+    /// Where the key, scope and Content-Type lines are in `head`.
+    private(set) var fields: GuardedFields
     var body: [UInt8] = []
     var stage: Stage = .buffering
-    let owner: [UInt8]
+    private(set) var owner: [UInt8]
     var storageKey = ""
     var fingerprint: [UInt8] = []
     /// A lease refresh found the record gone or owned by another request (counted once).
@@ -41,12 +43,53 @@ final class GuardedExchange {
     var capturedBody: [UInt8] = []
     var bodyOmitted = false
 
-    init(policy: GuardPolicy, key: String, headBytes: [UInt8], head: RequestHead, owner: [UInt8]) {
-        self.owner = owner
+    /// Buffers up to this size are kept when the object is reused; larger ones are freed, so
+    /// one large request does not pin its memory to the connection.
+    static let keptCapacity = 16 * 1024
+
+    init(policy: GuardPolicy, key: String, head: RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
         self.policy = policy
         self.key = key
-        self.headBytes = headBytes
-        self.head = head
+        self.fields = fields
+        self.owner = owner
+        copyHead(head, source: source)
+    }
+
+    /// True once nothing can still act on this exchange: it owns no claim and waits for no
+    /// store answer or owner. With no other reference left it may serve the next request.
+    var isFinished: Bool {
+        switch stage {
+        case .settled, .passThrough, .buffering: return true
+        case .claiming, .waiting, .forwarding: return false
+        }
+    }
+
+    /// Prepares a finished exchange that nobody else references for a new request, keeping
+    /// its head and body buffers (the caller checks `isFinished` and uniqueness).
+    func reuse(policy: GuardPolicy, key: String, head: RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
+        self.policy = policy
+        self.key = key
+        self.fields = fields
+        self.owner = owner
+        copyHead(head, source: source)
+        if body.capacity > Self.keptCapacity { body = [] } else { body.removeAll(keepingCapacity: true) }
+        stage = .buffering
+        storageKey = ""
+        fingerprint = []
+        leaseLost = false
+        waitDeadline = 0
+        pollDelayMillis = 20
+        status = 0
+        responseHeaders = []
+        capturedBody = []
+        bodyOmitted = false
+    }
+
+    /// Keeps the head: the read buffer it was parsed from is reused for the next read.
+    private func copyHead(_ parsed: RequestHead, source: UnsafeRawBufferPointer) {
+        if headBytes.capacity > Self.keptCapacity { headBytes = [] } else { headBytes.removeAll(keepingCapacity: true) }
+        headBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: source[0..<parsed.headLength]))
+        head.copyContents(of: parsed)
     }
 
     /// The storage key's digest, shortened, for the access log (`AccessLog.keyHashLength`);
@@ -80,26 +123,90 @@ final class GuardedExchange {
     /// SHA-256 over method, target, the policy's fields and the body, all as the exact bytes
     /// received (SPEC §3): nothing is decoded as text, so obs-text bytes count.
     func computeFingerprint() -> [UInt8] {
-        var fields: [(name: [UInt8], value: ArraySlice<UInt8>)] = []
-        for (name, nameBytes) in zip(policy.fingerprintHeaderNames, policy.fingerprint.lowercasedHeaderBytes) {
-            for value in values(of: name) { fields.append((nameBytes, value)) }
-        }
-        let contentType = values(of: "content-type").first
-        return headBytes.withUnsafeBytes { source in
+        headBytes.withUnsafeBytes { source in
+            let fieldsInHead = HeadFields(head: head, source: source)
+            let contentType = fields.contentType.map { UnsafeRawBufferPointer(rebasing: source[$0]) }
+            let method = UnsafeRawBufferPointer(rebasing: source[head.methodRange])
             // The path and query the upstream receives: the same request in absolute-form
             // ("http://a/x", or "http://a?q" sent as "/?q") fingerprints as in origin-form.
             let origin = UnsafeRawBufferPointer(rebasing: source[HeadWriter.originForm(of: head.target, in: source)])
-            let fingerprint = { [self] (target: UnsafeRawBufferPointer) in
-                Fingerprinter.fingerprint(
-                    method: UnsafeRawBufferPointer(rebasing: source[head.methodRange]), target: target,
-                    headers: fields, contentType: contentType, body: body, policy: policy.fingerprint)
+            guard TargetCheck.isRootless(origin) else {
+                return Fingerprinter.fingerprint(
+                    method: method, target: origin, fields: fieldsInHead, contentType: contentType, body: body, policy: policy.fingerprint)
             }
-            return TargetCheck.isRootless(origin) ? ([UInt8(ascii: "/")] + origin).withUnsafeBytes(fingerprint) : fingerprint(origin)
+            return ([UInt8(ascii: "/")] + origin).withUnsafeBytes { target in
+                Fingerprinter.fingerprint(
+                    method: method, target: target, fields: fieldsInHead, contentType: contentType, body: body, policy: policy.fingerprint)
+            }
         }
     }
 
-    /// Raw values of every field line named `lowercasedName`.
-    func values(of lowercasedName: String) -> [ArraySlice<UInt8>] {
-        headBytes.withUnsafeBytes { head.values(ofField: lowercasedName, in: $0) }.map { headBytes[$0] }
+    /// True when the scope header is present with a value that is not empty: an empty value
+    /// identifies nobody, and every caller sending it would share one namespace (SPEC §3).
+    var hasScope: Bool {
+        guard let first = fields.scope.first else { return false }
+        if fields.scope.count == 1 { return !first.isEmpty }
+        var anyValue = false
+        headBytes.withUnsafeBytes { source in
+            head.forEachValue(ofField: policy.scopeHeader ?? "", in: source) { if !$0.isEmpty { anyValue = true } }
+        }
+        return anyValue
+    }
+
+    /// Calls `body` with the scope as hashed into the storage key: the value of the one
+    /// scope line, or of several lines joined with ", " (RFC 9110 §5.3).
+    func withScope<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        headBytes.withUnsafeBytes { source in
+            if fields.scope.count == 1, let first = fields.scope.first {
+                return body(UnsafeRawBufferPointer(rebasing: source[first]))
+            }
+            var joined: [UInt8] = []
+            var firstLine = true
+            head.forEachValue(ofField: policy.scopeHeader ?? "", in: source) { value in
+                if !firstLine { joined.append(contentsOf: [0x2C, 0x20]) }
+                firstLine = false
+                joined.append(contentsOf: UnsafeRawBufferPointer(rebasing: source[value]))
+            }
+            return joined.withUnsafeBytes(body)
+        }
+    }
+}
+
+/// Where a guarded request's key, scope and Content-Type lines are, found in one pass over
+/// its field lines (values index the head's bytes).
+struct GuardedFields {
+    struct Lines {
+        var first: Range<Int>? = nil
+        var count = 0
+
+        mutating func add(_ value: Range<Int>) {
+            if first == nil { first = value }
+            count += 1
+        }
+    }
+
+    var key = Lines()
+    var scope = Lines()
+    var contentType: Range<Int>? = nil
+
+    init(head: RequestHead, source: UnsafeRawBufferPointer, policy: GuardPolicy) {
+        for index in head.fields.indices {
+            let value = head.fields[index].value
+            if head.field(index, isNamed: policy.keyHeaderBytes, in: source) { key.add(value) }
+            if let scopeHeader = policy.scopeHeaderBytes, head.field(index, isNamed: scopeHeader, in: source) { scope.add(value) }
+            if contentType == nil && head.field(index, isNamed: Self.contentType, in: source) { contentType = value }
+        }
+    }
+
+    private static let contentType: [UInt8] = Array("content-type".utf8)
+}
+
+/// The policy's fingerprint fields, read from the head where they are.
+private struct HeadFields: FingerprintFields {
+    let head: RequestHead
+    let source: UnsafeRawBufferPointer
+
+    func forEachValue(named lowercasedName: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) {
+        head.forEachValue(ofField: lowercasedName, in: source) { body(UnsafeRawBufferPointer(rebasing: source[$0])) }
     }
 }
