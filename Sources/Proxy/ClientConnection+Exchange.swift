@@ -195,6 +195,7 @@ extension ClientConnection {
     /// reading the next request, or close.
     func requestFinished() {
         logExchange()
+        exchange.guarded?.releaseLargeBuffers()
         exchange.requestsServed += 1
         let action = lifecycle.exchangeFinished(
             keepAlive: exchange.clientKeepAlive, requestBodyDone: exchange.requestBodyDone, outputPending: !out.isEmpty)

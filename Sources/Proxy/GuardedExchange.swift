@@ -85,6 +85,16 @@ final class GuardedExchange {
         bodyOmitted = false
     }
 
+    /// Called when its request is finished. The exchange stays with an idle keep-alive
+    /// connection until the next guarded request, so a large request or response body must not
+    /// stay with it: ten thousand idle clients must not each pin a megabyte.
+    func releaseLargeBuffers() {
+        guard isFinished else { return }
+        if body.capacity > Self.keptCapacity { body = [] }
+        // The stored response shares the captured bytes; the store owns them now.
+        capturedBody = []
+    }
+
     /// Keeps the head: the read buffer it was parsed from is reused for the next read.
     private func copyHead(_ parsed: RequestHead, source: UnsafeRawBufferPointer) {
         if headBytes.capacity > Self.keptCapacity { headBytes = [] } else { headBytes.removeAll(keepingCapacity: true) }

@@ -31,6 +31,31 @@ import Testing
         #expect(storageKey(prefix: "", scope: nil, key: "k") != storageKey(prefix: "", scope: bytes("k"), key: ""))
     }
 
+    /// Records already in a store are found only if the key's bytes never change: these
+    /// digests were computed outside Swift (Python's hashlib over the documented framing).
+    @Test func theDigestBytesArePinned() {
+        #expect(storageKey(prefix: "idem:", scope: bytes("Bearer t"), key: "k1")
+            == "idem:{20fcceafe1c3aa81fccd40c4f5a07d969d5653e0b2796ea2311efe9db100949c}")
+        #expect(storageKey(prefix: "idem:", scope: nil, key: "k")
+            == "idem:{1abaa3c7a057f934e825bf9f718acbc38f2c20b6741ca9be61396aa4cd3b70dd}")
+        #expect(StorageKey.digestHex(scope: nil, key: "k")
+            == "1abaa3c7a057f934e825bf9f718acbc38f2c20b6741ca9be61396aa4cd3b70dd")
+    }
+
+    /// The same for fingerprints: a changed fingerprint would answer every retry across an
+    /// upgrade with 422 mismatch.
+    @Test func theFingerprintBytesArePinned() {
+        let raw = Fingerprinter.fingerprint(
+            method: "POST", target: "/v1/charges?x=1",
+            headers: [("Content-Type", "application/json"), ("X-Tenant", "a"), ("x-tenant", "b")],
+            body: Array(#"{"b": 2, "a": 1}"#.utf8), policy: FingerprintPolicy(headers: ["X-Tenant", "Accept"]))
+        #expect(Hex.encode(raw) == "4d5bd51a815619e1de183be4ac2c88224884f4960ccb5c8e70b7f9bbcf8fda92")
+        let json = Fingerprinter.fingerprint(
+            method: "POST", target: "/v1/charges", headers: [("Content-Type", "application/json")],
+            body: Array(#"{"b": 2, "a": 1}"#.utf8), policy: FingerprintPolicy(body: .json))
+        #expect(Hex.encode(json) == "eba138b810a4ff9c0016161211e8e76de4194631a1b767b447cbdc75fcdc9e50")
+    }
+
     @Test func bracesInTheKeyCannotChooseTheSlot() {
         let key = storageKey(prefix: "idem:", scope: nil, key: "{evil}")
         #expect(key.filter { $0 == "{" }.count == 1)
