@@ -20,9 +20,12 @@ final class ClientConnection: EventHandler {
 
     let fd: Int32
     let peer: String
-    unowned let worker: Worker
+    /// `unowned(unsafe)`: the worker and its loop outlive every connection they own, and a
+    /// checked `unowned` read costs an atomic retain and release on each of the many uses per
+    /// request.
+    unowned(unsafe) let worker: Worker
     /// Cached from the worker: read on every request.
-    unowned let loop: EventLoop
+    unowned(unsafe) let loop: EventLoop
     let settings: ProxySettings
 
     /// Phase, timer and closing state (see the table in `ConnectionLifecycle`).
@@ -52,9 +55,19 @@ final class ClientConnection: EventHandler {
     var sentBytesSinceArmed = 0
     /// Lingering ends by this time whatever the client does.
     var lingerDeadline: UInt64 = 0
-    lazy var timer = Timer { [weak self] in self?.timerFired() }
+    /// The timers capture the connection `unowned(unsafe)`, not `weak`: one weak reference
+    /// gives an object a side table, and every retain and release of it then takes the slow
+    /// path. `deinit` cancels both, so a queued timer never fires for a freed connection; while
+    /// one fires, a strong reference keeps the connection alive to the end of the call.
+    lazy var timer = Timer { [unowned(unsafe) self] in
+        let connection = self
+        withExtendedLifetime(connection) { connection.timerFired() }
+    }
     /// Lease refresh while a guarded request is upstream; poll interval while waiting.
-    lazy var leaseTimer = Timer { [weak self] in self?.guardTimerFired() }
+    lazy var leaseTimer = Timer { [unowned(unsafe) self] in
+        let connection = self
+        withExtendedLifetime(connection) { connection.guardTimerFired() }
+    }
     /// The client connection is gone but a guarded exchange still runs to completion so its
     /// result is stored: a client's disconnect never cancels a guarded request (SPEC §4).
     var clientGone = false
@@ -76,6 +89,12 @@ final class ClientConnection: EventHandler {
         self.worker = worker
         self.loop = worker.loop
         self.settings = worker.settings
+    }
+
+    deinit {
+        // The loop's timer heap may still hold them; they capture this object unretained.
+        timer.cancel()
+        leaseTimer.cancel()
     }
 
     func start() {

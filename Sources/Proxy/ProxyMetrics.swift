@@ -51,6 +51,8 @@ public final class ProxyMetrics: Sendable {
     /// A Redis that came back without its records, by how it was noticed.
     public let storeResetsRunID = Atomic<Int>(0)
     public let storeResetsRecordsMissing = Atomic<Int>(0)
+    /// Replays answered from a worker's replay cache, without a store round trip.
+    public let replayCacheHits = Atomic<Int>(0)
 
     /// Whole requests by outcome, from the parsed head to the response's last byte queued.
     private let requestDurations: [Histogram]
@@ -112,6 +114,9 @@ public final class ProxyMetrics: Sendable {
             "idemproxy_store_resets_total", help: "Times the store came back without its records (restart, failover, flush).",
             samples: [([("reason", "run_id_changed")], storeResetsRunID.load(ordering: .relaxed)),
                       ([("reason", "records_missing")], storeResetsRecordsMissing.load(ordering: .relaxed))])
+        text.counter(
+            "idemproxy_store_replay_cache_hits_total", help: "Replays served from a worker's cache of completed records, without a store round trip.",
+            samples: [([], replayCacheHits.load(ordering: .relaxed))])
         text.gauge("idemproxy_connections_active", help: "Open client connections.", value: activeConnections.load(ordering: .relaxed))
         text.histogram(
             "idemproxy_request_duration_seconds", help: "Whole requests by outcome, head received to response queued.",

@@ -77,10 +77,12 @@ final class Worker: EventHandler, @unchecked Sendable {
         } else {
             let connection = settings.redis!.reporting(to: shared.metrics.redisNodes).makeConnection(loop: loop)
             redis = connection
-            store = RedisIdempotencyStore(
+            let redisStore = RedisIdempotencyStore(
                 connection: connection, keyPrefix: settings.keyPrefix, resetDetector: shared.resetDetector,
                 replicaAcknowledgement: settings.replicaAcknowledgement, replayCacheBytes: settings.replayCacheBytesPerWorker)
             let metrics = shared.metrics
+            redisStore.onReplayCacheHit = { metrics.replayCacheHits.add(1, ordering: .relaxed) }
+            store = redisStore
             let log = settings.log
             // Weak: the connection owns this closure.
             connection.onStateChange = { [weak connection] old, new in
@@ -221,7 +223,12 @@ final class Worker: EventHandler, @unchecked Sendable {
 
     /// Graceful shutdown, last step after the grace period: close whatever is left.
     func forceClose() {
-        for connection in Array(connections.values) { connection.abort() }
+        for connection in Array(connections.values) {
+            connection.abort()
+            // A detached guarded exchange may still hold its upstream, whose delegate holds the
+            // connection back: close it, or the pair outlives the worker.
+            connection.upstreamAbandoned()
+        }
         settler.logAbandonedAtShutdown()
     }
 }

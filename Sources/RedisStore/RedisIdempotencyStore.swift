@@ -33,6 +33,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     let purgeLog: RedisPurgeLog
     /// Replays served from `replayCache`.
     public private(set) var replayCacheHits = 0
+    /// Told of each replay served from `replayCache` (the metrics' counter).
+    public var onReplayCacheHit: (() -> Void)?
 
     /// Per server: the run_id seen last, to tell a restart from a first report.
     private var runIDs: [String: String] = [:]
@@ -198,6 +200,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             let now = connection.loop.now
             if purgeLog.isFresh(nowMillis: now), let record = replayCache.lookup(key, nowMillis: now) {
                 replayCacheHits += 1
+                onReplayCacheHit?()
                 return completion(.success(.existing(record)))
             }
         }

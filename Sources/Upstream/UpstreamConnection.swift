@@ -23,8 +23,14 @@ public final class UpstreamConnection: EventHandler {
 
     public let id: Int
     public let fd: Int32
-    public unowned let loop: EventLoop
-    public weak var delegate: (any UpstreamConnectionDelegate)?
+    /// The pool's loop, which outlives its connections (`unowned(unsafe)`: no atomic
+    /// retain and release on each use).
+    public unowned(unsafe) let loop: EventLoop
+    /// Strong, not `weak`: a weak reference would give every client connection a side table
+    /// and slow each of its retains. The cycle it makes with the client's `upstream` is broken
+    /// whenever the client lets the connection go: `close()` clears it and the pool's
+    /// `release` replaces it with the pool.
+    public var delegate: (any UpstreamConnectionDelegate)?
     public private(set) var state: State = .connecting
     /// Bytes to send; appended by the delegate, flushed by `flush()`.
     public var outbound = OutputBuffer()
@@ -42,9 +48,10 @@ public final class UpstreamConnection: EventHandler {
     /// request or stops answering is noticed (0 = the delegate manages the timer itself).
     public var activityTimeoutMillis: UInt64 = 0
     private var wantsRead = true
-    private lazy var timer = Timer { [weak self] in
-        guard let self else { return }
-        self.delegate?.upstreamTimedOut(self)
+    /// `unowned(unsafe)` for the reason given at `ClientConnection.timer`; cancelled in deinit.
+    private lazy var timer = Timer { [unowned(unsafe) self] in
+        let connection = self
+        withExtendedLifetime(connection) { connection.delegate?.upstreamTimedOut(connection) }
     }
 
     init(id: Int, fd: Int32, loop: EventLoop) throws(IOError) {
@@ -52,6 +59,10 @@ public final class UpstreamConnection: EventHandler {
         self.fd = fd
         self.loop = loop
         try loop.register(fd, handler: self, interest: [.write])
+    }
+
+    deinit {
+        timer.cancel()  // it captures this object unretained
     }
 
     // MARK: delegate API

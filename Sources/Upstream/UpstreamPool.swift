@@ -2,7 +2,8 @@ import EventLoop
 
 /// The per-loop keep-alive pool to one upstream address. It executes `PoolStateMachine`'s
 /// decisions: parks, checks and closes sockets. While parked, a connection's delegate is the
-/// pool itself, so an upstream that closes an idle connection is noticed at once.
+/// pool itself, so an upstream that closes an idle connection is noticed at once. That is a
+/// strong reference each way; `shutdown()` closes every parked connection and so breaks it.
 public final class UpstreamPool {
     public struct Configuration: Sendable {
         public var address: Socket.Address
@@ -19,17 +20,26 @@ public final class UpstreamPool {
     }
 
     public let configuration: Configuration
-    private unowned let loop: EventLoop
+    private unowned(unsafe) let loop: EventLoop  // the worker's loop outlives its pool
     private var state: PoolStateMachine
     private var parked: [Int: UpstreamConnection] = [:]
     private var nextID = 1
-    private lazy var sweepTimer = Timer { [weak self] in self?.sweep() }
+    /// `unowned(unsafe)`, cancelled in deinit: a weak capture would give the pool a side table
+    /// and slow the retain of every park and reuse (parked connections' delegate is the pool).
+    private lazy var sweepTimer = Timer { [unowned(unsafe) self] in
+        let pool = self
+        withExtendedLifetime(pool) { pool.sweep() }
+    }
     private var expired: [Int] = []
 
     public init(configuration: Configuration, loop: EventLoop) {
         self.configuration = configuration
         self.loop = loop
         self.state = PoolStateMachine(configuration: .init(maxIdle: configuration.maxIdle, idleTimeoutMillis: configuration.idleTimeoutMillis))
+    }
+
+    deinit {
+        sweepTimer.cancel()
     }
 
     public var idleCount: Int { state.idleCount }

@@ -92,7 +92,6 @@ import TestSupport
     /// On a Redis of its own, so no other test's scripts are counted.
     @Test func aFreeKeyIsClaimedByOneNativeCommand() throws {
         let redis = try RedisServer()
-        try redis.start()
         let f = try RedisStoreTests.Fixture(url: redis.url)
         let key = f.key()
         let scriptsRun = { () throws -> Int in

@@ -48,6 +48,40 @@ import TestSupport
         return key
     }
 
+    /// Through the whole proxy, on the default configuration: once the first replay has read
+    /// the record from Redis, later replays send Redis nothing and are counted on /metrics.
+    @Test func theProxyServesRepeatedReplaysFromMemory() throws {
+        let redis = try RedisServer()
+        let origin = CountingOrigin()
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: StoreKind.redis.yaml(url: redis.url))
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        let first = try proxy.request(post(key: key))
+        #expect(first.status == 201)
+        // Its completion is written after the client has the response, and a record read before
+        // the purge log's first read came back is not cached: replay until one is served from
+        // memory.
+        let metrics = proxy.server.metrics
+        #expect(eventually {
+            (try? proxy.request(post(key: key)).value("idempotent-replayed")) == "true" && metrics.replayCacheHits.load(ordering: .relaxed) > 0
+        })
+        #expect(try redis.command("CONFIG RESETSTAT").hasPrefix("+OK"))
+        let before = metrics.replayCacheHits.load(ordering: .relaxed)
+        for _ in 0..<5 {
+            let replay = try proxy.request(post(key: key))
+            #expect(replay.value("idempotent-replayed") == "true")
+            #expect(replay.bodyText == first.bodyText)
+        }
+        #expect(origin.count == 1)
+        let hits = metrics.replayCacheHits.load(ordering: .relaxed)
+        #expect(hits == before + 5)
+        #expect(metrics.exposition().contains("idemproxy_store_replay_cache_hits_total \(hits)\n"))
+        // Redis saw the purge log's reads and nothing for the five replays.
+        let stats = try redis.command("INFO commandstats")
+        #expect(!stats.contains("cmdstat_set:"), "\(stats)")
+        #expect(!stats.contains("cmdstat_evalsha:"), "\(stats)")
+    }
+
     @Test func aPurgeOnOneReplicaReachesTheOthersCacheWithinASecond() throws {
         let a = try RedisStoreTests.Fixture(replayCacheBytes: 1 << 20)
         let b = try RedisStoreTests.Fixture(replayCacheBytes: 1 << 20)
@@ -124,7 +158,6 @@ import TestSupport
     /// so no replica keeps replaying what was purged.
     @Test func aPurgeReachesTheCachesWhenRedisIsOutOfMemory() throws {
         let redis = try RedisServer()
-        try redis.start()
         let a = try RedisStoreTests.Fixture(url: redis.url, replayCacheBytes: 1 << 20)
         let b = try RedisStoreTests.Fixture(url: redis.url, replayCacheBytes: 1 << 20)
         let key = try completedOnA(a, b)

@@ -46,7 +46,9 @@ public final class RedisServer: @unchecked Sendable {
         return "/usr/bin/redis-server"
     }
 
+    /// Starts the server; one still running is stopped first, never left behind unowned.
     public func start() throws {
+        kill()
         let process = try Subprocess.launch {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: Self.binary)
