@@ -303,14 +303,29 @@ struct StoreKey: Hashable, Sendable {
     let text: String
     let fnv: UInt64
 
+    /// FNV-1a over 8-byte words (then the tail bytes), read in place: a storage key is about
+    /// 70 bytes and hashed on every store call, byte by byte that is a long chain of multiplies.
+    /// The dictionary's own seeded `Hasher` still mixes the result.
     init(_ text: String) {
         self.text = text
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01B3
+        var copy = text
+        fnv = copy.withUTF8 { bytes in
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            let raw = UnsafeRawBufferPointer(bytes)
+            var offset = 0
+            while offset + 8 <= raw.count {
+                hash ^= raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                hash &*= 0x0000_0100_0000_01B3
+                hash ^= hash >> 29
+                offset += 8
+            }
+            while offset < raw.count {
+                hash ^= UInt64(raw[offset])
+                hash &*= 0x0000_0100_0000_01B3
+                offset += 1
+            }
+            return hash
         }
-        fnv = hash
     }
 
     func hash(into hasher: inout Hasher) { hasher.combine(fnv) }

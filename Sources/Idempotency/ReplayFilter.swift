@@ -17,17 +17,32 @@ public enum ReplayFilter {
         // a Connection field exists, and names are compared without building lowercased
         // copies: this runs once per guarded response.
         var connectionNamed: [String] = []
-        for header in responseHeaders where ASCII.equalsIgnoringCase(header.name, "connection") {
+        var anyDropped = false
+        for header in responseHeaders where mayBeDropped(header.name) {
+            anyDropped = true
+            guard ASCII.equalsIgnoringCase(header.name, "connection") else { continue }
             for option in header.value.split(separator: UInt8(ascii: ",")) {
                 let token = IdempotencyKeyParser.trimOWS(ArraySlice(option))
                 if !token.isEmpty { connectionNamed.append(String(decoding: token, as: UTF8.self)) }
             }
         }
+        // The usual response (Date, Server, Content-Type, Content-Length) drops one field.
+        if !anyDropped && connectionNamed.isEmpty { return responseHeaders }
         let dropDefaults = droppedByDefault.filter { name in !keepHeaders.contains { ASCII.equalsIgnoringCase($0, name) } }
         return responseHeaders.filter { header in
-            !neverStored.contains { ASCII.equalsIgnoringCase(header.name, $0) }
-                && !dropDefaults.contains { ASCII.equalsIgnoringCase(header.name, $0) }
+            !(mayBeDropped(header.name) && neverStored.contains { ASCII.equalsIgnoringCase(header.name, $0) })
+                && !(mayBeDropped(header.name) && dropDefaults.contains { ASCII.equalsIgnoringCase(header.name, $0) })
                 && !connectionNamed.contains { ASCII.equalsIgnoringCase(header.name, $0) }
+        }
+    }
+
+    /// False for a name whose length no field of `neverStored` or `droppedByDefault` has
+    /// (2, 7, 10, 14, 16, 17): most fields are ruled out without comparing a byte.
+    @inline(__always)
+    static func mayBeDropped(_ name: ArraySlice<UInt8>) -> Bool {
+        switch name.count {
+        case 2, 7, 10, 14, 16, 17: return true
+        default: return false
         }
     }
 }

@@ -50,4 +50,13 @@ private func names(_ headers: [HeaderPair]) -> [String] { headers.map(\.nameText
         let headers = [HeaderPair(name: "A", value: "1"), HeaderPair(name: "B", value: "2")]
         #expect(ReplayFilter.headersToStore(responseHeaders: headers, keepHeaders: []) == headers)
     }
+
+    /// The length pre-check must admit every name the filter drops, or one would be stored.
+    @Test func everyDroppedNameHasALengthThePreCheckAdmits() {
+        for name in ReplayFilter.neverStored + ReplayFilter.droppedByDefault {
+            #expect(ReplayFilter.mayBeDropped(ArraySlice(name.utf8)), "\(name)")
+            let headers = [HeaderPair(name: name.uppercased(), value: "1"), HeaderPair(name: "Date", value: "x")]
+            #expect(names(ReplayFilter.headersToStore(responseHeaders: headers, keepHeaders: [])) == ["Date"], "\(name)")
+        }
+    }
 }
