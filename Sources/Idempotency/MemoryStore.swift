@@ -202,18 +202,28 @@ public final class MemoryStore: IdempotencyStore {
     /// Removes every record whose TTL has passed at `now`; returns how many.
     @discardableResult
     public func sweep(now: UInt64) -> Int {
-        var removed = 0
-        for shard in shards {
-            removed += shard.entries.withLock { entries in
-                let expired = entries.filter { $0.value.expiresAtMillis <= now }
-                for (key, entry) in expired {
-                    entries[key] = nil
-                    forceCharge(-entry.cost)
-                }
-                return expired.count
+        (0..<shards.count).reduce(0) { $0 + sweep(shard: $1, now: now) }
+    }
+
+    /// The same for one shard (`index` modulo `shardCount`). A loop sweeps one shard per tick:
+    /// scanning a million records at once would hold the loop, and every request waiting on
+    /// it, for milliseconds.
+    @discardableResult
+    public func sweep(shard index: Int, now: UInt64) -> Int {
+        shards[index % shards.count].entries.withLock { entries in
+            let expired = entries.filter { $0.value.expiresAtMillis <= now }
+            for (key, entry) in expired {
+                entries[key] = nil
+                forceCharge(-entry.cost)
             }
+            return expired.count
         }
-        return removed
+    }
+
+    /// `sweep(shard:now:)` at the store clock's current time.
+    @discardableResult
+    public func sweep(shard index: Int) -> Int {
+        sweep(shard: index, now: clock())
     }
 
     /// `sweep(now:)` at the store clock's current time.

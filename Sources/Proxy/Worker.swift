@@ -64,6 +64,7 @@ final class Worker: EventHandler, @unchecked Sendable {
     /// Owner tokens for claims made on this loop.
     var ownerTokens = OwnerTokenSource()
     private lazy var sweepTimer = Timer { [weak self] in self?.sweepMemoryStore() }
+    private var nextShardToSweep = 0
 
     init(index: Int, settings: ProxySettings, listenFD: Int32, shared: SharedState) throws(IOError) {
         let loop = try EventLoop(index: index)
@@ -135,9 +136,11 @@ final class Worker: EventHandler, @unchecked Sendable {
 
     /// Expired memory-store records are dropped lazily on access; this bounds the memory of
     /// keys that are never seen again.
+    /// One shard per tick, every shard about once a second.
     private func sweepMemoryStore() {
-        _ = shared.memoryStore?.sweep()
-        loop.arm(sweepTimer, after: 1000)
+        _ = shared.memoryStore?.sweep(shard: nextShardToSweep)
+        nextShardToSweep = (nextShardToSweep + 1) % MemoryStore.shardCount
+        loop.arm(sweepTimer, after: UInt64(max(1, 1000 / MemoryStore.shardCount)))
     }
 
     var connectionCount: Int { connections.count }

@@ -159,6 +159,24 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         #expect(store.storedCount == 0)
     }
 
+    /// The loop sweeps one shard per tick: a pass over every shard removes exactly what a
+    /// whole sweep does, and one shard alone removes only its own records.
+    @Test func sweepingShardByShardRemovesTheSameRecords() {
+        for i in 0..<200 {
+            #expect(store.claimNow("short-\(i)", owner: alice, fingerprint: fpA, lease: .seconds(5), ttl: .seconds(10)) == .claimed)
+        }
+        #expect(store.claimNow("long", owner: alice, fingerprint: fpA, lease: .seconds(5), ttl: .seconds(1000)) == .claimed)
+        clock.advance(.seconds(15))
+        let first = store.sweep(shard: 0)
+        #expect(first < 200, "one shard holds a part of the records")
+        #expect(store.storedCount == 201 - first)
+        var removed = first
+        for shard in 1..<MemoryStore.shardCount { removed += store.sweep(shard: shard) }
+        #expect(removed == 200)
+        #expect(store.storedCount == 1)
+        #expect(store.getNow("long") != nil)
+    }
+
     @Test func completionMayReenterTheStore() {
         var inner: ClaimOutcome?
         store.claim(key: "k", owner: alice, fingerprint: fpA, lease: .seconds(1), ttl: .seconds(1), expiredLease: .hold) {
