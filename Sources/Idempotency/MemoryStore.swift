@@ -334,6 +334,11 @@ struct StoreKey: Hashable, Sendable {
                 hash &*= 0x0000_0100_0000_01B3
                 offset += 1
             }
+            // A final mix (MurmurHash3's fmix64 step), so the low bits that pick the shard
+            // depend on every byte, the last word's high bytes included.
+            hash ^= hash >> 33
+            hash &*= 0xff51_afd7_ed55_8ccd
+            hash ^= hash >> 33
             return hash
         }
     }

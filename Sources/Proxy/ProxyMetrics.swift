@@ -115,7 +115,7 @@ public final class ProxyMetrics: Sendable {
             samples: [([("reason", "run_id_changed")], storeResetsRunID.load(ordering: .relaxed)),
                       ([("reason", "records_missing")], storeResetsRecordsMissing.load(ordering: .relaxed))])
         text.counter(
-            "idemproxy_store_replay_cache_hits_total", help: "Replays served from a worker's cache of completed records, without a store round trip.",
+            "idemproxy_store_replay_cache_hits_total", help: "Claims answered from a worker's cache of completed records (replays, or a mismatch on a cached record), without a store round trip.",
             samples: [([], replayCacheHits.load(ordering: .relaxed))])
         text.gauge("idemproxy_connections_active", help: "Open client connections.", value: activeConnections.load(ordering: .relaxed))
         text.histogram(

@@ -233,6 +233,10 @@ final class Worker: EventHandler, @unchecked Sendable {
             connection.upstreamAbandoned()
         }
         settler.logAbandonedAtShutdown()
+        // Fails the store commands still outstanding now, while this worker and its connections
+        // are whole; left to the connections' deinit, their callbacks would run while the worker
+        // itself is being torn down.
+        for server in redis?.connections ?? [] { server.close() }
     }
 }
 

@@ -11,7 +11,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     public let connection: any RedisChannel
     private var shas: [String?] = Array(repeating: nil, count: RedisScripts.all.count)
 
-    private enum Script: Int { case claimContended, complete, release, markUnknown, refresh, inspect, announcePurge }
+    enum Script: Int { case claimContended, complete, release, markUnknown, refresh, inspect, announcePurge }
 
     /// Watches for a Redis that came back without its records (shared by every loop's store).
     public let resetDetector: StoreResetDetector?
@@ -112,7 +112,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     /// Runs a script by SHA (or by source until the SHA is known, or after NOSCRIPT).
     /// `argumentCount` and `appendArguments` describe ARGV; KEYS is always the one key.
-    private func run(
+    func run(
         _ script: Script, key: String, argumentCount: Int, timeoutMillis: UInt64? = nil,
         _ appendArguments: @escaping (inout RedisCommand) -> Void,
         completion: @escaping (Result<RedisValue, StoreError>, RedisConnection?) -> Void
@@ -177,7 +177,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     }
 
     /// A stored value, or `.corrupt` saying why this version cannot read it.
-    private static func decode(_ bytes: [UInt8]) -> Result<IdempotencyRecord, StoreError> {
+    static func decode(_ bytes: [UInt8]) -> Result<IdempotencyRecord, StoreError> {
         Result { try RecordCodec.decode(bytes) }.mapError { .corrupt("\($0)") }
     }
 
@@ -351,84 +351,6 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     ) {
         let leaseMillis = lease.milliseconds, ttlMillis = ttl.milliseconds
         run(.refresh, key: key, argumentCount: 3, { $0.append(owner); $0.append(leaseMillis); $0.append(ttlMillis) }, completion: Self.flag(completion))
-    }
-
-    public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {
-        connection.send([Array("GET".utf8), Array(key.utf8)], key: key) { result in
-            switch Self.storeResult(result) {
-            case .success(.null):
-                completion(.success(nil))
-            case .success(.string(let bytes)):
-                completion(Self.decode(bytes).map { $0 })
-            case .success(let other):
-                completion(.failure(.unavailable("unexpected GET reply \(other)")))
-            case .failure(let error):
-                completion(.failure(error))
-            }
-        }
-    }
-
-    public func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void) {
-        run(.inspect, key: key, argumentCount: 0, { _ in }) { result, _ in
-            switch result {
-            case .success(.null):
-                completion(.success(nil))
-            case .success(.array(let items)):
-                guard items.count == 3, case .string(let bytes) = items[0], let ttl = items[1].integer, let now = items[2].integer else {
-                    completion(.failure(.corrupt("unexpected inspect reply \(items)")))
-                    return
-                }
-                let nowMillis = UInt64(max(0, now))
-                completion(Self.decode(bytes).map { record in
-                    // PTTL is -1 for a key without expiry (never written so by idemproxy).
-                    let expires = ttl < 0 ? UInt64.max : UInt64(ttl)
-                    return RecordInspection(
-                        record: record, expiresInMillis: expires,
-                        leaseRemainingMillis: Self.leaseRemaining(record, expiresInMillis: expires, nowMillis: nowMillis))
-                })
-            case .success(let other):
-                completion(.failure(.corrupt("unexpected inspect reply \(other)")))
-            case .failure(let error):
-                completion(.failure(error))
-            }
-        }
-    }
-
-    /// An in-flight record's remaining lease: what the key has left beyond the time it outlives
-    /// its lease, or (a record of an earlier version) its deadline against Redis' clock.
-    static func leaseRemaining(_ record: IdempotencyRecord, expiresInMillis: UInt64, nowMillis: UInt64) -> UInt64 {
-        guard record.state == .inFlight else { return 0 }
-        let field = record.leaseDeadlineMillis
-        if field & RecordCodec.leaseByExpiry != 0 {
-            let keep = field & ~RecordCodec.leaseByExpiry
-            return expiresInMillis > keep ? expiresInMillis - keep : 0
-        }
-        return field > nowMillis ? field - nowMillis : 0
-    }
-
-    /// Deletes the record, then announces the purge to every replica's replay cache (see
-    /// `RedisPurgeLog`); a purge counts as done only once both are. When the delete went
-    /// through but the announcement did not, the error says the purge may have been applied:
-    /// purging again announces it (a purge of an absent record is announced too).
-    public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        connection.send([Array("DEL".utf8), Array(key.utf8)], key: key) { [weak self] result in
-            let deleted: Result<Bool, StoreError> = Self.storeResult(result).flatMap { value in
-                guard let count = value.integer else { return .failure(.corrupt("unexpected DEL reply \(value)")) }
-                return .success(count > 0)
-            }
-            guard let self, case .success(let existed) = deleted else { return completion(deleted) }
-            self.purgeLog.purgedHere(key)
-            self.run(.announcePurge, key: self.purgeLog.streamKey, argumentCount: 2, { command in
-                command.append(key)
-                command.append(UInt64(RedisPurgeLog.streamLength))
-            }) { announced, _ in
-                switch announced {
-                case .success: completion(.success(existed))
-                case .failure(let error):
-                    completion(.failure(.connectionLost("the record was deleted, but replicas' replay caches were not told (\(error)); purge again")))
-                }
-            }
-        }
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Benchmark
 import HTTP1
 import Idempotency
@@ -137,6 +138,83 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(out)
         }
     }
+
+    // 8. One unique-key exchange in process, everything the proxy does but the sockets: parse
+    // the head, find the key, scope and Content-Type lines, parse the key, derive the storage
+    // key, fingerprint method, target, Content-Type and body, claim, keep the upstream's
+    // response (replay filter, compacted copy), complete, then the retry: claim again, find the
+    // completed record and write the replay. Each iteration's request carries its own key; the
+    // sample's records are purged afterwards (TTL expiry removes them at the rate they come).
+    let exchangeStore = MemoryStore()
+    let policy = FingerprintPolicy()
+    Benchmark("Unique-key exchange in process (memory store)") { benchmark in
+        let limits = HTTPParserLimits()
+        var head = RequestHead()
+        var out: [UInt8] = []
+        let extra = [(name: "Idempotent-Replayed", value: "true")]
+        let upstream = Fixtures.upstreamResponseHeaders
+        var keys: [String] = []
+        keys.reserveCapacity(benchmark.scaledIterations.count)
+        for index in benchmark.scaledIterations {
+            Fixtures.uniqueRequestHeads[index].withUnsafeBytes { bytes in
+                _ = try! RequestHeadParser.parse(bytes, into: &head, limits: limits)
+                let fields = HeadFields(head: head, bytes: bytes)
+                let keyValue = fields.first(named: "idempotency-key")!
+                let key = try! IdempotencyKeyParser.parse(fieldValue: keyValue, lineCount: 1, syntax: .lenient, maxLength: 255).get()
+                let storageKey = StorageKey.make(prefix: "idem:", scope: fields.first(named: "authorization"), key: key)
+                let fingerprint = Fingerprinter.fingerprint(
+                    method: UnsafeRawBufferPointer(rebasing: bytes[head.methodRange]), target: UnsafeRawBufferPointer(rebasing: bytes[head.target]),
+                    fields: fields, contentType: fields.first(named: "content-type"), body: Fixtures.jsonBody, policy: policy)
+                exchangeStore.claim(
+                    key: storageKey, owner: Fixtures.owner, fingerprint: fingerprint, lease: .seconds(30), ttl: .seconds(86400), expiredLease: .hold
+                ) { precondition($0 == .success(.claimed)) }
+                let stored = StoredResponse(
+                    status: 201, headers: HeaderPair.compacted(ReplayFilter.headersToStore(responseHeaders: upstream, keepHeaders: [])),
+                    body: Fixtures.responseBody)
+                exchangeStore.complete(key: storageKey, owner: Fixtures.owner, response: stored, ttl: .seconds(86400)) {
+                    precondition($0 == .success(true))
+                }
+                exchangeStore.claim(
+                    key: storageKey, owner: Fixtures.owner, fingerprint: fingerprint, lease: .seconds(30), ttl: .seconds(86400), expiredLease: .hold
+                ) { result in
+                    guard case .success(.existing(let record)) = result, let response = record.response else { preconditionFailure("no replay") }
+                    out.removeAll(keepingCapacity: true)
+                    response.body.withUnsafeBytes { body in
+                        HeadWriter.writeResponse(status: response.status, extra: extra, body: body, close: false, into: &out) { out in
+                            for field in response.headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
+                        }
+                    }
+                }
+                keys.append(storageKey)
+            }
+            blackHole(out)
+        }
+        benchmark.stopMeasurement()
+        for key in keys { exchangeStore.purge(key: key) { _ in } }
+    }
+}
+
+/// The fields of a parsed head, read in place (as the proxy's guarded intake does).
+struct HeadFields: FingerprintFields {
+    let head: RequestHead
+    let bytes: UnsafeRawBufferPointer
+
+    func first(named lowercasedName: String) -> UnsafeRawBufferPointer? {
+        var found: UnsafeRawBufferPointer?
+        forEachValue(named: Array(lowercasedName.utf8)) { if found == nil { found = $0 } }
+        return found
+    }
+
+    func forEachValue(named lowercasedName: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) {
+        for field in head.fields where field.name.count == lowercasedName.count {
+            var equal = true
+            for (offset, byte) in zip(field.name, lowercasedName) {
+                let c = bytes[offset]
+                if (c >= 0x41 && c <= 0x5A ? c | 0x20 : c) != byte { equal = false; break }
+            }
+            if equal { body(UnsafeRawBufferPointer(rebasing: bytes[field.value])) }
+        }
+    }
 }
 
 enum Fixtures {
@@ -151,6 +229,29 @@ enum Fixtures {
         "Idempotency-Key: \"8e03978e-40d5-43e8-bc93-6894a57f9324\"",
         "X-Request-Id: 5f0c2a9e-7d5b-4c1e-9d8a-3b6f1e2c4a70",
     ].joined(separator: "\r\n") + "\r\n\r\n").utf8)
+
+    /// The same request with a key of its own per iteration (one sample's worth).
+    static let uniqueRequestHeads: [[UInt8]] = (0..<1000).map { index in
+        let text = String(decoding: requestHead, as: UTF8.self)
+            .replacingOccurrences(of: "8e03978e-40d5-43e8-bc93-6894a57f9324", with: "8e03978e-40d5-43e8-bc93-\(String(format: "%012d", index))")
+        return Array(text.utf8)
+    }
+
+    /// The origin's response fields, as slices of its response head (what the proxy captures).
+    static let upstreamResponseHeaders: [HeaderPair] = {
+        let head = Array("Server: nginxDate: Tue, 01 Dec 2026 05:00:00 GMTContent-Type: application/jsonContent-Length: 150Connection: keep-alive".utf8)
+        var pairs: [HeaderPair] = []
+        var offset = 0
+        for (name, value) in [("Server", "nginx"), ("Date", "Tue, 01 Dec 2026 05:00:00 GMT"), ("Content-Type", "application/json"), ("Content-Length", "150"), ("Connection", "keep-alive")] {
+            let nameRange = offset..<(offset + name.utf8.count)
+            let valueRange = nameRange.upperBound..<(nameRange.upperBound + value.utf8.count)
+            offset = valueRange.upperBound
+            pairs.append(HeaderPair(name: head[nameRange], value: head[valueRange]))
+        }
+        return pairs
+    }()
+
+    static let responseBody = Array(#"{"id":"pay_8e03978e40d5","object":"payment","amount":2599,"currency":"eur","status":"succeeded","created":1764400000,"livemode":false,"metadata":{}}"#.utf8)
 
     static let method = Array("POST".utf8)
     static let target = Array("/v1/payments?expand=charges".utf8)

@@ -1,0 +1,148 @@
+import EventLoop
+import Glibc
+import HTTP1
+import Idempotency
+import Upstream
+
+/// How a connection ends (shutdown, close, a client gone while its guarded request runs on,
+/// lingering after an error) and how each exchange is counted, logged and answered when
+/// idemproxy writes the response itself.
+extension ClientConnection {
+    /// Shutdown: idle connections close now; busy ones close after their current response.
+    func shutdownRequested() {
+        closeAfterResponse = true
+        if phase == .awaitingHead && pending.isEmpty && out.isEmpty { close() }
+    }
+
+    func close() {
+        guard phase != .closed else { return }
+        if let guarded = exchange.guarded, guarded.ownsClaim || guarded.stage == .claiming {
+            detachClient()
+            return
+        }
+        logExchange()  // an exchange cut short still counts, once
+        phase = .closed
+        timer.cancel()
+        leaseTimer.cancel()
+        upstreamAbandoned()
+        if !clientGone {
+            loop.deregister(fd)
+            Socket.close(fd)
+        }
+        if let guarded = exchange.guarded, guarded.stage == .waiting {
+            worker.waiters.remove(key: guarded.storageKey, id: ObjectIdentifier(self))
+        }
+        worker.connectionClosed(self)
+    }
+
+    /// The client left while its guarded request is claimed: close the socket now and let the
+    /// exchange finish in the background, so the stored result answers the client's retry.
+    func detachClient() {
+        guard !clientGone else { return }
+        clientGone = true
+        clientFinished = true
+        closeAfterResponse = true
+        timer.cancel()
+        lifecycle.timer = .none
+        loop.deregister(fd)
+        Socket.close(fd)
+        out.reset()
+        pending = []
+        // Nobody reads the response any more: never hold the upstream back for it.
+        upstream?.setReading(true)
+    }
+
+    /// After a detached exchange settled, the connection object can go.
+    func finishDetachedIfDone() {
+        guard clientGone, let guarded = exchange.guarded, !guarded.ownsClaim, guarded.stage != .claiming else { return }
+        close()
+    }
+
+    func guardTimerFired() {
+        guard let guarded = exchange.guarded else { return }
+        if guarded.stage == .waiting {
+            waitEnded(guarded)
+        } else {
+            refreshLease()
+        }
+    }
+
+    static let keepAliveField = (name: "Connection", value: "keep-alive")
+
+    /// An HTTP/1.0 client asked for keep-alive (`Connection: keep-alive`) and the connection
+    /// stays open: the response must say so, or the client waits for a close that never
+    /// comes (RFC 9112 §9.3, HTTP/1.0 persistence; SPEC §5).
+    func acknowledgesKeepAlive(close: Bool) -> Bool {
+        exchange.clientVersionMinor == 0 && !close
+    }
+
+    /// Marks the connection to close after the current response while request bytes may
+    /// still be unread: the close lingers.
+    func closeWithUnreadInput() {
+        lifecycle.closeWithUnreadInput()
+    }
+
+    /// Closes immediately, discarding unsent output (reset-like), e.g. a truncated response.
+    func abort() {
+        close()
+    }
+
+    /// Decides how the request ends for `idemproxy_requests_total` (SPEC §8). A later decision
+    /// replaces an earlier one (a forwarded request whose response then breaks is
+    /// `outcome_unknown`); the count is taken once, when the exchange ends (`logExchange`).
+    func countOutcome(_ outcome: RequestOutcome) {
+        exchange.outcome = outcome
+    }
+
+    /// The request is over: counted once under its outcome with its latency observed (the
+    /// counter and the histogram see the same requests), and one access-log line written, with
+    /// outcome `-` when none was decided. Runs for every exchange that started, also one whose
+    /// connection is cut (a truncated response, a vanished client).
+    func logExchange() {
+        guard !exchange.logged, exchange.startNanos != 0 else { return }
+        exchange.logged = true
+        let elapsed = EventLoop.monotonicNanos() &- exchange.startNanos
+        if let outcome = exchange.outcome {
+            worker.metrics.count(outcome)
+            worker.metrics.observeRequest(outcome, nanoseconds: elapsed)
+        }
+        guard let accessLog = worker.accessLog else { return }
+        accessLog.record(AccessLog.Entry(
+            client: peer, method: exchange.logMethod, target: exchange.logTarget, status: exchange.status,
+            durationNanos: elapsed, outcome: exchange.outcome?.label ?? "-", keyHash: exchange.guarded?.keyHash))
+    }
+
+    /// Writes a generated error response; `close` also ends the connection after it.
+    func writeProblem(status: Int, type: ProblemType?, detail: String, close: Bool, extraFields: [(name: String, value: String)] = []) {
+        guard phase != .closed else { return }
+        let mustClose = close || closeAfterResponse || clientFinished || !exchange.clientKeepAlive
+        exchange.status = status
+        var fields = extraFields
+        if acknowledgesKeepAlive(close: mustClose) { fields.append(Self.keepAliveField) }
+        ProblemResponse.write(status: status, type: type, detail: detail, close: mustClose, extraFields: fields, into: &out.bytes)
+        completeGeneratedResponse(close: mustClose)
+    }
+
+    /// A response the proxy generated (error or replay) is queued: finish the exchange.
+    func completeGeneratedResponse(close mustClose: Bool) {
+        logExchange()
+        if clientGone {
+            close()
+            return
+        }
+        if mustClose {
+            // An error answered while the request body is still arriving (the upstream failed
+            // mid-upload): the client must read the answer, not a reset.
+            if !exchange.requestBodyDone { closeWithUnreadInput() }
+            phase = .closing
+            setTimer(.send)
+            flushOut()
+        } else {
+            // Written now: left queued, the response would cost an epoll_ctl to add write
+            // interest, a wake-up, and another epoll_ctl to drop it again.
+            flushOut()
+            guard phase != .closed else { return }
+            requestFinished()
+        }
+    }
+}
