@@ -159,12 +159,12 @@ let benchmarks: @Sendable () -> Void = {
             Fixtures.uniqueRequestHeads[index].withUnsafeBytes { bytes in
                 _ = try! RequestHeadParser.parse(bytes, into: &head, limits: limits)
                 let fields = HeadFields(head: head, bytes: bytes)
-                let keyValue = fields.first(named: "idempotency-key")!
+                let keyValue = fields.first(named: Fixtures.keyField)!
                 let key = try! IdempotencyKeyParser.parse(fieldValue: keyValue, lineCount: 1, syntax: .lenient, maxLength: 255).get()
-                let storageKey = StorageKey.make(prefix: "idem:", scope: fields.first(named: "authorization"), key: key)
+                let storageKey = StorageKey.make(prefix: "idem:", scope: fields.first(named: Fixtures.scopeField), key: key)
                 let fingerprint = Fingerprinter.fingerprint(
                     method: UnsafeRawBufferPointer(rebasing: bytes[head.methodRange]), target: UnsafeRawBufferPointer(rebasing: bytes[head.target]),
-                    fields: fields, contentType: fields.first(named: "content-type"), body: Fixtures.jsonBody, policy: policy)
+                    fields: fields, contentType: fields.first(named: Fixtures.contentTypeField), body: Fixtures.jsonBody, policy: policy)
                 exchangeStore.claim(
                     key: storageKey, owner: Fixtures.owner, fingerprint: fingerprint, lease: .seconds(30), ttl: .seconds(86400), expiredLease: .hold
                 ) { precondition($0 == .success(.claimed)) }
@@ -199,9 +199,9 @@ struct HeadFields: FingerprintFields {
     let head: RequestHead
     let bytes: UnsafeRawBufferPointer
 
-    func first(named lowercasedName: String) -> UnsafeRawBufferPointer? {
+    func first(named lowercasedName: [UInt8]) -> UnsafeRawBufferPointer? {
         var found: UnsafeRawBufferPointer?
-        forEachValue(named: Array(lowercasedName.utf8)) { if found == nil { found = $0 } }
+        forEachValue(named: lowercasedName) { if found == nil { found = $0 } }
         return found
     }
 
@@ -252,6 +252,10 @@ enum Fixtures {
     }()
 
     static let responseBody = Array(#"{"id":"pay_8e03978e40d5","object":"payment","amount":2599,"currency":"eur","status":"succeeded","created":1764400000,"livemode":false,"metadata":{}}"#.utf8)
+
+    static let keyField = Array("idempotency-key".utf8)
+    static let scopeField = Array("authorization".utf8)
+    static let contentTypeField = Array("content-type".utf8)
 
     static let method = Array("POST".utf8)
     static let target = Array("/v1/payments?expand=charges".utf8)
