@@ -82,7 +82,6 @@ public final class MemoryStore: IdempotencyStore {
         completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
         let now = clock()
-        let createdAt = wallClock()
         let key = StoreKey(key)  // hashed once for the shard and the dictionary
         let outcome = shard(for: key).entries.withLock { entries -> ClaimOutcome? in
             var replaced = 0
@@ -102,7 +101,7 @@ public final class MemoryStore: IdempotencyStore {
             }
             let record = IdempotencyRecord(
                 state: .inFlight, fingerprint: fingerprint, owner: owner,
-                leaseDeadlineMillis: Self.deadline(now, lease), createdAtMillis: createdAt)
+                leaseDeadlineMillis: Self.deadline(now, lease), createdAtMillis: wallClock())  // read only for a new claim
             let cost = Self.cost(key, record)
             guard charge(cost - replaced) else { return nil }
             // A record never expires before its lease deadline, whatever ttl is (SPEC §4), and

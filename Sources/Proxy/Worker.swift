@@ -226,6 +226,12 @@ final class Worker: EventHandler, @unchecked Sendable {
 
     /// Graceful shutdown, last step after the grace period: close whatever is left.
     func forceClose() {
+        let claimsHeld = connections.values.filter { $0.exchange.guarded?.ownsClaim == true }.count
+        if claimsHeld > 0 {
+            log.error("shutting down with requests still upstream; their records stay in flight until their leases expire", [
+                "claims": "\(claimsHeld)",
+            ])
+        }
         for connection in Array(connections.values) {
             connection.abort()
             // A detached guarded exchange may still hold its upstream, whose delegate holds the
