@@ -93,6 +93,13 @@ public struct StoredResponse: Sendable, Equatable {
         keepsSerializedReplay ? body.count + headers.reduce(96) { $0 + $1.name.count + $1.value.count + 4 } : 0
     }
 
+    /// The bytes this response keeps alive, as the stores count them against their bounds: the
+    /// body, each field line plus `perFieldOverhead` (its slices and array slot), and the replay
+    /// bytes once built.
+    public func retainedBytes(perFieldOverhead: Int) -> Int {
+        body.count + headers.reduce(0) { $0 + $1.name.count + $1.value.count + perFieldOverhead } + serializedSizeEstimate
+    }
+
     public init(status: Int, headers: [HeaderPair] = [], body: [UInt8] = [], bodyOmitted: Bool = false) {
         self.status = status
         self.headers = headers

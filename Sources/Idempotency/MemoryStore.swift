@@ -66,13 +66,7 @@ public final class MemoryStore: IdempotencyStore {
 
     private static func cost(_ key: StoreKey, _ record: IdempotencyRecord) -> Int {
         var total = recordOverhead + key.text.utf8.count + record.fingerprint.count + record.owner.count
-        if let response = record.response {
-            total += response.body.count
-            for header in response.headers { total += header.name.count + header.value.count + 48 }
-            // The replay's bytes, built at the first replay and kept with the record
-            // (`StoredResponse.serialized`): the body again and the head.
-            total += response.serializedSizeEstimate
-        }
+        if let response = record.response { total += response.retainedBytes(perFieldOverhead: 48) }
         return total
     }
 

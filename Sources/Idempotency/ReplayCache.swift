@@ -51,8 +51,7 @@ public final class ReplayCache {
     public func insert(_ key: String, record: IdempotencyRecord, remainingMillis: UInt64, nowMillis: UInt64) {
         guard record.state == .completed, let response = record.response, remainingMillis > 0 else { return }
         // The record and the replay bytes built from it at its first replay.
-        let size = Self.entryOverhead + key.utf8.count + response.body.count
-            + response.headers.reduce(0) { $0 + $1.name.count + $1.value.count + 32 } + response.serializedSizeEstimate
+        let size = Self.entryOverhead + key.utf8.count + response.retainedBytes(perFieldOverhead: 32)
         guard size <= maxBytes else { return }
         remove(key)
         while bytes + size > maxBytes, evictOldest() {}

@@ -7,9 +7,7 @@ import TestSupport
 /// without its records (SPEC §4 "the store is full", SPEC §8 "detected store resets").
 @Suite(.serialized) struct RedisFaultTests {
     @Test func redisOutOfMemoryIsStoreFull() throws {
-        let redis = try RedisServer()
-        let origin = CountingOrigin()
-        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: StoreKind.redis.yaml(url: redis.url))
+        let (redis, origin, proxy) = try proxyOnItsOwnRedis()
         defer { proxy.stop() }
         let stored = uniqueKey()
         #expect(try proxy.request(post(key: stored)).status == 201)

@@ -51,9 +51,7 @@ import TestSupport
     /// Through the whole proxy, on the default configuration: once the first replay has read
     /// the record from Redis, later replays send Redis nothing and are counted on /metrics.
     @Test func theProxyServesRepeatedReplaysFromMemory() throws {
-        let redis = try RedisServer()
-        let origin = CountingOrigin()
-        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: StoreKind.redis.yaml(url: redis.url))
+        let (redis, origin, proxy) = try proxyOnItsOwnRedis()
         defer { proxy.stop() }
         let key = uniqueKey()
         let first = try proxy.request(post(key: key))

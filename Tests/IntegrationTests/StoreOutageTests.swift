@@ -6,9 +6,7 @@ import TestSupport
 /// Redis goes away during traffic and comes back (SPEC §4 "store unreachable").
 @Suite(.serialized) struct StoreOutageTests {
     @Test func rejectModeAnswers503AndRecoversWithoutDuplicates() throws {
-        let redis = try RedisServer()
-        let origin = CountingOrigin()
-        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: StoreKind.redis.yaml(url: redis.url))
+        let (redis, origin, proxy) = try proxyOnItsOwnRedis()
         defer { proxy.stop() }
         let before = uniqueKey()
         #expect(try proxy.request(post(key: before)).status == 201)

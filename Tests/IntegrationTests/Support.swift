@@ -49,6 +49,15 @@ func post(_ path: String = "/v1/payments", key: String?, body: String = "{\"amou
 
 func uniqueKey() -> String { "key-\(UInt64.random(in: 0...UInt64.max))" }
 
+/// A proxy on a Redis of its own (which the test may fill, stop or restart) in front of a
+/// counting origin. The caller stops the proxy.
+func proxyOnItsOwnRedis() throws -> (redis: RedisServer, origin: CountingOrigin, proxy: ProxyHarness) {
+    let redis = try RedisServer()
+    let origin = CountingOrigin()
+    let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: StoreKind.redis.yaml(url: redis.url))
+    return (redis, origin, proxy)
+}
+
 /// Counts upstream executions and answers with a body naming the execution number, so a
 /// replay is recognisable (same number) and a second execution is too (new number).
 final class CountingOrigin: @unchecked Sendable {
