@@ -206,14 +206,7 @@ struct HeadFields: FingerprintFields {
     }
 
     func forEachValue(named lowercasedName: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) {
-        for field in head.fields where field.name.count == lowercasedName.count {
-            var equal = true
-            for (offset, byte) in zip(field.name, lowercasedName) {
-                let c = bytes[offset]
-                if (c >= 0x41 && c <= 0x5A ? c | 0x20 : c) != byte { equal = false; break }
-            }
-            if equal { body(UnsafeRawBufferPointer(rebasing: bytes[field.value])) }
-        }
+        head.forEachValue(ofField: lowercasedName, in: bytes) { body(UnsafeRawBufferPointer(rebasing: bytes[$0])) }
     }
 }
 
