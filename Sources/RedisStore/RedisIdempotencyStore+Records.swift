@@ -4,6 +4,9 @@ import RedisClient
 /// What the operator's commands read and change (`idemproxy records`, `/records`): a record
 /// as stored, its remaining life and lease, and a purge that reaches every replica's cache.
 extension RedisIdempotencyStore {
+    /// How much longer than a command a purge takes to answer (see `purge`).
+    public static var purgeSettleMillis: UInt64 { RedisPurgeLog.settleMillis }
+
     public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {
         connection.send([Array("GET".utf8), Array(key.utf8)], key: key) { result in
             switch Self.storeResult(result) {
@@ -58,9 +61,11 @@ extension RedisIdempotencyStore {
     }
 
     /// Deletes the record, then announces the purge to every replica's replay cache (see
-    /// `RedisPurgeLog`); a purge counts as done only once both are. When the delete went
-    /// through but the announcement did not, the error says the purge may have been applied:
-    /// purging again announces it (a purge of an absent record is announced too).
+    /// `RedisPurgeLog`); a purge counts as done only once both are and no cache anywhere can
+    /// still serve the record (`RedisPurgeLog.settleMillis` later): the answer means the key may
+    /// be used again (SPEC §8), on every worker of every replica. When the delete went through
+    /// but the announcement did not, the error says the purge may have been applied: purging
+    /// again announces it (a purge of an absent record is announced too).
     public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
         connection.send([Array("DEL".utf8), Array(key.utf8)], key: key) { [weak self] result in
             let deleted: Result<Bool, StoreError> = Self.storeResult(result).flatMap { value in
@@ -74,7 +79,7 @@ extension RedisIdempotencyStore {
                 command.append(UInt64(RedisPurgeLog.streamLength))
             }) { announced, _ in
                 switch announced {
-                case .success: completion(.success(existed))
+                case .success: self.purgeLog.afterEveryCacheHasSeenAPurge { completion(.success(existed)) }
                 case .failure(let error):
                     completion(.failure(.connectionLost("the record was deleted, but replicas' replay caches were not told (\(error)); purge again")))
                 }

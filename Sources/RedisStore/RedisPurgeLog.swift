@@ -62,6 +62,19 @@ final class RedisPurgeLog {
     /// older than the first read would never be applied).
     var hasStarted: Bool { lastID != nil }
 
+    /// How long after an announcement returned no replay cache, of any worker of any replica,
+    /// can still serve the purged record: a cache serves only while its last applied read of
+    /// the log was sent less than `freshForMillis` ago, so once that long has passed every
+    /// serving cache has applied a read sent after the announcement. The margin covers the
+    /// loop clock being read at the start of an iteration.
+    static let settleMillis: UInt64 = freshForMillis + 50
+
+    /// Calls `then` `settleMillis` from now, on this loop.
+    func afterEveryCacheHasSeenAPurge(_ then: @escaping () -> Void) {
+        // The loop's timer heap holds the timer (and with it `then`) until it fires.
+        connection.loop.arm(Timer(then), after: Self.settleMillis)
+    }
+
     /// This process purged `key`: its own cache drops it at once.
     func purgedHere(_ key: String) {
         cache?.remove(key)

@@ -188,7 +188,9 @@ struct RecordsLookup {
             }
         }
         connection.connect()
-        let timeoutMillis = target.connection.commandTimeoutMillis
+        var timeoutMillis = target.connection.commandTimeoutMillis
+        // A purge answers once no replica's replay cache can still serve the record.
+        if case .purge = operation { timeoutMillis += RedisIdempotencyStore.purgeSettleMillis }
         let deadline = loop.refreshNow() + timeoutMillis
         while outcome == nil && loop.refreshNow() < deadline {
             loop.runOnce(maxWaitMillis: 20)
