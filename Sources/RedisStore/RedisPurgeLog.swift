@@ -71,7 +71,10 @@ final class RedisPurgeLog {
 
     /// Calls `then` `settleMillis` from now, on this loop.
     func afterEveryCacheHasSeenAPurge(_ then: @escaping () -> Void) {
-        // The loop's timer heap holds the timer (and with it `then`) until it fires.
+        // From the clock now, not the iteration's start: the announcement's reply may have been
+        // read late in a busy iteration. The loop's timer heap holds the timer (and with it
+        // `then`) until it fires.
+        _ = connection.loop.refreshNow()
         connection.loop.arm(Timer(then), after: Self.settleMillis)
     }
 
@@ -122,6 +125,10 @@ final class RedisPurgeLog {
             if self.lastID != nil, !entries.isEmpty {
                 for (_, key) in entries { cache.remove(key) }
                 if entries.count >= Self.batch { cache.removeAll() }
+                self.epoch &+= 1
+            } else if self.lastID == nil {
+                // The tail is adopted: purges up to it were never applied here, so a record
+                // read before now (in a Cluster, on another connection) must not be cached.
                 self.epoch &+= 1
             }
             self.lastID = entries.last?.id ?? self.lastID ?? Array("0-0".utf8)
