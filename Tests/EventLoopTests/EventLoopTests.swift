@@ -49,8 +49,9 @@ struct EventLoopTests {
         func closeTheOther(_ other: Int32, keeping mine: Int32) {
             guard reused.isEmpty else { return }
             loop.deregister(other)
-            close(other)
-            let number = dup(b)
+            // dup2 closes `other` and opens the new descriptor under its number in one step: a
+            // close then dup would race with other tests' threads taking the freed number.
+            let number = dup2(b, other)
             reused.append(number)
             survivor = mine
             try? loop.register(number, handler: newcomer, interest: [.read])
@@ -62,7 +63,7 @@ struct EventLoopTests {
         loop.runOnce(maxWaitMillis: 100)
         #expect(first.events.count + second.events.count == 1)
         #expect(newcomer.events.isEmpty)
-        #expect(reused.first == (survivor == a ? c : a), "dup should reuse the closed number")
+        #expect(reused.first == (survivor == a ? c : a), "dup2 should reuse the closed number")
         reused.forEach { close($0) }
         close(survivor)
     }
