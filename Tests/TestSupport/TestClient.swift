@@ -26,17 +26,24 @@ public final class TestClient {
     public enum ClientError: Error, Sendable { case connectFailed(Int32), closed, timeout, malformed(String) }
 
     /// `receiveBuffer` sets SO_RCVBUF before connecting, when the window is negotiated.
+    ///
+    /// `fd` is assigned only once the connect succeeded: a class whose stored properties are
+    /// all set runs its `deinit` even when its initialiser then throws, so closing a refused
+    /// socket here and again in `deinit` would close whatever another thread opened under the
+    /// same number in between (seen as EBADF reading an unrelated file).
     public init(port: UInt16, timeoutSeconds: Int = 10, receiveBuffer: Int32? = nil) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if socketFD < 0 { throw ClientError.connectFailed(errno) }
         if var size = receiveBuffer {
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(socketFD, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = port.bigEndian
-        let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if rc != 0 { let code = errno; close(fd); throw ClientError.connectFailed(code) }
+        let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if rc != 0 { let code = errno; close(socketFD); throw ClientError.connectFailed(code) }
+        fd = socketFD
         setTimeout(seconds: timeoutSeconds)
     }
 

@@ -98,19 +98,21 @@ public final class TestUpstream: @unchecked Sendable {
     public var connectionCount: Int { state.withLock { $0.connections } }
 
     public func stop() {
+        // The accept thread closes the socket when it sees the flag: closing it here could
+        // let that thread's next accept() run on a number another test has reopened.
         stopped.store(true, ordering: .releasing)
         shutdown(listenFD, Int32(SHUT_RDWR))
-        close(listenFD)
     }
 
     private func acceptLoop() {
         while !stopped.load(ordering: .acquiring) {
             let fd = accept(listenFD, nil, nil)
-            if fd < 0 { if stopped.load(ordering: .acquiring) { return } else { continue } }
+            if fd < 0 { if stopped.load(ordering: .acquiring) { break } else { continue } }
             state.withLock { $0.connections += 1 }
             let thread = Thread { [self] in serve(fd) }
             thread.start()
         }
+        close(listenFD)
     }
 
     private func record(_ bytes: ArraySlice<UInt8>) {
