@@ -66,23 +66,56 @@ extension RedisIdempotencyStore {
     /// be used again (SPEC §8), on every worker of every replica. When the delete went through
     /// but the announcement did not, the error says the purge may have been applied: purging
     /// again announces it (a purge of an absent record is announced too).
+    ///
+    /// With `min_replicas_acked`, the delete and the announcement each count only once that many
+    /// replicas hold them (`WAIT`), as claims and completions do: an acknowledged purge that a
+    /// failover then lost would bring the record back, and with it the replays the operator
+    /// purged. A delete that timed out or lost its connection may still have been applied, so it
+    /// is announced all the same (telling caches to drop a record that is still there costs one
+    /// round trip to Redis); the answer is still the delete's failure.
     public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        connection.send([Array("DEL".utf8), Array(key.utf8)], key: key) { [weak self] result in
+        var command = RedisCommand(argumentCount: 2)
+        command.append("DEL")
+        command.append(key)
+        connection.send(command, key: key, timeoutMillis: nil) { [weak self] result, server in
             let deleted: Result<Bool, StoreError> = Self.storeResult(result).flatMap { value in
                 guard let count = value.integer else { return .failure(.corrupt("unexpected DEL reply \(value)")) }
                 return .success(count > 0)
             }
-            guard let self, case .success(let existed) = deleted else { return completion(deleted) }
-            self.purgeLog.purgedHere(key)
-            self.run(.announcePurge, key: self.purgeLog.streamKey, argumentCount: 2, { command in
-                command.append(key)
-                command.append(UInt64(RedisPurgeLog.streamLength))
-            }) { announced, _ in
-                switch announced {
-                case .success: self.purgeLog.afterEveryCacheHasSeenAPurge { completion(.success(existed)) }
-                case .failure(let error):
-                    completion(.failure(.connectionLost("the record was deleted, but replicas' replay caches were not told (\(error)); purge again")))
+            guard let self else { return }
+            switch deleted {
+            case .success(let existed):
+                self.awaitReplicas(on: server) { replicated in
+                    self.announcePurge(key) { announced in
+                        switch (replicated, announced) {
+                        case (.success, .success):
+                            self.purgeLog.afterEveryCacheHasSeenAPurge { completion(.success(existed)) }
+                        case (.failure(let error), _):
+                            completion(.failure(.notReplicated("the record was deleted on the primary, but a failover may bring it back (\(error)); purge again")))
+                        case (.success, .failure(let error)):
+                            completion(.failure(.connectionLost("the record was deleted, but replicas' replay caches were not told (\(error)); purge again")))
+                        }
+                    }
                 }
+            case .failure(let error) where error.mayHaveBeenApplied:
+                self.announcePurge(key) { _ in completion(.failure(error)) }
+            case .failure:
+                completion(deleted)
+            }
+        }
+    }
+
+    /// Writes the purge to the log (and, with `min_replicas_acked`, waits for replicas to hold it).
+    private func announcePurge(_ key: String, then: @escaping (Result<Void, StoreError>) -> Void) {
+        purgeLog.purgedHere(key)
+        run(.announcePurge, key: purgeLog.streamKey, argumentCount: 2, { command in
+            command.append(key)
+            command.append(UInt64(RedisPurgeLog.streamLength))
+        }) { [weak self] announced, server in
+            guard let self else { return }
+            switch announced {
+            case .success: self.awaitReplicas(on: server, then)
+            case .failure(let error): then(.failure(error))
             }
         }
     }

@@ -301,7 +301,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// order) and shares its answer; a write answered later starts the next WAIT.
     /// In a Cluster, per node, and on the node that answered the write (after an ASK, not the
     /// one the slot map names): WAIT counts the replicas of the node it is sent to.
-    private func awaitReplicas(on server: RedisConnection?, _ then: @escaping (Result<Void, StoreError>) -> Void) {
+    func awaitReplicas(on server: RedisConnection?, _ then: @escaping (Result<Void, StoreError>) -> Void) {
         guard let wanted = replicaAcknowledgement else { return then(.success(())) }
         guard let server else {
             return then(.failure(.notReplicated("no connection answered the write to WAIT on")))

@@ -60,6 +60,49 @@ import TestSupport
         #expect(try replica.command("KEYS \(recordPattern(prefix))").hasPrefix("*1"))
     }
 
+    /// A purge, like a claim, counts only once replicas hold it: with no replica to confirm the
+    /// delete and its announcement, `DELETE /records` does not answer 204 (a failover could
+    /// bring the record back); with the replica attached it does, and the replica holds neither
+    /// the record nor a purge log without the announcement.
+    @Test func aPurgeIsDoneOnlyOnceReplicasHoldIt() throws {
+        let primary = try RedisServer()
+        let replica = try RedisServer(replicaOf: primary.port)
+        var linked = false
+        for _ in 0..<60 {
+            if try replica.command("INFO replication").contains("master_link_status:up"),
+               try primary.command("SET link-probe 1\r\nWAIT 1 100").contains(":1") { linked = true; break }
+            usleep(50_000)
+        }
+        try #require(linked)
+        let origin = CountingOrigin()
+        let prefix = StoreKind.uniquePrefix()
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(primary, unavailable: "reject", prefix: prefix))
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        #expect(try proxy.request(post(key: key)).status == 201)
+        #expect(try proxy.admin("DELETE", "/records?key=\(key)&scope=Bearer+caller-1").status == 204)
+        #expect(try replica.command("KEYS \(recordPattern(prefix))").hasPrefix("*0"))
+        #expect(try replica.command("XLEN \(prefix){purges}") == ":1\r\n")
+        #expect(try proxy.request(post(key: key)).value("idempotent-replayed") == nil)
+        #expect(origin.count == 2)
+
+        // The replica gone: the delete is applied on the primary but not confirmed.
+        _ = try replica.command("REPLICAOF NO ONE")
+        var detached = false
+        for _ in 0..<60 {
+            if try primary.command("INFO replication").contains("connected_slaves:0") { detached = true; break }
+            usleep(50_000)
+        }
+        try #require(detached)
+        let refused = try proxy.admin("DELETE", "/records?key=\(key)&scope=Bearer+caller-1")
+        #expect(refused.status == 503)
+        #expect(refused.bodyText.contains("may or may not have been purged"), "\(refused.bodyText)")
+        #expect(refused.bodyText.contains("failover"), "\(refused.bodyText)")
+        #expect(try primary.command("KEYS \(recordPattern(prefix))").hasPrefix("*0"))
+        // Announced all the same: every replay cache drops the record.
+        #expect(try primary.command("XLEN \(prefix){purges}") == ":2\r\n")
+    }
+
     /// WAIT blocks the connection it is sent on: with replicas missing, one outstanding WAIT
     /// at a time answers every claim made meanwhile, so a burst gets its 503s within a few
     /// replica_ack_timeouts instead of queueing one full timeout per claim behind each other.
