@@ -197,7 +197,10 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         expiredLease: IndeterminatePolicy, completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
         if let replayCache {
-            let now = connection.loop.now
+            // The clock read now, not the iteration's cached one: a loop held up since its
+            // iteration began must not judge the purge log fresher than it is (the bound a
+            // purge's answer relies on, `RedisPurgeLog.settleMillis`).
+            let now = connection.loop.refreshNow()
             if purgeLog.isFresh(nowMillis: now), let record = replayCache.lookup(key, nowMillis: now) {
                 replayCacheHits += 1
                 onReplayCacheHit?()

@@ -65,8 +65,11 @@ final class RedisPurgeLog {
     /// How long after an announcement returned no replay cache, of any worker of any replica,
     /// can still serve the purged record: a cache serves only while its last applied read of
     /// the log was sent less than `freshForMillis` ago, so once that long has passed every
-    /// serving cache has applied a read sent after the announcement. The margin covers the
-    /// loop clock being read at the start of an iteration.
+    /// serving cache has applied a read sent after the announcement. Each side's time is its own
+    /// monotonic clock: a read's send time is the loop's cached clock, earlier than the real
+    /// send (which only ends serving sooner); the serving check and this timer's start read the
+    /// clock afresh. The margin covers the clocks of two hosts running at slightly different
+    /// rates, and the announcement being applied before its reply is read.
     static let settleMillis: UInt64 = freshForMillis + 50
 
     /// Calls `then` `settleMillis` from now, on this loop.

@@ -150,7 +150,10 @@ struct RecordsLookup {
         }
         guard let loop = try? EventLoop() else { return .failed("cannot create an event loop") }
         let connection = target.makeConnection(loop: loop)
-        let store = RedisIdempotencyStore(connection: connection, keyPrefix: redis.keyPrefix)
+        // A purge waits for replicas as the proxy's own writes do (`min_replicas_acked`).
+        let acknowledgement = redis.minReplicasAcked > 0
+            ? ReplicaAcknowledgement(replicas: redis.minReplicasAcked, timeoutMillis: redis.replicaAckTimeout.milliseconds) : nil
+        let store = RedisIdempotencyStore(connection: connection, keyPrefix: redis.keyPrefix, replicaAcknowledgement: acknowledgement)
         var outcome: Outcome?
         let storeReady = connection.onReady
         let storageKey = self.storageKey
@@ -188,9 +191,18 @@ struct RecordsLookup {
             }
         }
         connection.connect()
-        var timeoutMillis = target.connection.commandTimeoutMillis
-        // A purge answers once no replica's replay cache can still serve the record.
-        if case .purge = operation { timeoutMillis += RedisIdempotencyStore.purgeSettleMillis }
+        // Each command has its own deadline (the connection's command timeout), and the answer
+        // comes from them; this bound only stops a connection that never becomes ready. So it
+        // covers every step: connecting, inspecting, and for a purge the delete, its
+        // announcement, a WAIT after each with `min_replicas_acked`, and the time after which
+        // no replica's replay cache can still serve the record. A shorter bound could report
+        // "did not answer" for a purge that went through.
+        let commandMillis = target.connection.commandTimeoutMillis
+        var timeoutMillis = 2 * commandMillis
+        if case .purge = operation {
+            timeoutMillis += 2 * commandMillis + RedisIdempotencyStore.purgeSettleMillis
+            if let acknowledgement { timeoutMillis += 2 * (acknowledgement.timeoutMillis + commandMillis) }
+        }
         let deadline = loop.refreshNow() + timeoutMillis
         while outcome == nil && loop.refreshNow() < deadline {
             loop.runOnce(maxWaitMillis: 20)

@@ -356,6 +356,26 @@ import TestSupport
         #expect(badKey.status == 2)
     }
 
+    /// `records purge` with `min_replicas_acked` waits for replicas as the proxy does: with none
+    /// attached it does not report success (the delete could be lost in a failover).
+    @Test func theCLIPurgeWaitsForReplicasWhenConfiguredTo() throws {
+        let redis = try RedisServer()
+        let prefix = StoreKind.uniquePrefix()
+        let plain = "store: { backend: redis, redis: { url: \"\(redis.url)\", key_prefix: \"\(prefix)\" } }\n"
+        let acked = "store: { backend: redis, redis: { url: \"\(redis.url)\", key_prefix: \"\(prefix)\", min_replicas_acked: 1, replica_ack_timeout: 50ms } }\n"
+        let key = uniqueKey()
+        do {
+            let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: CountingOrigin().responder), yaml: plain)
+            #expect(try proxy.request(post(key: key)).status == 201)
+            proxy.stop()
+        }
+        let purge = try IdemproxyCLI.run(["records", "purge", "--key", key, "--scope", Self.scope], yaml: acked)
+        #expect(purge.status == 2)
+        #expect(purge.stderr.contains("may or may not have been purged"), "\(purge.stderr)")
+        #expect(purge.stderr.contains("failover"), "\(purge.stderr)")
+        #expect(try IdemproxyCLI.run(["records", "get", "--key", key, "--scope", Self.scope], yaml: plain).status == 1)
+    }
+
     /// With the memory store the records live in the running proxy: the CLI asks its admin
     /// endpoint, with the token from the same configuration.
     @Test func theCLIAsksTheRunningProxyForTheMemoryStore() throws {
