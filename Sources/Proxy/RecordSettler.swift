@@ -108,6 +108,14 @@ final class RecordSettler {
         self.log = log
     }
 
+    deinit {
+        // Their timers capture this settler unretained; only registered writes have timers.
+        for write in pending.values {
+            write.retryTimer?.cancel()
+            write.refreshTimer?.cancel()
+        }
+    }
+
     /// Writes not yet acknowledged by the store (including first attempts under way).
     var pendingCount: Int { pending.count }
 
@@ -166,8 +174,9 @@ final class RecordSettler {
         write.attempts += 1
         write.attemptOutstanding = true
         let started = EventLoop.monotonicNanos()
-        let finished: (Result<Bool, StoreError>) -> Void = { [weak self] result in
-            guard let self else { return }
+        // Strong: the settler lives as long as its worker, and a weak reference would give it a
+        // side table, making every retain of it slow on every request.
+        let finished: (Result<Bool, StoreError>) -> Void = { result in
             write.attemptOutstanding = false
             if case .complete = write.action {
                 self.metrics.storeCompleteDuration.observe(nanoseconds: EventLoop.monotonicNanos() &- started)
@@ -210,8 +219,9 @@ final class RecordSettler {
         let delay = write.backoffMillis
         // Never wait longer than a quarter lease between attempts.
         write.backoffMillis = min(write.backoffMillis * 2, Self.maxBackoffMillis, max(write.lease.milliseconds / 4, Self.firstBackoffMillis))
-        let timer = write.retryTimer ?? Timer { [weak self, weak write] in
-            guard let self, let write, !write.attemptOutstanding, !write.finished else { return }
+        // Unretained settler: it outlives its loop's timers (both belong to the worker).
+        let timer = write.retryTimer ?? Timer { [unowned(unsafe) self, weak write] in
+            guard let write, !write.attemptOutstanding, !write.finished else { return }
             self.attempt(write)
         }
         write.retryTimer = timer
@@ -221,8 +231,8 @@ final class RecordSettler {
     /// An owner keeps its lease while its write is pending, on its own timer: a write attempt
     /// may be slow or back off for longer than the lease could survive without a refresh.
     private func armRefresh(_ write: Pending) {
-        let timer = write.refreshTimer ?? Timer { [weak self, weak write] in
-            guard let self, let write else { return }
+        let timer = write.refreshTimer ?? Timer { [unowned(unsafe) self, weak write] in
+            guard let write else { return }
             self.refresh(write)
             self.armRefresh(write)
         }
@@ -232,10 +242,10 @@ final class RecordSettler {
 
     private func refresh(_ write: Pending) {
         guard let exchange = write.exchange else { return }
-        store.refreshLease(key: write.key, owner: write.owner, lease: write.lease, ttl: exchange.policy.ttl) { [weak self] result in
+        store.refreshLease(key: write.key, owner: write.owner, lease: write.lease, ttl: exchange.policy.ttl) { result in
             // `false` is not proof while the write itself may already have been applied (the
             // record is then completed or unknown, no longer in flight).
-            guard let self, case .success(false) = result, !write.mayHaveBeenApplied, !write.finished else { return }
+            guard case .success(false) = result, !write.mayHaveBeenApplied, !write.finished else { return }
             self.leaseLost(exchange, key: write.key, while: "refreshing the lease of a pending write")
         }
     }

@@ -48,7 +48,7 @@ extension RedisConnection: RedisChannel {
         _ command: RedisCommand, key: String?, timeoutMillis: UInt64?,
         answered: @escaping (Result<RedisValue, RedisClientError>, RedisConnection?) -> Void
     ) {
-        send(command, timeoutMillis: timeoutMillis) { [unowned self] result in answered(result, self) }
+        enqueue(command, timeoutMillis: timeoutMillis, .answered(answered))
     }
 
     public func connection(for key: String) -> RedisConnection? { self }

@@ -168,7 +168,7 @@ extension RedisConnection {
             }
             nodeStats.commandFinished(nanoseconds: EventLoop.monotonicNanos() &- command.startNanos, failed: failed)
         }
-        command.finish(result)
+        command.finish(result, from: self)
     }
 
     /// Forgets answered commands. The timer is left armed: when it fires it finds the next

@@ -56,18 +56,25 @@ extension RedisConnection {
         public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
     }
 
+    /// What runs when a command is answered: a plain completion, or one that is also told which
+    /// connection answered (`RedisChannel`). Kept apart so neither needs a wrapping closure.
+    enum Callback {
+        case plain(Completion)
+        case answered((Result<RedisValue, RedisClientError>, RedisConnection?) -> Void)
+    }
+
     final class PendingCommand {
         /// Dropped once run: an answered command may wait in the FIFO a while, and its closure
         /// can hold a large payload.
-        var completion: Completion?
+        var callback: Callback?
         let deadline: UInt64
         /// Where the command's bytes lie in this connection's output stream.
         var streamStart: UInt64
         var streamEnd: UInt64
         /// When it was sent (monotonic), for latency by node; 0 when nobody measures.
         let startNanos: UInt64
-        init(completion: @escaping Completion, deadline: UInt64, streamStart: UInt64, streamEnd: UInt64, startNanos: UInt64) {
-            self.completion = completion
+        init(callback: Callback, deadline: UInt64, streamStart: UInt64, streamEnd: UInt64, startNanos: UInt64) {
+            self.callback = callback
             self.deadline = deadline
             self.streamStart = streamStart
             self.streamEnd = streamEnd
@@ -75,13 +82,17 @@ extension RedisConnection {
         }
 
         /// The completion ran (reply, timeout or teardown).
-        var completed: Bool { completion == nil }
+        var completed: Bool { callback == nil }
 
-        /// Runs the completion, once; later calls do nothing.
-        func finish(_ result: Result<RedisValue, RedisClientError>) {
-            guard let completion else { return }
-            self.completion = nil
-            completion(result)
+        /// Runs the completion, once; later calls do nothing. `connection` is the one that
+        /// answered, nil when it is being torn down (nothing may be sent on it then).
+        func finish(_ result: Result<RedisValue, RedisClientError>, from connection: RedisConnection?) {
+            guard let callback else { return }
+            self.callback = nil
+            switch callback {
+            case .plain(let completion): completion(result)
+            case .answered(let answered): answered(result, connection)
+            }
         }
     }
 }

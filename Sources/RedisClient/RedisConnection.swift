@@ -103,7 +103,8 @@ public final class RedisConnection: EventHandler, DeferredFlush {
             Socket.close(fd)
         }
         readBuffer.deallocate()
-        for command in pending[pendingHead...] { complete(command, .failure(.disconnected("connection closed"))) }
+        // Not `complete`: nothing may use this connection now, so no callback is told it answered.
+        for command in pending[pendingHead...] { command.finish(.failure(.disconnected("connection closed")), from: nil) }
     }
 
     // MARK: commands
@@ -125,16 +126,24 @@ public final class RedisConnection: EventHandler, DeferredFlush {
     /// connection. `timeoutMillis` overrides `command_timeout` for this command (a large
     /// payload needs longer to travel).
     public func send(_ command: RedisCommand, timeoutMillis: UInt64? = nil, completion: @escaping Completion) {
+        enqueue(command, timeoutMillis: timeoutMillis, .plain(completion))
+    }
+
+    func enqueue(_ command: RedisCommand, timeoutMillis: UInt64?, _ callback: Callback) {
         precondition(command.isComplete, "RedisCommand: argument count does not match")
         guard phase != .idle else {
-            completion(.failure(.notConnected(lastError)))
+            // Never queued, so nothing was sent on this connection.
+            switch callback {
+            case .plain(let completion): completion(.failure(.notConnected(lastError)))
+            case .answered(let answered): answered(.failure(.notConnected(lastError)), self)
+            }
             return
         }
         let start = queuedBytes
         out.append(contentsOf: command.bytes)
         queuedBytes += UInt64(command.bytes.count)
         let pending = PendingCommand(
-            completion: completion, deadline: loop.now + (timeoutMillis ?? configuration.commandTimeoutMillis),
+            callback: callback, deadline: loop.now + (timeoutMillis ?? configuration.commandTimeoutMillis),
             streamStart: start, streamEnd: queuedBytes, startNanos: nodeStats == nil ? 0 : EventLoop.monotonicNanos())
         self.pending.append(pending)
         // Only ever earlier: a later deadline would postpone the connect timeout or another

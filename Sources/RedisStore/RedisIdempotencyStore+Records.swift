@@ -77,12 +77,11 @@ extension RedisIdempotencyStore {
         var command = RedisCommand(argumentCount: 2)
         command.append("DEL")
         command.append(key)
-        connection.send(command, key: key, timeoutMillis: nil) { [weak self] result, server in
+        connection.send(command, key: key, timeoutMillis: nil) { result, server in
             let deleted: Result<Bool, StoreError> = Self.storeResult(result).flatMap { value in
                 guard let count = value.integer else { return .failure(.corrupt("unexpected DEL reply \(value)")) }
                 return .success(count > 0)
             }
-            guard let self else { return }
             switch deleted {
             case .success(let existed):
                 self.awaitReplicas(on: server) { replicated in
@@ -111,8 +110,7 @@ extension RedisIdempotencyStore {
         run(.announcePurge, key: purgeLog.streamKey, argumentCount: 2, { command in
             command.append(key)
             command.append(UInt64(RedisPurgeLog.streamLength))
-        }) { [weak self] announced, server in
-            guard let self else { return }
+        }) { announced, server in
             switch announced {
             case .success: self.awaitReplicas(on: server, then)
             case .failure(let error): then(.failure(error))

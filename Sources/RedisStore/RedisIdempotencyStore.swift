@@ -7,6 +7,11 @@ import RedisClient
 /// (`SCRIPT LOAD`) and called with `EVALSHA`; a `NOSCRIPT` reply (Redis restarted, failed
 /// over, or a slot moved to a node that never loaded them) falls back to `EVAL`, which loads
 /// the script there again.
+///
+/// The callbacks of a request's commands hold the store strongly: a weak reference gives the
+/// store a side table, which makes every retain and release of it take the slow path, on every
+/// request. Nothing is kept alive for long by it: a command's callback is dropped once it has
+/// run, and a worker's forced shutdown closes its connections, which fails what is outstanding.
 public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable {
     public let connection: any RedisChannel
     private var shas: [String?] = Array(repeating: nil, count: RedisScripts.all.count)
@@ -19,7 +24,12 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// Servers this store reported to the detector before (a first report sets no alarm).
     private var reportedBefore: Set<String> = []
     /// Also checked every few seconds, so a FLUSHALL without a reconnect is noticed too.
-    private lazy var resetCheckTimer = Timer { [weak self] in self?.periodicResetCheck() }
+    /// Unretained: `deinit` cancels it, so it never fires for a freed store (see the type's
+    /// comment for why the store is never referenced weakly).
+    private lazy var resetCheckTimer = Timer { [unowned(unsafe) self] in
+        let store = self
+        withExtendedLifetime(store) { store.periodicResetCheck() }
+    }
     static let resetCheckIntervalMillis: UInt64 = 5000
 
     /// `min_replicas_acked` and `replica_ack_timeout`; nil when 0 (no WAIT).
@@ -49,10 +59,16 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         self.replicaAcknowledgement = replicaAcknowledgement.flatMap { $0.replicas > 0 ? $0 : nil }
         self.resetDetector = resetDetector
         markerKey = keyPrefix + "{marker}"
-        connection.onReady = { [weak self] connection in
-            self?.loadScripts(connection)
-            self?.checkForReset(connection)
+        // Unretained: the connection is this store's, and `deinit` takes the callback back.
+        connection.onReady = { [unowned(unsafe) self] connection in
+            self.loadScripts(connection)
+            self.checkForReset(connection)
         }
+    }
+
+    deinit {
+        resetCheckTimer.cancel()
+        connection.onReady = nil
     }
 
     /// On every (re)connect of every connection: the server's `run_id`, and a marker key this
@@ -65,8 +81,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         guard let resetDetector else { return }
         if !resetCheckTimer.isArmed { connection.loop.arm(resetCheckTimer, after: Self.resetCheckIntervalMillis) }
         let name = connection.serverName(of: server)
-        server.send(["INFO", "server"]) { [weak self] info in
-            guard let self, case .success(let value) = info, let text = value.text else { return }
+        server.send(["INFO", "server"]) { info in
+            guard case .success(let value) = info, let text = value.text else { return }
             let runID = Self.infoField("run_id", in: text) ?? ""
             let report = { (markerMissing: Bool) in
                 if markerMissing || self.runIDs[name].map({ $0 != runID }) == true { self.purgeLog.restart() }
@@ -104,8 +120,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     private func loadScripts(_ server: RedisConnection) {
         for (index, source) in RedisScripts.all.enumerated() {
-            server.send(["SCRIPT", "LOAD", source]) { [weak self] result in
-                if case .success(let value) = result, let sha = value.text { self?.shas[index] = sha }
+            server.send(["SCRIPT", "LOAD", source]) { result in
+                if case .success(let value) = result, let sha = value.text { self.shas[index] = sha }
             }
         }
     }
@@ -134,12 +150,12 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, answered: finish)
             return
         }
-        connection.send(command("EVALSHA", sha), key: key, timeoutMillis: timeoutMillis) { [weak self] result, server in
+        connection.send(command("EVALSHA", sha), key: key, timeoutMillis: timeoutMillis) { result, server in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
-                self?.shas[script.rawValue] = nil
-                self?.connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, answered: finish)
+                self.shas[script.rawValue] = nil
+                self.connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, answered: finish)
                 // On the node that lacked it (in a Cluster, maybe not the one the map names).
-                if let self, let server { self.loadScripts(server) }
+                if let server { self.loadScripts(server) }
                 return
             }
             finish(result, server)
@@ -222,8 +238,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         command.append("PX")
         command.append(expiryMillis)
         command.append("GET")
-        connection.send(command, key: key, timeoutMillis: nil) { [weak self] result, server in
-            guard let self else { return }
+        connection.send(command, key: key, timeoutMillis: nil) { result, server in
             switch Self.storeResult(result) {
             case .success(.null):
                 self.awaitReplicas(on: server) { completion($0.map { .claimed }) }
@@ -247,8 +262,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     private func cacheIfCompleted(_ key: String, _ record: IdempotencyRecord, epoch: UInt64) {
         guard let replayCache, record.state == .completed, purgeLog.hasStarted, purgeLog.epoch == epoch else { return }
         let sentAt = connection.loop.now
-        connection.send([Array("PTTL".utf8), Array(key.utf8)], key: key) { [weak self] result in
-            guard let self, case .success(.integer(let left)) = result, left > 0, self.purgeLog.epoch == epoch else { return }
+        connection.send([Array("PTTL".utf8), Array(key.utf8)], key: key) { result in
+            guard case .success(.integer(let left)) = result, left > 0, self.purgeLog.epoch == epoch else { return }
             replayCache.insert(key, record: record, remainingMillis: UInt64(left), nowMillis: sentAt)
         }
     }
@@ -287,9 +302,9 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             command.append(owner)
             encoded.withUnsafeBytes { command.append(UnsafeRawBufferPointer(rebasing: $0[RecordCodec.Offset.flags...])) }
             command.append(ttlMillis)
-        }) { [weak self] result, server in
+        }) { result, server in
             let stored = result.map { $0.integer == 1 }
-            guard let self, case .success(true) = stored else { return completion(stored) }
+            guard case .success(true) = stored else { return completion(stored) }
             self.awaitReplicas(on: server) { completion($0.map { true }) }
         }
     }
@@ -320,8 +335,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         command.append(UInt64(wanted.replicas))
         command.append(wanted.timeoutMillis)
         // WAIT answers after its own timeout at the latest; the command deadline comes after.
-        server.send(command, timeoutMillis: wanted.timeoutMillis + connection.commandTimeoutMillis) { [weak self] result in
-            guard let self else { return }
+        server.send(command, timeoutMillis: wanted.timeoutMillis + connection.commandTimeoutMillis) { result in
             let outcome: Result<Void, StoreError>
             switch result {
             case .success(.integer(let acknowledged)) where acknowledged >= Int64(wanted.replicas):
