@@ -92,32 +92,68 @@ public enum RecordCodec {
         precondition(record.fingerprint.count == fingerprintLength, "fingerprint must be 32 bytes")
         precondition(record.owner.count == ownerLength, "owner token must be 16 bytes")
         var out: [UInt8] = []
-        out.reserveCapacity(headerLength + (record.response.map { $0.body.count + 16 * $0.headers.count + 1 } ?? 0))
+        out.reserveCapacity(Offset.flags + responseSectionLength(record.response))
         out.append(version)
         out.append(record.state.rawValue)
         out.append(contentsOf: record.fingerprint)
         out.append(contentsOf: record.owner)
         appendUInt64(record.leaseDeadlineMillis, to: &out)
         appendUInt64(record.createdAtMillis, to: &out)
-        guard let response = record.response else {
+        appendResponseSection(record.response, to: &out)
+        return out
+    }
+
+    /// The bytes from `Offset.flags` on (flags, status, fields, body): what a completion sends to
+    /// Redis, whose script keeps the stored header (fingerprint, owner, creation time).
+    public static func encodeResponseSection(_ response: StoredResponse) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(responseSectionLength(response))
+        appendResponseSection(response, to: &out)
+        return out
+    }
+
+    /// Exactly what `appendResponseSection` writes, so the output is allocated once.
+    private static func responseSectionLength(_ response: StoredResponse?) -> Int {
+        guard let response else { return 3 }
+        var length = 3 + varintLength(response.headers.count) + varintLength(response.body.count) + response.body.count
+        response.headers.withUnsafeBufferPointer { headers in
+            for index in headers.indices {
+                let name = headers[index].name.count, value = headers[index].value.count
+                length += varintLength(name) + name + varintLength(value) + value
+            }
+        }
+        return length
+    }
+
+    private static func appendResponseSection(_ response: StoredResponse?, to out: inout [UInt8]) {
+        guard let response else {
             out.append(0)
             out.append(contentsOf: [0, 0])
-            return out
+            return
         }
         out.append(Flag.hasResponse | (response.bodyOmitted ? Flag.bodyOmitted : 0))
         let status = UInt16(clamping: response.status)
         out.append(UInt8(status >> 8))
         out.append(UInt8(status & 0xFF))
         appendVarint(response.headers.count, to: &out)
-        for header in response.headers {
-            appendVarint(header.name.count, to: &out)
-            out.append(contentsOf: header.name)
-            appendVarint(header.value.count, to: &out)
-            out.append(contentsOf: header.value)
+        // Through the buffer, not `for header in`: copying each pair retains and releases both
+        // of its slices, for every field of every completion.
+        response.headers.withUnsafeBufferPointer { headers in
+            for index in headers.indices {
+                appendVarint(headers[index].name.count, to: &out)
+                headers[index].name.withUnsafeBytes { out.append(contentsOf: $0) }
+                appendVarint(headers[index].value.count, to: &out)
+                headers[index].value.withUnsafeBytes { out.append(contentsOf: $0) }
+            }
         }
         appendVarint(response.body.count, to: &out)
         out.append(contentsOf: response.body)
-        return out
+    }
+
+    private static func varintLength(_ value: Int) -> Int {
+        var v = UInt64(value), length = 1
+        while v >= 0x80 { v >>= 7; length += 1 }
+        return length
     }
 
     public static func decode(_ bytes: [UInt8]) throws(RecordCodecError) -> IdempotencyRecord {

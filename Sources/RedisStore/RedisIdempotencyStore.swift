@@ -293,14 +293,11 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     public func complete(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {
         // Only the response section travels; the script keeps the stored fingerprint and owner.
-        let placeholder = IdempotencyRecord(
-            state: .completed, fingerprint: [UInt8](repeating: 0, count: RecordCodec.fingerprintLength),
-            owner: owner, leaseDeadlineMillis: 0, response: response)
-        let encoded = RecordCodec.encode(placeholder)
+        let section = RecordCodec.encodeResponseSection(response)
         let ttlMillis = ttl.milliseconds
-        run(.complete, key: key, argumentCount: 3, timeoutMillis: completionTimeoutMillis(payloadBytes: encoded.count), { command in
+        run(.complete, key: key, argumentCount: 3, timeoutMillis: completionTimeoutMillis(payloadBytes: section.count), { command in
             command.append(owner)
-            encoded.withUnsafeBytes { command.append(UnsafeRawBufferPointer(rebasing: $0[RecordCodec.Offset.flags...])) }
+            command.append(section)
             command.append(ttlMillis)
         }) { result, server in
             let stored = result.map { $0.integer == 1 }

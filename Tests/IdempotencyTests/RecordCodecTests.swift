@@ -40,6 +40,14 @@ private let sampleResponse = StoredResponse(
         #expect(viaPointer == r)
     }
 
+    /// What a completion sends (the response section alone) is byte for byte the tail of the
+    /// whole record, which the Redis script appends to the stored header.
+    @Test(arguments: records.compactMap(\.response))
+    func responseSectionIsTheRecordsTail(_ response: StoredResponse) {
+        let whole = RecordCodec.encode(record(.completed, response: response))
+        #expect(RecordCodec.encodeResponseSection(response) == Array(whole[RecordCodec.Offset.flags...]))
+    }
+
     @Test func everyStateRoundTrips() throws {
         for state in RecordState.allCases {
             let r = record(state, response: state == .completed ? sampleResponse : nil)
