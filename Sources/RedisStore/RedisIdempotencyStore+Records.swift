@@ -71,8 +71,9 @@ extension RedisIdempotencyStore {
     /// replicas hold them (`WAIT`), as claims and completions do: an acknowledged purge that a
     /// failover then lost would bring the record back, and with it the replays the operator
     /// purged. A delete that timed out or lost its connection may still have been applied, so it
-    /// is announced all the same (telling caches to drop a record that is still there costs one
-    /// round trip to Redis); the answer is still the delete's failure.
+    /// is announced all the same where a connection can still take the announcement (in a
+    /// Cluster, another node's; a single connection that was lost fails it at once); the answer
+    /// is the delete's failure either way, and purging again announces it.
     public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
         var command = RedisCommand(argumentCount: 2)
         command.append("DEL")
@@ -90,7 +91,9 @@ extension RedisIdempotencyStore {
                         case (.success, .success):
                             self.purgeLog.afterEveryCacheHasSeenAPurge { completion(.success(existed)) }
                         case (.failure(let error), _):
-                            completion(.failure(.notReplicated("the record was deleted on the primary, but a failover may bring it back (\(error)); purge again")))
+                            completion(.failure(.notReplicated("the delete is not known to have reached the replicas, so a failover may bring the record back (\(error)); purge again")))
+                        case (.success, .failure(.notReplicated(let why))):
+                            completion(.failure(.notReplicated("the purge was announced, but the announcement is not known to have reached the replicas (\(why)); purge again")))
                         case (.success, .failure(let error)):
                             completion(.failure(.connectionLost("the record was deleted, but replicas' replay caches were not told (\(error)); purge again")))
                         }

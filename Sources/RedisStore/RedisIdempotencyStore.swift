@@ -10,8 +10,9 @@ import RedisClient
 ///
 /// The callbacks of a request's commands hold the store strongly: a weak reference gives the
 /// store a side table, which makes every retain and release of it take the slow path, on every
-/// request. Nothing is kept alive for long by it: a command's callback is dropped once it has
-/// run, and a worker's forced shutdown closes its connections, which fails what is outstanding.
+/// request. A command's callback is dropped once it has run; until then it keeps the store (and
+/// so its connection) alive. Whoever discards a store with commands outstanding closes its
+/// connection, which fails them: a worker's forced shutdown does.
 public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable {
     public let connection: any RedisChannel
     private var shas: [String?] = Array(repeating: nil, count: RedisScripts.all.count)

@@ -184,7 +184,7 @@ struct RecordsLookup {
                     case .stillInFlight(let lease): outcome = .failed(Self.refusal(leaseRemainingMillis: lease))
                     case .failed(let error, let mayHavePurged):
                         outcome = .failed(mayHavePurged
-                            ? "Redis: \(error); the record may or may not have been purged: run records get to see"
+                            ? "Redis: \(error); the record may or may not have been purged: purge again"
                             : "Redis: \(error)")
                     }
                 }
@@ -198,7 +198,7 @@ struct RecordsLookup {
         // no replica's replay cache can still serve the record. A shorter bound could report
         // "did not answer" for a purge that went through.
         let commandMillis = target.connection.commandTimeoutMillis
-        var timeoutMillis = 2 * commandMillis
+        var timeoutMillis = 3 * commandMillis
         if case .purge = operation {
             timeoutMillis += 2 * commandMillis + RedisIdempotencyStore.purgeSettleMillis
             if let acknowledgement { timeoutMillis += 2 * (acknowledgement.timeoutMillis + commandMillis) }

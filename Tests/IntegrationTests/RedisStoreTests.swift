@@ -45,6 +45,10 @@ import TestSupport
         }
 
         func key() -> String { storageKey(prefix: prefix, scope: nil, key: uniqueKey()) }
+
+        /// A command still outstanding holds the store, which holds the connection: closing it
+        /// fails what is left and lets all of it go.
+        deinit { connection.close() }
     }
 
     let fingerprint = [UInt8](repeating: 7, count: 32)

@@ -7,8 +7,8 @@ import TestSupport
 /// whatever `store.unavailable` says; with the replica attached, records reach it before the
 /// request goes upstream.
 @Suite(.serialized) struct ReplicaAcknowledgementTests {
-    func yaml(_ redis: RedisServer, unavailable: String, prefix: String) -> String {
-        "store: { backend: redis, unavailable: \(unavailable), redis: { url: \"\(redis.url)\", key_prefix: \"\(prefix)\", command_timeout: 500ms, min_replicas_acked: 1, replica_ack_timeout: 50ms } }\n"
+    func yaml(_ redis: RedisServer, unavailable: String, prefix: String, ackTimeout: String = "50ms") -> String {
+        "store: { backend: redis, unavailable: \(unavailable), redis: { url: \"\(redis.url)\", key_prefix: \"\(prefix)\", command_timeout: 500ms, min_replicas_acked: 1, replica_ack_timeout: \(ackTimeout) } }\n"
     }
 
     /// Record keys under `prefix` (`prefix{sha256}`), not the store's `prefix{marker}`.
@@ -76,7 +76,9 @@ import TestSupport
         try #require(linked)
         let origin = CountingOrigin()
         let prefix = StoreKind.uniquePrefix()
-        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(primary, unavailable: "reject", prefix: prefix))
+        // A generous WAIT: six of them must succeed on a busy machine before the replica leaves.
+        let proxy = try ProxyHarness(
+            upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(primary, unavailable: "reject", prefix: prefix, ackTimeout: "400ms"))
         defer { proxy.stop() }
         let key = uniqueKey()
         #expect(try proxy.request(post(key: key)).status == 201)

@@ -100,8 +100,10 @@ public final class TestUpstream: @unchecked Sendable {
     public func stop() {
         // The accept thread closes the socket when it sees the flag: closing it here could
         // let that thread's next accept() run on a number another test has reopened.
-        stopped.store(true, ordering: .releasing)
+        // Shut down before raising the flag: once the flag is up the accept thread may close the
+        // socket, and its number could belong to another test by the time this call ran.
         shutdown(listenFD, Int32(SHUT_RDWR))
+        stopped.store(true, ordering: .releasing)
     }
 
     private func acceptLoop() {
