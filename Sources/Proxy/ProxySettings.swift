@@ -89,12 +89,10 @@ public final class ProxySettings: @unchecked Sendable {
         storeBackend = config.store.backend
         memoryMaxBytes = config.store.memoryMaxBytes
         if config.store.backend == .redis {
-            redis = try RedisTarget(config.store.redis)
+            let target = try RedisTarget(config.store.redis)
+            redis = target
             replayCacheBytesPerWorker = config.store.redis.replayCacheMaxBytes / max(1, workers)
-            if config.store.redis.minReplicasAcked > 0 {
-                replicaAcknowledgement = ReplicaAcknowledgement(
-                    replicas: config.store.redis.minReplicasAcked, timeoutMillis: config.store.redis.replicaAckTimeout.milliseconds)
-            }
+            replicaAcknowledgement = target.replicaAcknowledgement
         }
         let level: Log.Level
         switch config.logging.level {

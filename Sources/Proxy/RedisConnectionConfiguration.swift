@@ -1,6 +1,7 @@
 import Config
 import EventLoop
 import RedisClient
+import RedisStore
 
 /// Where and how to reach Redis, from `store.redis`: the one way every part (proxy, startup
 /// check, `records` CLI) connects. Hosts are resolved once, never on a loop, and TLS is set up
@@ -11,9 +12,15 @@ public struct RedisTarget: Sendable {
     public var connection: RedisConnection.Configuration
     public var sentinel: SentinelLocator.Settings?
     public var cluster: RedisCluster.Settings?
+    /// `min_replicas_acked` and `replica_ack_timeout`: what every write (the proxy's, and a
+    /// purge by the `records` CLI) waits for; nil when no WAIT is asked for.
+    public var replicaAcknowledgement: ReplicaAcknowledgement?
 
     public init(_ redis: RedisConfig, commandTimeoutMillis: UInt64? = nil) throws {
         let timeout = commandTimeoutMillis ?? redis.commandTimeout.milliseconds
+        if redis.minReplicasAcked > 0 {
+            replicaAcknowledgement = ReplicaAcknowledgement(replicas: redis.minReplicasAcked, timeoutMillis: redis.replicaAckTimeout.milliseconds)
+        }
         let tls = try redis.tls.map { settings in
             try RedisTLSContext(caFile: settings.caFile, certFile: settings.certFile, keyFile: settings.keyFile)
         }

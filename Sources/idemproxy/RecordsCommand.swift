@@ -151,8 +151,7 @@ struct RecordsLookup {
         guard let loop = try? EventLoop() else { return .failed("cannot create an event loop") }
         let connection = target.makeConnection(loop: loop)
         // A purge waits for replicas as the proxy's own writes do (`min_replicas_acked`).
-        let acknowledgement = redis.minReplicasAcked > 0
-            ? ReplicaAcknowledgement(replicas: redis.minReplicasAcked, timeoutMillis: redis.replicaAckTimeout.milliseconds) : nil
+        let acknowledgement = target.replicaAcknowledgement
         let store = RedisIdempotencyStore(connection: connection, keyPrefix: redis.keyPrefix, replicaAcknowledgement: acknowledgement)
         var outcome: Outcome?
         let storeReady = connection.onReady

@@ -11,6 +11,21 @@ import TestSupport
         "store: { backend: redis, unavailable: \(unavailable), redis: { url: \"\(redis.url)\", key_prefix: \"\(prefix)\", command_timeout: 500ms, min_replicas_acked: 1, replica_ack_timeout: \(ackTimeout) } }\n"
     }
 
+    /// A replica of `primary` that acknowledges writes. For a while after the sync a replica is
+    /// listed online but acknowledges no new write (WAIT answers 0, and claims would rightly get
+    /// 503): this waits until a write is confirmed.
+    func attachedReplica(of primary: RedisServer) throws -> RedisServer {
+        let replica = try RedisServer(replicaOf: primary.port)
+        var linked = false
+        for _ in 0..<60 {
+            if try replica.command("INFO replication").contains("master_link_status:up"),
+               try primary.command("SET link-probe 1\r\nWAIT 1 100").contains(":1") { linked = true; break }
+            usleep(50_000)
+        }
+        try #require(linked)
+        return replica
+    }
+
     /// Record keys under `prefix` (`prefix{sha256}`), not the store's `prefix{marker}`.
     func recordPattern(_ prefix: String) -> String { prefix + "{[0-9a-f]*" }
 
@@ -37,16 +52,7 @@ import TestSupport
 
     @Test func withAReplicaAttachedRecordsReachItFirst() throws {
         let primary = try RedisServer()
-        let replica = try RedisServer(replicaOf: primary.port)
-        // For a while after the sync a replica is listed online but acknowledges no new write
-        // (WAIT answers 0, and claims would rightly get 503): wait until a write is confirmed.
-        var linked = false
-        for _ in 0..<60 {
-            if try replica.command("INFO replication").contains("master_link_status:up"),
-               try primary.command("SET link-probe 1\r\nWAIT 1 100").contains(":1") { linked = true; break }
-            usleep(50_000)
-        }
-        try #require(linked)
+        let replica = try attachedReplica(of: primary)
         let origin = CountingOrigin()
         let prefix = StoreKind.uniquePrefix()
         let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(primary, unavailable: "reject", prefix: prefix))
@@ -66,14 +72,7 @@ import TestSupport
     /// the record nor a purge log without the announcement.
     @Test func aPurgeIsDoneOnlyOnceReplicasHoldIt() throws {
         let primary = try RedisServer()
-        let replica = try RedisServer(replicaOf: primary.port)
-        var linked = false
-        for _ in 0..<60 {
-            if try replica.command("INFO replication").contains("master_link_status:up"),
-               try primary.command("SET link-probe 1\r\nWAIT 1 100").contains(":1") { linked = true; break }
-            usleep(50_000)
-        }
-        try #require(linked)
+        let replica = try attachedReplica(of: primary)
         let origin = CountingOrigin()
         let prefix = StoreKind.uniquePrefix()
         // A generous WAIT: six of them must succeed on a busy machine before the replica leaves.

@@ -11,15 +11,8 @@ import TestSupport
     /// under it (EBADF), since Linux hands out the lowest free number.
     @Test func refusedConnectClosesItsSocketOnce() throws {
         // A socket bound and never listening keeps the port refusing, whatever runs beside us.
-        let reserved = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (reserved, port) = RedisServer.boundLoopbackSocket()
         defer { close(reserved) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(reserved, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(reserved, $0, &length) } }
-        let port = UInt16(bigEndian: address.sin_port)
         let flags = Flags()
         let reader = Thread {
             var byte: UInt8 = 0
