@@ -26,6 +26,14 @@ enum ASCII {
         a.count == b.utf8.count && a.elementsEqual(b.utf8) { fold($0) == fold($1) }
     }
 
+    static func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ b: String) -> Bool {
+        a.count == b.utf8.count && a.elementsEqual(b.utf8) { fold($0) == fold($1) }
+    }
+
+    static func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        a.count == b.count && a.elementsEqual(b) { fold($0) == fold($1) }
+    }
+
     static func fold(_ c: UInt8) -> UInt8 {
         c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c
     }

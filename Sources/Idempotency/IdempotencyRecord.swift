@@ -23,8 +23,9 @@ public enum RecordState: UInt8, Sendable, Equatable, CaseIterable {
 /// carry obs-text (RFC 9110 §5.5), which is not UTF-8; decoding them as text would replay
 /// U+FFFD in place of the original bytes.
 ///
-/// Name and value are slices, usually of one shared copy of the response head (or of the
-/// stored record), so capturing a response costs one allocation, not two per field.
+/// Name and value are slices, usually of one buffer holding all the stored fields
+/// (`ReplayFilter.storedFields`) or of the stored record, so capturing a response costs one
+/// allocation for the bytes, not two per field.
 public struct HeaderPair: Sendable, Equatable, Hashable {
     public var name: ArraySlice<UInt8>
     public var value: ArraySlice<UInt8>
@@ -42,23 +43,6 @@ public struct HeaderPair: Sendable, Equatable, Hashable {
         self.init(name: Array(name.utf8)[...], value: Array(value.utf8)[...])
     }
 
-    /// `pairs` with their bytes copied into one new buffer: slices of a larger buffer (the
-    /// whole response head) would keep all of it alive while only these bytes are stored.
-    public static func compacted(_ pairs: [HeaderPair]) -> [HeaderPair] {
-        var storage: [UInt8] = []
-        storage.reserveCapacity(pairs.reduce(0) { $0 + $1.name.count + $1.value.count })
-        var ranges: [(Range<Int>, Range<Int>)] = []
-        ranges.reserveCapacity(pairs.count)
-        for pair in pairs {
-            let nameStart = storage.count
-            storage.append(contentsOf: pair.name)
-            let valueStart = storage.count
-            storage.append(contentsOf: pair.value)
-            ranges.append((nameStart..<valueStart, valueStart..<storage.count))
-        }
-        return ranges.map { HeaderPair(name: storage[$0.0], value: storage[$0.1]) }
-    }
-
     /// The name as text (field names are tokens, so ASCII).
     public var nameText: String { String(decoding: name, as: UTF8.self) }
 }
@@ -69,7 +53,7 @@ public struct HeaderPair: Sendable, Equatable, Hashable {
 public struct StoredResponse: Sendable, Equatable {
     // Changing a field drops the bytes built from the old ones (a copy shares the box).
     public var status: Int { didSet { serialized = SerializedReplay() } }
-    /// Already filtered by `ReplayFilter.headersToStore`.
+    /// Already filtered by `ReplayFilter.storedFields`.
     public var headers: [HeaderPair] { didSet { serialized = SerializedReplay() } }
     /// Empty when `bodyOmitted`.
     public var body: [UInt8] { didSet { serialized = SerializedReplay() } }

@@ -12,35 +12,107 @@ public enum ReplayFilter {
 
     static let droppedByDefault: [String] = ["set-cookie"]
 
+    /// `storedFields` for fields already apart from their head (tests, tools): they are laid
+    /// out in one buffer first, so both entry points run the same rules.
     public static func headersToStore(responseHeaders: [HeaderPair], keepHeaders: [String]) -> [HeaderPair] {
-        // RFC 9110 §7.6.1: fields named in Connection are hop-by-hop too. Collected only when
-        // a Connection field exists, and names are compared without building lowercased
-        // copies: this runs once per guarded response.
-        var connectionNamed: [String] = []
-        var anyDropped = false
-        for header in responseHeaders where mayBeDropped(header.name) {
-            anyDropped = true
-            guard ASCII.equalsIgnoringCase(header.name, "connection") else { continue }
-            for option in header.value.split(separator: UInt8(ascii: ",")) {
-                let token = IdempotencyKeyParser.trimOWS(ArraySlice(option))
-                if !token.isEmpty { connectionNamed.append(String(decoding: token, as: UTF8.self)) }
+        var buffer: [UInt8] = []
+        var ranges: [(name: Range<Int>, value: Range<Int>)] = []
+        for header in responseHeaders {
+            let nameStart = buffer.count
+            buffer.append(contentsOf: header.name)
+            let valueStart = buffer.count
+            buffer.append(contentsOf: header.value)
+            ranges.append((nameStart..<valueStart, valueStart..<buffer.count))
+        }
+        return buffer.withUnsafeBytes { source in
+            storedFields(count: ranges.count, in: source, keepHeaders: keepHeaders) { ranges[$0] }
+        }
+    }
+
+    /// The response fields a replay carries, copied out of `source` (the response head as
+    /// received; `field(i)` gives field i's name and value ranges in it) into one new buffer
+    /// that the returned pairs slice: one allocation for the bytes and one for the pairs,
+    /// whatever the number of fields, and nothing of the head is kept alive. It runs once per
+    /// guarded response, so names are compared in place, never copied into strings.
+    public static func storedFields(
+        count: Int, in source: UnsafeRawBufferPointer, keepHeaders: [String],
+        field: (Int) -> (name: Range<Int>, value: Range<Int>)
+    ) -> [HeaderPair] {
+        // RFC 9110 §7.6.1: the fields a Connection field names are hop-by-hop too. Only a
+        // response with a Connection field pays for the lookup.
+        var firstConnection: Int?
+        for index in 0..<count where firstConnection == nil {
+            let name = UnsafeRawBufferPointer(rebasing: source[field(index).name])
+            if name.count == 10 && ASCII.equalsIgnoringCase(name, "connection") { firstConnection = index }
+        }
+        func namedByConnection(_ name: UnsafeRawBufferPointer, from first: Int) -> Bool {
+            for index in first..<count {
+                let (optionName, options) = field(index)
+                guard optionName.count == 10,
+                    ASCII.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: source[optionName]), "connection")
+                else { continue }
+                // The options are a comma-separated list of tokens (RFC 9110 §7.6.1, §5.6.1).
+                var start = options.lowerBound
+                while start < options.upperBound {
+                    var end = start
+                    while end < options.upperBound && source[end] != UInt8(ascii: ",") { end += 1 }
+                    let token = IdempotencyKeyParser.trimOWS(UnsafeRawBufferPointer(rebasing: source[start..<end]))
+                    if !token.isEmpty && ASCII.equalsIgnoringCase(token, name) { return true }
+                    start = end + 1
+                }
             }
+            return false
         }
-        // The usual response (Date, Server, Content-Type, Content-Length) drops one field.
-        if !anyDropped && connectionNamed.isEmpty { return responseHeaders }
-        let dropDefaults = droppedByDefault.filter { name in !keepHeaders.contains { ASCII.equalsIgnoringCase($0, name) } }
-        return responseHeaders.filter { header in
-            !(mayBeDropped(header.name) && neverStored.contains { ASCII.equalsIgnoringCase(header.name, $0) })
-                && !(mayBeDropped(header.name) && dropDefaults.contains { ASCII.equalsIgnoringCase(header.name, $0) })
-                && !connectionNamed.contains { ASCII.equalsIgnoringCase(header.name, $0) }
+        func isStored(_ index: Int) -> Bool {
+            let name = UnsafeRawBufferPointer(rebasing: source[field(index).name])
+            if mayBeDropped(name.count) {
+                if neverStored.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return false }
+                if droppedByDefault.contains(where: { ASCII.equalsIgnoringCase(name, $0) })
+                    && !keepHeaders.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return false }
+            }
+            if let firstConnection, namedByConnection(name, from: firstConnection) { return false }
+            return true
         }
+        // Sized first, so the buffer and the pairs are allocated once at their final size.
+        var storedBytes = 0
+        var storedCount = 0
+        for index in 0..<count where isStored(index) {
+            let (name, value) = field(index)
+            storedBytes += name.count + value.count
+            storedCount += 1
+        }
+        guard storedCount > 0 else { return [] }
+        let storage = [UInt8](unsafeUninitializedCapacity: storedBytes) { out, initialized in
+            var offset = 0
+            for index in 0..<count where isStored(index) {
+                let (name, value) = field(index)
+                func copy(_ range: Range<Int>) {
+                    UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(out)[offset..<offset + range.count])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[range]))
+                    offset += range.count
+                }
+                copy(name)
+                copy(value)
+            }
+            initialized = offset
+        }
+        var pairs: [HeaderPair] = []
+        pairs.reserveCapacity(storedCount)
+        var offset = 0
+        for index in 0..<count where isStored(index) {
+            let (name, value) = field(index)
+            let valueStart = offset + name.count
+            pairs.append(HeaderPair(name: storage[offset..<valueStart], value: storage[valueStart..<valueStart + value.count]))
+            offset = valueStart + value.count
+        }
+        return pairs
     }
 
     /// False for a name whose length no field of `neverStored` or `droppedByDefault` has
     /// (2, 7, 10, 14, 16, 17): most fields are ruled out without comparing a byte.
     @inline(__always)
-    static func mayBeDropped(_ name: ArraySlice<UInt8>) -> Bool {
-        switch name.count {
+    static func mayBeDropped(_ nameLength: Int) -> Bool {
+        switch nameLength {
         case 2, 7, 10, 14, 16, 17: return true
         default: return false
         }

@@ -235,10 +235,10 @@ extension ClientConnection {
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guarded.status = response.status
             // The exact bytes: a replay must carry what the original response carried.
-            let head = Array(UnsafeRawBufferPointer(rebasing: source[0..<response.headLength]))
-            guarded.responseHeaders = response.fields.map { field in
-                HeaderPair(name: head[field.name], value: head[field.value])
-            }
+            let fields = response.fields
+            guarded.responseHeaders = ReplayFilter.storedFields(
+                count: fields.count, in: source, keepHeaders: guarded.policy.keepHeaders
+            ) { (fields[$0].name, fields[$0].value) }
         }
         exchange.responseDecoder = BodyDecoder(framing: response.framing, limits: settings.parserLimits)
     }

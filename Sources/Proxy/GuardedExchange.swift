@@ -39,6 +39,7 @@ final class GuardedExchange {
 
     // Response capture.
     var status = 0
+    /// The fields a replay will carry, already filtered (`ReplayFilter.storedFields`).
     var responseHeaders: [HeaderPair] = []
     var capturedBody: [UInt8] = []
     var bodyOmitted = false
@@ -126,7 +127,7 @@ final class GuardedExchange {
     var storedResponse: StoredResponse {
         StoredResponse(
             status: status,
-            headers: HeaderPair.compacted(ReplayFilter.headersToStore(responseHeaders: responseHeaders, keepHeaders: policy.keepHeaders)),
+            headers: responseHeaders,
             body: bodyOmitted ? [] : capturedBody, bodyOmitted: bodyOmitted)
     }
 

@@ -54,9 +54,40 @@ private func names(_ headers: [HeaderPair]) -> [String] { headers.map(\.nameText
     /// The length pre-check must admit every name the filter drops, or one would be stored.
     @Test func everyDroppedNameHasALengthThePreCheckAdmits() {
         for name in ReplayFilter.neverStored + ReplayFilter.droppedByDefault {
-            #expect(ReplayFilter.mayBeDropped(ArraySlice(name.utf8)), "\(name)")
+            #expect(ReplayFilter.mayBeDropped(name.utf8.count), "\(name)")
             let headers = [HeaderPair(name: name.uppercased(), value: "1"), HeaderPair(name: "Date", value: "x")]
             #expect(names(ReplayFilter.headersToStore(responseHeaders: headers, keepHeaders: [])) == ["Date"], "\(name)")
+        }
+    }
+
+    /// The fields are taken from the head as received and laid end to end in one new buffer:
+    /// nothing of the head is kept, and there is one allocation for all the bytes.
+    @Test func storedFieldsAreCopiedOutOfTheHeadIntoOneBuffer() {
+        let head = Array(
+            ("HTTP/1.1 201 Created\r\nServer: nginx\r\nConnection: keep-alive , X-Hop\r\nX-Hop: 1\r\n"
+                + "Content-Length: 2\r\nContent-Type: a/b\r\nSet-Cookie: s=1\r\n\r\n").utf8)
+        // Field ranges as the response parser reports them: name, and value without OWS.
+        var ranges: [(name: Range<Int>, value: Range<Int>)] = []
+        var lineStart = head.firstIndex(of: UInt8(ascii: "\n"))! + 1
+        while head[lineStart] != UInt8(ascii: "\r") {
+            let colon = head[lineStart...].firstIndex(of: UInt8(ascii: ":"))!
+            let end = head[colon...].firstIndex(of: UInt8(ascii: "\r"))!
+            ranges.append((lineStart..<colon, colon + 2..<end))
+            lineStart = end + 2
+        }
+        let kept = head.withUnsafeBytes { source in
+            ReplayFilter.storedFields(count: ranges.count, in: source, keepHeaders: []) { ranges[$0] }
+        }
+        #expect(names(kept) == ["Server", "Content-Type"])
+        #expect(kept.map { String(decoding: $0.value, as: UTF8.self) } == ["nginx", "a/b"])
+        let addresses = kept.flatMap { pair in
+            [pair.name, pair.value].map { slice in slice.withUnsafeBufferPointer { ($0.baseAddress!, $0.count) } }
+        }
+        for (previous, next) in zip(addresses, addresses.dropFirst()) {
+            #expect(previous.0 + previous.1 == next.0, "stored field bytes are not one contiguous buffer")
+        }
+        head.withUnsafeBufferPointer { original in
+            #expect(!addresses.contains { original.baseAddress! <= $0.0 && $0.0 < original.baseAddress! + original.count })
         }
     }
 }
