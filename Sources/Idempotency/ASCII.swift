@@ -27,11 +27,15 @@ enum ASCII {
     }
 
     static func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ b: String) -> Bool {
-        a.count == b.utf8.count && a.elementsEqual(b.utf8) { fold($0) == fold($1) }
+        guard a.count == b.utf8.count else { return false }
+        var b = b  // native strings lend their UTF-8 without a copy
+        return b.withUTF8 { equalsIgnoringCase(a, UnsafeRawBufferPointer($0)) }
     }
 
     static func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-        a.count == b.count && a.elementsEqual(b) { fold($0) == fold($1) }
+        guard a.count == b.count else { return false }
+        for index in 0..<a.count where fold(a[index]) != fold(b[index]) { return false }
+        return true
     }
 
     static func fold(_ c: UInt8) -> UInt8 {

@@ -73,39 +73,45 @@ public enum ReplayFilter {
             if let firstConnection, namedByConnection(name, from: firstConnection) { return false }
             return true
         }
-        // Sized first, so the buffer and the pairs are allocated once at their final size.
-        var storedBytes = 0
-        var storedCount = 0
-        for index in 0..<count where isStored(index) {
-            let (name, value) = field(index)
-            storedBytes += name.count + value.count
-            storedCount += 1
-        }
-        guard storedCount > 0 else { return [] }
-        let storage = [UInt8](unsafeUninitializedCapacity: storedBytes) { out, initialized in
-            var offset = 0
-            for index in 0..<count where isStored(index) {
+        // Decided once per field, then sized, so the buffer and the pairs are allocated once at
+        // their final size.
+        return withUnsafeTemporaryAllocation(of: Bool.self, capacity: count) { stored in
+            var storedBytes = 0
+            var storedCount = 0
+            for index in 0..<count {
+                stored[index] = isStored(index)
+                guard stored[index] else { continue }
                 let (name, value) = field(index)
-                func copy(_ range: Range<Int>) {
-                    UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(out)[offset..<offset + range.count])
-                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[range]))
-                    offset += range.count
-                }
-                copy(name)
-                copy(value)
+                storedBytes += name.count + value.count
+                storedCount += 1
             }
-            initialized = offset
+            guard storedCount > 0 else { return [] }
+            let storage = [UInt8](unsafeUninitializedCapacity: storedBytes) { out, initialized in
+                let out = UnsafeMutableRawBufferPointer(out)
+                var offset = 0
+                for index in 0..<count where stored[index] {
+                    let (name, value) = field(index)
+                    let length = name.count + value.count
+                    // Name and value are stored end to end, as the pairs below slice them.
+                    UnsafeMutableRawBufferPointer(rebasing: out[offset..<offset + name.count])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[name]))
+                    UnsafeMutableRawBufferPointer(rebasing: out[offset + name.count..<offset + length])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[value]))
+                    offset += length
+                }
+                initialized = offset
+            }
+            var pairs: [HeaderPair] = []
+            pairs.reserveCapacity(storedCount)
+            var offset = 0
+            for index in 0..<count where stored[index] {
+                let (name, value) = field(index)
+                let valueStart = offset + name.count
+                pairs.append(HeaderPair(name: storage[offset..<valueStart], value: storage[valueStart..<valueStart + value.count]))
+                offset = valueStart + value.count
+            }
+            return pairs
         }
-        var pairs: [HeaderPair] = []
-        pairs.reserveCapacity(storedCount)
-        var offset = 0
-        for index in 0..<count where isStored(index) {
-            let (name, value) = field(index)
-            let valueStart = offset + name.count
-            pairs.append(HeaderPair(name: storage[offset..<valueStart], value: storage[valueStart..<valueStart + value.count]))
-            offset = valueStart + value.count
-        }
-        return pairs
     }
 
     /// False for a name whose length no field of `neverStored` or `droppedByDefault` has
