@@ -35,8 +35,22 @@ public final class MemoryStore: IdempotencyStore {
         var cost: Int
     }
 
+    private struct ShardState {
+        var entries: [StoreKey: Entry] = [:]
+        var expiring = ExpiryIndex<StoreKey>()
+
+        /// Stores `entry`, noting its expiry when it moved to another bucket of the index.
+        mutating func set(_ key: StoreKey, _ entry: Entry, previousExpiry: UInt64?) {
+            entries[key] = entry
+            let shift = ExpiryIndex<StoreKey>.bucketShift
+            if previousExpiry.map({ $0 >> shift != entry.expiresAtMillis >> shift }) ?? true {
+                expiring.note(key, expiresAt: entry.expiresAtMillis)
+            }
+        }
+    }
+
     private final class Shard: Sendable {
-        let entries = Mutex<[StoreKey: Entry]>([:])
+        let state = Mutex<ShardState>(ShardState())
     }
 
     private let shards: [Shard]
@@ -77,9 +91,11 @@ public final class MemoryStore: IdempotencyStore {
     ) {
         let now = clock()
         let key = StoreKey(key)  // hashed once for the shard and the dictionary
-        let outcome = shard(for: key).entries.withLock { entries -> ClaimOutcome? in
+        let outcome = shard(for: key).state.withLock { state -> ClaimOutcome? in
             var replaced = 0
-            if var existing = live(&entries, key, now) {
+            var previousExpiry: UInt64?
+            if var existing = live(&state.entries, key, now) {
+                previousExpiry = existing.expiresAtMillis
                 guard existing.record.leaseExpired(atMillis: now) else { return .existing(existing.record) }
                 switch expiredLease {
                 case .hold:
@@ -87,7 +103,7 @@ public final class MemoryStore: IdempotencyStore {
                     // upstream ran the request is unknown, so hold the key.
                     existing.record.state = .unknown
                     existing.expiresAtMillis = Self.deadline(now, ttl)
-                    entries[key] = existing
+                    state.set(key, existing, previousExpiry: previousExpiry)
                     return .existing(existing.record)
                 case .release:
                     replaced = existing.cost  // claim over the dead record
@@ -100,7 +116,7 @@ public final class MemoryStore: IdempotencyStore {
             guard charge(cost - replaced) else { return nil }
             // A record never expires before its lease deadline, whatever ttl is (SPEC §4), and
             // outlives it by ttl so that a dead owner's claim is found and held as unknown.
-            entries[key] = Entry(record: record, expiresAtMillis: Self.deadline(now, lease + ttl), cost: cost)
+            state.set(key, Entry(record: record, expiresAtMillis: Self.deadline(now, lease + ttl), cost: cost), previousExpiry: previousExpiry)
             return .claimed
         }
         guard let outcome else {
@@ -128,9 +144,9 @@ public final class MemoryStore: IdempotencyStore {
     public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {
         let now = clock()
         let key = StoreKey(key)
-        let released = shard(for: key).entries.withLock { entries -> Bool in
-            guard let entry = live(&entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
-            entries[key] = nil
+        let released = shard(for: key).state.withLock { state -> Bool in
+            guard let entry = live(&state.entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
+            state.entries[key] = nil
             forceCharge(-entry.cost)
             return true
         }
@@ -162,8 +178,8 @@ public final class MemoryStore: IdempotencyStore {
     public func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {
         let now = clock()
         let key = StoreKey(key)
-        let record = shard(for: key).entries.withLock { entries in
-            live(&entries, key, now)?.record
+        let record = shard(for: key).state.withLock { state in
+            live(&state.entries, key, now)?.record
         }
         completion(.success(record))
     }
@@ -171,7 +187,7 @@ public final class MemoryStore: IdempotencyStore {
     public func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void) {
         let now = clock()
         let key = StoreKey(key)
-        let entry = shard(for: key).entries.withLock { entries in live(&entries, key, now) }
+        let entry = shard(for: key).state.withLock { state in live(&state.entries, key, now) }
         completion(.success(entry.map { entry in
             RecordInspection(
                 record: entry.record, expiresInMillis: entry.expiresAtMillis - now,
@@ -183,9 +199,9 @@ public final class MemoryStore: IdempotencyStore {
     public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
         let now = clock()
         let key = StoreKey(key)
-        let purged = shard(for: key).entries.withLock { entries -> Bool in
-            guard let entry = live(&entries, key, now) else { return false }
-            entries[key] = nil
+        let purged = shard(for: key).state.withLock { state -> Bool in
+            guard let entry = live(&state.entries, key, now) else { return false }
+            state.entries[key] = nil
             forceCharge(-entry.cost)
             return true
         }
@@ -198,18 +214,22 @@ public final class MemoryStore: IdempotencyStore {
         (0..<shards.count).reduce(0) { $0 + sweep(shard: $1, now: now) }
     }
 
-    /// The same for one shard (`index` modulo `shardCount`). A loop sweeps one shard per tick:
-    /// scanning a million records at once would hold the loop, and every request waiting on
-    /// it, for milliseconds.
+    /// The same for one shard (`index` modulo `shardCount`). A loop sweeps one shard per tick,
+    /// and visits only the records its expiry index says are due (`ExpiryIndex`), so neither
+    /// the loop nor the shard's lock is held for a pass over every record.
     @discardableResult
     public func sweep(shard index: Int, now: UInt64) -> Int {
-        shards[index % shards.count].entries.withLock { entries in
-            let expired = entries.filter { $0.value.expiresAtMillis <= now }
-            for (key, entry) in expired {
-                entries[key] = nil
+        shards[index % shards.count].state.withLock { state in
+            var removed = 0
+            state.expiring.sweep(now: now) { key in
+                guard let entry = state.entries[key] else { return nil }
+                guard entry.expiresAtMillis <= now else { return entry.expiresAtMillis }
+                state.entries[key] = nil
                 forceCharge(-entry.cost)
+                removed += 1
+                return nil
             }
-            return expired.count
+            return removed
         }
     }
 
@@ -227,7 +247,7 @@ public final class MemoryStore: IdempotencyStore {
 
     /// Records currently held, including expired ones not yet swept.
     public var storedCount: Int {
-        shards.reduce(0) { total, shard in total + shard.entries.withLock { $0.count } }
+        shards.reduce(0) { total, shard in total + shard.state.withLock { $0.entries.count } }
     }
 
     // MARK: - Helpers (all called with the shard lock held)
@@ -239,12 +259,13 @@ public final class MemoryStore: IdempotencyStore {
         key: String, owner: [UInt8], now: UInt64, alreadyIn: RecordState? = nil, _ change: (StoreKey, inout Entry) -> Void
     ) -> Bool {
         let key = StoreKey(key)
-        return shard(for: key).entries.withLock { entries -> Bool in
-            guard var entry = live(&entries, key, now) else { return false }
+        return shard(for: key).state.withLock { state -> Bool in
+            guard var entry = live(&state.entries, key, now) else { return false }
             if let alreadyIn, entry.record.state == alreadyIn, entry.record.owner == owner { return true }
             guard Self.ownedInFlight(entry, owner) else { return false }
+            let previousExpiry = entry.expiresAtMillis
             change(key, &entry)
-            entries[key] = entry
+            state.set(key, entry, previousExpiry: previousExpiry)
             return true
         }
     }

@@ -177,6 +177,31 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         #expect(store.getNow("long") != nil)
     }
 
+    /// A completion moves the expiry to completion + ttl, usually earlier than the claim's
+    /// lease + ttl: the sweep removes the record then, not at the claim's expiry.
+    @Test func sweepFollowsTheExpiryACompletionSet() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA, lease: .seconds(300), ttl: .seconds(10)) == .claimed)
+        #expect(store.completeNow("k", owner: alice, response: ok, ttl: .seconds(10)))
+        clock.advance(.seconds(9))
+        #expect(store.sweep() == 0)
+        clock.advance(.seconds(1))
+        #expect(store.sweep() == 1)
+        #expect(store.storedCount == 0)
+    }
+
+    /// A record released and claimed again must not be swept at the first claim's expiry.
+    @Test func sweepKeepsARecordClaimedAgainAfterARelease() {
+        #expect(store.claimNow("k", owner: alice, fingerprint: fpA, lease: .seconds(5), ttl: .seconds(5)) == .claimed)
+        #expect(store.releaseNow("k", owner: alice))
+        clock.advance(.seconds(5))
+        #expect(store.claimNow("k", owner: bob, fingerprint: fpA, lease: .seconds(5), ttl: .seconds(100)) == .claimed)
+        clock.advance(.seconds(6))
+        #expect(store.sweep() == 0)
+        #expect(store.getNow("k")?.owner == bob)
+        clock.advance(.seconds(100))
+        #expect(store.sweep() == 1)
+    }
+
     @Test func completionMayReenterTheStore() {
         var inner: ClaimOutcome?
         store.claim(key: "k", owner: alice, fingerprint: fpA, lease: .seconds(1), ttl: .seconds(1), expiredLease: .hold) {
