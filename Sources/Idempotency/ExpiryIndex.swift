@@ -7,6 +7,12 @@
 /// key's current expiry and removes only what is due, so a stale note costs one lookup when its
 /// bucket comes due, and a record removed early (released, purged, expired on access) leaves a
 /// note that finds nothing. Every expiry a record has had is noted, so its current one is.
+///
+/// A live record usually carries two notes (its claim's and its completion's expiry). Notes
+/// left by records that are gone would otherwise stay until their bucket comes due, a day with
+/// the default ttl: a stream of claims that are released (429s) would grow the index without
+/// bound and outside `max_bytes`. `compacted(from:)` rebuilds it from the live records once the
+/// notes outnumber them more than `needsCompaction` allows.
 struct ExpiryIndex<Key: Hashable> {
     /// log2 of the bucket width in milliseconds.
     static var bucketShift: UInt64 { 10 }
@@ -17,6 +23,20 @@ struct ExpiryIndex<Key: Hashable> {
 
     /// How many notes are held (stale ones included), for tests and memory accounting.
     private(set) var noteCount = 0
+
+    /// More notes than two per live record and a margin (so a small shard is not rebuilt
+    /// every few claims): the rebuild's pass over the records is paid for by the notes that
+    /// built up since the last one.
+    func needsCompaction(liveRecords: Int) -> Bool {
+        noteCount > 2 * liveRecords + 4096
+    }
+
+    /// One note per live record, at its current expiry; stale notes are gone.
+    static func compacted(from records: some Sequence<(key: Key, expiresAt: UInt64)>) -> ExpiryIndex {
+        var index = ExpiryIndex()
+        for record in records { index.note(record.key, expiresAt: record.expiresAt) }
+        return index
+    }
 
     mutating func note(_ key: Key, expiresAt millis: UInt64) {
         let bucket = millis >> Self.bucketShift

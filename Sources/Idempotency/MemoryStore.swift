@@ -25,8 +25,9 @@ import Synchronization
 public final class MemoryStore: IdempotencyStore {
     public static let shardCount = 64
     /// What one record costs besides its variable bytes: the dictionary slot, the entry, the
-    /// key's and arrays' headers (measured order of magnitude, not an exact count).
-    public static let recordOverhead = 192
+    /// key's and arrays' headers, and its two notes in the shard's expiry index (measured order
+    /// of magnitude, not an exact count).
+    public static let recordOverhead = 256
 
     private struct Entry {
         var record: IdempotencyRecord
@@ -39,13 +40,10 @@ public final class MemoryStore: IdempotencyStore {
         var entries: [StoreKey: Entry] = [:]
         var expiring = ExpiryIndex<StoreKey>()
 
-        /// Stores `entry`, noting its expiry when it moved to another bucket of the index.
-        mutating func set(_ key: StoreKey, _ entry: Entry, previousExpiry: UInt64?) {
-            entries[key] = entry
-            let shift = ExpiryIndex<StoreKey>.bucketShift
-            if previousExpiry.map({ $0 >> shift != entry.expiresAtMillis >> shift }) ?? true {
-                expiring.note(key, expiresAt: entry.expiresAtMillis)
-            }
+        /// Drops the notes of records that are gone once they pile up (`ExpiryIndex`).
+        mutating func compactIndexIfNeeded() {
+            guard expiring.needsCompaction(liveRecords: entries.count) else { return }
+            expiring = .compacted(from: entries.lazy.map { (key: $0.key, expiresAt: $0.value.expiresAtMillis) })
         }
     }
 
@@ -91,33 +89,14 @@ public final class MemoryStore: IdempotencyStore {
     ) {
         let now = clock()
         let key = StoreKey(key)  // hashed once for the shard and the dictionary
+        // One probe of the shard's table: the record's slot is borrowed in place, read and
+        // written (`Dictionary`'s modify accessor), instead of a lookup and then an insert.
         let outcome = shard(for: key).state.withLock { state -> ClaimOutcome? in
-            var replaced = 0
-            var previousExpiry: UInt64?
-            if var existing = live(&state.entries, key, now) {
-                previousExpiry = existing.expiresAtMillis
-                guard existing.record.leaseExpired(atMillis: now) else { return .existing(existing.record) }
-                switch expiredLease {
-                case .hold:
-                    // The owner died or stalled past its lease: whether the
-                    // upstream ran the request is unknown, so hold the key.
-                    existing.record.state = .unknown
-                    existing.expiresAtMillis = Self.deadline(now, ttl)
-                    state.set(key, existing, previousExpiry: previousExpiry)
-                    return .existing(existing.record)
-                case .release:
-                    replaced = existing.cost  // claim over the dead record
-                }
-            }
-            let record = IdempotencyRecord(
-                state: .inFlight, fingerprint: fingerprint, owner: owner,
-                leaseDeadlineMillis: Self.deadline(now, lease), createdAtMillis: wallClock())  // read only for a new claim
-            let cost = Self.cost(key, record)
-            guard charge(cost - replaced) else { return nil }
-            // A record never expires before its lease deadline, whatever ttl is (SPEC §4), and
-            // outlives it by ttl so that a dead owner's claim is found and held as unknown.
-            state.set(key, Entry(record: record, expiresAtMillis: Self.deadline(now, lease + ttl), cost: cost), previousExpiry: previousExpiry)
-            return .claimed
+            let outcome = claim(
+                slot: &state.entries[key], expiring: &state.expiring, key: key, owner: owner, fingerprint: fingerprint,
+                lease: lease, ttl: ttl, expiredLease: expiredLease, now: now)
+            state.compactIndexIfNeeded()
+            return outcome
         }
         guard let outcome else {
             completion(.failure(.full("the memory store holds \(usedBytes) of its \(maxBytes) bytes (store.memory.max_bytes)")))
@@ -245,6 +224,11 @@ public final class MemoryStore: IdempotencyStore {
         sweep(now: clock())
     }
 
+    /// Notes held by the shards' expiry indexes, stale ones included (tests).
+    var expiryNoteCount: Int {
+        shards.reduce(0) { total, shard in total + shard.state.withLock { $0.expiring.noteCount } }
+    }
+
     /// Records currently held, including expired ones not yet swept.
     public var storedCount: Int {
         shards.reduce(0) { total, shard in total + shard.state.withLock { $0.entries.count } }
@@ -252,34 +236,92 @@ public final class MemoryStore: IdempotencyStore {
 
     // MARK: - Helpers (all called with the shard lock held)
 
+    /// `claim` on the key's slot in its shard's table, with the shard's lock held.
+    private func claim(
+        slot: inout Entry?, expiring: inout ExpiryIndex<StoreKey>, key: StoreKey, owner: [UInt8], fingerprint: [UInt8],
+        lease: Duration, ttl: Duration, expiredLease: IndeterminatePolicy, now: UInt64
+    ) -> ClaimOutcome? {
+        expireIfDue(&slot, now)
+        var replaced = 0
+        let previousExpiry = slot?.expiresAtMillis
+        if slot != nil {  // read through the slot: a copy of the entry would retain each of its buffers
+            guard slot!.record.leaseExpired(atMillis: now) else { return .existing(slot!.record) }
+            switch expiredLease {
+            case .hold:
+                // The owner died or stalled past its lease: whether the
+                // upstream ran the request is unknown, so hold the key.
+                slot!.record.state = .unknown
+                slot!.expiresAtMillis = Self.deadline(now, ttl)
+                Self.note(key, slot!, in: &expiring, previousExpiry: previousExpiry)
+                return .existing(slot!.record)
+            case .release:
+                replaced = slot!.cost  // claim over the dead record
+            }
+        }
+        let record = IdempotencyRecord(
+            state: .inFlight, fingerprint: fingerprint, owner: owner,
+            leaseDeadlineMillis: Self.deadline(now, lease), createdAtMillis: wallClock())  // read only for a new claim
+        let cost = Self.cost(key, record)
+        guard charge(cost - replaced) else { return nil }
+        // A record never expires before its lease deadline, whatever ttl is (SPEC §4), and
+        // outlives it by ttl so that a dead owner's claim is found and held as unknown.
+        slot = Entry(record: record, expiresAtMillis: Self.deadline(now, lease + ttl), cost: cost)
+        Self.note(key, slot!, in: &expiring, previousExpiry: previousExpiry)
+        return .claimed
+    }
+
+    /// Notes `entry`'s expiry in the index unless the key is noted in that bucket already
+    /// (`previousExpiry`, the expiry it held until now, was in the same bucket).
+    private static func note(_ key: StoreKey, _ entry: Entry, in expiring: inout ExpiryIndex<StoreKey>, previousExpiry: UInt64?) {
+        let shift = ExpiryIndex<StoreKey>.bucketShift
+        if let previousExpiry, previousExpiry >> shift == entry.expiresAtMillis >> shift { return }
+        expiring.note(key, expiresAt: entry.expiresAtMillis)
+    }
+
     /// Applies `change` if the live record is in flight and owned by `owner`. With `alreadyIn`,
     /// a record this owner already moved to that state also succeeds (unchanged): the same
     /// contract as the Redis scripts, where a write may be retried after a lost reply.
     private func updateOwned(
-        key: String, owner: [UInt8], now: UInt64, alreadyIn: RecordState? = nil, _ change: (StoreKey, inout Entry) -> Void
+        key: String, owner: [UInt8], now: UInt64, alreadyIn: RecordState? = nil, _ change: @Sendable (StoreKey, inout Entry) -> Void
     ) -> Bool {
         let key = StoreKey(key)
         return shard(for: key).state.withLock { state -> Bool in
-            guard var entry = live(&state.entries, key, now) else { return false }
-            if let alreadyIn, entry.record.state == alreadyIn, entry.record.owner == owner { return true }
-            guard Self.ownedInFlight(entry, owner) else { return false }
-            let previousExpiry = entry.expiresAtMillis
-            change(key, &entry)
-            state.set(key, entry, previousExpiry: previousExpiry)
-            return true
+            let updated = updateOwned(
+                slot: &state.entries[key], expiring: &state.expiring, key: key, owner: owner, now: now, alreadyIn: alreadyIn, change)
+            state.compactIndexIfNeeded()  // lease refreshes add notes too
+            return updated
         }
+    }
+
+    /// `updateOwned` on the key's slot, changed in place (one probe, no copy of the entry).
+    private func updateOwned(
+        slot: inout Entry?, expiring: inout ExpiryIndex<StoreKey>, key: StoreKey, owner: [UInt8], now: UInt64,
+        alreadyIn: RecordState?, _ change: @Sendable (StoreKey, inout Entry) -> Void
+    ) -> Bool {
+        expireIfDue(&slot, now)
+        guard slot != nil else { return false }
+        if let alreadyIn, slot!.record.state == alreadyIn, slot!.record.owner == owner { return true }
+        guard slot!.record.state == .inFlight && slot!.record.owner == owner else { return false }  // `ownedInFlight`
+        let previousExpiry = slot!.expiresAtMillis
+        var entry = slot.take()!  // moved out and back: no copy of its buffers
+        change(key, &entry)
+        Self.note(key, entry, in: &expiring, previousExpiry: previousExpiry)
+        slot = entry
+        return true
     }
 
     /// The entry for `key` unless its TTL has passed, in which case it is
     /// removed first (lazy expiry).
     private func live(_ entries: inout [StoreKey: Entry], _ key: StoreKey, _ now: UInt64) -> Entry? {
-        guard let entry = entries[key] else { return nil }
-        guard entry.expiresAtMillis > now else {
-            entries[key] = nil
-            forceCharge(-entry.cost)
-            return nil
-        }
-        return entry
+        expireIfDue(&entries[key], now)
+        return entries[key]
+    }
+
+    /// Empties `slot` if its record's TTL has passed (lazy expiry).
+    private func expireIfDue(_ slot: inout Entry?, _ now: UInt64) {
+        guard let entry = slot, entry.expiresAtMillis <= now else { return }
+        slot = nil
+        forceCharge(-entry.cost)
     }
 
     /// Adds `bytes` to the charge unless that would pass `maxBytes` (releases always pass).

@@ -73,45 +73,51 @@ public enum ReplayFilter {
             if let firstConnection, namedByConnection(name, from: firstConnection) { return false }
             return true
         }
-        // Decided once per field, then sized, so the buffer and the pairs are allocated once at
-        // their final size.
-        return withUnsafeTemporaryAllocation(of: Bool.self, capacity: count) { stored in
-            var storedBytes = 0
-            var storedCount = 0
-            for index in 0..<count {
-                stored[index] = isStored(index)
-                guard stored[index] else { continue }
-                let (name, value) = field(index)
-                storedBytes += name.count + value.count
-                storedCount += 1
+        // Decided once per field (a bit each for the usual few dozen fields), then sized, so
+        // the buffer and the pairs are allocated once at their final size.
+        var storedBits: UInt64 = 0
+        var storedBeyond64: [Bool] = []
+        func isMarked(_ index: Int) -> Bool { index < 64 ? storedBits & (1 << UInt64(index)) != 0 : storedBeyond64[index - 64] }
+        var storedBytes = 0
+        var storedCount = 0
+        for index in 0..<count {
+            let stored = isStored(index)
+            if index < 64 {
+                if stored { storedBits |= 1 << UInt64(index) }
+            } else {
+                storedBeyond64.append(stored)
             }
-            guard storedCount > 0 else { return [] }
-            let storage = [UInt8](unsafeUninitializedCapacity: storedBytes) { out, initialized in
-                let out = UnsafeMutableRawBufferPointer(out)
-                var offset = 0
-                for index in 0..<count where stored[index] {
-                    let (name, value) = field(index)
-                    let length = name.count + value.count
-                    // Name and value are stored end to end, as the pairs below slice them.
-                    UnsafeMutableRawBufferPointer(rebasing: out[offset..<offset + name.count])
-                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[name]))
-                    UnsafeMutableRawBufferPointer(rebasing: out[offset + name.count..<offset + length])
-                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[value]))
-                    offset += length
-                }
-                initialized = offset
-            }
-            var pairs: [HeaderPair] = []
-            pairs.reserveCapacity(storedCount)
-            var offset = 0
-            for index in 0..<count where stored[index] {
-                let (name, value) = field(index)
-                let valueStart = offset + name.count
-                pairs.append(HeaderPair(name: storage[offset..<valueStart], value: storage[valueStart..<valueStart + value.count]))
-                offset = valueStart + value.count
-            }
-            return pairs
+            guard stored else { continue }
+            let (name, value) = field(index)
+            storedBytes += name.count + value.count
+            storedCount += 1
         }
+        guard storedCount > 0 else { return [] }
+        let storage = [UInt8](unsafeUninitializedCapacity: storedBytes) { out, initialized in
+            let out = UnsafeMutableRawBufferPointer(out)
+            var offset = 0
+            for index in 0..<count where isMarked(index) {
+                let (name, value) = field(index)
+                let length = name.count + value.count
+                // Name and value are stored end to end, as the pairs below slice them.
+                UnsafeMutableRawBufferPointer(rebasing: out[offset..<offset + name.count])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[name]))
+                UnsafeMutableRawBufferPointer(rebasing: out[offset + name.count..<offset + length])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[value]))
+                offset += length
+            }
+            initialized = offset
+        }
+        var pairs: [HeaderPair] = []
+        pairs.reserveCapacity(storedCount)
+        var offset = 0
+        for index in 0..<count where isMarked(index) {
+            let (name, value) = field(index)
+            let valueStart = offset + name.count
+            pairs.append(HeaderPair(name: storage[offset..<valueStart], value: storage[valueStart..<valueStart + value.count]))
+            offset = valueStart + value.count
+        }
+        return pairs
     }
 
     /// False for a name whose length no field of `neverStored` or `droppedByDefault` has

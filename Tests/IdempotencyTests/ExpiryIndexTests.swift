@@ -78,4 +78,19 @@ import Testing
         #expect(visited == 0)
         #expect(index.noteCount == 1)
     }
+
+    @Test mutating func compactionKeepsOneNotePerLiveRecordAtItsCurrentExpiry() {
+        for i in 0..<10_000 { set("gone\(i)", expiresAt: 100_000) }
+        records = [:]
+        set("a", expiresAt: 5_000)
+        set("a", expiresAt: 9_000)
+        set("b", expiresAt: 200_000)
+        #expect(index.needsCompaction(liveRecords: records.count))
+        index = .compacted(from: records.map { (key: $0.key, expiresAt: $0.value) })
+        #expect(index.noteCount == 2)
+        #expect(!index.needsCompaction(liveRecords: records.count))
+        #expect(sweep(now: 8_999) == [])
+        #expect(sweep(now: 9_000) == ["a"])
+        #expect(sweep(now: 200_000) == ["b"])
+    }
 }

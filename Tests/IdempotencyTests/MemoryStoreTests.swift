@@ -189,6 +189,22 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         #expect(store.storedCount == 0)
     }
 
+    /// Released records leave notes in the expiry index until their bucket comes due (a day
+    /// with the default ttl); a stream of releases (429s) must not grow it without bound.
+    @Test func releasedClaimsDoNotGrowTheExpiryIndexWithoutBound() {
+        let claims = 64 * 4096 * 2
+        for i in 0..<claims {
+            #expect(store.claimNow("r\(i)", owner: alice, fingerprint: fpA, lease: .seconds(30), ttl: .seconds(86_400)) == .claimed)
+            #expect(store.releaseNow("r\(i)", owner: alice))
+        }
+        #expect(store.storedCount == 0)
+        #expect(store.expiryNoteCount <= MemoryStore.shardCount * 4097, "\(store.expiryNoteCount) notes for no record")
+        // Compaction keeps what live records need: one claimed now is still swept at its expiry.
+        #expect(store.claimNow("kept", owner: alice, fingerprint: fpA, lease: .seconds(5), ttl: .seconds(5)) == .claimed)
+        clock.advance(.seconds(10))
+        #expect(store.sweep() == 1)
+    }
+
     /// A record released and claimed again must not be swept at the first claim's expiry.
     @Test func sweepKeepsARecordClaimedAgainAfterARelease() {
         #expect(store.claimNow("k", owner: alice, fingerprint: fpA, lease: .seconds(5), ttl: .seconds(5)) == .claimed)

@@ -60,6 +60,16 @@ private func names(_ headers: [HeaderPair]) -> [String] { headers.map(\.nameText
         }
     }
 
+    /// The first 64 fields' fates are kept as bits; the rest apart. Both must drop and keep.
+    @Test func responsesWithMoreThan64FieldsAreFilteredThroughout() {
+        var headers = (0..<70).map { HeaderPair(name: "X-F\($0)", value: "\($0)") }
+        headers[3] = HeaderPair(name: "Content-Length", value: "1")
+        headers[66] = HeaderPair(name: "Transfer-Encoding", value: "chunked")
+        headers[69] = HeaderPair(name: "Connection", value: "X-F1, x-f65")
+        let expected = (0..<70).filter { ![1, 3, 65, 66, 69].contains($0) }.map { "X-F\($0)" }
+        #expect(names(ReplayFilter.headersToStore(responseHeaders: headers, keepHeaders: [])) == expected)
+    }
+
     /// The fields are taken from the head as received and laid end to end in one new buffer:
     /// nothing of the head is kept, and there is one allocation for all the bytes.
     @Test func storedFieldsAreCopiedOutOfTheHeadIntoOneBuffer() {
