@@ -128,7 +128,8 @@ public enum RecordCodec {
     private static func appendResponseSection(_ response: StoredResponse?, to out: inout [UInt8]) {
         guard let response else {
             out.append(0)
-            out.append(contentsOf: [0, 0])
+            out.append(0)  // status, two bytes
+            out.append(0)
             return
         }
         out.append(Flag.hasResponse | (response.bodyOmitted ? Flag.bodyOmitted : 0))

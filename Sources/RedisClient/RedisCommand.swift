@@ -11,7 +11,7 @@ public struct RedisCommand: Sendable {
         bytes.reserveCapacity(capacity)
         bytes.append(UInt8(ascii: "*"))
         appendDecimal(UInt64(argumentCount))
-        bytes.append(contentsOf: [13, 10])
+        appendLineEnd()
     }
 
     /// True when exactly the declared number of arguments was appended.
@@ -21,9 +21,9 @@ public struct RedisCommand: Sendable {
         appended += 1
         bytes.append(UInt8(ascii: "$"))
         appendDecimal(UInt64(argument.count))
-        bytes.append(contentsOf: [13, 10])
+        appendLineEnd()
         bytes.append(contentsOf: argument)
-        bytes.append(contentsOf: [13, 10])
+        appendLineEnd()
     }
 
     public mutating func append(_ argument: [UInt8]) {
@@ -36,20 +36,14 @@ public struct RedisCommand: Sendable {
     }
 
     public mutating func append(_ number: UInt64) {
-        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 32 bytes of scratch
-        let count = withUnsafeMutableBytes(of: &digits) { raw -> Int in
-            var value = number
-            var index = raw.count
-            repeat {
-                index -= 1
-                raw[index] = UInt8(ascii: "0") + UInt8(value % 10)
-                value /= 10
-            } while value > 0
-            let length = raw.count - index
-            append(UnsafeRawBufferPointer(rebasing: raw[index...]))
-            return length
-        }
-        _ = count
+        Self.withDecimal(number) { append($0) }
+    }
+
+    // Two appends, not `append(contentsOf: [13, 10])`: the literal may become an array on the
+    // heap for every call, and commands are built for every guarded request.
+    private mutating func appendLineEnd() {
+        bytes.append(13)
+        bytes.append(10)
     }
 
     private mutating func appendDecimal(_ value: UInt64) {
@@ -57,12 +51,23 @@ public struct RedisCommand: Sendable {
             bytes.append(UInt8(ascii: "0") + UInt8(value))
             return
         }
-        let start = bytes.count
-        var value = value
-        while value > 0 {
-            bytes.append(UInt8(ascii: "0") + UInt8(value % 10))
-            value /= 10
+        Self.withDecimal(value) { bytes.append(contentsOf: $0) }
+    }
+
+    /// Calls `body` with the decimal digits of `value`, written from the end of a scratch buffer
+    /// on the stack. (Reversing digits appended to `bytes` through `bytes[start...]` copied
+    /// the whole buffer on each call: the slice shares it, so it is not uniquely referenced.)
+    private static func withDecimal<Result>(_ value: UInt64, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes; UInt64.max has 20 digits
+        return withUnsafeMutableBytes(of: &digits) { raw in
+            var value = value
+            var index = raw.count
+            repeat {
+                index -= 1
+                raw[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            } while value > 0
+            return body(UnsafeRawBufferPointer(rebasing: raw[index...]))
         }
-        bytes[start...].reverse()
     }
 }

@@ -241,6 +241,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         command.append("GET")
         connection.send(command, key: key, timeoutMillis: nil) { result, server in
             switch Self.storeResult(result) {
+            case .success(.null) where self.replicaAcknowledgement == nil:
+                completion(.success(.claimed))  // no closure built for a WAIT that is not sent
             case .success(.null):
                 self.awaitReplicas(on: server) { completion($0.map { .claimed }) }
             case .success(.string(let bytes)) where bytes.count > RecordCodec.Offset.state && bytes[RecordCodec.Offset.state] == RecordState.inFlight.rawValue:
@@ -280,6 +282,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             command.append(expiredLease == .hold ? "hold" : "release")
         }) { result, server in
             switch result {
+            case .success(.integer(1)) where self.replicaAcknowledgement == nil:
+                completion(.success(.claimed))
             case .success(.integer(1)):
                 self.awaitReplicas(on: server) { completion($0.map { .claimed }) }
             case .success(.string(let bytes)):
@@ -302,7 +306,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             command.append(ttlMillis)
         }) { result, server in
             let stored = result.map { $0.integer == 1 }
-            guard case .success(true) = stored else { return completion(stored) }
+            guard case .success(true) = stored, self.replicaAcknowledgement != nil else { return completion(stored) }
             self.awaitReplicas(on: server) { completion($0.map { true }) }
         }
     }

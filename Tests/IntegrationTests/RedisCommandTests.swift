@@ -19,4 +19,14 @@ struct RedisCommandTests {
         #expect(command.isComplete)
         #expect(command.bytes.starts(with: Array("*12\r\n$1\r\n0\r\n".utf8)))
     }
+
+    /// The widest number fills the whole scratch buffer the digits are written into.
+    @Test func theLargestNumberAndAnArgumentOfTenThousandBytesAreFramed() {
+        var command = RedisCommand(argumentCount: 2, capacity: 16)
+        command.append(UInt64.max)
+        command.append([UInt8](repeating: 0x61, count: 10_000))
+        #expect(command.isComplete)
+        let expected = Array("*2\r\n$20\r\n18446744073709551615\r\n$10000\r\n".utf8) + [UInt8](repeating: 0x61, count: 10_000) + [13, 10]
+        #expect(command.bytes == expected)
+    }
 }
