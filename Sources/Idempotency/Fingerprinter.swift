@@ -70,6 +70,21 @@ public enum Fingerprinter {
         body: [UInt8],
         policy: FingerprintPolicy
     ) -> [UInt8] {
+        var digest: [UInt8] = []
+        fingerprint(method: method, target: target, fields: fields, contentType: contentType, body: body, policy: policy, into: &digest)
+        return digest
+    }
+
+    /// The same fingerprint written into `digest`, in its buffer when nothing else holds it.
+    public static func fingerprint<Fields: FingerprintFields>(
+        method: UnsafeRawBufferPointer,
+        target: UnsafeRawBufferPointer,
+        fields: Fields,
+        contentType: UnsafeRawBufferPointer?,
+        body: [UInt8],
+        policy: FingerprintPolicy,
+        into digest: inout [UInt8]
+    ) {
         var input = FramedHasher(domain: domain)
         input.appendField(method)
         input.appendField(target)
@@ -89,7 +104,7 @@ public enum Fingerprinter {
             input.appendTag(rawBodyTag)
             input.appendField(body)
         }
-        return input.finalize()
+        input.finalize(replacing: &digest)
     }
 
     /// Text convenience (tests, tools): the same hash as the byte form for the UTF-8 bytes of

@@ -135,4 +135,14 @@ struct FramedHasher: ~Copyable {
         withUnsafeMutableBytes(of: &digest) { Self.finalizeDigest(context, into: $0.baseAddress!) }
         return withUnsafeBytes(of: &digest) { Array($0) }
     }
+
+    /// The digest written into `digest`'s buffer when nothing else holds it (else a new one).
+    /// Not `finalize(into:)`: `&array` would also convert to the raw-pointer overload.
+    consuming func finalize(replacing digest: inout [UInt8]) {
+        var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        let context = self.context
+        withUnsafeMutableBytes(of: &bytes) { Self.finalizeDigest(context, into: $0.baseAddress!) }
+        digest.removeAll(keepingCapacity: true)
+        withUnsafeBytes(of: &bytes) { digest.append(contentsOf: $0) }
+    }
 }

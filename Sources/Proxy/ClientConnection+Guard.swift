@@ -41,7 +41,7 @@ extension ClientConnection {
         }
         let guarded: GuardedExchange
         if let reusable {
-            reusable.reuse(policy: policy, key: key, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
+            reusable.reuse(policy: policy, key: key, head: head, source: source, fields: fields, ownerTokens: &worker.ownerTokens)
             guarded = reusable
         } else {
             guarded = GuardedExchange(policy: policy, key: key, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
@@ -94,7 +94,7 @@ extension ClientConnection {
             }
             return
         }
-        guarded.fingerprint = guarded.computeFingerprint()
+        guarded.computeFingerprint()
         if guarded.policy.scopeHeader != nil {
             guarded.storageKey = guarded.withScope { StorageKey.make(prefix: settings.keyPrefix, scope: $0, key: guarded.key) }
         } else {

@@ -67,16 +67,19 @@ final class GuardedExchange {
 
     /// Prepares a finished exchange that nobody else references for a new request, keeping
     /// its head and body buffers (the caller checks `isFinished` and uniqueness).
-    func reuse(policy: GuardPolicy, key: String, head: RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
+    /// Serves a new request with this object. The owner token and the fingerprint are written
+    /// into the previous request's buffers when nothing else holds them (a replay stored
+    /// neither), so a replay allocates neither.
+    func reuse(policy: GuardPolicy, key: String, head: RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, ownerTokens: inout OwnerTokenSource) {
         self.policy = policy
         self.key = key
         self.fields = fields
-        self.owner = owner
+        ownerTokens.next(into: &owner)
         copyHead(head, source: source)
         if body.capacity > Self.keptCapacity { body = [] } else { body.removeAll(keepingCapacity: true) }
         stage = .buffering
         storageKey = ""
-        fingerprint = []
+        fingerprint.removeAll(keepingCapacity: true)
         leaseLost = false
         waitDeadline = 0
         pollDelayMillis = 20
@@ -133,7 +136,7 @@ final class GuardedExchange {
 
     /// SHA-256 over method, target, the policy's fields and the body, all as the exact bytes
     /// received (SPEC §3): nothing is decoded as text, so obs-text bytes count.
-    func computeFingerprint() -> [UInt8] {
+    func computeFingerprint() {
         headBytes.withUnsafeBytes { source in
             let fieldsInHead = HeadFields(head: head, source: source)
             let contentType = fields.contentType.map { UnsafeRawBufferPointer(rebasing: source[$0]) }
@@ -143,11 +146,13 @@ final class GuardedExchange {
             let origin = UnsafeRawBufferPointer(rebasing: source[HeadWriter.originForm(of: head.target, in: source)])
             guard TargetCheck.isRootless(origin) else {
                 return Fingerprinter.fingerprint(
-                    method: method, target: origin, fields: fieldsInHead, contentType: contentType, body: body, policy: policy.fingerprint)
+                    method: method, target: origin, fields: fieldsInHead, contentType: contentType, body: body, policy: policy.fingerprint,
+                    into: &fingerprint)
             }
-            return ([UInt8(ascii: "/")] + origin).withUnsafeBytes { target in
+            ([UInt8(ascii: "/")] + origin).withUnsafeBytes { target in
                 Fingerprinter.fingerprint(
-                    method: method, target: target, fields: fieldsInHead, contentType: contentType, body: body, policy: policy.fingerprint)
+                    method: method, target: target, fields: fieldsInHead, contentType: contentType, body: body, policy: policy.fingerprint,
+                    into: &fingerprint)
             }
         }
     }

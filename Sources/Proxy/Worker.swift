@@ -254,10 +254,18 @@ struct OwnerTokenSource {
     private var counter: UInt64 = 0
 
     mutating func next() -> [UInt8] {
-        counter &+= 1
-        var token = prefix
-        token.reserveCapacity(OwnerToken.length)
-        withUnsafeBytes(of: counter.bigEndian) { token.append(contentsOf: $0) }
+        var token: [UInt8] = []
+        next(into: &token)
         return token
+    }
+
+    /// The next token, written into `token`'s buffer when nothing else holds it (the previous
+    /// request's token was never stored: a replay, a refused claim) instead of a new array.
+    mutating func next(into token: inout [UInt8]) {
+        counter &+= 1
+        token.removeAll(keepingCapacity: true)  // a new buffer if a store or a callback holds the old one
+        token.reserveCapacity(OwnerToken.length)
+        token.append(contentsOf: prefix)
+        withUnsafeBytes(of: counter.bigEndian) { token.append(contentsOf: $0) }
     }
 }
