@@ -142,7 +142,7 @@ let benchmarks: @Sendable () -> Void = {
     // 8. One unique-key exchange in process, everything the proxy does but the sockets: parse
     // the head, find the key, scope and Content-Type lines, parse the key, derive the storage
     // key, fingerprint method, target, Content-Type and body, claim, keep the upstream's
-    // response (replay filter, compacted copy), complete, then the retry: claim again, find the
+    // response (the replay filter copying the kept fields out of its head), complete, then the retry: claim again, find the
     // completed record and write the replay. Each iteration's request carries its own key; the
     // sample's records are purged afterwards (TTL expiry removes them at the rate they come).
     let exchangeStore = MemoryStore()
@@ -152,7 +152,7 @@ let benchmarks: @Sendable () -> Void = {
         var head = RequestHead()
         var out: [UInt8] = []
         let extra = [(name: "Idempotent-Replayed", value: "true")]
-        let upstream = Fixtures.upstreamResponseHeaders
+        let upstream = Fixtures.upstreamResponse
         var keys: [String] = []
         keys.reserveCapacity(benchmark.scaledIterations.count)
         for index in benchmark.scaledIterations {
@@ -168,9 +168,10 @@ let benchmarks: @Sendable () -> Void = {
                 exchangeStore.claim(
                     key: storageKey, owner: Fixtures.owner, fingerprint: fingerprint, lease: .seconds(30), ttl: .seconds(86400), expiredLease: .hold
                 ) { precondition($0 == .success(.claimed)) }
-                let stored = StoredResponse(
-                    status: 201, headers: HeaderPair.compacted(ReplayFilter.headersToStore(responseHeaders: upstream, keepHeaders: [])),
-                    body: Fixtures.responseBody)
+                let storedFields = upstream.head.withUnsafeBytes { source in
+                    ReplayFilter.storedFields(count: upstream.fields.count, in: source, keepHeaders: []) { upstream.fields[$0] }
+                }
+                let stored = StoredResponse(status: 201, headers: storedFields, body: Fixtures.responseBody)
                 exchangeStore.complete(key: storageKey, owner: Fixtures.owner, response: stored, ttl: .seconds(86400)) {
                     precondition($0 == .success(true))
                 }
@@ -230,18 +231,24 @@ enum Fixtures {
         return Array(text.utf8)
     }
 
-    /// The origin's response fields, as slices of its response head (what the proxy captures).
-    static let upstreamResponseHeaders: [HeaderPair] = {
-        let head = Array("Server: nginxDate: Tue, 01 Dec 2026 05:00:00 GMTContent-Type: application/jsonContent-Length: 150Connection: keep-alive".utf8)
-        var pairs: [HeaderPair] = []
-        var offset = 0
+    /// The origin's response head and its fields' name and value ranges, as the response
+    /// parser reports them (what the proxy filters and copies the stored fields from).
+    static let upstreamResponse: (head: [UInt8], fields: [(name: Range<Int>, value: Range<Int>)]) = {
+        var head: [UInt8] = []
+        var fields: [(name: Range<Int>, value: Range<Int>)] = []
+        head.append(contentsOf: "HTTP/1.1 201 Created\r\n".utf8)
         for (name, value) in [("Server", "nginx"), ("Date", "Tue, 01 Dec 2026 05:00:00 GMT"), ("Content-Type", "application/json"), ("Content-Length", "150"), ("Connection", "keep-alive")] {
-            let nameRange = offset..<(offset + name.utf8.count)
-            let valueRange = nameRange.upperBound..<(nameRange.upperBound + value.utf8.count)
-            offset = valueRange.upperBound
-            pairs.append(HeaderPair(name: head[nameRange], value: head[valueRange]))
+            let nameStart = head.count
+            head.append(contentsOf: name.utf8)
+            let nameEnd = head.count
+            head.append(contentsOf: ": ".utf8)
+            let valueStart = head.count
+            head.append(contentsOf: value.utf8)
+            fields.append((nameStart..<nameEnd, valueStart..<head.count))
+            head.append(contentsOf: "\r\n".utf8)
         }
-        return pairs
+        head.append(contentsOf: "\r\n".utf8)
+        return (head, fields)
     }()
 
     static let responseBody = Array(#"{"id":"pay_8e03978e40d5","object":"payment","amount":2599,"currency":"eur","status":"succeeded","created":1764400000,"livemode":false,"metadata":{}}"#.utf8)
@@ -272,11 +279,11 @@ enum Fixtures {
         createdAtMillis: 1_767_225_600_000,
         response: StoredResponse(
             status: 201,
-            headers: HeaderPair.compacted([
+            headers: ReplayFilter.headersToStore(responseHeaders: [
                 HeaderPair(name: "Content-Type", value: "application/json"),
                 HeaderPair(name: "Location", value: "/v1/payments/pay_3MtwBwLkdIwHu7ix28a3tqPa"),
                 HeaderPair(name: "X-Request-Id", value: "5f0c2a9e-7d5b-4c1e-9d8a-3b6f1e2c4a70"),
-            ]),
+            ], keepHeaders: []),
             body: (0..<1024).map { UInt8(ascii: "a") + UInt8($0 % 26) }))
     static let encodedRecord = RecordCodec.encode(record)
     static let decodedRecord = try! RecordCodec.decode(encodedRecord)
