@@ -1,3 +1,4 @@
+import Idempotency
 import Observability
 import Synchronization
 
@@ -68,6 +69,8 @@ public final class ProxyMetrics: Sendable {
     let redisNodes = RedisNodeMetrics()
     public let upstreamReachable = Atomic<Bool>(true)
     public let shuttingDown = Atomic<Bool>(false)
+    /// The embedded store, when it is the backend: its fill is read at each scrape.
+    private let memoryStore = Mutex<MemoryStore?>(nil)
 
     public init() {
         outcomes = RequestOutcome.allCases.map { _ in Counter() }
@@ -84,6 +87,11 @@ public final class ProxyMetrics: Sendable {
     @inline(__always)
     public func markUpstreamReachable() {
         if !upstreamReachable.load(ordering: .relaxed) { upstreamReachable.store(true, ordering: .relaxed) }
+    }
+
+    /// Reports `store`'s fill with every scrape (`idemproxy_memory_store_*`).
+    public func watch(_ store: MemoryStore) {
+        memoryStore.withLock { $0 = store }
     }
 
     /// The whole registry in Prometheus text format (SPEC §8).
@@ -118,6 +126,17 @@ public final class ProxyMetrics: Sendable {
             "idemproxy_store_replay_cache_hits_total", help: "Claims answered from a worker's cache of completed records (replays, or a mismatch on a cached record), without a store round trip.",
             samples: [([], replayCacheHits.load(ordering: .relaxed))])
         text.gauge("idemproxy_connections_active", help: "Open client connections.", value: activeConnections.load(ordering: .relaxed))
+        if let store = memoryStore.withLock({ $0 }) {
+            // How close the embedded store is to answering 503 store-full (SPEC §6): the bytes
+            // it charges its records against store.memory.max_bytes, and how many it holds.
+            text.gauge(
+                "idemproxy_memory_store_bytes", help: "Bytes the memory store charges against store.memory.max_bytes.",
+                value: store.usedBytes)
+            text.gauge("idemproxy_memory_store_max_bytes", help: "store.memory.max_bytes.", value: store.maxBytes)
+            text.gauge(
+                "idemproxy_memory_store_records", help: "Records held by the memory store, expired ones not yet swept included.",
+                value: store.storedCount)
+        }
         text.histogram(
             "idemproxy_request_duration_seconds", help: "Whole requests by outcome, head received to response queued.",
             series: RequestOutcome.allCases.map { ([("outcome", $0.label)], requestDurations[$0.rawValue]) })

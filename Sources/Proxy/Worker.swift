@@ -19,6 +19,7 @@ final class SharedState: Sendable {
 
     init(settings: ProxySettings, metrics: ProxyMetrics, memoryStore: MemoryStore?) {
         self.memoryStore = settings.storeBackend == .memory ? (memoryStore ?? MemoryStore(maxBytes: settings.memoryMaxBytes)) : nil
+        if let store = self.memoryStore { metrics.watch(store) }
         accessLogWriter = settings.accessLog ? BackgroundWriter(fd: settings.accessLogFD) : nil
         self.metrics = metrics
         let log = settings.log

@@ -71,6 +71,30 @@ import TestSupport
         #expect(text.contains("idemproxy_request_duration_seconds_count{outcome=\"mismatch\"} 0\n"))
     }
 
+    /// An operator sees how close the memory store is to 503 store-full: the scrape reports what
+    /// the store itself counts, and the records it holds.
+    @Test func metricsReportTheMemoryStoresFill() throws {
+        let store = MemoryStore(maxBytes: 1 << 20)
+        let proxy = try ProxyHarness(yaml: "store: { backend: memory, memory: { max_bytes: 1MiB } }\n", memoryStore: store)
+        defer { proxy.stop() }
+        func gauge(_ name: String) throws -> Int? {
+            let text = try admin(proxy, "/metrics").bodyText
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + " ") }) else { return nil }
+            return Int(line.dropFirst(name.count + 1))
+        }
+        #expect(try gauge("idemproxy_memory_store_records") == 0)
+        #expect(try gauge("idemproxy_memory_store_bytes") == 0)
+        #expect(try gauge("idemproxy_memory_store_max_bytes") == 1 << 20)
+        for index in 0..<3 {
+            let response = try proxy.request(
+                "POST /p HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: fill-\(index)\r\nContent-Length: 2\r\n\r\n{}")
+            #expect(response.status == 200)
+        }
+        #expect(try gauge("idemproxy_memory_store_records") == 3)
+        let bytes = try gauge("idemproxy_memory_store_bytes")
+        #expect(bytes == store.usedBytes && store.usedBytes > 3 * MemoryStore.recordOverhead)
+    }
+
     /// Reads what the proxy wrote to the access-log pipe once it has stopped (and flushed).
     func accessLines(_ fd: Int32) -> [Substring] {
         var buffer = [UInt8](repeating: 0, count: 65536)
