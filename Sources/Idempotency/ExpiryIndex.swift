@@ -36,13 +36,10 @@ struct ExpiryIndex<Key: Hashable> {
         remove(key, fromBucket: millis >> Self.bucketShift)
     }
 
-    /// A bucket left empty stays until the sweep reaches it: the next key of that second (most
-    /// are written within a second of each other) reuses its storage instead of a new set.
     private mutating func remove(_ key: Key, fromBucket bucket: UInt64) {
-        // Through `values[index]`, changed in place: `buckets[bucket]?.remove(key)` copied the
-        // whole set first.
-        guard let index = buckets.index(forKey: bucket), buckets.values[index].remove(key) != nil else { return }
+        guard buckets[bucket]?.remove(key) != nil else { return }
         count -= 1
+        if buckets[bucket]?.isEmpty == true { buckets[bucket] = nil }
     }
 
     /// Offers `expire` every key whose bucket has begun by `now`. `expire` removes the key's
