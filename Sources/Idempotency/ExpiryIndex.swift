@@ -1,52 +1,55 @@
-/// Which keys expire when, so that a sweep visits only the records that are due instead of
+/// Which keys may expire when, so that a sweep visits only the records that are due instead of
 /// reading every record of the store once a second (at ten million records that was tens of
 /// milliseconds of one core per second, and a shard's lock held for a millisecond at a time).
 ///
-/// Keys are kept in buckets of 1,024 ms by their record's current expiry, and every live record
-/// has exactly one entry: a write that moves the expiry to another bucket moves the key, and a
-/// record removed early (released, purged, expired on access) takes its key out. So the index
-/// never holds more keys than the store holds records, needs no compaction, and a key in a
-/// bucket that is wholly past is a record that has expired.
+/// Keys are noted in buckets of 1,024 ms by the expiry they were given. A key is noted again
+/// whenever its expiry changes and never taken out of its old bucket: the sweep asks for each
+/// key's current expiry and removes only what is due, so a stale note costs one lookup when its
+/// bucket comes due, and a record removed early (released, purged, expired on access) leaves a
+/// note that finds nothing. Every expiry a record has had is noted, so its current one is.
+///
+/// A live record usually carries two notes (its claim's and its completion's expiry). Notes
+/// left by records that are gone would otherwise stay until their bucket comes due, a day with
+/// the default ttl: a stream of claims that are released (429s) would grow the index without
+/// bound and outside `max_bytes`. `compacted(from:)` rebuilds it from the live records once the
+/// notes outnumber them more than `needsCompaction` allows.
 struct ExpiryIndex<Key: Hashable> {
     /// log2 of the bucket width in milliseconds.
     static var bucketShift: UInt64 { 10 }
 
-    private var buckets: [UInt64: Set<Key>] = [:]
-    /// No bucket below this one holds a key (it may be lower than the first that does).
+    private var buckets: [UInt64: [Key]] = [:]
+    /// No bucket below this one holds a note.
     private var firstBucket: UInt64 = .max
 
-    /// Keys held: the records of the store, expired ones not yet swept included.
-    private(set) var count = 0
+    /// How many notes are held (stale ones included), for tests and memory accounting.
+    private(set) var noteCount = 0
 
-    /// `key`'s record now expires at `millis`; `previous` is the expiry it held until now (nil
-    /// for a record that is new).
-    mutating func set(_ key: Key, expiresAt millis: UInt64, previously previous: UInt64?) {
+    /// More notes than two per live record and a margin (so a small shard is not rebuilt
+    /// every few claims): the rebuild's pass over the records is paid for by the notes that
+    /// built up since the last one.
+    func needsCompaction(liveRecords: Int) -> Bool {
+        noteCount > 2 * liveRecords + 4096
+    }
+
+    /// One note per live record, at its current expiry; stale notes are gone.
+    static func compacted(from records: some Sequence<(key: Key, expiresAt: UInt64)>) -> ExpiryIndex {
+        var index = ExpiryIndex()
+        for record in records { index.note(record.key, expiresAt: record.expiresAt) }
+        return index
+    }
+
+    mutating func note(_ key: Key, expiresAt millis: UInt64) {
         let bucket = millis >> Self.bucketShift
-        if let previous {
-            let old = previous >> Self.bucketShift
-            guard old != bucket else { return }
-            remove(key, fromBucket: old)
-        }
-        if buckets[bucket, default: []].insert(key).inserted { count += 1 }
+        buckets[bucket, default: []].append(key)
         firstBucket = min(firstBucket, bucket)
+        noteCount += 1
     }
 
-    /// `key`'s record, which expired at `millis`, is gone.
-    mutating func remove(_ key: Key, expiresAt millis: UInt64) {
-        remove(key, fromBucket: millis >> Self.bucketShift)
-    }
-
-    private mutating func remove(_ key: Key, fromBucket bucket: UInt64) {
-        guard buckets[bucket]?.remove(key) != nil else { return }
-        count -= 1
-        if buckets[bucket]?.isEmpty == true { buckets[bucket] = nil }
-    }
-
-    /// Offers `expire` every key whose bucket has begun by `now`. `expire` removes the key's
-    /// record if its expiry is at or before `now` and says whether it did (or whether the record
-    /// was gone already); a key it keeps, whose expiry is still ahead in the bucket of `now`,
-    /// stays. Every key of a bucket wholly before `now` has expired.
-    mutating func sweep(now: UInt64, expire: (Key) -> Bool) {
+    /// Visits every key noted with an expiry at or before `now`. `visit` removes the key's
+    /// record if its current expiry has passed and returns that current expiry, or nil when
+    /// there is no record; a key whose expiry is still ahead in the bucket of `now` stays noted
+    /// (its record moved to a later bucket has a note there already).
+    mutating func sweep(now: UInt64, visit: (Key) -> UInt64?) {
         let due = now >> Self.bucketShift
         guard firstBucket <= due else { return }
         // Normally the buckets since the last sweep, about one; after a long pause (or in a
@@ -56,11 +59,15 @@ struct ExpiryIndex<Key: Hashable> {
             ? Array(firstBucket...due) : buckets.keys.filter { $0 <= due }.sorted()
         for bucket in candidates {
             guard let keys = buckets.removeValue(forKey: bucket) else { continue }
-            count -= keys.count
-            let kept = keys.filter { !expire($0) }
-            if !kept.isEmpty {
-                buckets[bucket] = kept
-                count += kept.count
+            noteCount -= keys.count
+            var notYetDue: [Key] = []
+            for key in keys {
+                // Only the bucket of `now` can hold an expiry still ahead.
+                if let expiry = visit(key), expiry > now, expiry >> Self.bucketShift == bucket { notYetDue.append(key) }
+            }
+            if !notYetDue.isEmpty {
+                buckets[bucket] = notYetDue
+                noteCount += notYetDue.count
             }
         }
         firstBucket = buckets[due] == nil ? due + 1 : due

@@ -25,9 +25,9 @@ import Synchronization
 public final class MemoryStore: IdempotencyStore {
     public static let shardCount = 64
     /// What one record costs besides its variable bytes: the dictionary slot, the entry, the
-    /// key's and arrays' headers, and its key's place in the shard's expiry index (measured
-    /// order of magnitude, not an exact count).
-    public static let recordOverhead = 224
+    /// key's and arrays' headers, and its two notes in the shard's expiry index (measured order
+    /// of magnitude, not an exact count).
+    public static let recordOverhead = 256
 
     private struct Entry {
         var record: IdempotencyRecord
@@ -38,8 +38,13 @@ public final class MemoryStore: IdempotencyStore {
 
     private struct ShardState {
         var entries: [StoreKey: Entry] = [:]
-        /// Every key of `entries`, by its record's expiry (`ExpiryIndex`).
         var expiring = ExpiryIndex<StoreKey>()
+
+        /// Drops the notes of records that are gone once they pile up (`ExpiryIndex`).
+        mutating func compactIndexIfNeeded() {
+            guard expiring.needsCompaction(liveRecords: entries.count) else { return }
+            expiring = .compacted(from: entries.lazy.map { (key: $0.key, expiresAt: $0.value.expiresAtMillis) })
+        }
     }
 
     private final class Shard: Sendable {
@@ -87,9 +92,11 @@ public final class MemoryStore: IdempotencyStore {
         // One probe of the shard's table: the record's slot is borrowed in place, read and
         // written (`Dictionary`'s modify accessor), instead of a lookup and then an insert.
         let outcome = shard(for: key).state.withLock { state -> ClaimOutcome? in
-            claim(
+            let outcome = claim(
                 slot: &state.entries[key], expiring: &state.expiring, key: key, owner: owner, fingerprint: fingerprint,
                 lease: lease, ttl: ttl, expiredLease: expiredLease, now: now)
+            state.compactIndexIfNeeded()
+            return outcome
         }
         guard let outcome else {
             completion(.failure(.full("the memory store holds \(usedBytes) of its \(maxBytes) bytes (store.memory.max_bytes)")))
@@ -117,8 +124,9 @@ public final class MemoryStore: IdempotencyStore {
         let now = clock()
         let key = StoreKey(key)
         let released = shard(for: key).state.withLock { state -> Bool in
-            guard let entry = live(&state, key, now), Self.ownedInFlight(entry, owner) else { return false }
-            remove(key, entry, from: &state)
+            guard let entry = live(&state.entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
+            state.entries[key] = nil
+            forceCharge(-entry.cost)
             return true
         }
         completion(.success(released))
@@ -150,7 +158,7 @@ public final class MemoryStore: IdempotencyStore {
         let now = clock()
         let key = StoreKey(key)
         let record = shard(for: key).state.withLock { state in
-            live(&state, key, now)?.record
+            live(&state.entries, key, now)?.record
         }
         completion(.success(record))
     }
@@ -158,7 +166,7 @@ public final class MemoryStore: IdempotencyStore {
     public func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void) {
         let now = clock()
         let key = StoreKey(key)
-        let entry = shard(for: key).state.withLock { state in live(&state, key, now) }
+        let entry = shard(for: key).state.withLock { state in live(&state.entries, key, now) }
         completion(.success(entry.map { entry in
             RecordInspection(
                 record: entry.record, expiresInMillis: entry.expiresAtMillis - now,
@@ -171,8 +179,9 @@ public final class MemoryStore: IdempotencyStore {
         let now = clock()
         let key = StoreKey(key)
         let purged = shard(for: key).state.withLock { state -> Bool in
-            guard let entry = live(&state, key, now) else { return false }
-            remove(key, entry, from: &state)
+            guard let entry = live(&state.entries, key, now) else { return false }
+            state.entries[key] = nil
+            forceCharge(-entry.cost)
             return true
         }
         completion(.success(purged))
@@ -192,12 +201,12 @@ public final class MemoryStore: IdempotencyStore {
         shards[index % shards.count].state.withLock { state in
             var removed = 0
             state.expiring.sweep(now: now) { key in
-                guard let entry = state.entries[key] else { return true }
-                guard entry.expiresAtMillis <= now else { return false }
+                guard let entry = state.entries[key] else { return nil }
+                guard entry.expiresAtMillis <= now else { return entry.expiresAtMillis }
                 state.entries[key] = nil
                 forceCharge(-entry.cost)
                 removed += 1
-                return true
+                return nil
             }
             return removed
         }
@@ -215,9 +224,9 @@ public final class MemoryStore: IdempotencyStore {
         sweep(now: clock())
     }
 
-    /// Keys held by the shards' expiry indexes: one per record, or the index is wrong (tests).
-    var indexedKeyCount: Int {
-        shards.reduce(0) { total, shard in total + shard.state.withLock { $0.expiring.count } }
+    /// Notes held by the shards' expiry indexes, stale ones included (tests).
+    var expiryNoteCount: Int {
+        shards.reduce(0) { total, shard in total + shard.state.withLock { $0.expiring.noteCount } }
     }
 
     /// Records currently held, including expired ones not yet swept.
@@ -232,7 +241,7 @@ public final class MemoryStore: IdempotencyStore {
         slot: inout Entry?, expiring: inout ExpiryIndex<StoreKey>, key: StoreKey, owner: [UInt8], fingerprint: [UInt8],
         lease: Duration, ttl: Duration, expiredLease: IndeterminatePolicy, now: UInt64
     ) -> ClaimOutcome? {
-        expireIfDue(&slot, key, &expiring, now)
+        expireIfDue(&slot, now)
         var replaced = 0
         let previousExpiry = slot?.expiresAtMillis
         if slot != nil {  // read through the slot: a copy of the entry would retain each of its buffers
@@ -243,7 +252,7 @@ public final class MemoryStore: IdempotencyStore {
                 // upstream ran the request is unknown, so hold the key.
                 slot!.record.state = .unknown
                 slot!.expiresAtMillis = Self.deadline(now, ttl)
-                expiring.set(key, expiresAt: slot!.expiresAtMillis, previously: previousExpiry)
+                Self.note(key, slot!, in: &expiring, previousExpiry: previousExpiry)
                 return .existing(slot!.record)
             case .release:
                 replaced = slot!.cost  // claim over the dead record
@@ -257,8 +266,16 @@ public final class MemoryStore: IdempotencyStore {
         // A record never expires before its lease deadline, whatever ttl is (SPEC §4), and
         // outlives it by ttl so that a dead owner's claim is found and held as unknown.
         slot = Entry(record: record, expiresAtMillis: Self.deadline(now, lease + ttl), cost: cost)
-        expiring.set(key, expiresAt: slot!.expiresAtMillis, previously: previousExpiry)
+        Self.note(key, slot!, in: &expiring, previousExpiry: previousExpiry)
         return .claimed
+    }
+
+    /// Notes `entry`'s expiry in the index unless the key is noted in that bucket already
+    /// (`previousExpiry`, the expiry it held until now, was in the same bucket).
+    private static func note(_ key: StoreKey, _ entry: Entry, in expiring: inout ExpiryIndex<StoreKey>, previousExpiry: UInt64?) {
+        let shift = ExpiryIndex<StoreKey>.bucketShift
+        if let previousExpiry, previousExpiry >> shift == entry.expiresAtMillis >> shift { return }
+        expiring.note(key, expiresAt: entry.expiresAtMillis)
     }
 
     /// Applies `change` if the live record is in flight and owned by `owner`. With `alreadyIn`,
@@ -269,8 +286,10 @@ public final class MemoryStore: IdempotencyStore {
     ) -> Bool {
         let key = StoreKey(key)
         return shard(for: key).state.withLock { state -> Bool in
-            updateOwned(
+            let updated = updateOwned(
                 slot: &state.entries[key], expiring: &state.expiring, key: key, owner: owner, now: now, alreadyIn: alreadyIn, change)
+            state.compactIndexIfNeeded()  // lease refreshes add notes too
+            return updated
         }
     }
 
@@ -279,37 +298,29 @@ public final class MemoryStore: IdempotencyStore {
         slot: inout Entry?, expiring: inout ExpiryIndex<StoreKey>, key: StoreKey, owner: [UInt8], now: UInt64,
         alreadyIn: RecordState?, _ change: @Sendable (StoreKey, inout Entry) -> Void
     ) -> Bool {
-        expireIfDue(&slot, key, &expiring, now)
+        expireIfDue(&slot, now)
         guard slot != nil else { return false }
         if let alreadyIn, slot!.record.state == alreadyIn, slot!.record.owner == owner { return true }
         guard slot!.record.state == .inFlight && slot!.record.owner == owner else { return false }  // `ownedInFlight`
         let previousExpiry = slot!.expiresAtMillis
         var entry = slot.take()!  // moved out and back: no copy of its buffers
         change(key, &entry)
-        expiring.set(key, expiresAt: entry.expiresAtMillis, previously: previousExpiry)
+        Self.note(key, entry, in: &expiring, previousExpiry: previousExpiry)
         slot = entry
         return true
     }
 
     /// The entry for `key` unless its TTL has passed, in which case it is
     /// removed first (lazy expiry).
-    private func live(_ state: inout ShardState, _ key: StoreKey, _ now: UInt64) -> Entry? {
-        expireIfDue(&state.entries[key], key, &state.expiring, now)
-        return state.entries[key]
+    private func live(_ entries: inout [StoreKey: Entry], _ key: StoreKey, _ now: UInt64) -> Entry? {
+        expireIfDue(&entries[key], now)
+        return entries[key]
     }
 
-    /// Empties `slot` (the key's, in `expiring` too) if its record's TTL has passed (lazy expiry).
-    private func expireIfDue(_ slot: inout Entry?, _ key: StoreKey, _ expiring: inout ExpiryIndex<StoreKey>, _ now: UInt64) {
+    /// Empties `slot` if its record's TTL has passed (lazy expiry).
+    private func expireIfDue(_ slot: inout Entry?, _ now: UInt64) {
         guard let entry = slot, entry.expiresAtMillis <= now else { return }
         slot = nil
-        expiring.remove(key, expiresAt: entry.expiresAtMillis)
-        forceCharge(-entry.cost)
-    }
-
-    /// Removes a live record (released or purged) and gives its bytes back.
-    private func remove(_ key: StoreKey, _ entry: Entry, from state: inout ShardState) {
-        state.entries[key] = nil
-        state.expiring.remove(key, expiresAt: entry.expiresAtMillis)
         forceCharge(-entry.cost)
     }
 
