@@ -52,30 +52,20 @@ public enum Fingerprinter {
         policy: FingerprintPolicy
     ) -> [UInt8] {
         let fields = FieldList(headers: headers)
-        guard let contentType else {
-            return fingerprint(method: method, target: target, fields: fields, contentType: nil, body: body, policy: policy)
-        }
-        return contentType.withUnsafeBytes {
-            fingerprint(method: method, target: target, fields: fields, contentType: $0, body: body, policy: policy)
-        }
-    }
-
-    /// The same fingerprint, reading the policy's fields through `fields`, so a caller holding
-    /// a parsed head passes its bytes where they are, without collecting them first.
-    public static func fingerprint<Fields: FingerprintFields>(
-        method: UnsafeRawBufferPointer,
-        target: UnsafeRawBufferPointer,
-        fields: Fields,
-        contentType: UnsafeRawBufferPointer?,
-        body: [UInt8],
-        policy: FingerprintPolicy
-    ) -> [UInt8] {
         var digest: [UInt8] = []
-        fingerprint(method: method, target: target, fields: fields, contentType: contentType, body: body, policy: policy, into: &digest)
+        guard let contentType else {
+            fingerprint(method: method, target: target, fields: fields, contentType: nil, body: body, policy: policy, into: &digest)
+            return digest
+        }
+        contentType.withUnsafeBytes {
+            fingerprint(method: method, target: target, fields: fields, contentType: $0, body: body, policy: policy, into: &digest)
+        }
         return digest
     }
 
-    /// The same fingerprint written into `digest`, in its buffer when nothing else holds it.
+    /// The same fingerprint, reading the policy's fields through `fields`, so a caller holding
+    /// a parsed head passes its bytes where they are, without collecting them first. Written into
+    /// `digest`, in its buffer when nothing else holds it (a reused exchange's last fingerprint).
     public static func fingerprint<Fields: FingerprintFields>(
         method: UnsafeRawBufferPointer,
         target: UnsafeRawBufferPointer,

@@ -241,10 +241,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         command.append("GET")
         connection.send(command, key: key, timeoutMillis: nil) { result, server in
             switch Self.storeResult(result) {
-            case .success(.null) where self.replicaAcknowledgement == nil:
-                completion(.success(.claimed))  // no closure built for a WAIT that is not sent
             case .success(.null):
-                self.awaitReplicas(on: server) { completion($0.map { .claimed }) }
+                self.afterReplicas(on: server, .claimed, completion)
             case .success(.string(let bytes)) where bytes.count > RecordCodec.Offset.state && bytes[RecordCodec.Offset.state] == RecordState.inFlight.rawValue:
                 self.claimContended(key: key, record: record, expiryMillis: expiryMillis, ttlMillis: ttlMillis, expiredLease: expiredLease, completion: completion)
             case .success(.string(let bytes)):
@@ -282,10 +280,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             command.append(expiredLease == .hold ? "hold" : "release")
         }) { result, server in
             switch result {
-            case .success(.integer(1)) where self.replicaAcknowledgement == nil:
-                completion(.success(.claimed))
             case .success(.integer(1)):
-                self.awaitReplicas(on: server) { completion($0.map { .claimed }) }
+                self.afterReplicas(on: server, .claimed, completion)
             case .success(.string(let bytes)):
                 completion(Self.decode(bytes).map(ClaimOutcome.existing))
             case .success(let other):
@@ -306,8 +302,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             command.append(ttlMillis)
         }) { result, server in
             let stored = result.map { $0.integer == 1 }
-            guard case .success(true) = stored, self.replicaAcknowledgement != nil else { return completion(stored) }
-            self.awaitReplicas(on: server) { completion($0.map { true }) }
+            guard case .success(true) = stored else { return completion(stored) }
+            self.afterReplicas(on: server, true, completion)
         }
     }
 
@@ -321,6 +317,15 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// order) and shares its answer; a write answered later starts the next WAIT.
     /// In a Cluster, per node, and on the node that answered the write (after an ASK, not the
     /// one the slot map names): WAIT counts the replicas of the node it is sent to.
+    /// `completion(.success(value))` once replicas hold the write (`awaitReplicas`); at once, with
+    /// no closure built, when no WAIT is asked for (every claim and completion passes here).
+    func afterReplicas<Value>(
+        on server: RedisConnection?, _ value: Value, _ completion: @escaping (Result<Value, StoreError>) -> Void
+    ) {
+        guard replicaAcknowledgement != nil else { return completion(.success(value)) }
+        awaitReplicas(on: server) { completion($0.map { value }) }
+    }
+
     func awaitReplicas(on server: RedisConnection?, _ then: @escaping (Result<Void, StoreError>) -> Void) {
         guard let wanted = replicaAcknowledgement else { return then(.success(())) }
         guard let server else {

@@ -162,9 +162,11 @@ let benchmarks: @Sendable () -> Void = {
                 let keyValue = fields.first(named: Fixtures.keyField)!
                 let key = try! IdempotencyKeyParser.parse(fieldValue: keyValue, lineCount: 1, syntax: .lenient, maxLength: 255).get()
                 let storageKey = StorageKey.make(prefix: "idem:", scope: fields.first(named: Fixtures.scopeField), key: key)
-                let fingerprint = Fingerprinter.fingerprint(
+                var fingerprint: [UInt8] = []  // a new array each time, as for a key the proxy stores
+                Fingerprinter.fingerprint(
                     method: UnsafeRawBufferPointer(rebasing: bytes[head.methodRange]), target: UnsafeRawBufferPointer(rebasing: bytes[head.target]),
-                    fields: fields, contentType: fields.first(named: Fixtures.contentTypeField), body: Fixtures.jsonBody, policy: policy)
+                    fields: fields, contentType: fields.first(named: Fixtures.contentTypeField), body: Fixtures.jsonBody, policy: policy,
+                    into: &fingerprint)
                 exchangeStore.claim(
                     key: storageKey, owner: Fixtures.owner, fingerprint: fingerprint, lease: .seconds(30), ttl: .seconds(86400), expiredLease: .hold
                 ) { precondition($0 == .success(.claimed)) }
