@@ -8,9 +8,20 @@ public final class Timer {
     fileprivate var generation: UInt32 = 0
     fileprivate var queuedDeadline: UInt64 = .max
     fileprivate var queued = false
-    let action: () -> Void
+    private(set) var action: () -> Void
 
     public init(_ action: @escaping () -> Void) {
+        self.action = action
+    }
+
+    /// A timer whose action is given later with `onFire`: an owner can then hold it in a
+    /// `let` (read on every request without the retain and release a `lazy var` costs) and
+    /// still capture itself in the action once it is fully initialised.
+    public init() {
+        self.action = {}
+    }
+
+    public func onFire(_ action: @escaping () -> Void) {
         self.action = action
     }
 

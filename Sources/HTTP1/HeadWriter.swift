@@ -23,6 +23,21 @@ public enum HeadWriter {
         targetPrefix: [UInt8] = [],
         into out: inout [UInt8]
     ) {
+        writeRequestStart(head, source: source, dropping: dropping, targetPrefix: targetPrefix, into: &out)
+        for field in extra { out.appendField(field.name, field.value) }
+        finishHead(framing: framing, into: &out)
+    }
+
+    /// The first part of `writeRequestHead`: the request line and the kept fields. The caller
+    /// appends its own field lines (already formatted bytes, so a proxy adds its forwarding
+    /// fields without building strings), then calls `finishHead`.
+    public static func writeRequestStart(
+        _ head: RequestHead,
+        source: UnsafeRawBufferPointer,
+        dropping: [String],
+        targetPrefix: [UInt8],
+        into out: inout [UInt8]
+    ) {
         out.appendBytes(source, head.methodRange)
         out.append(ASCII.sp)
         let origin = originForm(of: head.target, in: source)
@@ -35,8 +50,21 @@ public enum HeadWriter {
         // (RFC 9110 §2.5: intermediaries MUST send their own HTTP-version).
         out.appendLiteral(" HTTP/1.1\r\n")
         writeFields(head.fields, head.hopByHop, source: source, dropping: dropping, into: &out)
-        for field in extra { out.appendField(field.name, field.value) }
+    }
+
+    /// Ends a head begun with `writeRequestStart`: the framing field, then the empty line.
+    public static func finishHead(framing: BodyFraming, into out: inout [UInt8]) {
         out.appendFraming(framing)
+        out.appendCRLF()
+    }
+
+    /// Appends "name: value\r\n" with the value taken from `source` as received (a field
+    /// value the parser already validated).
+    public static func appendField(_ name: StaticString, value: Range<Int>, in source: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        out.appendLiteral(name)
+        out.append(ASCII.colon)
+        out.append(ASCII.sp)
+        out.appendBytes(source, value)
         out.appendCRLF()
     }
 

@@ -400,5 +400,17 @@ struct StoreKey: Hashable, Sendable {
     }
 
     func hash(into hasher: inout Hasher) { hasher.combine(fnv) }
+
+    /// What the dictionary asks for (`Hashable`'s underscored requirement, which `hashValue`
+    /// and `hash(into:)` default to): the precomputed hash mixed with the table's per-process
+    /// seed by one multiply-xorshift round, instead of a SipHash pass per lookup. The keys are
+    /// SHA-256 digests a client cannot steer, and the unknown seed still scatters them.
+    func _rawHashValue(seed: Int) -> Int {
+        var h = fnv ^ UInt64(UInt(bitPattern: seed))
+        h &*= 0x9e37_79b9_7f4a_7c15
+        h ^= h >> 32
+        return Int(truncatingIfNeeded: h)
+    }
+
     static func == (a: StoreKey, b: StoreKey) -> Bool { a.fnv == b.fnv && a.text == b.text }
 }

@@ -119,29 +119,30 @@ extension ClientConnection {
     static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
     func writeForwardedHead(source: UnsafeRawBufferPointer, framing: BodyFraming, into out: inout [UInt8]) {
-        // The array lives with the connection (peer and scheme never change on it), so
-        // forwarding a request allocates nothing here.
-        if forwardedFields.isEmpty {
-            forwardedFields = [("X-Forwarded-For", peer), ("X-Forwarded-Proto", "http")]
-        }
-        forwardedFields.removeSubrange(2...)
-        var dropping: [String] = head.expectContinue ? Self.dropExpect : []
-        // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
-        if let authority = HeadWriter.absoluteFormAuthority(of: head.target, in: source) {
-            let text = String(decoding: UnsafeRawBufferPointer(rebasing: source[authority]), as: UTF8.self)
+        let authority = HeadWriter.absoluteFormAuthority(of: head.target, in: source)
+        let dropping: [String]
+        if authority != nil {
             dropping = head.expectContinue ? Self.dropExpectAndHost : Self.dropHost
-            forwardedFields.append(("Host", text))
-            forwardedFields.append(("X-Forwarded-Host", text))
+        } else {
+            dropping = head.expectContinue ? Self.dropExpect : []
+        }
+        HeadWriter.writeRequestStart(head, source: source, dropping: dropping, targetPrefix: settings.upstreamPathPrefix, into: &out)
+        // SPEC §5: X-Forwarded-For and -Proto, formatted once per connection (peer and scheme
+        // never change on it), then X-Forwarded-Host copied from the request's own bytes.
+        if forwardedLines.isEmpty { forwardedLines = Array("X-Forwarded-For: \(peer)\r\nX-Forwarded-Proto: http\r\n".utf8) }
+        out.append(contentsOf: forwardedLines)
+        if let authority {
+            // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
+            HeadWriter.appendField("Host", value: authority, in: source, into: &out)
+            HeadWriter.appendField("X-Forwarded-Host", value: authority, in: source, into: &out)
         } else if let host = head.host {
-            forwardedFields.append(("X-Forwarded-Host", String(decoding: UnsafeRawBufferPointer(rebasing: source[host]), as: UTF8.self)))
+            HeadWriter.appendField("X-Forwarded-Host", value: host, in: source, into: &out)
         } else {
             // An HTTP/1.0 request may lack Host; the upstream gets HTTP/1.1, which requires one
             // (RFC 9112 §3.2): the upstream's own authority.
-            forwardedFields.append(("Host", settings.upstreamAuthority))
+            out.append(contentsOf: settings.upstreamHostLine)
         }
-        HeadWriter.writeRequestHead(
-            head, source: source, extra: forwardedFields, dropping: dropping,
-            framing: framing, targetPrefix: settings.upstreamPathPrefix, into: &out)
+        HeadWriter.finishHead(framing: framing, into: &out)
     }
 
     func forwardRequestBody(_ data: UnsafeRawBufferPointer) {

@@ -59,15 +59,9 @@ final class ClientConnection: EventHandler {
     /// gives an object a side table, and every retain and release of it then takes the slow
     /// path. `deinit` cancels both, so a queued timer never fires for a freed connection; while
     /// one fires, a strong reference keeps the connection alive to the end of the call.
-    lazy var timer = Timer { [unowned(unsafe) self] in
-        let connection = self
-        withExtendedLifetime(connection) { connection.timerFired() }
-    }
+    let timer = Timer()
     /// Lease refresh while a guarded request is upstream; poll interval while waiting.
-    lazy var leaseTimer = Timer { [unowned(unsafe) self] in
-        let connection = self
-        withExtendedLifetime(connection) { connection.guardTimerFired() }
-    }
+    let leaseTimer = Timer()
     /// The client connection is gone but a guarded exchange still runs to completion so its
     /// result is stored: a client's disconnect never cancels a guarded request (SPEC §4).
     var clientGone = false
@@ -75,8 +69,9 @@ final class ClientConnection: EventHandler {
     /// The exchange in progress, if any.
     var exchange = Exchange()
     var upstream: UpstreamConnection?
-    /// X-Forwarded-For/Proto/Host for the current request (SPEC §5).
-    var forwardedFields: [(name: String, value: String)] = []
+    /// "X-Forwarded-For: <peer>\r\nX-Forwarded-Proto: http\r\n", formatted at the first
+    /// forwarded request (SPEC §5).
+    var forwardedLines: [UInt8] = []
 
     /// Upstream bytes queued beyond this stop client reads (and client bytes queued beyond it
     /// stop upstream reads): memory per connection stays bounded whatever the body size.
@@ -89,6 +84,14 @@ final class ClientConnection: EventHandler {
         self.worker = worker
         self.loop = worker.loop
         self.settings = worker.settings
+        timer.onFire { [unowned(unsafe) self] in
+            let connection = self
+            withExtendedLifetime(connection) { connection.timerFired() }
+        }
+        leaseTimer.onFire { [unowned(unsafe) self] in
+            let connection = self
+            withExtendedLifetime(connection) { connection.guardTimerFired() }
+        }
     }
 
     deinit {

@@ -37,9 +37,11 @@ struct Exchange {
     mutating func reset() {
         let served = requestsServed
         // Keep the response head's field arrays: their capacity is reused by the next parse.
-        let keptHead = responseHead
+        // Swapped out and back, so the arrays are moved, never copied and released.
+        var keptHead = ResponseHead()
+        swap(&keptHead, &responseHead)
         self = Exchange()
-        responseHead = keptHead
+        swap(&keptHead, &responseHead)
         requestsServed = served
     }
 }

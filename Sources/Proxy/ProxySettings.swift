@@ -20,6 +20,8 @@ public final class ProxySettings: @unchecked Sendable {
     public var upstreamPathPrefix: [UInt8]
     /// `host[:port]` of the upstream URL: the Host sent when the client sent none (HTTP/1.0).
     public var upstreamAuthority: String
+    /// "Host: <upstreamAuthority>\r\n" (formatted when used: only HTTP/1.0 requests lack Host).
+    var upstreamHostLine: [UInt8] { Array("Host: \(upstreamAuthority)\r\n".utf8) }
     public var connectTimeoutMillis: UInt64
     public var responseTimeoutMillis: UInt64
     public var maxIdleUpstream: Int

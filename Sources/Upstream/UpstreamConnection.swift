@@ -49,15 +49,16 @@ public final class UpstreamConnection: EventHandler {
     public var activityTimeoutMillis: UInt64 = 0
     private var wantsRead = true
     /// `unowned(unsafe)` for the reason given at `ClientConnection.timer`; cancelled in deinit.
-    private lazy var timer = Timer { [unowned(unsafe) self] in
-        let connection = self
-        withExtendedLifetime(connection) { connection.delegate?.upstreamTimedOut(connection) }
-    }
+    private let timer = Timer()
 
     init(id: Int, fd: Int32, loop: EventLoop) throws(IOError) {
         self.id = id
         self.fd = fd
         self.loop = loop
+        timer.onFire { [unowned(unsafe) self] in
+            let connection = self
+            withExtendedLifetime(connection) { connection.delegate?.upstreamTimedOut(connection) }
+        }
         try loop.register(fd, handler: self, interest: [.write])
     }
 

@@ -34,6 +34,37 @@ import TestSupport
         #expect(try client.readResponse().bodyText == "/api/v2?x=1")
     }
 
+    /// The forwarding fields are written from the request's bytes: an absolute-form target's
+    /// authority replaces Host and is X-Forwarded-Host (RFC 9112 §3.2.2), an HTTP/1.0 request
+    /// without Host gets the upstream's authority and no X-Forwarded-Host, and each connection
+    /// names its own peer on every request it sends.
+    @Test func forwardingFieldsFollowTheTargetFormAndTheVersion() throws {
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: Self.echoTarget))
+        defer { proxy.stop() }
+        let client = try proxy.client()
+        try client.send("GET http://b.example:8080/v2?x=1 HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
+        #expect(try client.readResponse().bodyText == "/v2?x=1")
+        try client.send("GET /again HTTP/1.1\r\nHost: c.example\r\n\r\n")
+        #expect(try client.readResponse().bodyText == "/again")
+        let old = try proxy.client()
+        try old.send("GET /old HTTP/1.0\r\n\r\n")
+        #expect(try old.readResponse().bodyText == "/old")
+
+        let seen = proxy.upstream.requests
+        try #require(seen.count == 3)
+        #expect(seen[0].values("host") == ["b.example:8080"])
+        #expect(seen[0].values("x-forwarded-host") == ["b.example:8080"])
+        #expect(seen[0].values("expect").isEmpty)
+        #expect(seen[1].values("host") == ["c.example"])
+        #expect(seen[1].values("x-forwarded-host") == ["c.example"])
+        #expect(seen[2].values("host") == ["127.0.0.1:\(proxy.upstream.port)"])
+        #expect(seen[2].values("x-forwarded-host").isEmpty)
+        for request in seen {
+            #expect(request.values("x-forwarded-for") == ["127.0.0.1"])
+            #expect(request.values("x-forwarded-proto") == ["http"])
+        }
+    }
+
     @Test func dotSegmentsAreRejectedSoRoutesCannotBeBypassed() throws {
         let proxy = try ProxyHarness()
         defer { proxy.stop() }
