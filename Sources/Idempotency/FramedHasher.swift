@@ -22,6 +22,16 @@ struct FramedHasher: ~Copyable {
     /// An `EVP_MD_CTX` initialised for SHA-256.
     private let context: OpaquePointer
 
+    /// Input not yet handed to OpenSSL. A framed input is many small parts (an 8-byte length,
+    /// a tag, a short value), and each `EVP_DigestUpdate` costs a provider call and a copy into
+    /// SHA-256's block buffer; gathered here, a storage key's whole input is one call and a
+    /// fingerprint's a few.
+    private var staged: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                         UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    private var stagedCount = 0
+    private static let stageCapacity = 128
+
     /// Starts the input with a fixed domain-separation label, so digests made
     /// for one purpose (storage keys, fingerprints) can never be replayed as
     /// digests for another.
@@ -35,14 +45,30 @@ struct FramedHasher: ~Copyable {
     }
 
     @inline(__always)
-    private func update(_ bytes: UnsafeRawBufferPointer) {
-        Self.update(context, bytes)
+    private mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        if stagedCount + bytes.count > Self.stageCapacity {
+            flushStaged()
+            if bytes.count >= Self.stageCapacity {
+                Self.digestUpdate(context, base, bytes.count)
+                return
+            }
+        }
+        let offset = stagedCount
+        withUnsafeMutableBytes(of: &staged) { ($0.baseAddress! + offset).copyMemory(from: base, byteCount: bytes.count) }
+        stagedCount += bytes.count
     }
 
-    @inline(__always)
-    private static func update(_ context: OpaquePointer, _ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        let ok = EVP_DigestUpdate(context, base, bytes.count)
+    private mutating func flushStaged() {
+        guard stagedCount > 0 else { return }
+        let count = stagedCount
+        let context = self.context
+        withUnsafeBytes(of: &staged) { Self.digestUpdate(context, $0.baseAddress!, count) }
+        stagedCount = 0
+    }
+
+    private static func digestUpdate(_ context: OpaquePointer, _ base: UnsafeRawPointer, _ count: Int) {
+        let ok = EVP_DigestUpdate(context, base, count)
         precondition(ok == 1, "EVP_DigestUpdate failed")
     }
 
@@ -99,13 +125,12 @@ struct FramedHasher: ~Copyable {
         }
         appendTag(Self.present)
         appendLength(total + separator.utf8CodeUnitCount * (count - 1))
-        let context = self.context
         let separatorBytes = UnsafeRawBufferPointer(start: separator.utf8Start, count: separator.utf8CodeUnitCount)
         var first = true
         forEachPart { part in
-            if !first { Self.update(context, separatorBytes) }
+            if !first { update(separatorBytes) }
             first = false
-            Self.update(context, part)
+            update(part)
         }
     }
 
@@ -120,6 +145,7 @@ struct FramedHasher: ~Copyable {
 
     /// Writes the 32-byte digest to `digest` (which must have room for it) and ends the hasher.
     consuming func finalize(into digest: UnsafeMutableRawPointer) {
+        flushStaged()
         Self.finalizeDigest(context, into: digest)
     }
 
@@ -130,6 +156,7 @@ struct FramedHasher: ~Copyable {
     }
 
     consuming func finalize() -> [UInt8] {
+        flushStaged()
         var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         let context = self.context
         withUnsafeMutableBytes(of: &digest) { Self.finalizeDigest(context, into: $0.baseAddress!) }
@@ -139,6 +166,7 @@ struct FramedHasher: ~Copyable {
     /// The digest written into `digest`'s buffer when nothing else holds it (else a new one).
     /// Not `finalize(into:)`: `&array` would also convert to the raw-pointer overload.
     consuming func finalize(replacing digest: inout [UInt8]) {
+        flushStaged()
         var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         let context = self.context
         withUnsafeMutableBytes(of: &bytes) { Self.finalizeDigest(context, into: $0.baseAddress!) }
