@@ -130,7 +130,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// Runs a script by SHA (or by source until the SHA is known, or after NOSCRIPT).
     /// `argumentCount` and `appendArguments` describe ARGV; KEYS is always the one key.
     func run(
-        _ script: Script, key: String, argumentCount: Int, timeoutMillis: UInt64? = nil,
+        _ script: Script, key: String, argumentCount: Int, timeoutMillis: UInt64? = nil, payloadBytes: Int = 0,
         _ appendArguments: @escaping (inout RedisCommand) -> Void,
         completion: @escaping (Result<RedisValue, StoreError>, RedisConnection?) -> Void
     ) {
@@ -138,7 +138,9 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             completion(Self.storeResult(result), server)
         }
         func command(_ verb: String, _ scriptOrSHA: String) -> RedisCommand {
-            var command = RedisCommand(argumentCount: 4 + argumentCount, capacity: 256 + (verb == "EVAL" ? scriptOrSHA.utf8.count : 0))
+            // Sized for the whole command, so it is built in one allocation.
+            let capacity = 256 + key.utf8.count + payloadBytes + (verb == "EVAL" ? scriptOrSHA.utf8.count : 0)
+            var command = RedisCommand(argumentCount: 4 + argumentCount, capacity: capacity)
             command.append(verb)
             command.append(scriptOrSHA)
             command.append("1")
@@ -296,7 +298,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         // Only the response section travels; the script keeps the stored fingerprint and owner.
         let section = RecordCodec.encodeResponseSection(response)
         let ttlMillis = ttl.milliseconds
-        run(.complete, key: key, argumentCount: 3, timeoutMillis: completionTimeoutMillis(payloadBytes: section.count), { command in
+        run(.complete, key: key, argumentCount: 3, timeoutMillis: completionTimeoutMillis(payloadBytes: section.count), payloadBytes: section.count, { command in
             command.append(owner)
             command.append(section)
             command.append(ttlMillis)
