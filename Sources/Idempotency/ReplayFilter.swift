@@ -32,8 +32,8 @@ public enum ReplayFilter {
     /// The response fields a replay carries, copied out of `source` (the response head as
     /// received; `field(i)` gives field i's name and value ranges in it) into one new buffer
     /// that the returned pairs slice: one allocation for the bytes and one for the pairs,
-    /// whatever the number of fields, and nothing of the head is kept alive. It runs once per
-    /// guarded response, so names are compared in place, never copied into strings.
+    /// whatever the number of fields, and nothing of the head is kept alive. Hop-by-hop fields
+    /// are found here by name: those of `neverStored` and those a Connection field names.
     public static func storedFields(
         count: Int, in source: UnsafeRawBufferPointer, keepHeaders: [String],
         field: (Int) -> (name: Range<Int>, value: Range<Int>)
@@ -63,14 +63,30 @@ public enum ReplayFilter {
             }
             return false
         }
-        func isStored(_ index: Int) -> Bool {
+        return storedFields(count: count, in: source, keepHeaders: keepHeaders, isHopByHop: { index in
             let name = UnsafeRawBufferPointer(rebasing: source[field(index).name])
-            if mayBeDropped(name.count) {
-                if neverStored.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return false }
-                if droppedByDefault.contains(where: { ASCII.equalsIgnoringCase(name, $0) })
-                    && !keepHeaders.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return false }
-            }
-            if let firstConnection, namedByConnection(name, from: firstConnection) { return false }
+            if mayBeDropped(name.count) && neverStored.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return true }
+            if let firstConnection, namedByConnection(name, from: firstConnection) { return true }
+            return false
+        }, field: field)
+    }
+
+    /// The same, for a head whose parser already marked its hop-by-hop fields (`isHopByHop`):
+    /// the proxy passes the flags it forwarded the response by, so a replay carries what the
+    /// original client received, less the fields dropped by default (Set-Cookie unless kept).
+    /// It runs once per guarded response, so names are compared in place, never copied into
+    /// strings.
+    public static func storedFields(
+        count: Int, in source: UnsafeRawBufferPointer, keepHeaders: [String],
+        isHopByHop: (Int) -> Bool,
+        field: (Int) -> (name: Range<Int>, value: Range<Int>)
+    ) -> [HeaderPair] {
+        func isStored(_ index: Int) -> Bool {
+            if isHopByHop(index) { return false }
+            let name = UnsafeRawBufferPointer(rebasing: source[field(index).name])
+            if mayBeDropped(name.count)
+                && droppedByDefault.contains(where: { ASCII.equalsIgnoringCase(name, $0) })
+                && !keepHeaders.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return false }
             return true
         }
         // Decided once per field (a bit each for the usual few dozen fields), then sized, so

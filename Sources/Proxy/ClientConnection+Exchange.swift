@@ -235,10 +235,14 @@ extension ClientConnection {
         worker.metrics.markUpstreamReachable()
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guarded.status = response.status
-            // The exact bytes: a replay must carry what the original response carried.
+            // The exact bytes: a replay must carry what the original response carried. The
+            // fields dropped as hop-by-hop are those the parser marked, which the client's
+            // copy above left out too (RFC 9110 §7.6.1, Connection-named fields included).
             let fields = response.fields
+            let hopByHop = response.hopByHop
             guarded.responseHeaders = ReplayFilter.storedFields(
-                count: fields.count, in: source, keepHeaders: guarded.policy.keepHeaders
+                count: fields.count, in: source, keepHeaders: guarded.policy.keepHeaders,
+                isHopByHop: { hopByHop[$0] }
             ) { (fields[$0].name, fields[$0].value) }
         }
         exchange.responseDecoder = BodyDecoder(framing: response.framing, limits: settings.parserLimits)

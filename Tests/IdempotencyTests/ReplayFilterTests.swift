@@ -100,4 +100,29 @@ private func names(_ headers: [HeaderPair]) -> [String] { headers.map(\.nameText
             #expect(!addresses.contains { original.baseAddress! <= $0.0 && $0.0 < original.baseAddress! + original.count })
         }
     }
+
+    /// The proxy passes the hop-by-hop flags its response parser set: those decide, whatever
+    /// the names say, and Set-Cookie is still dropped unless kept.
+    @Test func parserFlagsDecideWhatIsHopByHop() {
+        let head = Array("Connection: x\r\nServer: n\r\nX-Named: 1\r\nSet-Cookie: s\r\nContent-Length: 2\r\n".utf8)
+        var ranges: [(name: Range<Int>, value: Range<Int>)] = []
+        var lineStart = 0
+        while lineStart < head.count {
+            let colon = head[lineStart...].firstIndex(of: UInt8(ascii: ":"))!
+            let end = head[colon...].firstIndex(of: UInt8(ascii: "\r"))!
+            ranges.append((lineStart..<colon, colon + 2..<end))
+            lineStart = end + 2
+        }
+        // As a parser would mark them had the Connection field named X-Named.
+        let flags = [true, false, true, false, true]
+        func stored(keep: [String], flags: [Bool]) -> [String] {
+            names(head.withUnsafeBytes { source in
+                ReplayFilter.storedFields(count: ranges.count, in: source, keepHeaders: keep, isHopByHop: { flags[$0] }) { ranges[$0] }
+            })
+        }
+        #expect(stored(keep: [], flags: flags) == ["Server"])
+        #expect(stored(keep: ["set-cookie"], flags: flags) == ["Server", "Set-Cookie"])
+        // Unflagged, even Connection and Content-Length would be kept: the flags are the rule.
+        #expect(stored(keep: [], flags: Array(repeating: false, count: 5)) == ["Connection", "Server", "X-Named", "Content-Length"])
+    }
 }

@@ -171,7 +171,9 @@ let benchmarks: @Sendable () -> Void = {
                     key: storageKey, owner: Fixtures.owner, fingerprint: fingerprint, lease: .seconds(30), ttl: .seconds(86400), expiredLease: .hold
                 ) { precondition($0 == .success(.claimed)) }
                 let storedFields = upstream.head.withUnsafeBytes { source in
-                    ReplayFilter.storedFields(count: upstream.fields.count, in: source, keepHeaders: []) { upstream.fields[$0] }
+                    ReplayFilter.storedFields(
+                        count: upstream.fields.count, in: source, keepHeaders: [], isHopByHop: { upstream.hopByHop[$0] }
+                    ) { upstream.fields[$0] }
                 }
                 let stored = StoredResponse(status: 201, headers: storedFields, body: Fixtures.responseBody)
                 exchangeStore.complete(key: storageKey, owner: Fixtures.owner, response: stored, ttl: .seconds(86400)) {
@@ -233,11 +235,13 @@ enum Fixtures {
         return Array(text.utf8)
     }
 
-    /// The origin's response head and its fields' name and value ranges, as the response
-    /// parser reports them (what the proxy filters and copies the stored fields from).
-    static let upstreamResponse: (head: [UInt8], fields: [(name: Range<Int>, value: Range<Int>)]) = {
+    /// The origin's response head, its fields' name and value ranges and their hop-by-hop
+    /// flags, as the response parser reports them (what the proxy filters and copies the
+    /// stored fields from).
+    static let upstreamResponse: (head: [UInt8], fields: [(name: Range<Int>, value: Range<Int>)], hopByHop: [Bool]) = {
         var head: [UInt8] = []
         var fields: [(name: Range<Int>, value: Range<Int>)] = []
+        var hopByHop: [Bool] = []
         head.append(contentsOf: "HTTP/1.1 201 Created\r\n".utf8)
         for (name, value) in [("Server", "nginx"), ("Date", "Tue, 01 Dec 2026 05:00:00 GMT"), ("Content-Type", "application/json"), ("Content-Length", "150"), ("Connection", "keep-alive")] {
             let nameStart = head.count
@@ -247,10 +251,11 @@ enum Fixtures {
             let valueStart = head.count
             head.append(contentsOf: value.utf8)
             fields.append((nameStart..<nameEnd, valueStart..<head.count))
+            hopByHop.append(name == "Content-Length" || name == "Connection")
             head.append(contentsOf: "\r\n".utf8)
         }
         head.append(contentsOf: "\r\n".utf8)
-        return (head, fields)
+        return (head, fields, hopByHop)
     }()
 
     static let responseBody = Array(#"{"id":"pay_8e03978e40d5","object":"payment","amount":2599,"currency":"eur","status":"succeeded","created":1764400000,"livemode":false,"metadata":{}}"#.utf8)
