@@ -20,7 +20,8 @@ struct ConnectionOptions {
         _ bytes: UnsafeRawBufferPointer,
         fields: [FieldRange],
         hopByHop: inout [Bool],
-        summary: FieldSummary
+        summary: FieldSummary,
+        isRequest: Bool
     ) throws(HTTPParseError) -> ConnectionOptions {
         var options = ConnectionOptions()
         guard summary.connectionCount > 0 else { return options }
@@ -49,9 +50,10 @@ struct ConnectionOptions {
                             options.close = true
                         } else if NameMatch.equals(bytes, token, "keep-alive") {
                             options.keepAlive = true
-                        } else if !NameMatch.equals(bytes, token, "host") {
+                        } else if !(isRequest && NameMatch.equals(bytes, token, "host")) {
                             // RFC 9112 §3.2: Host is required end to end; a Connection
                             // field naming it must not leave the upstream request without it.
+                            // A response's Host (meaningless there) is removed like any other.
                             if markNamed(token, bytes, fields: fields, hopByHop: &hopByHop) { options.namedFields = true }
                         }
                     }

@@ -61,7 +61,7 @@ public enum RequestHeadParser {
         }
 
         let options = try ConnectionOptions.apply(
-            bytes, fields: head.fields, hopByHop: &head.hopByHop, summary: summary)
+            bytes, fields: head.fields, hopByHop: &head.hopByHop, summary: summary, isRequest: true)
         head.keepAlive = head.versionMinor == 1 ? !options.close : (options.keepAlive && !options.close)
         head.connectionNamedFields = options.namedFields
         head.expectContinue = head.versionMinor == 1 && summary.expectContinue

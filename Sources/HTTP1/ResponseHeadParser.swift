@@ -77,7 +77,7 @@ public enum ResponseHeadParser {
         }
 
         let options = try ConnectionOptions.apply(
-            bytes, fields: head.fields, hopByHop: &head.hopByHop, summary: summary)
+            bytes, fields: head.fields, hopByHop: &head.hopByHop, summary: summary, isRequest: false)
         let persistent = head.versionMinor == 1 ? !options.close : (options.keepAlive && !options.close)
         head.keepAlive = persistent && head.framing != .untilClose
     }

@@ -402,9 +402,11 @@ struct StoreKey: Hashable, Sendable {
     func hash(into hasher: inout Hasher) { hasher.combine(fnv) }
 
     /// What the dictionary asks for (`Hashable`'s underscored requirement, which `hashValue`
-    /// and `hash(into:)` default to): the precomputed hash mixed with the table's per-process
-    /// seed by one multiply-xorshift round, instead of a SipHash pass per lookup. The keys are
-    /// SHA-256 digests a client cannot steer, and the unknown seed still scatters them.
+    /// and `hash(into:)` default to): the precomputed hash mixed with the table's seed (which
+    /// Swift derives from the table's storage, not a secret) by a multiply-xorshift round,
+    /// instead of a SipHash pass per lookup. Flooding a shard's table would take keys whose
+    /// storage keys collide in the bucket bits, and a storage key is the SHA-256 of the
+    /// client's key: about 2^b digests per colliding key for a table of 2^b buckets.
     func _rawHashValue(seed: Int) -> Int {
         var h = fnv ^ UInt64(UInt(bitPattern: seed))
         h &*= 0x9e37_79b9_7f4a_7c15

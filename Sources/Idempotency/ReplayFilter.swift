@@ -84,8 +84,11 @@ public enum ReplayFilter {
         func isStored(_ index: Int) -> Bool {
             if isHopByHop(index) { return false }
             let name = UnsafeRawBufferPointer(rebasing: source[field(index).name])
-            if mayBeDropped(name.count)
-                && droppedByDefault.contains(where: { ASCII.equalsIgnoringCase(name, $0) })
+            guard mayBeDropped(name.count) else { return true }
+            // The framing fields again by name, whatever the flags say: a stored Content-Length
+            // would be replayed next to the one the replay computes (RFC 9112 §6.3).
+            if ASCII.equalsIgnoringCase(name, "content-length") || ASCII.equalsIgnoringCase(name, "transfer-encoding") { return false }
+            if droppedByDefault.contains(where: { ASCII.equalsIgnoringCase(name, $0) })
                 && !keepHeaders.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return false }
             return true
         }

@@ -43,6 +43,21 @@ import Testing
         #expect(hinted * 4 < rescanning, "hinted \(hinted), rescanning \(rescanning)")
     }
 
+    /// `Connection: host` keeps a request's Host (RFC 9112 §3.2: the upstream needs one) but
+    /// removes a response's Host like any field a Connection option names (RFC 9110 §7.6.1).
+    @Test func aConnectionOptionNamingHostSparesOnlyARequestsHost() throws {
+        try raw("GET / HTTP/1.1\r\nHost: a\r\nConnection: host, x\r\nX: 1\r\n\r\n").withUnsafeBytes { bytes throws in
+            var head = RequestHead()
+            #expect(try RequestHeadParser.parse(bytes, into: &head, limits: .init()))
+            #expect(head.hopByHop == [false, true, true])
+        }
+        try raw("HTTP/1.1 200 OK\r\nHost: a\r\nConnection: host, x\r\nX: 1\r\nContent-Length: 0\r\n\r\n").withUnsafeBytes { bytes throws in
+            var head = ResponseHead()
+            #expect(try ResponseHeadParser.parse(bytes, into: &head, requestMethod: .get, limits: .init()))
+            #expect(head.hopByHop == [true, true, true, true])
+        }
+    }
+
     @Test func fieldLookupIsCaseInsensitive() throws {
         let input = raw("GET / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: \"k1\"\r\nidempotency-key: \"k2\"\r\n\r\n")
         try input.withUnsafeBytes { bytes throws in
