@@ -26,6 +26,13 @@ public struct RedisCommand: Sendable {
         appendLineEnd()
     }
 
+    /// Appends `count` arguments already framed as RESP bulk strings (taken from another
+    /// command's `bytes`), as they are.
+    public mutating func appendFramed(_ framed: ArraySlice<UInt8>, count: Int) {
+        appended += count
+        bytes.append(contentsOf: framed)
+    }
+
     public mutating func append(_ argument: [UInt8]) {
         argument.withUnsafeBytes { append($0) }
     }

@@ -129,39 +129,48 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     /// Runs a script by SHA (or by source until the SHA is known, or after NOSCRIPT).
     /// `argumentCount` and `appendArguments` describe ARGV; KEYS is always the one key.
+    /// The arguments are framed once: a NOSCRIPT retry re-sends the same framed bytes behind
+    /// `EVAL` and the source, so nothing but the reply's callback is kept for it (one closure
+    /// allocation per call, where keeping the argument closure cost two more).
     func run(
         _ script: Script, key: String, argumentCount: Int, timeoutMillis: UInt64? = nil, payloadBytes: Int = 0,
-        _ appendArguments: @escaping (inout RedisCommand) -> Void,
+        _ appendArguments: (inout RedisCommand) -> Void,
         completion: @escaping (Result<RedisValue, StoreError>, RedisConnection?) -> Void
     ) {
-        let finish: (Result<RedisValue, RedisClientError>, RedisConnection?) -> Void = { result, server in
-            completion(Self.storeResult(result), server)
-        }
-        func command(_ verb: String, _ scriptOrSHA: String) -> RedisCommand {
-            // Sized for the whole command, so it is built in one allocation.
-            let capacity = 256 + key.utf8.count + payloadBytes + (verb == "EVAL" ? scriptOrSHA.utf8.count : 0)
-            var command = RedisCommand(argumentCount: 4 + argumentCount, capacity: capacity)
-            command.append(verb)
-            command.append(scriptOrSHA)
-            command.append("1")
-            command.append(key)
-            appendArguments(&command)
-            return command
-        }
         let source = RedisScripts.all[script.rawValue]
-        guard let sha = shas[script.rawValue] else {
-            connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, answered: finish)
+        let sha = shas[script.rawValue]
+        let verb = sha == nil ? "EVAL" : "EVALSHA"
+        let body = sha ?? source
+        // Sized for the whole command, so it is built in one allocation.
+        var command = RedisCommand(argumentCount: 4 + argumentCount, capacity: 256 + key.utf8.count + payloadBytes + body.utf8.count)
+        command.append(verb)
+        command.append(body)
+        let framedFrom = command.bytes.count  // numkeys, the key and ARGV, as framed
+        command.append("1")
+        command.append(key)
+        appendArguments(&command)
+        guard sha != nil else {
+            connection.send(command, key: key, timeoutMillis: timeoutMillis) { result, server in
+                completion(Self.storeResult(result), server)
+            }
             return
         }
-        connection.send(command("EVALSHA", sha), key: key, timeoutMillis: timeoutMillis) { result, server in
+        connection.send(command, key: key, timeoutMillis: timeoutMillis) { result, server in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 self.shas[script.rawValue] = nil
-                self.connection.send(command("EVAL", source), key: key, timeoutMillis: timeoutMillis, answered: finish)
+                var retry = RedisCommand(
+                    argumentCount: 4 + argumentCount, capacity: command.bytes.count + source.utf8.count)
+                retry.append("EVAL")
+                retry.append(source)
+                retry.appendFramed(command.bytes[framedFrom...], count: 2 + argumentCount)
+                self.connection.send(retry, key: key, timeoutMillis: timeoutMillis) { result, server in
+                    completion(Self.storeResult(result), server)
+                }
                 // On the node that lacked it (in a Cluster, maybe not the one the map names).
                 if let server { self.loadScripts(server) }
                 return
             }
-            finish(result, server)
+            completion(Self.storeResult(result), server)
         }
     }
 

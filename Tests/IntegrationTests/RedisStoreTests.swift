@@ -129,6 +129,35 @@ import TestSupport
         #expect(claim == .success(.claimed))
     }
 
+    /// A script called by SHA after Redis lost its script cache answers NOSCRIPT; the store
+    /// re-sends the same arguments behind EVAL and the source. Each script (owner, response
+    /// section, TTL) must arrive intact, so the record read back is the one written, and the
+    /// next calls go by SHA again once the scripts are loaded.
+    @Test func aScriptCalledAfterTheCacheIsFlushedRunsFromItsSource() throws {
+        let f = try Fixture()
+        let response = StoredResponse(
+            status: 201, headers: [HeaderPair(name: "Content-Type", value: "application/json"), HeaderPair(name: "X-Big", value: String(repeating: "v", count: 700))],
+            body: Array(repeating: 0x7B, count: 3000))
+        for round in 0..<3 {
+            let key = f.key()
+            let owner = OwnerToken.random()
+            let claim = f.await { done in f.store.claim(key: key, owner: owner, fingerprint: fingerprint, lease: .seconds(5), ttl: .seconds(60), expiredLease: .hold, completion: done) }
+            #expect(claim == .success(.claimed))
+            if round < 2 { _ = f.await { done in f.connection.send(["SCRIPT", "FLUSH"]) { done($0) } } }
+            let refreshed = f.await { done in f.store.refreshLease(key: key, owner: owner, lease: .seconds(9), ttl: .seconds(60), completion: done) }
+            #expect(refreshed == .success(true), "round \(round)")
+            if round < 2 { _ = f.await { done in f.connection.send(["SCRIPT", "FLUSH"]) { done($0) } } }
+            let completed = f.await { done in f.store.complete(key: key, owner: owner, response: response, ttl: .seconds(60), completion: done) }
+            #expect(completed == .success(true), "round \(round)")
+            let read = f.await { done in f.store.claim(key: key, owner: OwnerToken.random(), fingerprint: fingerprint, lease: .seconds(5), ttl: .seconds(60), expiredLease: .hold, completion: done) }
+            guard case .success(.existing(let record))? = read else { Issue.record("round \(round): \(String(describing: read))"); continue }
+            #expect(record.state == .completed)
+            #expect(record.owner == owner)
+            #expect(record.response == response)
+            _ = f.run(seconds: 0.1)  // the SCRIPT LOAD replies
+        }
+    }
+
     @Test func commandsFailFastWhileDisconnectedAndRecoverAfterRestart() throws {
         let redis = try RedisServer()
         let f = try Fixture(url: redis.url, commandTimeoutMillis: 300)
