@@ -242,7 +242,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
             state: .inFlight, fingerprint: fingerprint, owner: owner,
             leaseDeadlineMillis: RecordCodec.leaseByExpiry | min(ttlMillis, ~RecordCodec.leaseByExpiry),
             createdAtMillis: MonotonicClock.unixMillis()))
-        var command = RedisCommand(argumentCount: 7, capacity: 128 + key.utf8.count)
+        var command = RedisCommand(argumentCount: 7, capacity: 128 + key.utf8.count + record.count)
         command.append("SET")
         command.append(key)
         command.append(record)
