@@ -12,6 +12,10 @@ public enum ReplayFilter {
 
     static let droppedByDefault: [String] = ["set-cookie"]
 
+    /// The field a replay adds (SPEC §4): an upstream's own copy is never stored, or a replay
+    /// would carry the upstream's value (say `false`) before the proxy's `true`.
+    static let addedByReplay = "idempotent-replayed"
+
     /// `storedFields` for fields already apart from their head (tests, tools): they are laid
     /// out in one buffer first, so both entry points run the same rules.
     public static func headersToStore(responseHeaders: [HeaderPair], keepHeaders: [String]) -> [HeaderPair] {
@@ -88,6 +92,7 @@ public enum ReplayFilter {
             // The framing fields again by name, whatever the flags say: a stored Content-Length
             // would be replayed next to the one the replay computes (RFC 9112 §6.3).
             if ASCII.equalsIgnoringCase(name, "content-length") || ASCII.equalsIgnoringCase(name, "transfer-encoding") { return false }
+            if ASCII.equalsIgnoringCase(name, addedByReplay) { return false }
             if droppedByDefault.contains(where: { ASCII.equalsIgnoringCase(name, $0) })
                 && !keepHeaders.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return false }
             return true
@@ -139,12 +144,13 @@ public enum ReplayFilter {
         return pairs
     }
 
-    /// False for a name whose length no field of `neverStored` or `droppedByDefault` has
-    /// (2, 7, 10, 14, 16, 17): most fields are ruled out without comparing a byte.
+    /// False for a name whose length no field of `neverStored`, `droppedByDefault` or
+    /// `addedByReplay` has (2, 7, 10, 14, 16, 17, 19): most fields are ruled out without
+    /// comparing a byte.
     @inline(__always)
     static func mayBeDropped(_ nameLength: Int) -> Bool {
         switch nameLength {
-        case 2, 7, 10, 14, 16, 17: return true
+        case 2, 7, 10, 14, 16, 17, 19: return true
         default: return false
         }
     }
