@@ -48,7 +48,7 @@ final class GuardedExchange {
     /// one large request does not pin its memory to the connection.
     static let keptCapacity = 16 * 1024
 
-    init(policy: GuardPolicy, key: String, head: RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
+    init(policy: GuardPolicy, key: String, head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
         self.policy = policy
         self.key = key
         self.fields = fields
@@ -70,7 +70,7 @@ final class GuardedExchange {
     /// Serves a new request with this object. The owner token and the fingerprint are written
     /// into the previous request's buffers when nothing else holds them (a replay stored
     /// neither), so a replay allocates neither.
-    func reuse(policy: GuardPolicy, key: String, head: RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, ownerTokens: inout OwnerTokenSource) {
+    func reuse(policy: GuardPolicy, key: String, head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, ownerTokens: inout OwnerTokenSource) {
         self.policy = policy
         self.key = key
         self.fields = fields
@@ -100,7 +100,7 @@ final class GuardedExchange {
     }
 
     /// Keeps the head: the read buffer it was parsed from is reused for the next read.
-    private func copyHead(_ parsed: RequestHead, source: UnsafeRawBufferPointer) {
+    private func copyHead(_ parsed: borrowing RequestHead, source: UnsafeRawBufferPointer) {
         if headBytes.capacity > Self.keptCapacity { headBytes = [] } else { headBytes.removeAll(keepingCapacity: true) }
         headBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: source[0..<parsed.headLength]))
         head.copyContents(of: parsed)
@@ -205,7 +205,7 @@ struct GuardedFields {
     var scope = Lines()
     var contentType: Range<Int>? = nil
 
-    init(head: RequestHead, source: UnsafeRawBufferPointer, policy: GuardPolicy) {
+    init(head: borrowing RequestHead, source: UnsafeRawBufferPointer, policy: GuardPolicy) {
         for index in head.fields.indices {
             let value = head.fields[index].value
             if head.field(index, isNamed: policy.keyHeaderBytes, in: source) { key.add(value) }

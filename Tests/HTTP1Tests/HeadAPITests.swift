@@ -43,6 +43,46 @@ import Testing
         #expect(hinted * 4 < rescanning, "hinted \(hinted), rescanning \(rescanning)")
     }
 
+    /// `copyContents(of:)` copies property by property (so the source's arrays are borrowed,
+    /// not retained): every stored property must arrive, whichever head is copied into which.
+    /// The heads differ in every property, so a property left out fails some pair here.
+    @Test func aCopyMatchesItsOriginalInEveryProperty() throws {
+        let texts = [
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "\r\nPOST http://b.example/x?y=1 HTTP/1.1\r\nHost: b.example\r\nExpect: 100-continue\r\nUpgrade: h2c\r\n"
+                + "Connection: close, x-a\r\nX-A: 1\r\nContent-Length: 5\r\n\r\n",
+            "PUT /z HTTP/1.0\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n",
+            // Incomplete: its scanner is part way (a complete parse leaves the scanner reset).
+            "DELETE /partial HTTP/1.1\r\nHo",
+        ]
+        func parsed(_ text: String) throws -> (RequestHead, [UInt8]) {
+            let bytes = raw(text)
+            var head = RequestHead()
+            let complete = try bytes.withUnsafeBytes { try RequestHeadParser.parse($0, into: &head, limits: .init()) }
+            try #require(complete == text.hasSuffix("\r\n\r\n"), "\(text)")
+            return (head, bytes)
+        }
+        func properties(_ head: RequestHead) -> [String] {
+            Mirror(reflecting: head).children.map { "\($0.label ?? "?")=\($0.value)" }
+        }
+        for source in texts {
+            for destination in texts where destination != source {
+                let (original, _) = try parsed(source)
+                var copy = try parsed(destination).0
+                copy.copyContents(of: original)
+                #expect(properties(copy) == properties(original), "\(destination) ← \(source)")
+                copy.fields.withUnsafeBufferPointer { copied in
+                    original.fields.withUnsafeBufferPointer { #expect(copied.baseAddress != $0.baseAddress) }
+                }
+            }
+        }
+        // The heads really differ in every property, or the pairs above would prove little.
+        let all = try texts.map { properties(try parsed($0).0) }
+        for index in all[0].indices {
+            #expect(Set(all.map { $0[index] }).count > 1, "property \(all[0][index]) is the same in every head")
+        }
+    }
+
     /// `Connection: host` keeps a request's Host (RFC 9112 §3.2: the upstream needs one) but
     /// removes a response's Host like any field a Connection option names (RFC 9110 §7.6.1).
     @Test func aConnectionOptionNamingHostSparesOnlyARequestsHost() throws {
