@@ -156,11 +156,9 @@ struct FramedHasher: ~Copyable {
     }
 
     consuming func finalize() -> [UInt8] {
-        flushStaged()
-        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        let context = self.context
-        withUnsafeMutableBytes(of: &digest) { Self.finalizeDigest(context, into: $0.baseAddress!) }
-        return withUnsafeBytes(of: &digest) { Array($0) }
+        var digest: [UInt8] = []
+        finalize(replacing: &digest)
+        return digest
     }
 
     /// The digest written into `digest`'s buffer when nothing else holds it (else a new one).

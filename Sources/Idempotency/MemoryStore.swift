@@ -313,8 +313,13 @@ public final class MemoryStore: IdempotencyStore {
     /// The entry for `key` unless its TTL has passed, in which case it is
     /// removed first (lazy expiry).
     private func live(_ entries: inout [StoreKey: Entry], _ key: StoreKey, _ now: UInt64) -> Entry? {
-        expireIfDue(&entries[key], now)
-        return entries[key]
+        // One probe for a live record; only an expired one is looked up again, to remove it.
+        guard let entry = entries[key] else { return nil }
+        guard entry.expiresAtMillis > now else {
+            expireIfDue(&entries[key], now)
+            return nil
+        }
+        return entry
     }
 
     /// Empties `slot` if its record's TTL has passed (lazy expiry).

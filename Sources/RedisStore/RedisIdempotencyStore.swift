@@ -149,14 +149,8 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         command.append("1")
         command.append(key)
         appendArguments(&command)
-        guard sha != nil else {
-            connection.send(command, key: key, timeoutMillis: timeoutMillis) { result, server in
-                completion(Self.storeResult(result), server)
-            }
-            return
-        }
         connection.send(command, key: key, timeoutMillis: timeoutMillis) { result, server in
-            if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
+            if sha != nil, case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 self.shas[script.rawValue] = nil
                 var retry = RedisCommand(
                     argumentCount: 4 + argumentCount, capacity: command.bytes.count + source.utf8.count)

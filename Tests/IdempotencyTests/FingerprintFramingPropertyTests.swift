@@ -7,20 +7,7 @@ import Testing
 /// field lines, obs-text, empty values, raw and JSON bodies of 0 to 1000 bytes) are hashed by
 /// the library and by an independent re-implementation of the framing over `SHA256Hasher`.
 @Suite struct FingerprintFramingPropertyTests {
-    /// SplitMix64: a fixed seed gives the same cases on every run.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-        mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-        mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-    }
+    typealias Random = SeededRandom
 
     /// The documented stream: fields as an 8-byte big-endian length and the bytes, tags as one byte.
     struct Stream {

@@ -13,18 +13,6 @@ private final class SettableClock: Sendable {
     var function: @Sendable () -> UInt64 { { [self] in self.now } }
 }
 
-/// A deterministic PRNG (SplitMix64).
-private struct Rng: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The reference model of one record.
 private struct ModelRecord {
     var state: RecordState
@@ -49,7 +37,7 @@ private struct ModelRecord {
     /// charged bytes (0 once empty) must agree; sweeps get arbitrary times, backwards too.
     @Test(arguments: [1, 2, 3, 4, 5, 6, 7, 8])
     func modelBasedRandomOperations(seed: Int) {
-        var rng = Rng(state: UInt64(seed) &* 0x1234_5678_9ABC)
+        var rng = SeededRandom(state: UInt64(seed) &* 0x1234_5678_9ABC)
         let clock = SettableClock(5_000_000)
         let store = MemoryStore(maxBytes: 1 << 40, clock: clock.function, wallClock: { 0 })
         var model: [String: ModelRecord] = [:]
@@ -58,6 +46,17 @@ private struct ModelRecord {
 
         func expireIfDue(_ key: String, _ now: UInt64) {
             if let record = model[key], record.expiry <= now { model[key] = nil }
+        }
+        /// The model of an owner's move out of in-flight (complete, mark unknown): done once,
+        /// and succeeding again for the same owner once the record is in that state.
+        func settle(_ key: String, owner: [UInt8], to state: RecordState, expiry: UInt64) -> Bool {
+            guard var r = model[key], r.owner == owner else { return false }
+            if r.state == state { return true }
+            guard r.state == .inFlight else { return false }
+            r.state = state
+            r.expiry = expiry
+            model[key] = r
+            return true
         }
 
         for step in 0..<20_000 {
@@ -108,16 +107,7 @@ private struct ModelRecord {
             case 30..<45:  // complete
                 let ok = store.completeNow(key, owner: ownerPick, response: StoredResponse(status: 201, body: Array("body".utf8)), ttl: .milliseconds(Int64(ttlMs)))
                 expireIfDue(key, now)
-                var want = false
-                if var r = model[key] {
-                    if r.state == .completed && r.owner == ownerPick { want = true }
-                    else if r.state == .inFlight && r.owner == ownerPick {
-                        want = true
-                        r.state = .completed
-                        r.expiry = now + ttlMs
-                        model[key] = r
-                    }
-                }
+                let want = settle(key, owner: ownerPick, to: .completed, expiry: now + ttlMs)
                 #expect(ok == want, "step \(step) seed \(seed): complete \(key)")
             case 45..<55:  // release
                 let ok = store.releaseNow(key, owner: ownerPick)
@@ -128,16 +118,7 @@ private struct ModelRecord {
             case 55..<62:  // markUnknown
                 let ok = store.markUnknownNow(key, owner: ownerPick, ttl: .milliseconds(Int64(ttlMs)))
                 expireIfDue(key, now)
-                var want = false
-                if var r = model[key] {
-                    if r.state == .unknown && r.owner == ownerPick { want = true }
-                    else if r.state == .inFlight && r.owner == ownerPick {
-                        want = true
-                        r.state = .unknown
-                        r.expiry = now + ttlMs
-                        model[key] = r
-                    }
-                }
+                let want = settle(key, owner: ownerPick, to: .unknown, expiry: now + ttlMs)
                 #expect(ok == want, "step \(step) seed \(seed): markUnknown \(key)")
             case 62..<72:  // refresh
                 let ok = store.refreshNow(key, owner: ownerPick, lease: .milliseconds(Int64(leaseMs)), ttl: .milliseconds(Int64(ttlMs)))
@@ -340,7 +321,7 @@ private struct ModelRecord {
         let store = MemoryStore(clock: clock.function)
         let threads = 4
         DispatchQueue.concurrentPerform(iterations: threads) { t in
-            var rng = Rng(state: UInt64(t + 1))
+            var rng = SeededRandom(state: UInt64(t + 1))
             for i in 0..<40_000 {
                 let key = "c\(rng.next() % 64)"
                 let owner = Self.owner(t * 1_000_000 + i)

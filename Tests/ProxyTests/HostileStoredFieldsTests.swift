@@ -6,25 +6,7 @@ import TestSupport
 
 /// The fields of a head, as raw byte pairs (name, value with OWS trimmed).
 private func fieldPairs(_ headBytes: [UInt8]) -> [([UInt8], [UInt8])] {
-    var lines: [[UInt8]] = []
-    var start = 0
-    var i = 0
-    while i + 1 < headBytes.count {
-        if headBytes[i] == 13 && headBytes[i + 1] == 10 {
-            lines.append(Array(headBytes[start..<i]))
-            i += 2
-            start = i
-        } else {
-            i += 1
-        }
-    }
-    return lines.dropFirst().compactMap { line in
-        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return nil }
-        var value = Array(line[(colon + 1)...])
-        while let f = value.first, f == 32 || f == 9 { value.removeFirst() }
-        while let l = value.last, l == 32 || l == 9 { value.removeLast() }
-        return (Array(line[..<colon]), value)
-    }
+    TestClient.Response.fieldLines(headBytes).map { ($0.name, $0.value) }
 }
 
 private func lower(_ b: [UInt8]) -> String {

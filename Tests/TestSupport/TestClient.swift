@@ -21,6 +21,30 @@ public final class TestClient {
             }
         }
         public func value(_ name: String) -> String? { values(name).first }
+
+        /// The field lines of `headBytes` (the start line skipped) as the exact bytes
+        /// received: name, and value with its surrounding OWS trimmed.
+        public static func fieldLines(_ headBytes: [UInt8]) -> [(name: [UInt8], value: [UInt8])] {
+            var lines: [[UInt8]] = []
+            var start = 0
+            var i = 0
+            while i + 1 < headBytes.count {
+                if headBytes[i] == 13 && headBytes[i + 1] == 10 {
+                    lines.append(Array(headBytes[start..<i]))
+                    i += 2
+                    start = i
+                } else {
+                    i += 1
+                }
+            }
+            return lines.dropFirst().compactMap { line in
+                guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+                var value = Array(line[(colon + 1)...])
+                while let f = value.first, f == 32 || f == 9 { value.removeFirst() }
+                while let l = value.last, l == 32 || l == 9 { value.removeLast() }
+                return (Array(line[..<colon]), value)
+            }
+        }
     }
 
     public enum ClientError: Error, Sendable { case connectFailed(Int32), closed, timeout, malformed(String) }

@@ -41,12 +41,11 @@ func escaped(_ bytes: some Sequence<UInt8>) -> String {
     return out
 }
 
-/// SplitMix64, seeded from the input itself so that a crash file reproduces exactly.
-struct SplitMix64 {
-    private var state: UInt64
+/// SplitMix64 (`Tests/IdempotencyTests/SeededRandom.swift`, compiled into every harness),
+/// seeded from the input itself so that a crash file reproduces exactly.
+typealias SplitMix64 = SeededRandom
 
-    init(seed: UInt64) { state = seed }
-
+extension SeededRandom {
     /// FNV-1a of `bytes`, mixed with `salt` so that several generators can be drawn from one input.
     init(hashing bytes: UnsafeRawBufferPointer, salt: UInt64 = 0) {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ salt
@@ -54,15 +53,7 @@ struct SplitMix64 {
             h ^= UInt64(b)
             h = h &* 0x100_0000_01b3
         }
-        state = h
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        self.init(state: h)
     }
 
     /// A value in `1...bound` (bound >= 1).
