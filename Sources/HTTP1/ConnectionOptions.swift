@@ -43,11 +43,13 @@ struct ConnectionOptions {
                     if s < e {
                         let token = s..<e
                         for i in token where !ByteClass.isTchar(bytes[i]) { throw .invalidConnection }
-                        // "close" and "keep-alive" are connection options rather
-                        // than field names (the Keep-Alive field is hop-by-hop
-                        // already), so they need no search through the fields.
+                        // "close" and "keep-alive" are connection options; like any
+                        // option they also name a field to remove (RFC 9110 §7.6.1, which
+                        // reserves the name Close for that reason). The Keep-Alive field is
+                        // hop-by-hop already, so "keep-alive" needs no search.
                         if NameMatch.equals(bytes, token, "close") {
                             options.close = true
+                            if markNamed(token, bytes, fields: fields, hopByHop: &hopByHop) { options.namedFields = true }
                         } else if NameMatch.equals(bytes, token, "keep-alive") {
                             options.keepAlive = true
                         } else if !(isRequest && NameMatch.equals(bytes, token, "host")) {

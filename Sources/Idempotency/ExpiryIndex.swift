@@ -24,11 +24,17 @@ struct ExpiryIndex<Key: Hashable> {
     /// How many notes are held (stale ones included), for tests and memory accounting.
     private(set) var noteCount = 0
 
-    /// More notes than two per live record and a margin (so a small shard is not rebuilt
-    /// every few claims): the rebuild's pass over the records is paid for by the notes that
-    /// built up since the last one.
+    /// Stale notes a shard may hold beyond two per live record before it is rebuilt.
+    /// They are not charged against `max_bytes` (each keeps its key's text alive, about
+    /// 140 bytes), so the margin is small: 64 per shard, about 0.6 MB for the whole store at
+    /// most. A rebuild costs a pass over the live records and follows at least that many new
+    /// notes, so its cost per note stays constant however small the margin.
+    static var compactionMargin: Int { 64 }
+
+    /// More notes than two per live record and the margin: the rebuild's pass over the
+    /// records is paid for by the notes that built up since the last one.
     func needsCompaction(liveRecords: Int) -> Bool {
-        noteCount > 2 * liveRecords + 4096
+        noteCount > 2 * liveRecords + Self.compactionMargin
     }
 
     /// One note per live record, at its current expiry; stale notes are gone.

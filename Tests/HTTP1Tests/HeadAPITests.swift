@@ -83,6 +83,23 @@ import Testing
         }
     }
 
+    /// `close` is an option and names a field too (RFC 9110 §7.6.1): a field named Close is
+    /// removed from requests and responses alike, and the connection still closes.
+    @Test func aConnectionCloseRemovesAFieldNamedClose() throws {
+        try raw("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nClose: 1\r\nX: 2\r\n\r\n").withUnsafeBytes { bytes throws in
+            var head = RequestHead()
+            #expect(try RequestHeadParser.parse(bytes, into: &head, limits: .init()))
+            #expect(head.hopByHop == [false, true, true, false])
+            #expect(!head.keepAlive)
+        }
+        try raw("HTTP/1.1 200 OK\r\nClose: 1\r\nConnection: CLOSE\r\nContent-Length: 0\r\n\r\n").withUnsafeBytes { bytes throws in
+            var head = ResponseHead()
+            #expect(try ResponseHeadParser.parse(bytes, into: &head, requestMethod: .get, limits: .init()))
+            #expect(head.hopByHop == [true, true, true])
+            #expect(!head.keepAlive)
+        }
+    }
+
     /// `Connection: host` keeps a request's Host (RFC 9112 §3.2: the upstream needs one) but
     /// removes a response's Host like any field a Connection option names (RFC 9110 §7.6.1).
     @Test func aConnectionOptionNamingHostSparesOnlyARequestsHost() throws {

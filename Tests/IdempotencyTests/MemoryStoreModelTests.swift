@@ -213,7 +213,7 @@ private struct ModelRecord {
             clock.set(clock.now + 1_100)
             _ = store.refreshNow("k", owner: owner, lease: .seconds(2), ttl: .seconds(1))
         }
-        #expect(store.expiryNoteCount <= 2 + 4_097, "notes \(store.expiryNoteCount)")
+        #expect(store.expiryNoteCount <= 2 + ExpiryIndex<StoreKey>.compactionMargin + 1, "notes \(store.expiryNoteCount)")
         clock.set(clock.now + 1_999)
         store.sweep(now: clock.now)
         #expect(store.getNow("k")?.state == .inFlight, "swept before its lease + ttl")
@@ -340,7 +340,7 @@ private struct ModelRecord {
                 if i % 501 == 0 { store.sweep(shard: Int(rng.next() % 64), now: clock.now) }
             }
         }
-        #expect(store.expiryNoteCount <= 2 * store.storedCount + MemoryStore.shardCount * 4_097)
+        #expect(store.expiryNoteCount <= 2 * store.storedCount + MemoryStore.shardCount * (ExpiryIndex<StoreKey>.compactionMargin + 1))
         store.sweep(now: clock.now + 10_000)
         #expect(store.storedCount == 0)
         #expect(store.usedBytes == 0)
