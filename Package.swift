@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "HTTP1", swiftSettings: hot),
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strict),
         .target(name: "RedisClient", dependencies: ["CHiredis", "CTLS", "EventLoop"], swiftSettings: hot),
-        .target(name: "Idempotency", dependencies: ["CLibCrypto"], swiftSettings: hot),
+        .target(name: "Idempotency", dependencies: ["CLibCrypto", "HTTP1"], swiftSettings: hot),
         .target(name: "RedisStore", dependencies: ["Idempotency", "RedisClient", "EventLoop"], swiftSettings: hot),
         .target(name: "Observability", swiftSettings: hot),
         .target(name: "Upstream", dependencies: ["EventLoop", "HTTP1"], swiftSettings: hot),

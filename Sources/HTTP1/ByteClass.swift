@@ -217,3 +217,17 @@ enum WordMatch {
         load(bytes, offset, count) | (0x2020_2020_2020_2020 & mask(count))
     }
 }
+
+/// The field-line grammar for bytes that come from elsewhere than the parser (a record read
+/// back from the store) and are written to clients as they are.
+public enum FieldSyntax {
+    /// field-name = token (RFC 9110 §5.1).
+    public static func isName(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        !bytes.isEmpty && bytes.allSatisfy(ByteClass.isTchar)
+    }
+
+    /// Every byte a field-value may hold (RFC 9110 §5.5): no CR, LF, NUL or other control.
+    public static func isValue(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        bytes.allSatisfy(ByteClass.isFieldValueByte)
+    }
+}

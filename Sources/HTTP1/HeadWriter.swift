@@ -165,7 +165,7 @@ public enum HeadWriter {
         into out: inout [UInt8],
         writeFields: (inout [UInt8]) -> Void
     ) {
-        let bodyAllowed = status >= 200 && status != 204 && status != 304
+        let bodyAllowed = responseHasContent(status: status)
         out.appendLiteral("HTTP/1.1 ")
         out.appendDecimal(UInt64(clamping: status))
         out.append(ASCII.sp)
@@ -177,6 +177,12 @@ public enum HeadWriter {
         if close { out.appendLiteral("Connection: close\r\n") }
         out.appendCRLF()
         if bodyAllowed { out.appendBytes(body) }
+    }
+
+    /// False for the statuses whose responses cannot have content: 1xx, 204 and 304
+    /// (RFC 9110 §6.4.1).
+    public static func responseHasContent(status: Int) -> Bool {
+        status >= 200 && status != 204 && status != 304
     }
 
     /// One field line from bytes kept as received (obs-text included, RFC 9110 §5.5).

@@ -1,5 +1,7 @@
 import Synchronization
 
+import HTTP1
+
 /// Lifecycle of one idempotency record (SPEC §4).
 ///
 ///     (none) ──claim──▶ inFlight ──complete──▶ completed
@@ -47,69 +49,171 @@ public struct HeaderPair: Sendable, Equatable, Hashable {
     public var nameText: String { String(decoding: name, as: UTF8.self) }
 }
 
-/// The upstream's response as kept for replay. Stripe-style: status,
-/// selected headers and body of the first execution, "regardless of whether
-/// it succeeds or fails".
+/// The upstream's response as kept for replay. Stripe-style: status, selected headers and body
+/// of the first execution, "regardless of whether it succeeds or fails".
+///
+/// It is kept as the replay itself: one buffer holding the response exactly as a replay writes
+/// it to an HTTP/1.1 keep-alive client (status line, the stored field lines as received,
+/// `Idempotent-Replayed: true`, `Content-Length`, the blank line, the body). A replay is one
+/// copy of those bytes, and a stored response is one allocation, whatever its number of fields.
+/// Status, fields and body are read back out of the buffer; the field lines are written as
+/// `name: value` from validated fields (no CR or LF in a value, no colon in a name), so reading
+/// them back is exact.
 public struct StoredResponse: Sendable, Equatable {
-    // Changing a field drops the bytes built from the old ones (a copy shares the box).
-    public var status: Int { didSet { serialized = SerializedReplay() } }
-    /// Already filtered by `ReplayFilter.storedFields`.
-    public var headers: [HeaderPair] { didSet { serialized = SerializedReplay() } }
-    /// Empty when `bodyOmitted`.
-    public var body: [UInt8] { didSet { serialized = SerializedReplay() } }
-    /// The response exceeded `max_stored_body`: it was delivered to the
-    /// original client but cannot be replayed (`replay-unavailable`).
-    public var bodyOmitted: Bool { didSet { serialized = SerializedReplay() } }
-    /// The replay's bytes as the proxy writes them, built at the first replay and shared by
-    /// every copy of this response (store entries, cached records): a later replay copies them
-    /// out in one piece instead of formatting the head again. Not part of equality.
-    public private(set) var serialized = SerializedReplay()
-
-    /// Whether a replay keeps its bytes in `serialized`: only for bodies up to
-    /// `SerializedReplay.maxBodyBytes`, where formatting the head is a real part of the cost and
-    /// a second copy is small. A larger body is written straight into the output each time.
-    public var keepsSerializedReplay: Bool { body.count <= SerializedReplay.maxBodyBytes }
-
-    /// What `serialized` will hold once built (the body and a head: status line, the stored
-    /// field lines, `Idempotent-Replayed`, `Content-Length`), or 0 when it is never built.
-    /// Stores count it against their bounds.
-    public var serializedSizeEstimate: Int {
-        keepsSerializedReplay ? body.count + headers.reduce(96) { $0 + $1.name.count + $1.value.count + 4 } : 0
+    public var status: Int {
+        get { Int(storedStatus) }
+        set { self = StoredResponse(status: newValue, headers: headers, body: body, bodyOmitted: bodyOmitted) }
+    }
+    /// The response exceeded `max_stored_body`: it was delivered to the original client but
+    /// cannot be replayed (`replay-unavailable`). Its body is then empty.
+    public var bodyOmitted: Bool
+    /// The stored field lines (already filtered by `ReplayFilter`), as name/value pairs sliced
+    /// out of the buffer.
+    public var headers: [HeaderPair] {
+        get {
+            var pairs: [HeaderPair] = []
+            forEachFieldRange { name, value in pairs.append(HeaderPair(name: bytes[name], value: bytes[value])) }
+            return pairs
+        }
+        set { self = StoredResponse(status: status, headers: newValue, body: body, bodyOmitted: bodyOmitted) }
+    }
+    /// Empty when `bodyOmitted`. A copy: `bodyCount` and `withBody` read it in place.
+    public var body: [UInt8] {
+        get { Array(bytes[bodyStart...]) }
+        set { self = StoredResponse(status: status, headers: headers, body: newValue, bodyOmitted: bodyOmitted) }
     }
 
-    /// The bytes this response keeps alive, as the stores count them against their bounds: the
-    /// body, each field line plus `perFieldOverhead` (its slices and array slot), and the replay
-    /// bytes once built.
-    public func retainedBytes(perFieldOverhead: Int) -> Int {
-        body.count + headers.reduce(0) { $0 + $1.name.count + $1.value.count + perFieldOverhead } + serializedSizeEstimate
-    }
+    /// The replay for a keep-alive HTTP/1.1 client, then (for a status that has no content,
+    /// RFC 9110 §6.4.1) the body the upstream sent anyway, which a replay never writes.
+    private var bytes: [UInt8]
+    // Offsets into `bytes`, 32-bit: a stored body is at most 1 GiB (`max_stored_body`), and a
+    // memory-store record carries these inline in its table slot.
+    /// The stored field lines are `bytes[fieldsStart..<fieldsEnd]`; `Idempotent-Replayed`
+    /// follows them.
+    private var fieldsStartOffset: UInt32
+    private var fieldsEndOffset: UInt32
+    /// Where the head's blank line ends.
+    private var bodyStartOffset: UInt32
+    /// Where the replay ends: the end of the bytes, or `bodyStart` when the status has no content.
+    private var replayEndOffset: UInt32
+    private var storedStatus: UInt16
+
+    private var fieldsStart: Int { Int(fieldsStartOffset) }
+    private var fieldsEnd: Int { Int(fieldsEndOffset) }
+    private var bodyStart: Int { Int(bodyStartOffset) }
+    private var replayEnd: Int { Int(replayEndOffset) }
 
     public init(status: Int, headers: [HeaderPair] = [], body: [UInt8] = [], bodyOmitted: Bool = false) {
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.bodyOmitted = bodyOmitted
+        var lines: [UInt8] = []
+        for field in headers {
+            lines.append(contentsOf: field.name)
+            lines.append(contentsOf: ": ".utf8)
+            lines.append(contentsOf: field.value)
+            lines.append(contentsOf: "\r\n".utf8)
+        }
+        self = lines.withUnsafeBytes { lines in
+            body.withUnsafeBytes { StoredResponse(status: status, fieldLines: lines, body: $0, bodyOmitted: bodyOmitted) }
+        }
     }
+
+    /// From field lines already written as `name: value\r\n` (`ReplayFilter.appendStoredFieldLines`),
+    /// so the proxy's capture is copied once, into the buffer. The lines must come from
+    /// validated fields: a name without colon, CR or LF, a value without CR or LF.
+    public init(status: Int, fieldLines: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer, bodyOmitted: Bool = false) {
+        self.init(status: status, body: body, bodyOmitted: bodyOmitted, fieldLinesCount: fieldLines.count) { out in
+            fieldLines.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+        }
+    }
+
+    /// The buffer written in one pass: `writeFieldLines` appends about `fieldLinesCount` bytes
+    /// of field lines (`RecordCodec` writes them from a record's fields as it checks them).
+    init(
+        status: Int, body: UnsafeRawBufferPointer, bodyOmitted: Bool, fieldLinesCount: Int,
+        writeFieldLines: (inout [UInt8]) -> Void
+    ) {
+        // A status is three digits (RFC 9110 §15); the clamp only keeps a caller's mistake
+        // from trapping here.
+        storedStatus = UInt16(clamping: status)
+        self.bodyOmitted = bodyOmitted
+        var bytes: [UInt8] = []
+        // Status line, Idempotent-Replayed, Content-Length and the blank line: at most 113 bytes
+        // (the longest reason phrase is 31, a length at most 20 digits).
+        bytes.reserveCapacity(fieldLinesCount + body.count + 113)
+        var fieldsStart = 0, fieldsEnd = 0
+        HeadWriter.writeResponse(status: status, extra: Self.replayedField, body: body, close: false, into: &bytes) { out in
+            fieldsStart = out.count
+            writeFieldLines(&out)
+            fieldsEnd = out.count
+        }
+        let replayEnd = bytes.count
+        let bodyWritten = HeadWriter.responseHasContent(status: status)
+        if !bodyWritten { body.withMemoryRebound(to: UInt8.self) { bytes.append(contentsOf: $0) } }
+        replayEndOffset = UInt32(replayEnd)
+        bodyStartOffset = UInt32(bodyWritten ? bytes.count - body.count : replayEnd)
+        fieldsStartOffset = UInt32(fieldsStart)
+        fieldsEndOffset = UInt32(fieldsEnd)
+        self.bytes = bytes
+    }
+
+    static let replayedField: [(name: String, value: String)] = [("Idempotent-Replayed", "true")]
+
+    /// The body's length, without copying it.
+    public var bodyCount: Int { bytes.count - bodyStart }
+
+    /// The body in place.
+    public func withBody<R>(_ read: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try bytes.withUnsafeBytes { try read(UnsafeRawBufferPointer(rebasing: $0[bodyStart...])) }
+    }
+
+    /// Calls `visit` with the ranges of each stored field's name and value in the buffer, in order.
+    private func forEachFieldRange(_ visit: (Range<Int>, Range<Int>) -> Void) {
+        bytes.withUnsafeBufferPointer { buffer in
+            var index = fieldsStart
+            while index < fieldsEnd {
+                var colon = index
+                while buffer[colon] != UInt8(ascii: ":") { colon += 1 }
+                var lineEnd = colon + 2
+                while buffer[lineEnd] != UInt8(ascii: "\r") { lineEnd += 1 }
+                visit(index..<colon, colon + 2..<lineEnd)
+                index = lineEnd + 2
+            }
+        }
+    }
+
+    /// Each stored field's name and value bytes, in order, read in place.
+    public func forEachField(_ visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
+        bytes.withUnsafeBytes { raw in
+            forEachFieldRange { name, value in
+                visit(UnsafeRawBufferPointer(rebasing: raw[name]), UnsafeRawBufferPointer(rebasing: raw[value]))
+            }
+        }
+    }
+
+    /// How many fields are stored.
+    public var fieldCount: Int {
+        var count = 0
+        forEachFieldRange { _, _ in count += 1 }
+        return count
+    }
+
+    /// What a replay writes to an HTTP/1.1 client whose connection stays open without being
+    /// told so: the stored bytes as they are.
+    public var keepAliveReplay: ArraySlice<UInt8> { bytes[..<replayEnd] }
+
+    /// A replay that must name its connection's fate, `Connection: close` or (to an HTTP/1.0
+    /// client, RFC 9112 §9.3) `Connection: keep-alive`: the stored head, that field, the body.
+    public func writeReplay(connectionField: StaticString, into out: inout [UInt8]) {
+        out.append(contentsOf: bytes[..<(bodyStart - 2)])  // the head without its blank line
+        connectionField.withUTF8Buffer { out.append(contentsOf: $0) }
+        out.append(contentsOf: "\r\n\r\n".utf8)
+        out.append(contentsOf: bytes[bodyStart..<replayEnd])
+    }
+
+    /// The bytes this response keeps alive, as the stores count them against their bounds.
+    public var storedBytes: Int { bytes.capacity + MemoryLayout<Self>.size }
 
     public static func == (a: StoredResponse, b: StoredResponse) -> Bool {
-        a.status == b.status && a.headers == b.headers && a.body == b.body && a.bodyOmitted == b.bodyOmitted
-    }
-}
-
-/// Bytes built once from a `StoredResponse` and kept with it. Any worker may replay a record
-/// of the memory store, so the slot is locked (uncontended: one lock per replay).
-public final class SerializedReplay: Sendable {
-    public static let maxBodyBytes = 4096
-    private let bytes = Mutex<[UInt8]?>(nil)
-
-    public init() {}
-
-    /// The bytes, built by `build` the first time.
-    public func get(orBuild build: () -> [UInt8]) -> [UInt8] {
-        if let built = bytes.withLock({ $0 }) { return built }
-        let built = build()
-        bytes.withLock { $0 = built }
-        return built
+        a.storedStatus == b.storedStatus && a.bodyOmitted == b.bodyOmitted && a.bytes == b.bytes
     }
 }
 

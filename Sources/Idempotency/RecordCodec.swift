@@ -1,3 +1,5 @@
+import HTTP1
+
 /// Binary encoding of `IdempotencyRecord`, stored as one Redis string value.
 ///
 /// Everything the Redis Lua scripts must read or patch sits in a fixed
@@ -115,14 +117,13 @@ public enum RecordCodec {
     /// Exactly what `appendResponseSection` writes, so the output is allocated once.
     private static func responseSectionLength(_ response: StoredResponse?) -> Int {
         guard let response else { return 3 }
-        var length = 3 + varintLength(response.headers.count) + varintLength(response.body.count) + response.body.count
-        response.headers.withUnsafeBufferPointer { headers in
-            for index in headers.indices {
-                let name = headers[index].name.count, value = headers[index].value.count
-                length += varintLength(name) + name + varintLength(value) + value
-            }
+        var length = 3 + varintLength(response.bodyCount) + response.bodyCount
+        var fields = 0
+        response.forEachField { name, value in
+            length += varintLength(name.count) + name.count + varintLength(value.count) + value.count
+            fields += 1
         }
-        return length
+        return length + varintLength(fields)
     }
 
     private static func appendResponseSection(_ response: StoredResponse?, to out: inout [UInt8]) {
@@ -136,19 +137,15 @@ public enum RecordCodec {
         let status = UInt16(clamping: response.status)
         out.append(UInt8(status >> 8))
         out.append(UInt8(status & 0xFF))
-        appendVarint(response.headers.count, to: &out)
-        // Through the buffer, not `for header in`: copying each pair retains and releases both
-        // of its slices, for every field of every completion.
-        response.headers.withUnsafeBufferPointer { headers in
-            for index in headers.indices {
-                appendVarint(headers[index].name.count, to: &out)
-                headers[index].name.withUnsafeBytes { out.append(contentsOf: $0) }
-                appendVarint(headers[index].value.count, to: &out)
-                headers[index].value.withUnsafeBytes { out.append(contentsOf: $0) }
-            }
+        appendVarint(response.fieldCount, to: &out)
+        response.forEachField { name, value in
+            appendVarint(name.count, to: &out)
+            name.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+            appendVarint(value.count, to: &out)
+            value.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
         }
-        appendVarint(response.body.count, to: &out)
-        out.append(contentsOf: response.body)
+        appendVarint(response.bodyCount, to: &out)
+        response.withBody { body in body.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) } }
     }
 
     private static func varintLength(_ value: Int) -> Int {
@@ -202,22 +199,21 @@ public enum RecordCodec {
             // Each header needs at least its two length bytes; refuse counts
             // the input cannot hold before reserving memory for them.
             guard headerCount <= reader.remaining / 2 else { throw .lengthOutOfRange(offset: Offset.response - shift) }
-            var headers: [HeaderPair] = []
-            headers.reserveCapacity(headerCount)
-            // One copy of the header section; every name and value is a slice of it.
-            var ranges: [(Range<Int>, Range<Int>)] = []
+            var ranges: [(name: Range<Int>, value: Range<Int>)] = []
             ranges.reserveCapacity(headerCount)
-            let sectionStart = reader.index
+            var linesCount = 0
             for _ in 0..<headerCount {
+                let nameOffset = reader.index
                 let name = try reader.field()
                 let value = try reader.field()
+                // A replay writes these bytes to clients as they are: a name must be a token
+                // and a value field-value bytes (RFC 9110 §5.1, §5.5), or a record altered in
+                // the store could split the replayed response.
+                guard FieldSyntax.isName(UnsafeRawBufferPointer(rebasing: bytes[name])),
+                    FieldSyntax.isValue(UnsafeRawBufferPointer(rebasing: bytes[value]))
+                else { throw .invalidField(offset: nameOffset) }
                 ranges.append((name, value))
-            }
-            let section = Array(bytes[sectionStart..<reader.index])
-            for (name, value) in ranges {
-                headers.append(HeaderPair(
-                    name: section[(name.lowerBound - sectionStart)..<(name.upperBound - sectionStart)],
-                    value: section[(value.lowerBound - sectionStart)..<(value.upperBound - sectionStart)]))
+                linesCount += name.count + value.count + 4
             }
             let bodyLength = try reader.varint()
             guard bodyLength == reader.remaining else {
@@ -225,9 +221,19 @@ public enum RecordCodec {
                     ? .trailingBytes(reader.remaining - bodyLength)
                     : .truncated(expected: reader.index + bodyLength, found: bytes.count)
             }
-            let body = Array(bytes[reader.index...])
             record.response = StoredResponse(
-                status: status, headers: headers, body: body, bodyOmitted: flags & Flag.bodyOmitted != 0)
+                status: status, body: UnsafeRawBufferPointer(rebasing: bytes[reader.index...]),
+                bodyOmitted: flags & Flag.bodyOmitted != 0, fieldLinesCount: linesCount
+            ) { out in
+                for (name, value) in ranges {
+                    UnsafeRawBufferPointer(rebasing: bytes[name]).withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+                    out.append(UInt8(ascii: ":"))
+                    out.append(UInt8(ascii: " "))
+                    UnsafeRawBufferPointer(rebasing: bytes[value]).withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+                    out.append(UInt8(ascii: "\r"))
+                    out.append(UInt8(ascii: "\n"))
+                }
+            }
             return record
         }
     }
@@ -292,6 +298,7 @@ public enum RecordCodecError: Error, Sendable, Equatable, CustomStringConvertibl
     case invalidFlags(UInt8)
     case lengthOutOfRange(offset: Int)
     case trailingBytes(Int)
+    case invalidField(offset: Int)
 
     public var description: String {
         switch self {
@@ -302,6 +309,7 @@ public enum RecordCodecError: Error, Sendable, Equatable, CustomStringConvertibl
         case .invalidFlags(let f): return "invalid record flags 0x\(String(f, radix: 16))"
         case .lengthOutOfRange(let offset): return "length at offset \(offset) exceeds the record"
         case .trailingBytes(let n): return "\(n) unexpected bytes after the end of the record"
+        case .invalidField(let offset): return "the field at offset \(offset) is not a valid field line"
         }
     }
 }

@@ -50,8 +50,7 @@ public final class ReplayCache {
     /// else (in flight, unknown, no response) is not cached: it may still change.
     public func insert(_ key: String, record: IdempotencyRecord, remainingMillis: UInt64, nowMillis: UInt64) {
         guard record.state == .completed, let response = record.response, remainingMillis > 0 else { return }
-        // The record and the replay bytes built from it at its first replay.
-        let size = Self.entryOverhead + key.utf8.count + response.retainedBytes(perFieldOverhead: 32)
+        let size = Self.entryOverhead + key.utf8.count + response.storedBytes
         guard size <= maxBytes else { return }
         remove(key)
         while bytes + size > maxBytes, evictOldest() {}

@@ -33,15 +33,41 @@ public enum ReplayFilter {
         }
     }
 
-    /// The response fields a replay carries, copied out of `source` (the response head as
-    /// received; `field(i)` gives field i's name and value ranges in it) into one new buffer
-    /// that the returned pairs slice: one allocation for the bytes and one for the pairs,
-    /// whatever the number of fields, and nothing of the head is kept alive. Hop-by-hop fields
-    /// are found here by name: those of `neverStored` and those a Connection field names.
+    /// The response fields a replay carries, as name/value pairs (tests, tools): sliced out of
+    /// the one buffer of a `StoredResponse` built from them, so nothing of `source` is kept.
+    /// Hop-by-hop fields are found here by name (`appendStoredFieldLines`).
     public static func storedFields(
         count: Int, in source: UnsafeRawBufferPointer, keepHeaders: [String],
         field: (Int) -> (name: Range<Int>, value: Range<Int>)
     ) -> [HeaderPair] {
+        var lines: [UInt8] = []
+        appendStoredFieldLines(count: count, in: source, keepHeaders: keepHeaders, field: field, into: &lines)
+        return pairs(ofLines: lines)
+    }
+
+    /// The same, with the hop-by-hop fields given by `isHopByHop`.
+    public static func storedFields(
+        count: Int, in source: UnsafeRawBufferPointer, keepHeaders: [String],
+        isHopByHop: (Int) -> Bool,
+        field: (Int) -> (name: Range<Int>, value: Range<Int>)
+    ) -> [HeaderPair] {
+        var lines: [UInt8] = []
+        appendStoredFieldLines(count: count, in: source, keepHeaders: keepHeaders, isHopByHop: isHopByHop, field: field, into: &lines)
+        return pairs(ofLines: lines)
+    }
+
+    private static func pairs(ofLines lines: [UInt8]) -> [HeaderPair] {
+        lines.withUnsafeBytes { StoredResponse(status: 200, fieldLines: $0, body: UnsafeRawBufferPointer(start: nil, count: 0)).headers }
+    }
+
+    /// Appends the field lines a replay carries, `name: value\r\n` each, copied out of `source`
+    /// (the response head as received; `field(i)` gives field i's name and value ranges in it).
+    /// Hop-by-hop fields are found here by name: those of `neverStored` and those a Connection
+    /// field names.
+    public static func appendStoredFieldLines(
+        count: Int, in source: UnsafeRawBufferPointer, keepHeaders: [String],
+        field: (Int) -> (name: Range<Int>, value: Range<Int>), into out: inout [UInt8]
+    ) {
         // RFC 9110 §7.6.1: the fields a Connection field names are hop-by-hop too. Only a
         // response with a Connection field pays for the lookup.
         var firstConnection: Int?
@@ -67,81 +93,45 @@ public enum ReplayFilter {
             }
             return false
         }
-        return storedFields(count: count, in: source, keepHeaders: keepHeaders, isHopByHop: { index in
+        appendStoredFieldLines(count: count, in: source, keepHeaders: keepHeaders, isHopByHop: { index in
             let name = UnsafeRawBufferPointer(rebasing: source[field(index).name])
             if mayBeDropped(name.count) && neverStored.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return true }
             if let firstConnection, namedByConnection(name, from: firstConnection) { return true }
             return false
-        }, field: field)
+        }, field: field, into: &out)
     }
 
     /// The same, for a head whose parser already marked its hop-by-hop fields (`isHopByHop`):
     /// the proxy passes the flags it forwarded the response by, so a replay carries what the
     /// original client received, less the fields dropped by default (Set-Cookie unless kept).
     /// It runs once per guarded response, so names are compared in place, never copied into
-    /// strings.
-    public static func storedFields(
+    /// strings, and the lines go straight into the caller's buffer (the proxy keeps one per
+    /// exchange), from which `StoredResponse(status:fieldLines:body:)` copies them once.
+    public static func appendStoredFieldLines(
         count: Int, in source: UnsafeRawBufferPointer, keepHeaders: [String],
         isHopByHop: (Int) -> Bool,
-        field: (Int) -> (name: Range<Int>, value: Range<Int>)
-    ) -> [HeaderPair] {
-        func isStored(_ index: Int) -> Bool {
-            if isHopByHop(index) { return false }
-            let name = UnsafeRawBufferPointer(rebasing: source[field(index).name])
-            guard mayBeDropped(name.count) else { return true }
-            // The framing fields again by name, whatever the flags say: a stored Content-Length
-            // would be replayed next to the one the replay computes (RFC 9112 §6.3).
-            if ASCII.equalsIgnoringCase(name, "content-length") || ASCII.equalsIgnoringCase(name, "transfer-encoding") { return false }
-            if ASCII.equalsIgnoringCase(name, addedByReplay) { return false }
-            if droppedByDefault.contains(where: { ASCII.equalsIgnoringCase(name, $0) })
-                && !keepHeaders.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { return false }
-            return true
-        }
-        // Decided once per field (a bit each for the usual few dozen fields), then sized, so
-        // the buffer and the pairs are allocated once at their final size.
-        var storedBits: UInt64 = 0
-        var storedBeyond64: [Bool] = []
-        func isMarked(_ index: Int) -> Bool { index < 64 ? storedBits & (1 << UInt64(index)) != 0 : storedBeyond64[index - 64] }
-        var storedBytes = 0
-        var storedCount = 0
-        for index in 0..<count {
-            let stored = isStored(index)
-            if index < 64 {
-                if stored { storedBits |= 1 << UInt64(index) }
-            } else {
-                storedBeyond64.append(stored)
+        field: (Int) -> (name: Range<Int>, value: Range<Int>), into out: inout [UInt8]
+    ) {
+        for index in 0..<count where !isHopByHop(index) {
+            let (nameRange, valueRange) = field(index)
+            let name = UnsafeRawBufferPointer(rebasing: source[nameRange])
+            if mayBeDropped(name.count) {
+                // The framing fields again by name, whatever the flags say: a stored
+                // Content-Length would be replayed next to the one the replay computes (RFC 9112 §6.3).
+                if ASCII.equalsIgnoringCase(name, "content-length") || ASCII.equalsIgnoringCase(name, "transfer-encoding") { continue }
+                if ASCII.equalsIgnoringCase(name, addedByReplay) { continue }
+                if droppedByDefault.contains(where: { ASCII.equalsIgnoringCase(name, $0) })
+                    && !keepHeaders.contains(where: { ASCII.equalsIgnoringCase(name, $0) }) { continue }
             }
-            guard stored else { continue }
-            let (name, value) = field(index)
-            storedBytes += name.count + value.count
-            storedCount += 1
+            // Field-line syntax was validated by the parser: a name has no colon and a value no
+            // CR or LF (RFC 9110 §5.1, §5.5), so the stored line reads back exactly.
+            name.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+            out.append(UInt8(ascii: ":"))
+            out.append(UInt8(ascii: " "))
+            UnsafeRawBufferPointer(rebasing: source[valueRange]).withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+            out.append(UInt8(ascii: "\r"))
+            out.append(UInt8(ascii: "\n"))
         }
-        guard storedCount > 0 else { return [] }
-        let storage = [UInt8](unsafeUninitializedCapacity: storedBytes) { out, initialized in
-            let out = UnsafeMutableRawBufferPointer(out)
-            var offset = 0
-            for index in 0..<count where isMarked(index) {
-                let (name, value) = field(index)
-                let length = name.count + value.count
-                // Name and value are stored end to end, as the pairs below slice them.
-                UnsafeMutableRawBufferPointer(rebasing: out[offset..<offset + name.count])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[name]))
-                UnsafeMutableRawBufferPointer(rebasing: out[offset + name.count..<offset + length])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[value]))
-                offset += length
-            }
-            initialized = offset
-        }
-        var pairs: [HeaderPair] = []
-        pairs.reserveCapacity(storedCount)
-        var offset = 0
-        for index in 0..<count where isMarked(index) {
-            let (name, value) = field(index)
-            let valueStart = offset + name.count
-            pairs.append(HeaderPair(name: storage[offset..<valueStart], value: storage[valueStart..<valueStart + value.count]))
-            offset = valueStart + value.count
-        }
-        return pairs
     }
 
     /// False for a name whose length no field of `neverStored`, `droppedByDefault` or

@@ -240,10 +240,11 @@ extension ClientConnection {
             // copy above left out too (RFC 9110 §7.6.1, Connection-named fields included).
             let fields = response.fields
             let hopByHop = response.hopByHop
-            guarded.responseHeaders = ReplayFilter.storedFields(
+            guarded.storedFieldLines.removeAll(keepingCapacity: true)
+            ReplayFilter.appendStoredFieldLines(
                 count: fields.count, in: source, keepHeaders: guarded.policy.keepHeaders,
-                isHopByHop: { hopByHop[$0] }
-            ) { (fields[$0].name, fields[$0].value) }
+                isHopByHop: { hopByHop[$0] }, field: { (fields[$0].name, fields[$0].value) },
+                into: &guarded.storedFieldLines)
         }
         exchange.responseDecoder = BodyDecoder(framing: response.framing, limits: settings.parserLimits)
     }

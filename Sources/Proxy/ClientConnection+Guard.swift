@@ -336,39 +336,21 @@ extension ClientConnection {
 
     // MARK: responses
 
+    /// A stored response as replayed: its status, its stored field lines exactly as received,
+    /// `Idempotent-Replayed: true`, its framing and body, all kept as one buffer
+    /// (`StoredResponse`). The common case, an HTTP/1.1 keep-alive client, is one copy of it.
     private func writeReplay(_ response: StoredResponse) {
         let close = closeAfterResponse || !exchange.clientKeepAlive || clientFinished
         exchange.status = response.status
-        let acknowledge = acknowledgesKeepAlive(close: close)
-        if !close && !acknowledge && response.keepsSerializedReplay {
-            // The common case, an HTTP/1.1 keep-alive client: bytes built at the first replay.
-            out.bytes.append(contentsOf: response.serialized.get {
-                var bytes: [UInt8] = []
-                bytes.reserveCapacity(response.serializedSizeEstimate)
-                Self.writeReplay(response, close: false, acknowledge: false, into: &bytes)
-                return bytes
-            })
+        if close {
+            response.writeReplay(connectionField: "Connection: close", into: &out.bytes)
+        } else if acknowledgesKeepAlive(close: close) {
+            response.writeReplay(connectionField: "Connection: keep-alive", into: &out.bytes)
         } else {
-            Self.writeReplay(response, close: close, acknowledge: acknowledge, into: &out.bytes)
+            out.bytes.append(contentsOf: response.keepAliveReplay)
         }
         completeGeneratedResponse(close: close)
     }
-
-    /// A stored response as replayed: its status, its stored field lines exactly as received,
-    /// `Idempotent-Replayed: true`, its framing and body.
-    static func writeReplay(_ response: StoredResponse, close: Bool, acknowledge: Bool, into out: inout [UInt8]) {
-        response.body.withUnsafeBytes { body in
-            HeadWriter.writeResponse(
-                status: response.status, extra: acknowledge ? Self.replayedAndKeepAliveFields : Self.replayedField,
-                body: body, close: close, into: &out
-            ) { out in
-                for field in response.headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
-            }
-        }
-    }
-
-    static let replayedField: [(name: String, value: String)] = [("Idempotent-Replayed", "true")]
-    static let replayedAndKeepAliveFields: [(name: String, value: String)] = [("Idempotent-Replayed", "true"), keepAliveField]
 
     func answer(status: Int, type: ProblemType, detail: String, retryAfter: Int? = nil) {
         var extra: [(name: String, value: String)] = []

@@ -39,8 +39,10 @@ final class GuardedExchange {
 
     // Response capture.
     var status = 0
-    /// The fields a replay will carry, already filtered (`ReplayFilter.storedFields`).
-    var responseHeaders: [HeaderPair] = []
+    /// The field lines a replay will carry, already filtered (`ReplayFilter.appendStoredFieldLines`).
+    /// It and `capturedBody` are copied into the stored response when the exchange settles, so
+    /// both keep their capacity from one request to the next.
+    var storedFieldLines: [UInt8] = []
     var capturedBody: [UInt8] = []
     var bodyOmitted = false
 
@@ -84,8 +86,8 @@ final class GuardedExchange {
         waitDeadline = 0
         pollDelayMillis = 20
         status = 0
-        responseHeaders = []
-        capturedBody = []
+        Self.empty(&storedFieldLines)
+        Self.empty(&capturedBody)
         bodyOmitted = false
     }
 
@@ -95,8 +97,13 @@ final class GuardedExchange {
     func releaseLargeBuffers() {
         guard isFinished else { return }
         if body.capacity > Self.keptCapacity { body = [] }
-        // The stored response shares the captured bytes; the store owns them now.
-        capturedBody = []
+        if capturedBody.capacity > Self.keptCapacity { capturedBody = [] }
+        if storedFieldLines.capacity > Self.keptCapacity { storedFieldLines = [] }
+    }
+
+    /// Empties a buffer, keeping its capacity unless it grew past `keptCapacity`.
+    private static func empty(_ buffer: inout [UInt8]) {
+        if buffer.capacity > keptCapacity { buffer = [] } else { buffer.removeAll(keepingCapacity: true) }
     }
 
     /// Keeps the head: the read buffer it was parsed from is reused for the next read.
@@ -121,17 +128,19 @@ final class GuardedExchange {
             // Too large to replay: the client still gets all of it, retries get
             // replay-unavailable naming the original status.
             bodyOmitted = true
-            capturedBody = []
+            Self.empty(&capturedBody)
             return
         }
         capturedBody.append(contentsOf: data)
     }
 
+    /// The response as stored: one new buffer, the replay's own bytes.
     var storedResponse: StoredResponse {
-        StoredResponse(
-            status: status,
-            headers: responseHeaders,
-            body: bodyOmitted ? [] : capturedBody, bodyOmitted: bodyOmitted)
+        storedFieldLines.withUnsafeBytes { lines in
+            capturedBody.withUnsafeBytes { body in
+                StoredResponse(status: status, fieldLines: lines, body: bodyOmitted ? UnsafeRawBufferPointer(start: nil, count: 0) : body, bodyOmitted: bodyOmitted)
+            }
+        }
     }
 
     /// SHA-256 over method, target, the policy's fields and the body, all as the exact bytes

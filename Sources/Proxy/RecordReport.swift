@@ -62,7 +62,7 @@ public struct RecordReport: Sendable, Equatable {
             createdAtMillis: record.createdAtMillis == 0 ? nil : record.createdAtMillis,
             expiresInMillis: inspection.expiresInMillis,
             leaseExpiresInMillis: record.state == .inFlight ? inspection.leaseRemainingMillis : nil,
-            bodyBytes: record.response?.body.count ?? 0, bodyOmitted: record.response?.bodyOmitted ?? false)
+            bodyBytes: record.response?.bodyCount ?? 0, bodyOmitted: record.response?.bodyOmitted ?? false)
     }
 
     /// `{"state": …, "status": 201|null, "fingerprint": hex, "created_at": RFC 3339|null,

@@ -130,7 +130,7 @@ final class RecordSettler {
         var action = action
         var bodyBytes = 0
         if case .complete(var response, let ttl) = action {
-            if pendingBodyBytes + response.body.count > Self.maxPendingBodyBytes {
+            if pendingBodyBytes + response.bodyCount > Self.maxPendingBodyBytes {
                 // Keep the outcome, drop the copy: retries get replay-unavailable (status named)
                 // rather than a second execution, and memory stays bounded during an outage.
                 log.warning("store writes are backing up; storing a response without its body", [
@@ -140,7 +140,7 @@ final class RecordSettler {
                 response.bodyOmitted = true
                 action = .complete(response, ttl: ttl)
             }
-            bodyBytes = response.body.count
+            bodyBytes = response.bodyCount
         }
         let write = Pending(key: key, owner: owner, action: action, origin: origin, lease: lease, bodyBytes: bodyBytes)
         if case .lostClaimReply = origin { metrics.deferredReleases.add(1, ordering: .relaxed) }

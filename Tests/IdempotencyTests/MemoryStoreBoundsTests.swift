@@ -58,9 +58,8 @@ private let fingerprint = SHA256Hasher.hash("A")
         #expect(full)
         #expect(claimed.count > 20 && claimed.count < 64)
         // Completions are always stored, so the bound can be passed by at most the responses of
-        // claims already made (here one claim is in flight at a time): its body and the replay
-        // bytes built from it.
-        let oneResponse = StoredResponse(status: 201, body: Array(repeating: 7, count: 1000)).retainedBytes(perFieldOverhead: 48)
+        // claims already made (here one claim is in flight at a time): its stored bytes.
+        let oneResponse = StoredResponse(status: 201, body: Array(repeating: 7, count: 1000)).storedBytes
         #expect(store.usedBytes <= (64 << 10) + oneResponse)
         // Every earlier record is still there (nothing evicted), and a completed one replays.
         for key in claimed { #expect(store.getNow(key)?.state == .completed) }

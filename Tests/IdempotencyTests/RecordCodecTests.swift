@@ -147,6 +147,28 @@ private let sampleResponse = StoredResponse(
         #expect((try? RecordCodec.decode(head + [0, 2, 0x61, 0x62]))?.response?.body == bytes("ab"))
     }
 
+    /// A replay writes stored field bytes to clients as they are, so a record whose field
+    /// could split the replayed head (CR, LF, NUL in a value; a name that is not a token) is
+    /// refused as corrupt, never replayed.
+    @Test func fieldsThatCouldSplitAReplayAreRefused() {
+        let head = Array(RecordCodec.encode(record(.inFlight))[..<66]) + [RecordCodec.Flag.hasResponse, 0, 200, 1]
+        func field(_ name: String, _ value: [UInt8]) -> [UInt8] {
+            [UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.count)] + value + [0]
+        }
+        #expect((try? RecordCodec.decode(head + field("X-A", Array("ok \t caf".utf8) + [0xE9, 0xFF])))?.response?.headers
+            == [HeaderPair(name: Array("X-A".utf8), value: Array("ok \t caf".utf8) + [0xE9, 0xFF])])
+        for value in ["a\r\nSet-Cookie: x", "a\rb", "a\nb", "a\u{0}b", "a\u{7F}b", "a\u{1B}b"] {
+            #expect(throws: RecordCodecError.invalidField(offset: 70), "\(value.debugDescription)") {
+                try RecordCodec.decode(head + field("X-A", Array(value.utf8)))
+            }
+        }
+        for name in ["", "X A", "X:A", "X\r\nA", "X\u{E9}"] {
+            #expect(throws: RecordCodecError.invalidField(offset: 70), "\(name.debugDescription)") {
+                try RecordCodec.decode(head + field(name, Array("v".utf8)))
+            }
+        }
+    }
+
     @Test func errorsDescribeThemselves() {
         #expect(RecordCodecError.invalidState(9).description.contains("state 9"))
         #expect(RecordCodecError.truncated(expected: 61, found: 3).description.contains("61"))

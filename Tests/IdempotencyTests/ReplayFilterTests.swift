@@ -70,8 +70,9 @@ private func names(_ headers: [HeaderPair]) -> [String] { headers.map(\.nameText
         #expect(names(ReplayFilter.headersToStore(responseHeaders: headers, keepHeaders: [])) == expected)
     }
 
-    /// The fields are taken from the head as received and laid end to end in one new buffer:
-    /// nothing of the head is kept, and there is one allocation for all the bytes.
+    /// The fields are taken from the head as received and written, in order, into one new
+    /// buffer (the stored response's): nothing of the head is kept, and there is one
+    /// allocation for all the bytes.
     @Test func storedFieldsAreCopiedOutOfTheHeadIntoOneBuffer() {
         let head = Array(
             ("HTTP/1.1 201 Created\r\nServer: nginx\r\nConnection: keep-alive , X-Hop\r\nX-Hop: 1\r\n"
@@ -93,8 +94,9 @@ private func names(_ headers: [HeaderPair]) -> [String] { headers.map(\.nameText
         let addresses = kept.flatMap { pair in
             [pair.name, pair.value].map { slice in slice.withUnsafeBufferPointer { ($0.baseAddress!, $0.count) } }
         }
-        for (previous, next) in zip(addresses, addresses.dropFirst()) {
-            #expect(previous.0 + previous.1 == next.0, "stored field bytes are not one contiguous buffer")
+        // Name, ": ", value, CRLF: each next slice starts right after the previous one's separator.
+        for (index, (previous, next)) in zip(addresses, addresses.dropFirst()).enumerated() {
+            #expect(previous.0 + previous.1 + 2 == next.0, "stored field bytes are not one buffer, in order (\(index))")
         }
         head.withUnsafeBufferPointer { original in
             #expect(!addresses.contains { original.baseAddress! <= $0.0 && $0.0 < original.baseAddress! + original.count })
