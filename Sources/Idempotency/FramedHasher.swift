@@ -10,21 +10,19 @@ import CLibCrypto
 /// produce the same byte stream, so equal digests imply equal inputs (up to
 /// SHA-256 collisions).
 ///
-/// Non-copyable and one-shot: it hashes one input on a context borrowed from the thread's
-/// `DigestContextCache` and gives it back when it ends, so hashing allocates nothing here
-/// but the digest (a copyable hasher would need a reference-counted box for its context).
+/// Non-copyable and one-shot: it hashes one input on a SHA-256 context held inline (see the
+/// CLibCrypto shim), so hashing allocates nothing here but the digest.
 struct FramedHasher: ~Copyable {
     /// Tag written before an optional part that is absent.
     static let absent: UInt8 = 0x00
     /// Tag written before an optional part that is present.
     static let present: UInt8 = 0x01
 
-    /// An `EVP_MD_CTX` initialised for SHA-256.
-    private let context: OpaquePointer
+    private var context = SHA256_CTX()
 
     /// Input not yet handed to OpenSSL. A framed input is many small parts (an 8-byte length,
-    /// a tag, a short value), and each `EVP_DigestUpdate` costs a provider call and a copy into
-    /// SHA-256's block buffer; gathered here, a storage key's whole input is one call and a
+    /// a tag, a short value), and each `SHA256_Update` is a call and a copy into SHA-256's
+    /// block buffer; gathered here, a storage key's whole input is one call and a
     /// fingerprint's a few.
     private var staged: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
                          UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
@@ -36,12 +34,8 @@ struct FramedHasher: ~Copyable {
     /// for one purpose (storage keys, fingerprints) can never be replayed as
     /// digests for another.
     init(domain: StaticString) {
-        context = DigestContextCache.take()
+        SHA256_Init(&context)
         appendField(UnsafeRawBufferPointer(start: domain.utf8Start, count: domain.utf8CodeUnitCount))
-    }
-
-    deinit {
-        DigestContextCache.give(context)
     }
 
     @inline(__always)
@@ -50,7 +44,7 @@ struct FramedHasher: ~Copyable {
         if stagedCount + bytes.count > Self.stageCapacity {
             flushStaged()
             if bytes.count >= Self.stageCapacity {
-                Self.digestUpdate(context, base, bytes.count)
+                SHA256_Update(&context, base, bytes.count)
                 return
             }
         }
@@ -62,14 +56,8 @@ struct FramedHasher: ~Copyable {
     private mutating func flushStaged() {
         guard stagedCount > 0 else { return }
         let count = stagedCount
-        let context = self.context
-        withUnsafeBytes(of: &staged) { Self.digestUpdate(context, $0.baseAddress!, count) }
+        withUnsafeBytes(of: &staged) { SHA256_Update(&context, $0.baseAddress!, count) }
         stagedCount = 0
-    }
-
-    private static func digestUpdate(_ context: OpaquePointer, _ base: UnsafeRawPointer, _ count: Int) {
-        let ok = EVP_DigestUpdate(context, base, count)
-        precondition(ok == 1, "EVP_DigestUpdate failed")
     }
 
     mutating func appendTag(_ tag: UInt8) {
@@ -146,13 +134,7 @@ struct FramedHasher: ~Copyable {
     /// Writes the 32-byte digest to `digest` (which must have room for it) and ends the hasher.
     consuming func finalize(into digest: UnsafeMutableRawPointer) {
         flushStaged()
-        Self.finalizeDigest(context, into: digest)
-    }
-
-    private static func finalizeDigest(_ context: OpaquePointer, into digest: UnsafeMutableRawPointer) {
-        var length: UInt32 = 0
-        let ok = EVP_DigestFinal_ex(context, digest.assumingMemoryBound(to: UInt8.self), &length)
-        precondition(ok == 1 && Int(length) == SHA256Hasher.digestLength, "EVP_DigestFinal_ex failed")
+        SHA256_Final(digest.assumingMemoryBound(to: UInt8.self), &context)
     }
 
     consuming func finalize() -> [UInt8] {
@@ -166,8 +148,7 @@ struct FramedHasher: ~Copyable {
     consuming func finalize(replacing digest: inout [UInt8]) {
         flushStaged()
         var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        let context = self.context
-        withUnsafeMutableBytes(of: &bytes) { Self.finalizeDigest(context, into: $0.baseAddress!) }
+        withUnsafeMutableBytes(of: &bytes) { SHA256_Final($0.baseAddress!.assumingMemoryBound(to: UInt8.self), &context) }
         digest.removeAll(keepingCapacity: true)
         withUnsafeBytes(of: &bytes) { digest.append(contentsOf: $0) }
     }

@@ -1,31 +1,23 @@
 import CLibCrypto
 
-/// Incremental SHA-256 (FIPS 180-4) through OpenSSL's EVP interface.
-///
-/// OpenSSL 3.0 deprecates `SHA256_Init`/`SHA256_Update`/`SHA256_Final`; the
-/// `EVP_Digest*` family is the supported path and is what this wraps.
-///
-/// The value has copy-on-write semantics: copying a hasher and feeding the
-/// copies different bytes yields independent digests (the shared `EVP_MD_CTX`
-/// is duplicated with `EVP_MD_CTX_copy_ex` on the first mutation of a copy).
-/// That keeps the type an honest value even though the digest state lives in
-/// a C allocation.
+/// Incremental SHA-256 (FIPS 180-4) through OpenSSL's `SHA256_*` functions on a context held
+/// inline (see the CLibCrypto shim for why not EVP): a plain value, so copying a hasher and
+/// feeding the copies different bytes yields independent digests, and hashing allocates
+/// nothing but the returned digest.
 public struct SHA256Hasher {
     /// Length of a SHA-256 digest in bytes.
     public static let digestLength = 32
 
-    private var context: DigestContext
+    private var context = SHA256_CTX()
 
     public init() {
-        context = DigestContext()
+        SHA256_Init(&context)
     }
 
     /// Feeds raw bytes into the digest.
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0, let base = bytes.baseAddress else { return }
-        makeContextUnique()
-        let ok = EVP_DigestUpdate(context.pointer, base, bytes.count)
-        precondition(ok == 1, "EVP_DigestUpdate failed")
+        SHA256_Update(&context, base, bytes.count)
     }
 
     /// Feeds the UTF-8 encoding of `s` into the digest.
@@ -45,14 +37,11 @@ public struct SHA256Hasher {
     /// Returns the 32-byte digest of everything fed so far and resets the
     /// hasher to the empty state, so the same value can be reused.
     public mutating func finalize() -> [UInt8] {
-        makeContextUnique()
-        var digest = [UInt8](repeating: 0, count: Self.digestLength)
-        var length: UInt32 = 0
-        let ok = digest.withUnsafeMutableBufferPointer {
-            EVP_DigestFinal_ex(context.pointer, $0.baseAddress, &length)
+        let digest = [UInt8](unsafeUninitializedCapacity: Self.digestLength) { buffer, initialized in
+            SHA256_Final(buffer.baseAddress, &context)
+            initialized = Self.digestLength
         }
-        precondition(ok == 1 && Int(length) == Self.digestLength, "EVP_DigestFinal_ex failed")
-        context.reset()
+        SHA256_Init(&context)
         return digest
     }
 
@@ -76,57 +65,5 @@ public struct SHA256Hasher {
     /// Lowercase hexadecimal rendering of a digest (or any bytes).
     public static func hex(_ bytes: some Sequence<UInt8>) -> String {
         Hex.encode(bytes)
-    }
-
-    private mutating func makeContextUnique() {
-        if !isKnownUniquelyReferenced(&context) {
-            context = context.copy()
-        }
-    }
-}
-
-/// Owns one `EVP_MD_CTX` and frees it when the last hasher value sharing it
-/// goes away.
-private final class DigestContext {
-    let pointer: OpaquePointer
-
-    /// The SHA-256 implementation, fetched once. OpenSSL 3 otherwise looks the algorithm up
-    /// in its provider tables on every `EVP_DigestInit_ex(ctx, EVP_sha256(), nil)`, which
-    /// costs more than hashing a small request.
-    nonisolated(unsafe) static let sha256: OpaquePointer = {
-        guard let md = EVP_MD_fetch(nil, "SHA256", nil) else { fatalError("EVP_MD_fetch(SHA256) failed") }
-        return md
-    }()
-
-    init() {
-        guard let ctx = EVP_MD_CTX_new() else {
-            fatalError("EVP_MD_CTX_new: out of memory")
-        }
-        pointer = ctx
-        reset()
-    }
-
-    private init(copying other: DigestContext) {
-        guard let ctx = EVP_MD_CTX_new() else {
-            fatalError("EVP_MD_CTX_new: out of memory")
-        }
-        let ok = EVP_MD_CTX_copy_ex(ctx, other.pointer)
-        precondition(ok == 1, "EVP_MD_CTX_copy_ex failed")
-        pointer = ctx
-    }
-
-    func copy() -> DigestContext {
-        DigestContext(copying: self)
-    }
-
-    /// (Re)initialises the context for SHA-256. `EVP_DigestInit_ex` on an
-    /// existing context discards any previous state.
-    func reset() {
-        let ok = EVP_DigestInit_ex(pointer, Self.sha256, nil)
-        precondition(ok == 1, "EVP_DigestInit_ex(SHA-256) failed")
-    }
-
-    deinit {
-        EVP_MD_CTX_free(pointer)
     }
 }
