@@ -243,10 +243,11 @@ extension ClientConnection {
         exchange.requestBodyDone = true
         let framing: BodyFraming = guarded.body.isEmpty && !guarded.head.framing.hasBody ? .none : .contentLength(UInt64(guarded.body.count))
         guarded.headBytes.withUnsafeBytes { source in
-            let saved = head
-            head = guarded.head
+            // The buffered request's head stands in for the connection's while it is written:
+            // swapped, not copied, so no array of either head is retained or released.
+            guarded.swapHead(with: &head)
             writeForwardedHead(source: source, framing: framing, into: &connection.outbound.bytes)
-            head = saved
+            guarded.swapHead(with: &head)
         }
         connection.outbound.bytes.append(contentsOf: guarded.body)
         if guarded.stage == .forwarding { armLeaseRefresh(guarded) }

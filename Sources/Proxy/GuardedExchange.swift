@@ -106,6 +106,12 @@ final class GuardedExchange {
         if buffer.capacity > keptCapacity { buffer = [] } else { buffer.removeAll(keepingCapacity: true) }
     }
 
+    /// Exchanges this request's head with `other` (the connection's, while the buffered request
+    /// is forwarded); a second call swaps them back.
+    func swapHead(with other: inout RequestHead) {
+        swap(&head, &other)
+    }
+
     /// Keeps the head: the read buffer it was parsed from is reused for the next read.
     private func copyHead(_ parsed: borrowing RequestHead, source: UnsafeRawBufferPointer) {
         if headBytes.capacity > Self.keptCapacity { headBytes = [] } else { headBytes.removeAll(keepingCapacity: true) }
