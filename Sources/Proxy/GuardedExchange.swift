@@ -97,9 +97,13 @@ final class GuardedExchange {
     func releaseLargeBuffers() {
         guard isFinished else { return }
         if body.capacity > Self.keptCapacity { body = [] }
-        if capturedBody.capacity > Self.keptCapacity { capturedBody = [] }
-        if storedFieldLines.capacity > Self.keptCapacity { storedFieldLines = [] }
+        // The response's buffers are copied into the stored record, so what they keep is only
+        // spare room for the next response on this connection: a typical one's, no more.
+        if capturedBody.capacity > Self.keptResponseCapacity { capturedBody = [] }
+        if storedFieldLines.capacity > Self.keptResponseCapacity { storedFieldLines = [] }
     }
+
+    static let keptResponseCapacity = 4 * 1024
 
     /// Empties a buffer, keeping its capacity unless it grew past `keptCapacity`.
     private static func empty(_ buffer: inout [UInt8]) {

@@ -69,20 +69,24 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    // 5. A replay as ClientConnection.writeReplay writes it: the stored field lines as received,
-    // Idempotent-Replayed, Content-Length and the body, into an output buffer that keeps its
-    // capacity between responses (OutputBuffer.reset).
-    Benchmark("HeadWriter.writeResponse (replay, 3 headers, 1 KiB body)") { benchmark in
+    // 5. A replay as ClientConnection.writeReplay writes it to a keep-alive HTTP/1.1 client: the
+    // stored response is its replay's bytes, copied into an output buffer that keeps its
+    // capacity between responses (OutputBuffer.reset); and the form that names the connection.
+    Benchmark("Replay write (keep-alive, 3 headers, 1 KiB body)") { benchmark in
         let response = Fixtures.decodedRecord.response!
-        let extra = [(name: "Idempotent-Replayed", value: "true")]
         var out: [UInt8] = []
         for _ in benchmark.scaledIterations {
             out.removeAll(keepingCapacity: true)
-            response.body.withUnsafeBytes { body in
-                HeadWriter.writeResponse(status: response.status, extra: extra, body: body, close: false, into: &out) { out in
-                    for field in response.headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
-                }
-            }
+            out.append(contentsOf: response.keepAliveReplay)
+            blackHole(out)
+        }
+    }
+    Benchmark("Replay write (Connection: close, 3 headers, 1 KiB body)") { benchmark in
+        let response = Fixtures.decodedRecord.response!
+        var out: [UInt8] = []
+        for _ in benchmark.scaledIterations {
+            out.removeAll(keepingCapacity: true)
+            response.writeReplay(connectionField: "Connection: close", into: &out)
             blackHole(out)
         }
     }
@@ -115,26 +119,17 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    // 7. A replay served from memory the way the proxy does it now: the record looked up in
-    // the Redis store's replay cache (the memory store's lookup is in 6), and the bytes built at
-    // the first replay copied into the output buffer.
+    // 7. A replay served from memory the way the proxy does it: the record looked up in the
+    // Redis store's replay cache (the memory store's lookup is in 6) and its bytes copied into
+    // the output buffer.
     let cache = ReplayCache(maxBytes: 64 << 20)
     cache.insert(Fixtures.storageKeys[0], record: Fixtures.decodedRecord, remainingMillis: 3_600_000, nowMillis: 0)
-    Benchmark("Replay from memory: ReplayCache.lookup + serialized bytes") { benchmark in
+    Benchmark("Replay from memory: ReplayCache.lookup + replay bytes") { benchmark in
         var out: [UInt8] = []
-        let extra = [(name: "Idempotent-Replayed", value: "true")]
         for _ in benchmark.scaledIterations {
             out.removeAll(keepingCapacity: true)
             guard let response = cache.lookup(Fixtures.storageKeys[0], nowMillis: 1)?.response else { preconditionFailure("not cached") }
-            out.append(contentsOf: response.serialized.get {
-                var bytes: [UInt8] = []
-                response.body.withUnsafeBytes { body in
-                    HeadWriter.writeResponse(status: response.status, extra: extra, body: body, close: false, into: &bytes) { out in
-                        for field in response.headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
-                    }
-                }
-                return bytes
-            })
+            out.append(contentsOf: response.keepAliveReplay)
             blackHole(out)
         }
     }
@@ -142,7 +137,7 @@ let benchmarks: @Sendable () -> Void = {
     // 8. One unique-key exchange in process, everything the proxy does but the sockets: parse
     // the head, find the key, scope and Content-Type lines, parse the key, derive the storage
     // key, fingerprint method, target, Content-Type and body, claim, keep the upstream's
-    // response (the replay filter copying the kept fields out of its head), complete, then the retry: claim again, find the
+    // response (the replay filter writing the kept field lines out of its head), complete, then the retry: claim again, find the
     // completed record and write the replay. Each iteration's request carries its own key; the
     // sample's records are purged afterwards (TTL expiry removes them at the rate they come).
     let exchangeStore = MemoryStore()
@@ -151,7 +146,7 @@ let benchmarks: @Sendable () -> Void = {
         let limits = HTTPParserLimits()
         var head = RequestHead()
         var out: [UInt8] = []
-        let extra = [(name: "Idempotent-Replayed", value: "true")]
+        var storedFieldLines: [UInt8] = []  // the proxy keeps one per exchange
         let upstream = Fixtures.upstreamResponse
         var keys: [String] = []
         keys.reserveCapacity(benchmark.scaledIterations.count)
@@ -170,12 +165,15 @@ let benchmarks: @Sendable () -> Void = {
                 exchangeStore.claim(
                     key: storageKey, owner: Fixtures.owner, fingerprint: fingerprint, lease: .seconds(30), ttl: .seconds(86400), expiredLease: .hold
                 ) { precondition($0 == .success(.claimed)) }
-                let storedFields = upstream.head.withUnsafeBytes { source in
-                    ReplayFilter.storedFields(
-                        count: upstream.fields.count, in: source, keepHeaders: [], isHopByHop: { upstream.hopByHop[$0] }
-                    ) { upstream.fields[$0] }
+                storedFieldLines.removeAll(keepingCapacity: true)
+                upstream.head.withUnsafeBytes { source in
+                    ReplayFilter.appendStoredFieldLines(
+                        count: upstream.fields.count, in: source, keepHeaders: [], isHopByHop: { upstream.hopByHop[$0] },
+                        field: { upstream.fields[$0] }, into: &storedFieldLines)
                 }
-                let stored = StoredResponse(status: 201, headers: storedFields, body: Fixtures.responseBody)
+                let stored = storedFieldLines.withUnsafeBytes { lines in
+                    Fixtures.responseBody.withUnsafeBytes { StoredResponse(status: 201, fieldLines: lines, body: $0) }
+                }
                 exchangeStore.complete(key: storageKey, owner: Fixtures.owner, response: stored, ttl: .seconds(86400)) {
                     precondition($0 == .success(true))
                 }
@@ -184,11 +182,7 @@ let benchmarks: @Sendable () -> Void = {
                 ) { result in
                     guard case .success(.existing(let record)) = result, let response = record.response else { preconditionFailure("no replay") }
                     out.removeAll(keepingCapacity: true)
-                    response.body.withUnsafeBytes { body in
-                        HeadWriter.writeResponse(status: response.status, extra: extra, body: body, close: false, into: &out) { out in
-                            for field in response.headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
-                        }
-                    }
+                    out.append(contentsOf: response.keepAliveReplay)
                 }
                 keys.append(storageKey)
             }
