@@ -14,7 +14,8 @@
 /// different header values map to one key, so they are refused.
 ///
 /// The parser works on the raw field-line bytes handed over by the HTTP/1.1
-/// layer and allocates nothing but the resulting `String`.
+/// layer and allocates nothing but the resulting `String` (or nothing at all, writing the
+/// key's bytes into a buffer the caller keeps).
 public enum IdempotencyKeyParser {
     /// Default for `key_max_length` (SPEC §2; Stripe's limit as well).
     public static let defaultMaxLength = 255
@@ -43,6 +44,31 @@ public enum IdempotencyKeyParser {
     public static func parse(
         fieldValue: UnsafeRawBufferPointer, lineCount: Int, syntax: KeySyntax, maxLength: Int
     ) -> Result<String, KeyError> {
+        locate(fieldValue: fieldValue, lineCount: lineCount, syntax: syntax, maxLength: maxLength).map { found in
+            // Every accepted byte is ASCII, so this decoding is lossless.
+            found.key.string(in: found.value)
+        }
+    }
+
+    /// The same parse, writing the unquoted key's bytes into `key` (emptied first): the proxy
+    /// keeps one such buffer per connection, so a request's key allocates nothing. Returns why
+    /// the key was refused, or nil.
+    public static func parse(
+        fieldValue: UnsafeRawBufferPointer, lineCount: Int, syntax: KeySyntax, maxLength: Int, into key: inout [UInt8]
+    ) -> KeyError? {
+        switch locate(fieldValue: fieldValue, lineCount: lineCount, syntax: syntax, maxLength: maxLength) {
+        case .failure(let error):
+            return error
+        case .success(let found):
+            found.key.write(in: found.value, into: &key)
+            return nil
+        }
+    }
+
+    /// Where the accepted key lies in the trimmed field value, or why it was refused.
+    private static func locate(
+        fieldValue: UnsafeRawBufferPointer, lineCount: Int, syntax: KeySyntax, maxLength: Int
+    ) -> Result<(value: UnsafeRawBufferPointer, key: Unquoted), KeyError> {
         guard lineCount > 0 else {
             return .failure(KeyError(.missing, "the Idempotency-Key header is missing"))
         }
@@ -84,8 +110,7 @@ public enum IdempotencyKeyParser {
                 return .failure(KeyError(
                     .tooLong, "the Idempotency-Key is \(key.length) characters long; at most \(maxLength) are allowed"))
             }
-            // Every accepted byte is ASCII, so this decoding is lossless.
-            return .success(key.string(in: value))
+            return .success((value, key))
         }
     }
 
@@ -96,6 +121,23 @@ public enum IdempotencyKeyParser {
         var escapes: Int
 
         var length: Int { range.count - escapes }
+
+        /// The unescaped bytes, written into `out` (emptied first).
+        func write(in value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+            out.removeAll(keepingCapacity: true)
+            let bytes = UnsafeRawBufferPointer(rebasing: value[range])
+            guard escapes > 0 else {
+                bytes.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+                return
+            }
+            out.reserveCapacity(length)
+            var index = 0
+            while index < bytes.count {
+                if bytes[index] == UInt8(ascii: "\\") { index += 1 }
+                out.append(bytes[index])
+                index += 1
+            }
+        }
 
         func string(in value: UnsafeRawBufferPointer) -> String {
             let bytes = UnsafeRawBufferPointer(rebasing: value[range])

@@ -38,6 +38,13 @@ public enum StorageKey {
     /// built in one allocation (the digest and its hex never exist apart from it), since it is
     /// computed for every guarded request.
     public static func make(prefix: String, scope: UnsafeRawBufferPointer?, key: String) -> String {
+        var key = key
+        return key.withUTF8 { make(prefix: prefix, scope: scope, key: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The same for a key given as its bytes (the proxy parses a request's key into a buffer it
+    /// keeps): the same bytes give the same storage key.
+    public static func make(prefix: String, scope: UnsafeRawBufferPointer?, key: UnsafeRawBufferPointer) -> String {
         var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         withUnsafeMutableBytes(of: &digest) { StorageKey.digest(scope: scope, key: key, into: $0.baseAddress!) }
         var prefix = prefix
@@ -69,6 +76,11 @@ public enum StorageKey {
 
     /// SHA-256 of the framed scope and key, written to `out` (32 bytes).
     private static func digest(scope: UnsafeRawBufferPointer?, key: String, into out: UnsafeMutableRawPointer) {
+        var key = key
+        key.withUTF8 { digest(scope: scope, key: UnsafeRawBufferPointer($0), into: out) }
+    }
+
+    private static func digest(scope: UnsafeRawBufferPointer?, key: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
         var input = FramedHasher(domain: domain)
         if let scope {
             input.appendTag(FramedHasher.present)

@@ -23,13 +23,11 @@ extension ClientConnection {
             forwardStreaming(source: source)
             return
         }
-        let key: String
-        switch IdempotencyKeyParser.parse(
+        // Into the connection's buffer: a key costs no allocation (the exchange copies it into
+        // its own kept buffer).
+        if let error = IdempotencyKeyParser.parse(
             fieldValue: UnsafeRawBufferPointer(rebasing: source[keyLine]), lineCount: fields.key.count,
-            syntax: policy.keySyntax, maxLength: policy.keyMaxLength) {
-        case .success(let parsed):
-            key = parsed
-        case .failure(let error):
+            syntax: policy.keySyntax, maxLength: policy.keyMaxLength, into: &parsedKey) {
             countOutcome(.invalidKey)
             refuse(status: 400, type: .invalidKey, detail: error.reason, bodyUnread: head.framing.hasBody)
             return
@@ -41,10 +39,10 @@ extension ClientConnection {
         }
         let guarded: GuardedExchange
         if let reusable {
-            reusable.reuse(policy: policy, key: key, head: head, source: source, fields: fields, ownerTokens: &worker.ownerTokens)
+            reusable.reuse(policy: policy, key: parsedKey, head: head, source: source, fields: fields, ownerTokens: &worker.ownerTokens)
             guarded = reusable
         } else {
-            guarded = GuardedExchange(policy: policy, key: key, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
+            guarded = GuardedExchange(policy: policy, key: parsedKey, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
         }
         exchange.guarded = guarded
         if head.framing.hasBody {
@@ -96,9 +94,11 @@ extension ClientConnection {
         }
         guarded.computeFingerprint()
         if guarded.policy.scopeHeader != nil {
-            guarded.storageKey = guarded.withScope { StorageKey.make(prefix: settings.keyPrefix, scope: $0, key: guarded.key) }
+            guarded.storageKey = guarded.key.withUnsafeBytes { key in
+                guarded.withScope { StorageKey.make(prefix: settings.keyPrefix, scope: $0, key: key) }
+            }
         } else {
-            guarded.storageKey = StorageKey.make(prefix: settings.keyPrefix, scope: nil, key: guarded.key)
+            guarded.storageKey = guarded.key.withUnsafeBytes { StorageKey.make(prefix: settings.keyPrefix, scope: nil, key: $0) }
         }
         claim(guarded)
     }

@@ -47,6 +47,8 @@ final class ClientConnection: EventHandler {
     var pending: [UInt8] = []
     var out = OutputBuffer()
     var head = RequestHead()
+    /// The guarded request's unquoted key, parsed in place of a new `String` per request.
+    var parsedKey: [UInt8] = []
     var headScanHint = 0
     var inProcess = false
     /// Body bytes received since the body timer was last armed (see `minimumBodyRate`).

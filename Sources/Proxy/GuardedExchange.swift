@@ -21,7 +21,8 @@ final class GuardedExchange {
     }
 
     private(set) var policy: GuardPolicy
-    private(set) var key: String
+    /// The unquoted Idempotency-Key, as bytes (kept from one request to the next).
+    private(set) var key: [UInt8] = []
     /// The request head bytes, copied out of the read buffer; `head`'s ranges index into it.
     private(set) var headBytes: [UInt8] = []
     private(set) var head = RequestHead()
@@ -50,7 +51,7 @@ final class GuardedExchange {
     /// one large request does not pin its memory to the connection.
     static let keptCapacity = 16 * 1024
 
-    init(policy: GuardPolicy, key: String, head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
+    init(policy: GuardPolicy, key: [UInt8], head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
         self.policy = policy
         self.key = key
         self.fields = fields
@@ -72,9 +73,10 @@ final class GuardedExchange {
     /// Serves a new request with this object. The owner token and the fingerprint are written
     /// into the previous request's buffers when nothing else holds them (a replay stored
     /// neither), so a replay allocates neither.
-    func reuse(policy: GuardPolicy, key: String, head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, ownerTokens: inout OwnerTokenSource) {
+    func reuse(policy: GuardPolicy, key: [UInt8], head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, ownerTokens: inout OwnerTokenSource) {
         self.policy = policy
-        self.key = key
+        self.key.removeAll(keepingCapacity: true)
+        self.key.append(contentsOf: key)
         self.fields = fields
         ownerTokens.next(into: &owner)
         copyHead(head, source: source)

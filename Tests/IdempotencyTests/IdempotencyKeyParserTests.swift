@@ -134,6 +134,34 @@ struct InvalidKey: Sendable, CustomTestStringConvertible {
         #expect(error.description == error.reason)
     }
 
+    /// The proxy parses into a buffer it keeps: the same acceptance, the same errors and the
+    /// key's exact bytes as the `String` parse, for every case above and under both syntaxes,
+    /// whatever the buffer held before.
+    @Test func parsingIntoABufferAgreesWithTheStringParse() {
+        let fields = Self.validStrings.map(\.field) + Self.invalidStrings.map(\.field)
+            + Self.lenientTokens.map(\.field) + Self.badTokens.map(\.field) + ["", "  ", "\"\"", String(repeating: "k", count: 300)]
+        var buffer = Array("left over from an earlier request".utf8)
+        for field in fields {
+            for syntax in [KeySyntax.strict, .lenient] {
+                let bytes = Array(field.utf8)
+                let expected = bytes.withUnsafeBytes {
+                    IdempotencyKeyParser.parse(fieldValue: $0, lineCount: 1, syntax: syntax, maxLength: 255)
+                }
+                let error = bytes.withUnsafeBytes {
+                    IdempotencyKeyParser.parse(fieldValue: $0, lineCount: 1, syntax: syntax, maxLength: 255, into: &buffer)
+                }
+                switch expected {
+                case .success(let key):
+                    #expect(error == nil && buffer == Array(key.utf8), "\(field.debugDescription) \(syntax)")
+                case .failure(let expectedError):
+                    #expect(error == expectedError, "\(field.debugDescription) \(syntax)")
+                }
+            }
+        }
+        #expect(IdempotencyKeyParser.parse(fieldValue: UnsafeRawBufferPointer(start: nil, count: 0), lineCount: 2,
+                                            syntax: .strict, maxLength: 255, into: &buffer)?.kind == .multipleFieldLines)
+    }
+
     @Test func parsesSlicesOfALargerBuffer() {
         let buffer = Array("Idempotency-Key: \"abc\"\r\n".utf8)
         let value = buffer[16..<22]  // ` "abc"`

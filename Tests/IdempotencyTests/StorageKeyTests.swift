@@ -62,4 +62,20 @@ import Testing
         #expect(StorageKey.isValidPrefix("idem:"))
         #expect(!StorageKey.isValidPrefix("idem:{x}"))
     }
+
+    /// The proxy derives storage keys from the key's bytes; tools and stored records use the
+    /// `String` form. Both must name the same record.
+    @Test func aKeyGivenAsBytesNamesTheSameRecord() {
+        for key in ["a", "8e03978e-40d5-43e8-bc93-6894a57f9324", "a\"b\\c", String(repeating: "k", count: 255)] {
+            for scope in [nil, Array("tenant-1".utf8), []] as [[UInt8]?] {
+                let fromString = scope.map { s in s.withUnsafeBytes { StorageKey.make(prefix: "idem:", scope: $0, key: key) } }
+                    ?? StorageKey.make(prefix: "idem:", scope: nil, key: key)
+                let fromBytes = Array(key.utf8).withUnsafeBytes { keyBytes in
+                    scope.map { s in s.withUnsafeBytes { StorageKey.make(prefix: "idem:", scope: $0, key: keyBytes) } }
+                        ?? StorageKey.make(prefix: "idem:", scope: nil, key: keyBytes)
+                }
+                #expect(fromString == fromBytes, "\(key) \(String(describing: scope))")
+            }
+        }
+    }
 }
