@@ -113,6 +113,31 @@ public protocol IdempotencyStore: AnyObject, Sendable {
     /// until ttl or an operator releases it"): the key may be used again at once. `false` when
     /// there was none. An owner still running finds its record gone and counts a lost lease.
     func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void)
+
+    /// `claim`, answered at once by a store that can (see the extension below), else nil.
+    func claimNow(
+        key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
+        expiredLease: IndeterminatePolicy
+    ) -> Result<ClaimOutcome, StoreError>?
+
+    /// `complete`, answered at once by a store that can, else nil.
+    func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Result<Bool, StoreError>?
+}
+
+/// Stores that answer at once (the memory store) also answer without a completion closure,
+/// which the proxy would otherwise allocate for every claim and completion. By default nil: the
+/// store answers later, through the closure-taking method.
+extension IdempotencyStore {
+    public func claimNow(
+        key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
+        expiredLease: IndeterminatePolicy
+    ) -> Result<ClaimOutcome, StoreError>? {
+        nil
+    }
+
+    public func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Result<Bool, StoreError>? {
+        nil
+    }
 }
 
 /// One record as an operator sees it (`IdempotencyStore.inspect`).

@@ -88,6 +88,21 @@ public final class MemoryStore: IdempotencyStore {
         expiredLease: IndeterminatePolicy,
         completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
     ) {
+        completion(claimResult(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, expiredLease: expiredLease))
+    }
+
+    /// The memory store answers every claim at once.
+    public func claimNow(
+        key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
+        expiredLease: IndeterminatePolicy
+    ) -> Result<ClaimOutcome, StoreError>? {
+        claimResult(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, expiredLease: expiredLease)
+    }
+
+    private func claimResult(
+        key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
+        expiredLease: IndeterminatePolicy
+    ) -> Result<ClaimOutcome, StoreError> {
         let now = clock()
         let key = StoreKey(key)  // hashed once for the shard and the dictionary
         // One probe of the shard's table: the record's slot is borrowed in place, read and
@@ -100,25 +115,33 @@ public final class MemoryStore: IdempotencyStore {
             return outcome
         }
         guard let outcome else {
-            completion(.failure(.full("the memory store holds \(usedBytes) of its \(maxBytes) bytes (store.memory.max_bytes)")))
-            return
+            return .failure(.full("the memory store holds \(usedBytes) of its \(maxBytes) bytes (store.memory.max_bytes)"))
         }
-        completion(.success(outcome))
+        return .success(outcome)
     }
 
     public func complete(
         key: String, owner: [UInt8], response: StoredResponse, ttl: Duration,
         completion: @escaping (Result<Bool, StoreError>) -> Void
     ) {
+        completion(completeResult(key: key, owner: owner, response: response, ttl: ttl))
+    }
+
+    /// The memory store answers every completion at once.
+    public func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Result<Bool, StoreError>? {
+        completeResult(key: key, owner: owner, response: response, ttl: ttl)
+    }
+
+    private func completeResult(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Result<Bool, StoreError> {
         let now = clock()
-        completion(.success(updateOwned(key: key, owner: owner, now: now, alreadyIn: .completed) { storeKey, entry in
+        return .success(updateOwned(key: key, owner: owner, now: now, alreadyIn: .completed) { storeKey, entry in
             entry.record.state = .completed
             entry.record.response = response
             entry.expiresAtMillis = Self.deadline(now, ttl)
             let cost = Self.cost(storeKey, entry.record)
             forceCharge(cost - entry.cost)
             entry.cost = cost
-        }))
+        })
     }
 
     public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {

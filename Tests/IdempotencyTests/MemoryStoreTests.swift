@@ -30,6 +30,23 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         #expect(store.claimNow("other", owner: bob, fingerprint: fpB) == .claimed)
     }
 
+    /// The proxy reaches the store as `any IdempotencyStore` and asks `claimNow`/`completeNow`
+    /// first: the memory store must answer them through the protocol (a method of another
+    /// signature would not be its witness, and every request would take the closure path).
+    @Test func answersAtOnceThroughTheProtocol() {
+        let any: any IdempotencyStore = store
+        let claimed = any.claimNow(key: "now", owner: alice, fingerprint: fpA, lease: .seconds(30), ttl: .seconds(60), expiredLease: .hold)
+        #expect(claimed == .success(.claimed))
+        #expect(any.completeNow(key: "now", owner: bob, response: ok, ttl: .seconds(60)) == .success(false))
+        #expect(any.completeNow(key: "now", owner: alice, response: ok, ttl: .seconds(60)) == .success(true))
+        guard case .success(.existing(let record))? = any.claimNow(
+            key: "now", owner: bob, fingerprint: fpA, lease: .seconds(30), ttl: .seconds(60), expiredLease: .hold) else {
+            Issue.record("expected the completed record")
+            return
+        }
+        #expect(record.state == .completed && record.response == ok)
+    }
+
     @Test func completeIsACompareAndSetOnTheOwner() {
         #expect(store.claimNow("k", owner: alice, fingerprint: fpA) == .claimed)
         #expect(store.completeNow("k", owner: bob, response: ok) == false)  // stale/foreign owner

@@ -240,6 +240,30 @@ import TestSupport
         #expect(origin.count == 1)
     }
 
+    /// An owner whose record was purged while its request ran finds it gone when it completes:
+    /// its lease is counted lost once, the client still gets the upstream's answer, and nothing
+    /// is stored in the purged record's place (so the key runs again). The lease is long, so no
+    /// refresh runs first: the completion itself must notice.
+    @Test(arguments: StoreKind.allCases)
+    func anOwnerWhoseRecordWasPurgedCountsItsLeaseLostAtCompletion(_ store: StoreKind) throws {
+        let origin = CountingOrigin()
+        origin.delay = 1
+        let adminPort = RedisServer.freePort()
+        let yaml = store.yaml() + "idempotency: { lease: 60s }\n"
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml, admin: "{ listen: 127.0.0.1:\(adminPort) }")
+        defer { proxy.stop() }
+        let key = uniqueKey()
+        let original = try startOriginal(proxy, key: key, settle: 200_000)
+        let path = "/records?key=\(key)&scope=\(Self.encodedScope)"
+        #expect(try proxy.admin("DELETE", path + "&force=1").status == 204)
+        #expect(proxy.server.metrics.lostLeases.load(ordering: .relaxed) == 0)
+        #expect(try original.readResponse().status == 201)
+        #expect(eventually { proxy.server.metrics.lostLeases.load(ordering: .relaxed) == 1 })
+        #expect(try proxy.admin(path).status == 404)
+        #expect(try proxy.request(post(key: key)).status == 201)
+        #expect(origin.count == 2)
+    }
+
     @Test func recordsNeedTheTokenWhenOneIsSet() throws {
         let proxy = try ProxyHarness(admin: "{ listen: 127.0.0.1:0, token: s3cret-token_1 }")
         defer { proxy.stop() }
