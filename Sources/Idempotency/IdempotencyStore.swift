@@ -120,8 +120,9 @@ public protocol IdempotencyStore: AnyObject, Sendable {
         expiredLease: IndeterminatePolicy
     ) -> Result<ClaimOutcome, StoreError>?
 
-    /// `complete`, answered at once by a store that can, else nil.
-    func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Result<Bool, StoreError>?
+    /// `complete`, answered at once by a store that can, else nil. Such a store cannot fail
+    /// to answer (one that can reports through `complete`, whose failures the proxy retries).
+    func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Bool?
 }
 
 /// Stores that answer at once (the memory store) also answer without a completion closure,
@@ -135,7 +136,7 @@ extension IdempotencyStore {
         nil
     }
 
-    public func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Result<Bool, StoreError>? {
+    public func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Bool? {
         nil
     }
 }

@@ -124,24 +124,25 @@ public final class MemoryStore: IdempotencyStore {
         key: String, owner: [UInt8], response: StoredResponse, ttl: Duration,
         completion: @escaping (Result<Bool, StoreError>) -> Void
     ) {
-        completion(completeResult(key: key, owner: owner, response: response, ttl: ttl))
+        completion(.success(completeResult(key: key, owner: owner, response: response, ttl: ttl)))
     }
 
-    /// The memory store answers every completion at once.
-    public func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Result<Bool, StoreError>? {
+    /// The memory store answers every completion at once (and a completion is always stored,
+    /// even past `maxBytes`, so it cannot fail).
+    public func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Bool? {
         completeResult(key: key, owner: owner, response: response, ttl: ttl)
     }
 
-    private func completeResult(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Result<Bool, StoreError> {
+    private func completeResult(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Bool {
         let now = clock()
-        return .success(updateOwned(key: key, owner: owner, now: now, alreadyIn: .completed) { storeKey, entry in
+        return updateOwned(key: key, owner: owner, now: now, alreadyIn: .completed) { storeKey, entry in
             entry.record.state = .completed
             entry.record.response = response
             entry.expiresAtMillis = Self.deadline(now, ttl)
             let cost = Self.cost(storeKey, entry.record)
             forceCharge(cost - entry.cost)
             entry.cost = cost
-        })
+        }
     }
 
     public func release(key: String, owner: [UInt8], completion: @escaping (Result<Bool, StoreError>) -> Void) {

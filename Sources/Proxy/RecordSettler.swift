@@ -143,11 +143,10 @@ final class RecordSettler {
             bodyBytes = response.bodyCount
         }
         // A store that answers at once (the memory store) needs no pending write: the outcome is
-        // known here, and nothing is allocated to track it. A failure takes the tracked path,
-        // which tries again and retries from there.
+        // known here, and nothing is allocated to track it.
         if case .complete(let response, let ttl) = action {
             let started = EventLoop.monotonicNanos()
-            if case .success(let written)? = store.completeNow(key: key, owner: owner, response: response, ttl: ttl) {
+            if let written = store.completeNow(key: key, owner: owner, response: response, ttl: ttl) {
                 metrics.storeCompleteDuration.observe(nanoseconds: EventLoop.monotonicNanos() &- started)
                 if !written, case .owner(let exchange) = origin { leaseLost(exchange, key: key, while: "storing the outcome") }
                 waiters.notify(key: key)

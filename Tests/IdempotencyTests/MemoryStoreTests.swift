@@ -37,8 +37,8 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         let any: any IdempotencyStore = store
         let claimed = any.claimNow(key: "now", owner: alice, fingerprint: fpA, lease: .seconds(30), ttl: .seconds(60), expiredLease: .hold)
         #expect(claimed == .success(.claimed))
-        #expect(any.completeNow(key: "now", owner: bob, response: ok, ttl: .seconds(60)) == .success(false))
-        #expect(any.completeNow(key: "now", owner: alice, response: ok, ttl: .seconds(60)) == .success(true))
+        #expect(any.completeNow(key: "now", owner: bob, response: ok, ttl: .seconds(60)) == false)
+        #expect(any.completeNow(key: "now", owner: alice, response: ok, ttl: .seconds(60)) == true)
         guard case .success(.existing(let record))? = any.claimNow(
             key: "now", owner: bob, fingerprint: fpA, lease: .seconds(30), ttl: .seconds(60), expiredLease: .hold) else {
             Issue.record("expected the completed record")
