@@ -277,7 +277,7 @@ public final class MemoryStore: IdempotencyStore {
                 // upstream ran the request is unknown, so hold the key.
                 slot!.record.state = .unknown
                 slot!.expiresAtMillis = Self.deadline(now, ttl)
-                Self.note(key, slot!, in: &expiring, previousExpiry: previousExpiry)
+                Self.note(key, expiresAt: slot!.expiresAtMillis, in: &expiring, previousExpiry: previousExpiry)
                 return .existing(slot!.record)
             case .release:
                 replaced = slot!.cost  // claim over the dead record
@@ -290,17 +290,20 @@ public final class MemoryStore: IdempotencyStore {
         guard charge(cost - replaced) else { return nil }
         // A record never expires before its lease deadline, whatever ttl is (SPEC §4), and
         // outlives it by ttl so that a dead owner's claim is found and held as unknown.
-        slot = Entry(record: record, expiresAtMillis: Self.deadline(now, lease + ttl), cost: cost)
-        Self.note(key, slot!, in: &expiring, previousExpiry: previousExpiry)
+        let expiresAt = Self.deadline(now, lease + ttl)
+        slot = Entry(record: record, expiresAtMillis: expiresAt, cost: cost)
+        Self.note(key, expiresAt: expiresAt, in: &expiring, previousExpiry: previousExpiry)
         return .claimed
     }
 
     /// Notes `entry`'s expiry in the index unless the key is noted in that bucket already
     /// (`previousExpiry`, the expiry it held until now, was in the same bucket).
-    private static func note(_ key: StoreKey, _ entry: Entry, in expiring: inout ExpiryIndex<StoreKey>, previousExpiry: UInt64?) {
+    /// Takes the expiry alone: passing the entry would copy it (a retain and release of each
+    /// of its buffers) on every claim and completion.
+    private static func note(_ key: StoreKey, expiresAt: UInt64, in expiring: inout ExpiryIndex<StoreKey>, previousExpiry: UInt64?) {
         let shift = ExpiryIndex<StoreKey>.bucketShift
-        if let previousExpiry, previousExpiry >> shift == entry.expiresAtMillis >> shift { return }
-        expiring.note(key, expiresAt: entry.expiresAtMillis)
+        if let previousExpiry, previousExpiry >> shift == expiresAt >> shift { return }
+        expiring.note(key, expiresAt: expiresAt)
     }
 
     /// Applies `change` if the live record is in flight and owned by `owner`. With `alreadyIn`,
@@ -330,7 +333,7 @@ public final class MemoryStore: IdempotencyStore {
         let previousExpiry = slot!.expiresAtMillis
         var entry = slot.take()!  // moved out and back: no copy of its buffers
         change(key, &entry)
-        Self.note(key, entry, in: &expiring, previousExpiry: previousExpiry)
+        Self.note(key, expiresAt: entry.expiresAtMillis, in: &expiring, previousExpiry: previousExpiry)
         slot = entry
         return true
     }
@@ -349,9 +352,10 @@ public final class MemoryStore: IdempotencyStore {
 
     /// Empties `slot` if its record's TTL has passed (lazy expiry).
     private func expireIfDue(_ slot: inout Entry?, _ now: UInt64) {
-        guard let entry = slot, entry.expiresAtMillis <= now else { return }
+        // Read through the slot: binding the entry would copy it.
+        guard let expiresAt = slot?.expiresAtMillis, expiresAt <= now, let cost = slot?.cost else { return }
         slot = nil
-        forceCharge(-entry.cost)
+        forceCharge(-cost)
     }
 
     /// Adds `bytes` to the charge unless that would pass `maxBytes` (releases always pass).
