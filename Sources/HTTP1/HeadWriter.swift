@@ -153,9 +153,9 @@ public enum HeadWriter {
         writeResponse(status: status, reason: reason, extra: fields, body: body, close: close, into: &out) { _ in }
     }
 
-    /// A complete response whose first field lines come from `writeFields` (a replay writes
-    /// its stored lines with `appendField(name:value:into:)`, as the exact bytes received),
-    /// followed by `extra`; otherwise as above.
+    /// A complete response whose first field lines come from `writeFields` (a stored
+    /// response's lines, written with `appendField(name:value:into:)` as the exact bytes
+    /// received), followed by `extra`; otherwise as above.
     public static func writeResponse(
         status: Int,
         reason: String? = nil,
@@ -185,13 +185,20 @@ public enum HeadWriter {
         status >= 200 && status != 204 && status != 304
     }
 
-    /// One field line from bytes kept as received (obs-text included, RFC 9110 §5.5).
-    public static func appendField(name: ArraySlice<UInt8>, value: ArraySlice<UInt8>, into out: inout [UInt8]) {
-        out.append(contentsOf: name)
+    /// One field line, `name: value\r\n`, from bytes kept as received (obs-text included, RFC
+    /// 9110 §5.5). Every stored field line is written here, so reading one back
+    /// (`StoredResponse`) can rely on the single space after the colon.
+    public static func appendField(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        out.appendBytes(name)
         out.append(ASCII.colon)
         out.append(ASCII.sp)
-        out.append(contentsOf: value)
+        out.appendBytes(value)
         out.appendCRLF()
+    }
+
+    /// The same for bytes held in arrays.
+    public static func appendField(name: ArraySlice<UInt8>, value: ArraySlice<UInt8>, into out: inout [UInt8]) {
+        name.withUnsafeBytes { name in value.withUnsafeBytes { appendField(name: name, value: $0, into: &out) } }
     }
 
     /// Copies the kept field lines. Consecutive kept lines are copied as one

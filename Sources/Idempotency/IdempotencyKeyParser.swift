@@ -122,37 +122,29 @@ public enum IdempotencyKeyParser {
 
         var length: Int { range.count - escapes }
 
-        /// The unescaped bytes, written into `out` (emptied first).
-        func write(in value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
-            out.removeAll(keepingCapacity: true)
+        /// Writes the unescaped key (`length` bytes) to `out`; returns how many were written.
+        private func unescape(in value: UnsafeRawBufferPointer, to out: UnsafeMutableBufferPointer<UInt8>) -> Int {
             let bytes = UnsafeRawBufferPointer(rebasing: value[range])
-            guard escapes > 0 else {
-                bytes.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
-                return
-            }
-            out.reserveCapacity(length)
+            var written = 0
             var index = 0
             while index < bytes.count {
-                if bytes[index] == UInt8(ascii: "\\") { index += 1 }
-                out.append(bytes[index])
+                if escapes > 0 && bytes[index] == UInt8(ascii: "\\") { index += 1 }
+                out[written] = bytes[index]
+                written += 1
                 index += 1
             }
+            return written
+        }
+
+        /// The unescaped bytes, written into `out` (emptied first, its capacity kept).
+        func write(in value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+            out.removeAll(keepingCapacity: true)
+            out.append(contentsOf: repeatElement(0, count: length))
+            _ = out.withUnsafeMutableBufferPointer { unescape(in: value, to: $0) }
         }
 
         func string(in value: UnsafeRawBufferPointer) -> String {
-            let bytes = UnsafeRawBufferPointer(rebasing: value[range])
-            guard escapes > 0 else { return String(decoding: bytes, as: UTF8.self) }
-            return String(unsafeUninitializedCapacity: length) { out in
-                var written = 0
-                var index = 0
-                while index < bytes.count {
-                    if bytes[index] == UInt8(ascii: "\\") { index += 1 }
-                    out[written] = bytes[index]
-                    written += 1
-                    index += 1
-                }
-                return written
-            }
+            String(unsafeUninitializedCapacity: length) { unescape(in: value, to: $0) }
         }
     }
 

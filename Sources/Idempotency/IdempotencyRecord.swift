@@ -104,15 +104,11 @@ public struct StoredResponse: Sendable, Equatable {
     private var replayEnd: Int { Int(replayEndOffset) }
 
     public init(status: Int, headers: [HeaderPair] = [], body: [UInt8] = [], bodyOmitted: Bool = false) {
-        var lines: [UInt8] = []
-        for field in headers {
-            lines.append(contentsOf: field.name)
-            lines.append(contentsOf: ": ".utf8)
-            lines.append(contentsOf: field.value)
-            lines.append(contentsOf: "\r\n".utf8)
-        }
-        self = lines.withUnsafeBytes { lines in
-            body.withUnsafeBytes { StoredResponse(status: status, fieldLines: lines, body: $0, bodyOmitted: bodyOmitted) }
+        let linesCount = headers.reduce(0) { $0 + $1.name.count + $1.value.count + 4 }
+        self = body.withUnsafeBytes { body in
+            StoredResponse(status: status, body: body, bodyOmitted: bodyOmitted, fieldLinesCount: linesCount) { out in
+                for field in headers { HeadWriter.appendField(name: field.name, value: field.value, into: &out) }
+            }
         }
     }
 

@@ -94,14 +94,15 @@ public enum RecordCodec {
         precondition(record.fingerprint.count == fingerprintLength, "fingerprint must be 32 bytes")
         precondition(record.owner.count == ownerLength, "owner token must be 16 bytes")
         var out: [UInt8] = []
-        out.reserveCapacity(Offset.flags + responseSectionLength(record.response))
+        let section = responseSectionLength(record.response)
+        out.reserveCapacity(Offset.flags + section.length)
         out.append(version)
         out.append(record.state.rawValue)
         out.append(contentsOf: record.fingerprint)
         out.append(contentsOf: record.owner)
         appendUInt64(record.leaseDeadlineMillis, to: &out)
         appendUInt64(record.createdAtMillis, to: &out)
-        appendResponseSection(record.response, to: &out)
+        appendResponseSection(record.response, fieldCount: section.fieldCount, to: &out)
         return out
     }
 
@@ -109,24 +110,26 @@ public enum RecordCodec {
     /// Redis, whose script keeps the stored header (fingerprint, owner, creation time).
     public static func encodeResponseSection(_ response: StoredResponse) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(responseSectionLength(response))
-        appendResponseSection(response, to: &out)
+        let section = responseSectionLength(response)
+        out.reserveCapacity(section.length)
+        appendResponseSection(response, fieldCount: section.fieldCount, to: &out)
         return out
     }
 
-    /// Exactly what `appendResponseSection` writes, so the output is allocated once.
-    private static func responseSectionLength(_ response: StoredResponse?) -> Int {
-        guard let response else { return 3 }
+    /// Exactly what `appendResponseSection` writes, so the output is allocated once, and the
+    /// number of fields it writes (counted in the same pass over the stored lines).
+    private static func responseSectionLength(_ response: StoredResponse?) -> (length: Int, fieldCount: Int) {
+        guard let response else { return (3, 0) }
         var length = 3 + varintLength(response.bodyCount) + response.bodyCount
         var fields = 0
         response.forEachField { name, value in
             length += varintLength(name.count) + name.count + varintLength(value.count) + value.count
             fields += 1
         }
-        return length + varintLength(fields)
+        return (length + varintLength(fields), fields)
     }
 
-    private static func appendResponseSection(_ response: StoredResponse?, to out: inout [UInt8]) {
+    private static func appendResponseSection(_ response: StoredResponse?, fieldCount: Int, to out: inout [UInt8]) {
         guard let response else {
             out.append(0)
             out.append(0)  // status, two bytes
@@ -137,7 +140,7 @@ public enum RecordCodec {
         let status = UInt16(clamping: response.status)
         out.append(UInt8(status >> 8))
         out.append(UInt8(status & 0xFF))
-        appendVarint(response.fieldCount, to: &out)
+        appendVarint(fieldCount, to: &out)
         response.forEachField { name, value in
             appendVarint(name.count, to: &out)
             name.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
@@ -226,12 +229,8 @@ public enum RecordCodec {
                 bodyOmitted: flags & Flag.bodyOmitted != 0, fieldLinesCount: linesCount
             ) { out in
                 for (name, value) in ranges {
-                    UnsafeRawBufferPointer(rebasing: bytes[name]).withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
-                    out.append(UInt8(ascii: ":"))
-                    out.append(UInt8(ascii: " "))
-                    UnsafeRawBufferPointer(rebasing: bytes[value]).withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
-                    out.append(UInt8(ascii: "\r"))
-                    out.append(UInt8(ascii: "\n"))
+                    HeadWriter.appendField(
+                        name: UnsafeRawBufferPointer(rebasing: bytes[name]), value: UnsafeRawBufferPointer(rebasing: bytes[value]), into: &out)
                 }
             }
             return record

@@ -1,3 +1,5 @@
+import HTTP1
+
 /// Chooses which upstream response fields are stored for replay.
 public enum ReplayFilter {
     /// Hop-by-hop fields (RFC 9110 §7.6.1) describe one connection, not the
@@ -125,12 +127,7 @@ public enum ReplayFilter {
             }
             // Field-line syntax was validated by the parser: a name has no colon and a value no
             // CR or LF (RFC 9110 §5.1, §5.5), so the stored line reads back exactly.
-            name.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
-            out.append(UInt8(ascii: ":"))
-            out.append(UInt8(ascii: " "))
-            UnsafeRawBufferPointer(rebasing: source[valueRange]).withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
-            out.append(UInt8(ascii: "\r"))
-            out.append(UInt8(ascii: "\n"))
+            HeadWriter.appendField(name: name, value: UnsafeRawBufferPointer(rebasing: source[valueRange]), into: &out)
         }
     }
 

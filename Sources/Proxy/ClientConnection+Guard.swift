@@ -23,8 +23,8 @@ extension ClientConnection {
             forwardStreaming(source: source)
             return
         }
-        // Into the connection's buffer: a key costs no allocation (the exchange copies it into
-        // its own kept buffer).
+        // Into the connection's buffer, which the exchange then swaps for its own: a key costs
+        // no allocation.
         if let error = IdempotencyKeyParser.parse(
             fieldValue: UnsafeRawBufferPointer(rebasing: source[keyLine]), lineCount: fields.key.count,
             syntax: policy.keySyntax, maxLength: policy.keyMaxLength, into: &parsedKey) {
@@ -39,11 +39,12 @@ extension ClientConnection {
         }
         let guarded: GuardedExchange
         if let reusable {
-            reusable.reuse(policy: policy, key: parsedKey, head: head, source: source, fields: fields, ownerTokens: &worker.ownerTokens)
+            reusable.reuse(policy: policy, head: head, source: source, fields: fields, ownerTokens: &worker.ownerTokens)
             guarded = reusable
         } else {
-            guarded = GuardedExchange(policy: policy, key: parsedKey, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
+            guarded = GuardedExchange(policy: policy, head: head, source: source, fields: fields, owner: worker.ownerTokens.next())
         }
+        guarded.takeKey(from: &parsedKey)
         exchange.guarded = guarded
         if head.framing.hasBody {
             exchange.requestDecoder = BodyDecoder(framing: head.framing, limits: settings.parserLimits)

@@ -21,7 +21,7 @@ final class GuardedExchange {
     }
 
     private(set) var policy: GuardPolicy
-    /// The unquoted Idempotency-Key, as bytes (kept from one request to the next).
+    /// The unquoted Idempotency-Key, as bytes (`takeKey`).
     private(set) var key: [UInt8] = []
     /// The request head bytes, copied out of the read buffer; `head`'s ranges index into it.
     private(set) var headBytes: [UInt8] = []
@@ -51,9 +51,8 @@ final class GuardedExchange {
     /// one large request does not pin its memory to the connection.
     static let keptCapacity = 16 * 1024
 
-    init(policy: GuardPolicy, key: [UInt8], head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
+    init(policy: GuardPolicy, head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, owner: [UInt8]) {
         self.policy = policy
-        self.key = key
         self.fields = fields
         self.owner = owner
         copyHead(head, source: source)
@@ -73,10 +72,8 @@ final class GuardedExchange {
     /// Serves a new request with this object. The owner token and the fingerprint are written
     /// into the previous request's buffers when nothing else holds them (a replay stored
     /// neither), so a replay allocates neither.
-    func reuse(policy: GuardPolicy, key: [UInt8], head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, ownerTokens: inout OwnerTokenSource) {
+    func reuse(policy: GuardPolicy, head: borrowing RequestHead, source: UnsafeRawBufferPointer, fields: GuardedFields, ownerTokens: inout OwnerTokenSource) {
         self.policy = policy
-        self.key.removeAll(keepingCapacity: true)
-        self.key.append(contentsOf: key)
         self.fields = fields
         ownerTokens.next(into: &owner)
         copyHead(head, source: source)
@@ -101,15 +98,21 @@ final class GuardedExchange {
         if body.capacity > Self.keptCapacity { body = [] }
         // The response's buffers are copied into the stored record, so what they keep is only
         // spare room for the next response on this connection: a typical one's, no more.
-        if capturedBody.capacity > Self.keptResponseCapacity { capturedBody = [] }
-        if storedFieldLines.capacity > Self.keptResponseCapacity { storedFieldLines = [] }
+        Self.empty(&capturedBody, keeping: Self.keptResponseCapacity)
+        Self.empty(&storedFieldLines, keeping: Self.keptResponseCapacity)
     }
 
     static let keptResponseCapacity = 4 * 1024
 
-    /// Empties a buffer, keeping its capacity unless it grew past `keptCapacity`.
-    private static func empty(_ buffer: inout [UInt8]) {
-        if buffer.capacity > keptCapacity { buffer = [] } else { buffer.removeAll(keepingCapacity: true) }
+    /// Empties a buffer, keeping its capacity unless it grew past `limit`.
+    private static func empty(_ buffer: inout [UInt8], keeping limit: Int = keptCapacity) {
+        if buffer.capacity > limit { buffer = [] } else { buffer.removeAll(keepingCapacity: true) }
+    }
+
+    /// Takes the request's parsed key from the connection's buffer, giving it this exchange's
+    /// previous key buffer in exchange: swapped, so neither is copied and both keep their capacity.
+    func takeKey(from parsed: inout [UInt8]) {
+        swap(&key, &parsed)
     }
 
     /// Exchanges this request's head with `other` (the connection's, while the buffered request

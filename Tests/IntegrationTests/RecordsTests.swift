@@ -205,15 +205,24 @@ import TestSupport
         }
     }
 
+    /// A proxy on `store` with an admin listener, in front of an origin that answers after
+    /// `originDelay` seconds, with `lease`; its config (less the admin section) and admin port.
+    static func proxyWithAdmin(
+        _ store: StoreKind, originDelay: Double, lease: String
+    ) throws -> (origin: CountingOrigin, proxy: ProxyHarness, adminPort: UInt16, yaml: String) {
+        let origin = CountingOrigin()
+        origin.delay = originDelay
+        let adminPort = RedisServer.freePort()
+        let yaml = store.yaml() + "idempotency: { lease: \(lease) }\n"
+        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml, admin: "{ listen: 127.0.0.1:\(adminPort) }")
+        return (origin, proxy, adminPort, yaml)
+    }
+
     /// Purging a record whose request is still running would let a retry run upstream beside
     /// it: `/records` answers 409 and the CLI exits 2, unless forced (`force=1`, `--force`).
     @Test(arguments: StoreKind.allCases)
     func aRecordStillInFlightIsPurgedOnlyWhenForced(_ store: StoreKind) throws {
-        let origin = CountingOrigin()
-        origin.delay = 3
-        let adminPort = RedisServer.freePort()
-        let yaml = store.yaml() + "idempotency: { lease: 10s }\n"
-        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml, admin: "{ listen: 127.0.0.1:\(adminPort) }")
+        let (origin, proxy, adminPort, yaml) = try Self.proxyWithAdmin(store, originDelay: 3, lease: "10s")
         defer { proxy.stop() }
         let key = uniqueKey()
         let original = try startOriginal(proxy, key: key, settle: 300_000)
@@ -246,11 +255,7 @@ import TestSupport
     /// refresh runs first: the completion itself must notice.
     @Test(arguments: StoreKind.allCases)
     func anOwnerWhoseRecordWasPurgedCountsItsLeaseLostAtCompletion(_ store: StoreKind) throws {
-        let origin = CountingOrigin()
-        origin.delay = 1
-        let adminPort = RedisServer.freePort()
-        let yaml = store.yaml() + "idempotency: { lease: 60s }\n"
-        let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: yaml, admin: "{ listen: 127.0.0.1:\(adminPort) }")
+        let (origin, proxy, _, _) = try Self.proxyWithAdmin(store, originDelay: 1, lease: "60s")
         defer { proxy.stop() }
         let key = uniqueKey()
         let original = try startOriginal(proxy, key: key, settle: 200_000)
