@@ -125,10 +125,14 @@ public enum IdempotencyKeyParser {
         /// Writes the unescaped key (`length` bytes) to `out`; returns how many were written.
         private func unescape(in value: UnsafeRawBufferPointer, to out: UnsafeMutableBufferPointer<UInt8>) -> Int {
             let bytes = UnsafeRawBufferPointer(rebasing: value[range])
+            guard escapes > 0 else {  // the common key: one copy
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: bytes)
+                return bytes.count
+            }
             var written = 0
             var index = 0
             while index < bytes.count {
-                if escapes > 0 && bytes[index] == UInt8(ascii: "\\") { index += 1 }
+                if bytes[index] == UInt8(ascii: "\\") { index += 1 }
                 out[written] = bytes[index]
                 written += 1
                 index += 1
@@ -139,6 +143,10 @@ public enum IdempotencyKeyParser {
         /// The unescaped bytes, written into `out` (emptied first, its capacity kept).
         func write(in value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
             out.removeAll(keepingCapacity: true)
+            guard escapes > 0 else {
+                UnsafeRawBufferPointer(rebasing: value[range]).withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+                return
+            }
             out.append(contentsOf: repeatElement(0, count: length))
             _ = out.withUnsafeMutableBufferPointer { unescape(in: value, to: $0) }
         }
