@@ -1,3 +1,4 @@
+#include <malloc.h>
 #include <pthread.h>
 #include <string.h>
 #include "CSystemShims.h"
@@ -18,6 +19,16 @@ int csys_wait_termination_signal(void) {
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {}
     return sig;
+}
+
+// glibc gives each thread that allocates its own arena, and an arena other than the main one
+// grows its heap with one mprotect call for every page or two it adds (grow_heap in malloc/arena.c
+// ignores M_TOP_PAD). A memory store that keeps every new record then pays a system call about
+// every sixth request. The main arena grows by brk in M_TOP_PAD steps (128 KiB), so with one
+// arena those calls all but vanish (measured in BENCHMARKS.md). Threads then share the arena's
+// lock, but only when their per-thread cache (tcache) misses. Call before any thread starts.
+void csys_use_one_allocation_arena(void) {
+    mallopt(M_ARENA_MAX, 1);
 }
 
 void csys_ignore_sigpipe(void) {

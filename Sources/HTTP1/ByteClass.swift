@@ -113,6 +113,22 @@ enum SWAR {
         bytesEqual(to: b, in: x) != 0
     }
 
+    /// Whether all eight bytes are ASCII letters, digits or '-', the bytes nearly every field
+    /// name is made of (all of them tchar). Each range test is exact: it works on the low
+    /// seven bits, where adding a constant cannot carry into the next byte, and a byte with
+    /// its high bit set fails.
+    @inline(__always)
+    static func allAlphanumericOrDash(_ x: UInt64) -> Bool {
+        let low7 = x & ~highs
+        let folded = NameMatch.lowercasedWord(x) & ~highs
+        let letter = (folded &+ 0x1F1F_1F1F_1F1F_1F1F) & ~(folded &+ 0x0505_0505_0505_0505)  // 0x61...0x7A
+        let digit = (low7 &+ 0x5050_5050_5050_5050) & ~(low7 &+ 0x4646_4646_4646_4646)      // 0x30...0x39
+        // Exact zero test of x ^ "--------" (bytesEqual may also flag a byte after a match).
+        let y = x ^ 0x2D2D_2D2D_2D2D_2D2D
+        let dash = ~(((y & ~highs) &+ ~highs) | y) & highs
+        return ((letter | digit) & ~x & highs) | dash == highs
+    }
+
     /// The index (0–7) of the first byte flagged in a non-zero mask.
     @inline(__always)
     static func firstIndex(_ mask: UInt64) -> Int {
@@ -155,15 +171,38 @@ enum NameMatch {
         return true
     }
 
-    /// Same comparison against lowercase bytes.
+    /// Same comparison against lowercase bytes, eight at a time: a configured name (the key,
+    /// scope and fingerprint headers) is looked for in every field line of a guarded request.
     static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: [UInt8]) -> Bool {
-        guard lowercase.count == range.count else { return false }
-        var i = range.lowerBound
-        for c in lowercase {
-            if ByteClass.lowercased(bytes[i]) != c { return false }
-            i &+= 1
+        let count = range.count
+        guard lowercase.count == count else { return false }
+        return lowercase.withUnsafeBytes { literal in
+            let start = range.lowerBound
+            guard count >= 8 else {
+                return lowercasedWord(WordMatch.load(bytes, start, count)) == WordMatch.load(literal, 0, count)
+            }
+            // Whole words, the last one overlapping the one before it so that no load reaches
+            // past either name.
+            var i = 0
+            while i < count &- 8 {
+                if lowercasedWord(SWAR.load(bytes, start &+ i)) != SWAR.load(literal, i) { return false }
+                i &+= 8
+            }
+            return lowercasedWord(SWAR.load(bytes, start &+ count &- 8)) == SWAR.load(literal, count &- 8)
         }
-        return true
+    }
+
+    /// `word` with every ASCII uppercase letter made lowercase and every other byte unchanged:
+    /// the high bit marks the bytes from 'A' and those past 'Z' (computed on the low seven bits,
+    /// so no carry crosses a byte), and 0x20 is added where a byte is the first and not the second.
+    @inline(__always)
+    static func lowercasedWord(_ word: UInt64) -> UInt64 {
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let low7 = word & ~highs
+        let fromA = low7 &+ 0x3F3F_3F3F_3F3F_3F3F
+        let pastZ = low7 &+ 0x2525_2525_2525_2525
+        let upper = fromA & ~pastZ & ~word & highs
+        return word | (upper &>> 2)
     }
 
     /// Case-insensitive comparison of two ranges of the same buffer.

@@ -89,6 +89,9 @@ enum FieldLineParser {
         var p = start
         while bytes[p] != ASCII.cr {
             let nameStart = p
+            // Letters, digits and '-' are taken eight at a time; the byte loop judges the rest
+            // (and the colon) against the whole tchar set.
+            while p &+ 8 <= bytes.count && SWAR.allAlphanumericOrDash(SWAR.load(bytes, p)) { p &+= 8 }
             while ByteClass.isTchar(bytes[p]) { p &+= 1 }
             let nameEnd = p
             let stop = bytes[p]

@@ -56,11 +56,20 @@ public extension RequestHead {
         NameMatch.equals(source, fields[index].name, lowercasedName)
     }
 
+    /// Whether the field name at `name` in `source` is `lowercasedName` (lowercase ASCII bytes),
+    /// for callers that walk a head's field lines themselves.
+    static func name(_ name: Range<Int>, in source: UnsafeRawBufferPointer, is lowercasedName: [UInt8]) -> Bool {
+        NameMatch.equals(source, name, lowercasedName)
+    }
+
     /// Calls `body` with the value range of every field line named `lowercasedName` (ASCII
     /// bytes), in order, without collecting them.
     @inline(__always)
     func forEachValue(ofField lowercasedName: [UInt8], in source: UnsafeRawBufferPointer, _ body: (Range<Int>) -> Void) {
-        for field in fields where NameMatch.equals(source, field.name, lowercasedName) { body(field.value) }
+        let length = lowercasedName.count
+        for field in fields where field.name.count == length && NameMatch.equals(source, field.name, lowercasedName) {
+            body(field.value)
+        }
     }
 
     /// As above, for a name given as a string.

@@ -11,6 +11,9 @@ extension ClientConnection {
 
     /// `reusable` is the previous request's guarded exchange when nothing else holds it.
     func startGuarded(policy: GuardPolicy, source: UnsafeRawBufferPointer, reusable: GuardedExchange?) {
+        // One copy of the head for this function: passing the stored property itself to each
+        // borrowing call below would copy it (and retain its two arrays) for every call.
+        let head = self.head
         let fields = GuardedFields(head: head, source: source, policy: policy)
         guard let keyLine = fields.key.first else {
             if policy.required {

@@ -161,8 +161,8 @@ final class GuardedExchange {
     /// SHA-256 over method, target, the policy's fields and the body, all as the exact bytes
     /// received (SPEC §3): nothing is decoded as text, so obs-text bytes count.
     func computeFingerprint() {
-        headBytes.withUnsafeBytes { source in
-            let fieldsInHead = HeadFields(head: head, source: source)
+        headBytes.withUnsafeBytes { source in head.fields.withUnsafeBufferPointer { fieldLines in
+            let fieldsInHead = HeadFields(fields: fieldLines, source: source)
             let contentType = fields.contentType.map { UnsafeRawBufferPointer(rebasing: source[$0]) }
             let method = UnsafeRawBufferPointer(rebasing: source[head.methodRange])
             // The path and query the upstream receives: the same request in absolute-form
@@ -178,7 +178,7 @@ final class GuardedExchange {
                     method: method, target: target, fields: fieldsInHead, contentType: contentType, body: body, policy: policy.fingerprint,
                     into: &fingerprint)
             }
-        }
+        } }
     }
 
     /// True when the scope header is present with a value that is not empty: an empty value
@@ -230,11 +230,17 @@ struct GuardedFields {
     var contentType: Range<Int>? = nil
 
     init(head: borrowing RequestHead, source: UnsafeRawBufferPointer, policy: GuardPolicy) {
+        // A name can only match a name of its own length, so the bytes are compared only then.
+        let keyName = policy.keyHeaderBytes
+        let scopeName = policy.scopeHeaderBytes ?? []
         for index in head.fields.indices {
-            let value = head.fields[index].value
-            if head.field(index, isNamed: policy.keyHeaderBytes, in: source) { key.add(value) }
-            if let scopeHeader = policy.scopeHeaderBytes, head.field(index, isNamed: scopeHeader, in: source) { scope.add(value) }
-            if contentType == nil && head.field(index, isNamed: Self.contentType, in: source) { contentType = value }
+            let field = head.fields[index]
+            let length = field.name.count
+            if length == keyName.count && head.field(index, isNamed: keyName, in: source) { key.add(field.value) }
+            if length == scopeName.count && head.field(index, isNamed: scopeName, in: source) { scope.add(field.value) }
+            if length == Self.contentType.count && contentType == nil && head.field(index, isNamed: Self.contentType, in: source) {
+                contentType = field.value
+            }
         }
     }
 
@@ -243,10 +249,14 @@ struct GuardedFields {
 
 /// The policy's fingerprint fields, read from the head where they are.
 private struct HeadFields: FingerprintFields {
-    let head: RequestHead
+    /// The head's field lines (borrowed for the fingerprint's duration, so no array is retained).
+    let fields: UnsafeBufferPointer<FieldRange>
     let source: UnsafeRawBufferPointer
 
     func forEachValue(named lowercasedName: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) {
-        head.forEachValue(ofField: lowercasedName, in: source) { body(UnsafeRawBufferPointer(rebasing: source[$0])) }
+        let length = lowercasedName.count
+        for field in fields where field.name.count == length && RequestHead.name(field.name, in: source, is: lowercasedName) {
+            body(UnsafeRawBufferPointer(rebasing: source[field.value]))
+        }
     }
 }

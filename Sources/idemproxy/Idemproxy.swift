@@ -57,6 +57,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
+        ProxyServer.prepareAllocator()
         ProxyServer.prepareSignals()
         let settings: ProxySettings
         let server: ProxyServer

@@ -45,10 +45,69 @@ import Testing
         #expect(!SWAR.hasByte(0x7F, in: clean))
     }
 
+    /// Every byte value at every position, next to neighbours that provoke a borrow or carry
+    /// (0x00, 0x2C after '-', 0xFF), and seeded random words: the word-at-a-time name tests
+    /// agree with the byte-at-a-time ones.
+    @Test func wordTestsAgreeWithByteTests() {
+        func word(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { SWAR.load($0, 0) } }
+        func check(_ bytes: [UInt8]) {
+            let expectedNameWord = bytes.allSatisfy { ByteClass.isDigit($0) || $0 == 0x2D || (ByteClass.lowercased($0) &- 0x61) < 26 }
+            #expect(SWAR.allAlphanumericOrDash(word(bytes)) == expectedNameWord, "\(bytes)")
+            #expect(NameMatch.lowercasedWord(word(bytes)) == word(bytes.map(ByteClass.lowercased)), "\(bytes)")
+        }
+        for position in 0..<8 {
+            for b in 0...255 {
+                for filler in [0x61, 0x2D, 0x00, 0x2C, 0xFF, 0x5A] as [UInt8] {
+                    var bytes = [UInt8](repeating: filler, count: 8)
+                    bytes[position] = UInt8(b)
+                    check(bytes)
+                }
+            }
+        }
+        var generator = SplitMix(seed: 0x5EED)
+        let alphabet = Array("-azAZ09,.:_^~@[`{/".utf8) + [0x00, 0x7F, 0x80, 0xC0, 0xFF]
+        for _ in 0..<20_000 {
+            check((0..<8).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+        }
+    }
+
+    @Test func namesMatchIgnoringCaseOnlyWhenEveryByteDoes() {
+        let names = ["idempotency-key", "content-type", "a", "x-tenant-0123456789", "a^b", "a~b"]
+        let candidates = ["Idempotency-Key", "IDEMPOTENCY-KEY", "idempotency-kez", "Idempotency_Key", "Content-Type",
+                          "content-typE", "A", "b", "X-Tenant-0123456789", "x-tenant-0123456788", "A^B", "a~b", "a^b"]
+        for name in names {
+            for candidate in candidates {
+                // Padded after the name, as a field name is followed by ": value" in a head.
+                let source = Array((candidate + ": v\r\n").utf8)
+                let expected = Array(candidate.utf8).map(ByteClass.lowercased) == Array(name.utf8)
+                source.withUnsafeBytes { bytes in
+                    #expect(NameMatch.equals(bytes, 0..<candidate.utf8.count, Array(name.utf8)) == expected, "\(name) \(candidate)")
+                }
+                // And at the very end of a buffer, where a whole word cannot be loaded.
+                Array(candidate.utf8).withUnsafeBytes { bytes in
+                    #expect(NameMatch.equals(bytes, 0..<bytes.count, Array(name.utf8)) == expected, "\(name) \(candidate) at the end")
+                }
+            }
+        }
+    }
+
     @Test func statusPhrases() {
         #expect(StatusReason.phrase(for: 200) == "OK")
         #expect(StatusReason.phrase(for: 431) == "Request Header Fields Too Large")
         #expect(StatusReason.phrase(for: 599) == "Server Error")
         #expect(StatusReason.phrase(for: 1000) == "Unknown")
+    }
+}
+
+/// A small seeded generator (SplitMix64), so a failure reproduces.
+private struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -48,6 +48,9 @@ int csys_wait_termination_signal(void);
 // SIGPIPE would kill the process when a peer closes a socket we write to (hiredis writes with
 // plain write(2)); ignoring it turns the event into EPIPE, which every caller handles.
 void csys_ignore_sigpipe(void);
+// One malloc arena for every thread (see shims.c): stops a growing store from costing a
+// system call every few requests.
+void csys_use_one_allocation_arena(void);
 
 // accept4 and pthread_setname_np are GNU extensions that the Swift importer does not see
 // without _GNU_SOURCE; the wrappers are compiled with it (see Package.swift).
