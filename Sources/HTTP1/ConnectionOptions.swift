@@ -31,6 +31,11 @@ struct ConnectionOptions {
             guard FieldKind.classify(bytes, field.name) == .connection else { continue }
             remaining -= 1
             let range = field.value
+            // The usual whole value: a single option that names no field to look for.
+            if isKeepAlive(bytes, range) {
+                options.keepAlive = true
+                continue
+            }
             var elementStart = range.lowerBound
             var p = range.lowerBound
             while true {
@@ -66,6 +71,15 @@ struct ConnectionOptions {
             }
         }
         return options
+    }
+
+    /// Whether the value is exactly "keep-alive" in any case, compared as two overlapping words.
+    @inline(__always)
+    private static func isKeepAlive(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        guard range.count == 10 else { return false }
+        let start = range.lowerBound
+        return NameMatch.lowercasedWord(WordMatch.load(bytes, start, 8)) == 0x696C_612D_7065_656B  // "keep-ali"
+            && NameMatch.lowercasedWord(WordMatch.load(bytes, start &+ 2, 8)) == 0x6576_696C_612D_7065  // "ep-alive"
     }
 
     /// Returns whether a field was marked.

@@ -165,12 +165,17 @@ extension Duration {
     /// Whole milliseconds, rounded down, clamped to `0...UInt64.max`.
     /// Store deadlines and TTLs are kept in milliseconds (Redis `PX`), and so are the
     /// proxy's timeouts.
+    ///
+    /// One 128-by-64-bit division of the attosecond count: `components` divides the 128-bit
+    /// count in software, and every claim and completion converts a lease or a TTL.
     public var milliseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        guard seconds >= 0 else { return 0 }
-        let (wholeMillis, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1000)
-        guard !overflow else { return .max }
-        let (sum, overflowed) = wholeMillis.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000_000_000))
-        return overflowed ? .max : sum
+        let count = attoseconds
+        guard count > 0 else { return 0 }
+        let magnitude = UInt128(count)
+        let perMillisecond: UInt64 = 1_000_000_000_000_000
+        let high = UInt64(truncatingIfNeeded: magnitude >> 64)
+        // The quotient fits in 64 bits exactly when the high word is below the divisor.
+        guard high < perMillisecond else { return .max }
+        return perMillisecond.dividingFullWidth((high: high, low: UInt64(truncatingIfNeeded: magnitude))).quotient
     }
 }

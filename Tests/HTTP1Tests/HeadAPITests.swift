@@ -43,6 +43,25 @@ import Testing
         #expect(hinted * 4 < rescanning, "hinted \(hinted), rescanning \(rescanning)")
     }
 
+    /// "keep-alive" alone is read by a whole-value comparison; near misses and lists take the
+    /// general path. An HTTP/1.0 request persists only when the option is really there.
+    @Test func keepAliveIsRecognisedExactlyInAnyCase() throws {
+        let cases: [(value: String, keepAlive: Bool)] = [
+            ("keep-alive", true), ("Keep-Alive", true), ("KEEP-ALIVE", true), ("  keep-alive  ", true),
+            ("keep-alive, x-a", true), ("x-a, Keep-Alive", true), ("keep-alivf", false), ("keep_alive", false),
+            ("keep-aliv", false), ("kee-palive", false), ("keep-alive-x", false), ("close", false),
+        ]
+        for (value, keepAlive) in cases {
+            let bytes = raw("GET / HTTP/1.0\r\nConnection: \(value)\r\nX-A: 1\r\n\r\n")
+            var head = RequestHead()
+            let complete = try bytes.withUnsafeBytes { try RequestHeadParser.parse($0, into: &head, limits: .init()) }
+            try #require(complete)
+            #expect(head.keepAlive == keepAlive, "\(value)")
+            // X-A is removed only when the list names it.
+            #expect(head.hopByHop[1] == value.contains("x-a"), "\(value)")
+        }
+    }
+
     /// `copyContents(of:)` copies property by property (so the source's arrays are borrowed,
     /// not retained): every stored property must arrive, whichever head is copied into which.
     /// The heads differ in every property, so a property left out fails some pair here.

@@ -15,6 +15,23 @@ import Testing
         #expect(Duration.microseconds(1999).milliseconds == 1)
         #expect(Duration.seconds(-5).milliseconds == 0)
         #expect(Duration.seconds(Int64.max).milliseconds == UInt64.max)
+        // Below zero, a negative fraction of a second included, is zero.
+        #expect(Duration.milliseconds(-5).milliseconds == 0)
+        #expect(Duration.nanoseconds(-1).milliseconds == 0)
+        #expect(Duration.nanoseconds(999_999).milliseconds == 0)
+        // The largest whole count that fits, and one past it.
+        #expect(Duration.milliseconds(Int64.max).milliseconds == UInt64(Int64.max))
+        #expect(Duration.seconds(Int64(UInt64.max / 1000)).milliseconds == UInt64.max / 1000 * 1000)
+        #expect((Duration.seconds(Int64(UInt64.max / 1000)) + .seconds(1)).milliseconds == UInt64.max)
+        // Against the arithmetic on whole seconds and their fraction, over a seeded spread.
+        var state: UInt64 = 0x1234_5678
+        for _ in 0..<10_000 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let seconds = Int64(state >> 36)  // up to about 2^28 s, eight years
+            let nanos = Int64((state >> 4) % 1_000_000_000)
+            let duration = Duration.seconds(seconds) + .nanoseconds(nanos)
+            #expect(duration.milliseconds == UInt64(seconds) * 1000 + UInt64(nanos / 1_000_000))
+        }
     }
 
     @Test func monotonicClockDoesNotGoBackwards() {
