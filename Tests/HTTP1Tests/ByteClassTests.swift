@@ -91,6 +91,40 @@ import Testing
         }
     }
 
+    /// The word comparison of a configured name against every name length from 0 to 33 (one,
+    /// two and more whole words, with and without an overlapping last word), a one-byte change
+    /// at every position (case flip, high bit, the folding neighbours '@' '[' '`' '{'), with the
+    /// name both inside a buffer and ending at an inaccessible page.
+    @Test func wordNameMatchAgreesWithByteComparisonForEveryLength() {
+        let memory = GuardedMemory()
+        var generator = SplitMix(seed: 0xC0FFEE)
+        let alphabet = Array("abcxyz0189-_.~!".utf8)
+        func byteEquals(_ candidate: [UInt8], _ name: [UInt8]) -> Bool {
+            candidate.count == name.count && zip(candidate, name).allSatisfy { ByteClass.lowercased($0) == $1 }
+        }
+        for length in 0...33 {
+            let name = (0..<length).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] }
+            var candidates: [[UInt8]] = [name, name.map { $0 &- 0x61 < 26 ? $0 & ~0x20 : $0 }, name + [0x61], Array(name.dropLast())]
+            for position in 0..<length {
+                for change: (UInt8) -> UInt8 in [{ $0 ^ 0x20 }, { $0 ^ 0x80 }, { $0 | 0x80 }, { _ in 0x40 }, { _ in 0x5B }, { _ in 0x60 }, { _ in 0x7B }, { $0 ^ 0x01 }] {
+                    var candidate = name
+                    candidate[position] = change(candidate[position])
+                    candidates.append(candidate)
+                }
+            }
+            for candidate in candidates {
+                let expected = byteEquals(candidate, name)
+                let padded = [0x41, 0x42, 0x43] + candidate + Array(": v\r\n".utf8)
+                padded.withUnsafeBytes { bytes in
+                    #expect(NameMatch.equals(bytes, 3..<(3 + candidate.count), name) == expected, "\(name) \(candidate)")
+                }
+                memory.withBytesAtEnd(candidate[...]) { bytes in
+                    #expect(NameMatch.equals(bytes, 0..<bytes.count, name) == expected, "\(name) \(candidate) at the end")
+                }
+            }
+        }
+    }
+
     @Test func statusPhrases() {
         #expect(StatusReason.phrase(for: 200) == "OK")
         #expect(StatusReason.phrase(for: 431) == "Request Header Fields Too Large")

@@ -62,6 +62,76 @@ import Testing
         }
     }
 
+    /// The parser skips letters, digits and '-' eight at a time before its byte loop. The
+    /// outcome for a field name must not depend on where a word boundary falls: every name
+    /// length up to 24, a stop byte at every position, and the line at eight alignments are
+    /// checked against the byte-at-a-time rule (scan tchar, then judge the stop byte).
+    @Test func fieldNameOutcomeDoesNotDependOnWordBoundaries() throws {
+        let whitespaceBeforeColon = HTTPParseError(status: 400, reason: "whitespace between field name and colon")
+        let invalidFieldName = HTTPParseError(status: 400, reason: "invalid character in field name")
+        let emptyFieldName = HTTPParseError(status: 400, reason: "empty field name")
+        let missingColon = HTTPParseError(status: 400, reason: "field line without colon")
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        let nameBytes = Array("aZ9-kQ0-".utf8)
+        let stops: [UInt8] = [0x20, 0x09, 0x40, 0x80, 0xC1, 0xE1, 0xAD, 0xFF, 0x5F, 0x21, 0x7E, 0x2F, 0x2C, 0x7F, 0x00, 0x3A, 0x5B, 0x60, 0x7B]
+        func outcome(_ input: [UInt8]) -> HTTPParseError? {
+            var head = RequestHead()
+            do {
+                let done = try input.withUnsafeBytes { try RequestHeadParser.parse($0, into: &head, limits: .init()) }
+                return done ? nil : HTTPParseError(status: 0, reason: "incomplete")
+            } catch { return error as? HTTPParseError ?? HTTPParseError(status: -1, reason: "\(error)") }
+        }
+        for alignment in 0..<8 {
+            let start = raw("GET /" + String(repeating: "p", count: alignment) + " HTTP/1.1\r\nHost: a\r\n")
+            for length in 0...24 {
+                let name = (0..<length).map { nameBytes[$0 % nameBytes.count] }
+                // A name with no colon at all.
+                if length > 0 {
+                    #expect(outcome(start + name + raw("\r\n\r\n")) == missingColon, "\(alignment) \(length) no colon")
+                }
+                for stop in stops {
+                    if length == 0 && (stop == 0x20 || stop == 0x09) { continue }  // obs-fold, the scanner's error
+                    let line = name + [stop] + raw("xY-1: v\r\n")
+                    let expected: HTTPParseError?
+                    if tchar.contains(stop) { expected = nil }  // part of the name "…xY-1"
+                    else if stop == 0x3A { expected = length == 0 ? emptyFieldName : nil }
+                    else if stop == 0x20 || stop == 0x09 { expected = whitespaceBeforeColon }
+                    else { expected = invalidFieldName }
+                    #expect(outcome(start + line + raw("\r\n")) == expected, "\(alignment) \(length) \(stop)")
+                }
+            }
+        }
+    }
+
+    /// The whole-value "keep-alive" comparison against every one-bit change of every byte
+    /// (case bit, high bit, low bit): only a case change keeps the option, and anything that
+    /// fails the word comparison gets the general path's outcome.
+    @Test func keepAliveFastPathAgreesWithTheListPathForEveryNearMiss() throws {
+        let literal = Array("keep-alive".utf8)
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        for position in 0..<literal.count {
+            for flip: UInt8 in [0x20, 0x80, 0x01, 0xA0] {
+                var value = literal
+                value[position] ^= flip
+                if value[position] < 0x20 || value[position] == 0x7F { continue }  // not a field value byte
+                let input = raw("GET / HTTP/1.0\r\nConnection: ") + value + raw("\r\nKeep-Alive: timeout=5\r\n\r\n")
+                var head = RequestHead()
+                let lowered = value.map { $0 &- 0x41 < 26 ? $0 | 0x20 : $0 }
+                if !value.allSatisfy({ tchar.contains($0) || $0 == 0x2C }) {  // ',' splits it into a list
+                    #expect(throws: HTTPParseError(status: 400, reason: "malformed Connection field")) {
+                        _ = try input.withUnsafeBytes { try RequestHeadParser.parse($0, into: &head, limits: .init()) }
+                    }
+                    continue
+                }
+                let done = try input.withUnsafeBytes { try RequestHeadParser.parse($0, into: &head, limits: .init()) }
+                try #require(done)
+                #expect(head.keepAlive == (lowered == literal), "\(value)")
+                // The Keep-Alive field is hop-by-hop whatever the Connection value says.
+                #expect(head.hopByHop[1])
+            }
+        }
+    }
+
     /// `copyContents(of:)` copies property by property (so the source's arrays are borrowed,
     /// not retained): every stored property must arrive, whichever head is copied into which.
     /// The heads differ in every property, so a property left out fails some pair here.

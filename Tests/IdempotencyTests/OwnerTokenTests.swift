@@ -34,6 +34,30 @@ import Testing
         }
     }
 
+    /// Attosecond counts past what whole Int64 seconds can hold, and the exact edges of the
+    /// 64-bit quotient.
+    @Test func durationMillisAtTheEdgesOfTheDivision() {
+        let perMillisecond = Int128(1_000_000_000_000_000)
+        #expect(Duration(attoseconds: perMillisecond - 1).milliseconds == 0)
+        #expect(Duration(attoseconds: perMillisecond).milliseconds == 1)
+        #expect(Duration(attoseconds: 1).milliseconds == 0)
+        #expect(Duration(attoseconds: 0).milliseconds == 0)
+        #expect(Duration(attoseconds: -1).milliseconds == 0)
+        #expect(Duration(attoseconds: .min).milliseconds == 0)
+        #expect(Duration(attoseconds: .max).milliseconds == .max)
+        let largest = Int128(UInt64.max) * perMillisecond
+        #expect(Duration(attoseconds: largest).milliseconds == .max)
+        #expect(Duration(attoseconds: largest - 1).milliseconds == UInt64.max - 1)
+        #expect(Duration(attoseconds: largest + perMillisecond - 1).milliseconds == .max)
+        #expect(Duration(attoseconds: largest + perMillisecond).milliseconds == .max)
+        // A high word just below and at the divisor.
+        let highBelow = (Int128(999_999_999_999_999) << 64) | Int128(UInt64.max)
+        #expect(Duration(attoseconds: highBelow).milliseconds == UInt64((UInt128(highBelow) / UInt128(perMillisecond))))
+        #expect(Duration(attoseconds: Int128(1_000_000_000_000_000) << 64).milliseconds == .max)
+        // Seconds beyond Int64 (components would truncate them).
+        #expect(Duration(attoseconds: Int128(Int64.max) * 1_000_000_000_000_000_000 * 2).milliseconds == .max)
+    }
+
     @Test func monotonicClockDoesNotGoBackwards() {
         let a = MonotonicClock.nowMillis()
         let b = MonotonicClock.nowMillis()
