@@ -120,6 +120,14 @@ public protocol IdempotencyStore: AnyObject, Sendable {
         expiredLease: IndeterminatePolicy
     ) -> Result<ClaimOutcome, StoreError>?
 
+    /// `claimNow` for a storage key given as its bytes (the proxy writes them into a buffer it
+    /// reuses), so that a store holding the record need not make a String to find it. `text` is
+    /// the same key as a String, asked for only when the store must keep the key.
+    func claimNow(
+        storageKey: UnsafeRawBufferPointer, text: () -> String, owner: [UInt8], fingerprint: [UInt8], lease: Duration,
+        ttl: Duration, expiredLease: IndeterminatePolicy
+    ) -> Result<ClaimOutcome, StoreError>?
+
     /// `complete`, answered at once by a store that can, else nil. Such a store cannot fail
     /// to answer (one that can reports through `complete`, whose failures the proxy retries).
     func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Bool?
@@ -132,6 +140,13 @@ extension IdempotencyStore {
     public func claimNow(
         key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
         expiredLease: IndeterminatePolicy
+    ) -> Result<ClaimOutcome, StoreError>? {
+        nil
+    }
+
+    public func claimNow(
+        storageKey: UnsafeRawBufferPointer, text: () -> String, owner: [UInt8], fingerprint: [UInt8], lease: Duration,
+        ttl: Duration, expiredLease: IndeterminatePolicy
     ) -> Result<ClaimOutcome, StoreError>? {
         nil
     }

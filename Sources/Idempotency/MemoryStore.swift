@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 
 /// The embedded single-instance store (`store.backend: memory`).
@@ -40,6 +41,11 @@ public final class MemoryStore: IdempotencyStore {
     private struct ShardState {
         var entries: [StoreKey: Entry] = [:]
         var expiring = ExpiryIndex<StoreKey>()
+
+        /// The key the table holds equal to `probe`, if any.
+        func storedKey(matching probe: StoreKey) -> StoreKey? {
+            entries.index(forKey: probe).map { entries.keys[$0] }
+        }
 
         /// Drops the notes of records that are gone once they pile up (`ExpiryIndex`).
         mutating func compactIndexIfNeeded() {
@@ -99,15 +105,37 @@ public final class MemoryStore: IdempotencyStore {
         claimResult(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, expiredLease: expiredLease)
     }
 
+    /// The same claim for a key given as its bytes. A record the table holds is found under the
+    /// bytes alone, so a replay makes no String; `text` is asked for only to store a new record.
+    public func claimNow(
+        storageKey: UnsafeRawBufferPointer, text: () -> String, owner: [UInt8], fingerprint: [UInt8], lease: Duration,
+        ttl: Duration, expiredLease: IndeterminatePolicy
+    ) -> Result<ClaimOutcome, StoreError>? {
+        claimResult(
+            probe: StoreKey(borrowing: storageKey), text: text, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl,
+            expiredLease: expiredLease)
+    }
+
     private func claimResult(
         key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
         expiredLease: IndeterminatePolicy
     ) -> Result<ClaimOutcome, StoreError> {
+        // Hashed once for the shard and the dictionary.
+        claimResult(probe: StoreKey(key), text: { key }, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, expiredLease: expiredLease)
+    }
+
+    private func claimResult(
+        probe: StoreKey, text: () -> String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
+        expiredLease: IndeterminatePolicy
+    ) -> Result<ClaimOutcome, StoreError> {
         let now = clock()
-        let key = StoreKey(key)  // hashed once for the shard and the dictionary
-        // One probe of the shard's table: the record's slot is borrowed in place, read and
-        // written (`Dictionary`'s modify accessor), instead of a lookup and then an insert.
-        let outcome = shard(for: key).state.withLock { state -> ClaimOutcome? in
+        let outcome = shard(for: probe).state.withLock { state -> ClaimOutcome? in
+            // The table's slot is borrowed in place, read and written (`Dictionary`'s modify
+            // accessor), instead of a lookup and then an insert. A key that borrows the
+            // caller's bytes must never be stored, in the table or the expiry index: an
+            // existing record is handled under the table's own key, a new one under one that
+            // owns its text.
+            let key = probe.isBorrowed ? state.storedKey(matching: probe) ?? StoreKey(text(), hash: probe.fnv) : probe
             let outcome = claim(
                 slot: &state.entries[key], expiring: &state.expiring, key: key, owner: owner, fingerprint: fingerprint,
                 lease: lease, ttl: ttl, expiredLease: expiredLease, now: now)
@@ -399,38 +427,82 @@ public final class MemoryStore: IdempotencyStore {
 /// A storage key with its FNV-1a hash computed once: the hash picks the shard and feeds the
 /// dictionary (through `Hasher`, which still seeds it per process), so a 70-byte key is
 /// hashed once per operation rather than three times by SipHash.
-struct StoreKey: Hashable, Sendable {
-    let text: String
+///
+/// A key the table keeps owns its text. A key made only to find a record may instead borrow
+/// bytes its caller holds for that one call (`MemoryStore.claimNow(storageKey:...)`), so that
+/// finding a record makes no String; such a key is never stored (see `claimResult`).
+struct StoreKey: Hashable, @unchecked Sendable {  // a borrowed key never leaves the call that made it
+    private enum Name {
+        case owned(String)
+        case borrowed(UnsafeRawBufferPointer)
+    }
+
+    private let name: Name
     let fnv: UInt64
+
+    init(_ text: String) {
+        var copy = text
+        fnv = copy.withUTF8 { Self.hash(UnsafeRawBufferPointer($0)) }
+        name = .owned(text)
+    }
+
+    /// `text`, whose hash `hash` the caller already has (it must be `text`'s).
+    init(_ text: String, hash: UInt64) {
+        fnv = hash
+        name = .owned(text)
+    }
+
+    init(borrowing bytes: UnsafeRawBufferPointer) {
+        fnv = Self.hash(bytes)
+        name = .borrowed(bytes)
+    }
+
+    var isBorrowed: Bool {
+        if case .borrowed = name { return true }
+        return false
+    }
+
+    var text: String {
+        switch name {
+        case .owned(let text): return text
+        case .borrowed(let bytes): return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    private func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        switch name {
+        case .owned(let text):
+            if let result = text.utf8.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) { return result }
+            var copy = text
+            return copy.withUTF8 { body(UnsafeRawBufferPointer($0)) }
+        case .borrowed(let bytes):
+            return body(bytes)
+        }
+    }
 
     /// FNV-1a over 8-byte words (then the tail bytes), read in place: a storage key is about
     /// 70 bytes and hashed on every store call, byte by byte that is a long chain of multiplies.
     /// The dictionary's own seeded `Hasher` still mixes the result.
-    init(_ text: String) {
-        self.text = text
-        var copy = text
-        fnv = copy.withUTF8 { bytes in
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            let raw = UnsafeRawBufferPointer(bytes)
-            var offset = 0
-            while offset + 8 <= raw.count {
-                hash ^= raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-                hash &*= 0x0000_0100_0000_01B3
-                hash ^= hash >> 29
-                offset += 8
-            }
-            while offset < raw.count {
-                hash ^= UInt64(raw[offset])
-                hash &*= 0x0000_0100_0000_01B3
-                offset += 1
-            }
-            // A final mix (MurmurHash3's fmix64 step), so the low bits that pick the shard
-            // depend on every byte, the last word's high bytes included.
-            hash ^= hash >> 33
-            hash &*= 0xff51_afd7_ed55_8ccd
-            hash ^= hash >> 33
-            return hash
+    private static func hash(_ raw: UnsafeRawBufferPointer) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        var offset = 0
+        while offset + 8 <= raw.count {
+            hash ^= raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            hash &*= 0x0000_0100_0000_01B3
+            hash ^= hash >> 29
+            offset += 8
         }
+        while offset < raw.count {
+            hash ^= UInt64(raw[offset])
+            hash &*= 0x0000_0100_0000_01B3
+            offset += 1
+        }
+        // A final mix (MurmurHash3's fmix64 step), so the low bits that pick the shard
+        // depend on every byte, the last word's high bytes included.
+        hash ^= hash >> 33
+        hash &*= 0xff51_afd7_ed55_8ccd
+        hash ^= hash >> 33
+        return hash
     }
 
     func hash(into hasher: inout Hasher) { hasher.combine(fnv) }
@@ -448,5 +520,9 @@ struct StoreKey: Hashable, Sendable {
         return Int(truncatingIfNeeded: h)
     }
 
-    static func == (a: StoreKey, b: StoreKey) -> Bool { a.fnv == b.fnv && a.text == b.text }
+    static func == (a: StoreKey, b: StoreKey) -> Bool {
+        guard a.fnv == b.fnv else { return false }
+        if case .owned(let x) = a.name, case .owned(let y) = b.name { return x == y }
+        return a.withBytes { x in b.withBytes { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) } }
+    }
 }

@@ -45,20 +45,38 @@ public enum StorageKey {
     /// The same for a key given as its bytes (the proxy parses a request's key into a buffer it
     /// keeps): the same bytes give the same storage key.
     public static func make(prefix: String, scope: UnsafeRawBufferPointer?, key: UnsafeRawBufferPointer) -> String {
-        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &digest) { StorageKey.digest(scope: scope, key: key, into: $0.baseAddress!) }
         var prefix = prefix
         return prefix.withUTF8 { prefixBytes in
             let length = prefixBytes.count + 2 + digestHexLength
             return String(unsafeUninitializedCapacity: length) { out in
-                let base = out.baseAddress!
-                if let prefixBase = prefixBytes.baseAddress { base.update(from: prefixBase, count: prefixBytes.count) }
-                base[prefixBytes.count] = UInt8(ascii: "{")
-                withUnsafeBytes(of: &digest) { Hex.write($0, to: base + prefixBytes.count + 1) }
-                base[length - 1] = UInt8(ascii: "}")
+                write(prefix: UnsafeRawBufferPointer(prefixBytes), scope: scope, key: key, to: out.baseAddress!)
                 return length
             }
         }
+    }
+
+    /// The same bytes, written over `out` (resized in place, its capacity kept): the proxy keeps
+    /// them in a buffer it reuses, so a replay finds its record without making a String.
+    public static func write(prefix: String, scope: UnsafeRawBufferPointer?, key: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        var prefix = prefix
+        prefix.withUTF8 { prefixBytes in
+            let length = prefixBytes.count + 2 + digestHexLength
+            if out.count != length {
+                out.removeAll(keepingCapacity: true)
+                out.append(contentsOf: repeatElement(0, count: length))
+            }
+            out.withUnsafeMutableBufferPointer { write(prefix: UnsafeRawBufferPointer(prefixBytes), scope: scope, key: key, to: $0.baseAddress!) }
+        }
+    }
+
+    /// `prefix{hex digest}` at `base`, which has room for the prefix and 66 more bytes.
+    private static func write(prefix: UnsafeRawBufferPointer, scope: UnsafeRawBufferPointer?, key: UnsafeRawBufferPointer, to base: UnsafeMutablePointer<UInt8>) {
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digest) { StorageKey.digest(scope: scope, key: key, into: $0.baseAddress!) }
+        if let prefixBase = prefix.baseAddress { UnsafeMutableRawPointer(base).copyMemory(from: prefixBase, byteCount: prefix.count) }
+        base[prefix.count] = UInt8(ascii: "{")
+        withUnsafeBytes(of: &digest) { Hex.write($0, to: base + prefix.count + 1) }
+        base[prefix.count + 1 + digestHexLength] = UInt8(ascii: "}")
     }
 
     /// The 64 lowercase hex characters placed between the braces.

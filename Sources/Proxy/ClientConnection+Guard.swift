@@ -97,13 +97,7 @@ extension ClientConnection {
             return
         }
         guarded.computeFingerprint()
-        if guarded.policy.scopeHeader != nil {
-            guarded.storageKey = guarded.key.withUnsafeBytes { key in
-                guarded.withScope { StorageKey.make(prefix: settings.keyPrefix, scope: $0, key: key) }
-            }
-        } else {
-            guarded.storageKey = guarded.key.withUnsafeBytes { StorageKey.make(prefix: settings.keyPrefix, scope: nil, key: $0) }
-        }
+        guarded.setStorageKey(prefix: settings.keyPrefix)
         claim(guarded)
     }
 
@@ -112,8 +106,14 @@ extension ClientConnection {
         let policy = guarded.policy
         let started = EventLoop.monotonicNanos()
         let histogram = worker.metrics.storeClaimDuration
-        // A store that answers at once (the memory store) is asked without a closure to allocate.
-        if let result = worker.store.claimNow(
+        // A store that answers at once (the memory store) is asked without a closure to allocate,
+        // and with the key's bytes: finding a record it holds then makes no String either.
+        let store = worker.store
+        if let result = guarded.storageKeyBytes.withUnsafeBytes({ storageKey in
+            store.claimNow(
+                storageKey: storageKey, text: { guarded.storageKey }, owner: guarded.owner, fingerprint: guarded.fingerprint,
+                lease: policy.lease, ttl: policy.ttl, expiredLease: policy.indeterminate)
+        }) ?? store.claimNow(
             key: guarded.storageKey, owner: guarded.owner, fingerprint: guarded.fingerprint, lease: policy.lease,
             ttl: policy.ttl, expiredLease: policy.indeterminate) {
             histogram.observe(nanoseconds: EventLoop.monotonicNanos() &- started)

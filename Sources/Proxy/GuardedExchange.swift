@@ -31,7 +31,13 @@ final class GuardedExchange {
     var body: [UInt8] = []
     var stage: Stage = .buffering
     private(set) var owner: [UInt8]
-    var storageKey = ""
+    /// The storage key's bytes (`StorageKey.write`), in a buffer kept from request to request
+    /// (and left as it is until the next key is written over it: same length, same prefix).
+    private(set) var storageKeyBytes: [UInt8] = []
+    private var hasStorageKey = false
+    /// The same key as a String, made the first time it is needed: a replay from the memory
+    /// store never needs it (`IdempotencyStore.claimNow(storageKey:...)`).
+    private var storageKeyText: String?
     var fingerprint: [UInt8] = []
     /// A lease refresh found the record gone or owned by another request (counted once).
     var leaseLost = false
@@ -79,7 +85,8 @@ final class GuardedExchange {
         copyHead(head, source: source)
         if body.capacity > Self.keptCapacity { body = [] } else { body.removeAll(keepingCapacity: true) }
         stage = .buffering
-        storageKey = ""
+        hasStorageKey = false
+        storageKeyText = nil
         fingerprint.removeAll(keepingCapacity: true)
         leaseLost = false
         waitDeadline = 0
@@ -128,10 +135,33 @@ final class GuardedExchange {
         head.copyContents(of: parsed)
     }
 
+    /// Computes the storage key from the request's key and, when the route has one, its scope.
+    func setStorageKey(prefix: String) {
+        let scoped = policy.scopeHeader != nil
+        key.withUnsafeBytes { key in
+            if scoped {
+                withScope { StorageKey.write(prefix: prefix, scope: $0, key: key, into: &storageKeyBytes) }
+            } else {
+                StorageKey.write(prefix: prefix, scope: nil, key: key, into: &storageKeyBytes)
+            }
+        }
+        hasStorageKey = true
+        storageKeyText = nil
+    }
+
+    /// The storage key ("" until it is known).
+    var storageKey: String {
+        if let storageKeyText { return storageKeyText }
+        guard hasStorageKey else { return "" }
+        let text = String(decoding: storageKeyBytes, as: UTF8.self)
+        storageKeyText = text
+        return text
+    }
+
     /// The storage key's digest, shortened, for the access log (`AccessLog.keyHashLength`);
     /// nil until the key is known.
     var keyHash: Substring? {
-        storageKey.isEmpty ? nil : RecordLookup.keyHash(ofStorageKey: storageKey)
+        hasStorageKey ? RecordLookup.keyHash(ofStorageKey: storageKey) : nil
     }
 
     /// True while a claim we own is outstanding and must still be completed or released.

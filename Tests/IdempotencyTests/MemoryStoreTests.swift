@@ -47,6 +47,54 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         #expect(record.state == .completed && record.response == ok)
     }
 
+    /// A key given as bytes finds the record its String claimed, without asking for the String;
+    /// a new key is stored under the String, never under the caller's bytes, which the caller
+    /// overwrites with the next request's key.
+    @Test func aKeyGivenAsBytesIsFoundInPlaceAndNeverStoredAsBytes() {
+        let any: any IdempotencyStore = store
+        func claim(_ buffer: inout [UInt8], _ text: String, textCalls: inout Int, owner: [UInt8]) -> Result<ClaimOutcome, StoreError>? {
+            buffer.removeAll(keepingCapacity: true)
+            buffer.append(contentsOf: text.utf8)
+            return buffer.withUnsafeBytes { bytes in
+                any.claimNow(
+                    storageKey: bytes, text: { textCalls += 1; return text }, owner: owner, fingerprint: fpA, lease: .seconds(30),
+                    ttl: .seconds(60), expiredLease: .hold)
+            }
+        }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(64)
+        var textCalls = 0
+        // New keys: each is stored under its own text, asked for once.
+        #expect(claim(&buffer, "idem:{aaaa}", textCalls: &textCalls, owner: alice) == .success(.claimed))
+        #expect(claim(&buffer, "idem:{bbbb}", textCalls: &textCalls, owner: bob) == .success(.claimed))
+        #expect(textCalls == 2)
+        // The buffer now holds the second key; the first is still found by its String, and owned by alice.
+        #expect(store.getNow("idem:{aaaa}")?.owner == alice)
+        #expect(store.getNow("idem:{bbbb}")?.owner == bob)
+        #expect(store.completeNow("idem:{aaaa}", owner: alice, response: ok) == true)
+        // Existing keys, completed or in flight: found from the bytes alone.
+        guard case .success(.existing(let completed))? = claim(&buffer, "idem:{aaaa}", textCalls: &textCalls, owner: bob) else {
+            Issue.record("expected the completed record")
+            return
+        }
+        #expect(completed.state == .completed && completed.response == ok)
+        guard case .success(.existing(let inFlight))? = claim(&buffer, "idem:{bbbb}", textCalls: &textCalls, owner: alice) else {
+            Issue.record("expected the record in flight")
+            return
+        }
+        #expect(inFlight.state == .inFlight && inFlight.owner == bob)
+        #expect(textCalls == 2)
+        // An expired record is replaced under the table's own key: still found by String afterwards.
+        clock.advance(.seconds(3600))
+        #expect(claim(&buffer, "idem:{aaaa}", textCalls: &textCalls, owner: bob) == .success(.claimed))
+        buffer.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0x7A) }
+        #expect(store.getNow("idem:{aaaa}")?.owner == bob)
+        var purged: Result<Bool, StoreError>?
+        store.purge(key: "idem:{aaaa}") { purged = $0 }
+        #expect(purged == .success(true))
+        #expect(store.getNow("idem:{aaaa}") == nil)
+    }
+
     @Test func completeIsACompareAndSetOnTheOwner() {
         #expect(store.claimNow("k", owner: alice, fingerprint: fpA) == .claimed)
         #expect(store.completeNow("k", owner: bob, response: ok) == false)  // stale/foreign owner

@@ -78,4 +78,25 @@ import Testing
             }
         }
     }
+
+    /// The bytes written into a reused buffer are the String's, whatever the buffer held before
+    /// (a longer or shorter key, from another prefix).
+    @Test func theKeyWrittenIntoABufferIsTheStringsBytes() {
+        var buffer: [UInt8] = Array(repeating: 0x5A, count: 200)
+        for prefix in ["idem:", "", "a-much-longer-prefix:with:parts:", "x"] {
+            for key in ["a", "8e03978e-40d5-43e8-bc93-6894a57f9324"] {
+                for scope in [nil, Array("Bearer caller-1".utf8)] as [[UInt8]?] {
+                    let expected = storageKey(prefix: prefix, scope: scope, key: key)
+                    Array(key.utf8).withUnsafeBytes { keyBytes in
+                        if let scope {
+                            scope.withUnsafeBytes { StorageKey.write(prefix: prefix, scope: $0, key: keyBytes, into: &buffer) }
+                        } else {
+                            StorageKey.write(prefix: prefix, scope: nil, key: keyBytes, into: &buffer)
+                        }
+                    }
+                    #expect(buffer == Array(expected.utf8), "\(prefix) \(key) \(String(describing: scope))")
+                }
+            }
+        }
+    }
 }
