@@ -35,7 +35,8 @@ public struct OutputBuffer {
 
     public mutating func reset() {
         retainAfterDrain = false
-        if bytes.capacity > 64 * 1024 { bytes = [] } else { bytes.removeAll(keepingCapacity: true) }
+        // Emptying an array costs a call and a uniqueness check even when it is empty already.
+        if bytes.capacity > 64 * 1024 { bytes = [] } else if !bytes.isEmpty { bytes.removeAll(keepingCapacity: true) }
         sent = 0
     }
 

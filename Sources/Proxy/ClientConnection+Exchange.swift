@@ -14,6 +14,9 @@ extension ClientConnection {
         var reusable: GuardedExchange? = nil
         if exchange.guarded != nil && isKnownUniquelyReferenced(&exchange.guarded), exchange.guarded?.isFinished == true {
             reusable = exchange.guarded
+        } else if let held = exchange.guarded {
+            // Still held (a store write in flight): another request takes it once it is free.
+            worker.retiredExchanges.retire(held)
         }
         exchange.reset()
         exchange.startNanos = EventLoop.monotonicNanos()

@@ -41,7 +41,7 @@ extension ClientConnection {
             return
         }
         let guarded: GuardedExchange
-        if let reusable {
+        if let reusable = reusable ?? worker.retiredExchanges.takeReusable() {
             reusable.reuse(policy: policy, head: head, source: source, fields: fields, ownerTokens: &worker.ownerTokens)
             guarded = reusable
         } else {

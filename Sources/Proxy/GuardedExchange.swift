@@ -113,7 +113,8 @@ final class GuardedExchange {
 
     /// Empties a buffer, keeping its capacity unless it grew past `limit`.
     private static func empty(_ buffer: inout [UInt8], keeping limit: Int = keptCapacity) {
-        if buffer.capacity > limit { buffer = [] } else { buffer.removeAll(keepingCapacity: true) }
+        // An empty buffer is left alone: emptying it again is a call and a uniqueness check.
+        if buffer.capacity > limit { buffer = [] } else if !buffer.isEmpty { buffer.removeAll(keepingCapacity: true) }
     }
 
     /// Takes the request's parsed key from the connection's buffer, giving it this exchange's

@@ -64,6 +64,8 @@ final class Worker: EventHandler, @unchecked Sendable {
     let settler: RecordSettler
     /// Owner tokens for claims made on this loop.
     var ownerTokens = OwnerTokenSource()
+    /// Guarded exchanges whose connections moved on while a store write still held them.
+    var retiredExchanges = RetiredExchanges<GuardedExchange>()
     private lazy var sweepTimer = Timer { [weak self] in self?.sweepMemoryStore() }
     private var nextShardToSweep = 0
 

@@ -1,0 +1,91 @@
+import Foundation
+import Synchronization
+import Testing
+import TestSupport
+
+/// Guarded exchanges are reused across the connections of a loop once nothing holds them
+/// (`RetiredExchanges`): with Redis, a connection's previous exchange is usually still held by
+/// its completion write when the next request starts. Several connections run fresh keys of
+/// varied sizes and replays of their own and each other's keys; every answer must belong to its
+/// own key, every replay must equal what the key's first client received, and every key must
+/// reach the upstream once.
+@Suite(.serialized) struct ExchangeReuseTests {
+    static func post(_ key: String, body: String) -> String {
+        "POST /p HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func reusedExchangesNeverMixRequests(store: StoreKind) throws {
+        let runs = Mutex<[String: Int]>([:])
+        let upstream = TestUpstream { request in
+            let key = request.values("idempotency-key").first ?? "-"
+            runs.withLock { $0[key, default: 0] += 1 }
+            // Sizes on both sides of the kept buffer capacities (4 KiB for the response).
+            let size = key.utf8.reduce(0) { ($0 &* 31 &+ Int($1)) & 0xFFFF } % 9000
+            let body = Array("\(key)|\(String(decoding: request.body, as: UTF8.self))|".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: size)
+            return .respond(status: 201, headers: [("X-Key", key), ("X-Size", "\(size)")], body: body)
+        }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: store.yaml(), workers: 1)
+        defer { proxy.stop() }
+        let prefix = "reuse-\(store)-\(UInt32.random(in: 0...UInt32.max))"
+        let clients = 6, rounds = 40
+        let firsts = Mutex<[String: TestClient.Response]>([:])
+        let failures = Mutex<[String]>([])
+        let group = DispatchGroup()
+        for c in 0..<clients {
+            group.enter()
+            DispatchQueue.global().async {
+                defer { group.leave() }
+                do {
+                    let client = try proxy.client(timeoutSeconds: 15)
+                    var generator = SystemRandomNumberGenerator()
+                    // Pipelined in batches: the next request of a batch starts while the store
+                    // write of the one before may still hold its exchange, which is then retired.
+                    let batch = 8
+                    for batchStart in stride(from: 0, to: rounds, by: batch) {
+                        var keys: [(key: String, body: String, fresh: Bool)] = []
+                        for r in batchStart..<min(rounds, batchStart + batch) {
+                            // Even rounds a fresh key; odd rounds a replay of an earlier key of
+                            // this client or of the client before it.
+                            let fresh = r % 2 == 0
+                            let owner = fresh ? c : (c + Int.random(in: 0...1, using: &generator)) % clients
+                            let round = fresh ? r : Int.random(in: 0..<(r / 2 + 1), using: &generator) * 2
+                            let key = "\(prefix)-\(owner)-\(round)"
+                            keys.append((key, "{\"client\":\(owner),\"round\":\(round)}", fresh))
+                        }
+                        try client.send(keys.map { Self.post($0.key, body: $0.body) }.joined())
+                        for (key, body, fresh) in keys {
+                            let response = try client.readResponse(requestMethod: "POST")
+                            if response.status == 409 { continue }  // its first request still in flight
+                            guard response.status == 201, response.value("x-key") == key,
+                                  response.bodyText.hasPrefix("\(key)|\(body)|") else {
+                                failures.withLock { $0.append("\(key): \(response.status) \(response.head.prefix(200))") }
+                                continue
+                            }
+                            let replayed = response.value("idempotent-replayed") == "true"
+                            let first = firsts.withLock { seen -> TestClient.Response? in
+                                if let first = seen[key] { return first }
+                                seen[key] = response
+                                return nil
+                            }
+                            if let first {
+                                if !replayed || response.body != first.body || response.value("x-size") != first.value("x-size") {
+                                    failures.withLock { $0.append("\(key): replay differs (replayed \(replayed))") }
+                                }
+                            } else if replayed && fresh {
+                                failures.withLock { $0.append("\(key): a fresh key was replayed") }
+                            }
+                        }
+                    }
+                } catch {
+                    failures.withLock { $0.append("client \(c): \(error)") }
+                }
+            }
+        }
+        #expect(group.wait(timeout: .now() + 120) == .success)
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 }.prefix(5))")
+        let counts = runs.withLock { $0 }
+        #expect(counts.count == clients * rounds / 2)
+        #expect(counts.values.allSatisfy { $0 == 1 }, "\(counts.filter { $0.value != 1 })")
+    }
+}
