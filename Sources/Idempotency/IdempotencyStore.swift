@@ -122,7 +122,8 @@ public protocol IdempotencyStore: AnyObject, Sendable {
 
     /// `claimNow` for a storage key given as its bytes (the proxy writes them into a buffer it
     /// reuses), so that a store holding the record need not make a String to find it. `text` is
-    /// the same key as a String, asked for only when the store must keep the key.
+    /// the same key as a String, asked for only when the store must keep the key (the memory
+    /// store asks while it holds a shard's lock, so `text` must not call back into the store).
     func claimNow(
         storageKey: UnsafeRawBufferPointer, text: () -> String, owner: [UInt8], fingerprint: [UInt8], lease: Duration,
         ttl: Duration, expiredLease: IndeterminatePolicy

@@ -21,9 +21,9 @@ public final class ReplayCache {
         var sequence: UInt64
     }
 
-    private var entries: [String: Entry] = [:]
+    private var entries: [StoreKey: Entry] = [:]
     /// Insertion order for eviction; keys whose entry was replaced or removed are skipped.
-    private var order: [(key: String, sequence: UInt64)] = []
+    private var order: [(key: StoreKey, sequence: UInt64)] = []
     private var orderStart = 0
     private var nextSequence: UInt64 = 0
 
@@ -38,9 +38,18 @@ public final class ReplayCache {
     /// The completed record under `key`, if cached and not expired at `nowMillis` (the same
     /// clock as the insertion's).
     public func lookup(_ key: String, nowMillis: UInt64) -> IdempotencyRecord? {
+        lookup(StoreKey(key), nowMillis: nowMillis)
+    }
+
+    /// The same for a key given as its bytes: a replay served from here then makes no String.
+    public func lookup(storageKey: UnsafeRawBufferPointer, nowMillis: UInt64) -> IdempotencyRecord? {
+        lookup(StoreKey(borrowing: storageKey), nowMillis: nowMillis)
+    }
+
+    private func lookup(_ key: StoreKey, nowMillis: UInt64) -> IdempotencyRecord? {
         guard let entry = entries[key] else { return nil }
         guard entry.expiresAtMillis > nowMillis else {
-            remove(key)
+            remove(key)  // removes without storing the key, which may be borrowed
             return nil
         }
         return entry.record
@@ -52,6 +61,7 @@ public final class ReplayCache {
         guard record.state == .completed, let response = record.response, remainingMillis > 0 else { return }
         let size = Self.entryOverhead + key.utf8.count + response.storedBytes
         guard size <= maxBytes else { return }
+        let key = StoreKey(key)
         remove(key)
         while bytes + size > maxBytes, evictOldest() {}
         nextSequence &+= 1
@@ -69,6 +79,10 @@ public final class ReplayCache {
     }
 
     public func remove(_ key: String) {
+        remove(StoreKey(key))
+    }
+
+    private func remove(_ key: StoreKey) {
         guard let entry = entries.removeValue(forKey: key) else { return }
         bytes -= entry.size
     }

@@ -214,6 +214,21 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     /// it (Redis 7.0 and later accept `NX` with `GET`). A completed or unknown record ends the
     /// claim there: a replay costs this one command. Only an in-flight record needs to know
     /// whether its lease still runs; `claimContended` decides that, and what follows, atomically.
+    /// A replay this loop's replay cache holds, answered at once from the key's bytes (no String,
+    /// no closure); anything else is nil, and the proxy then asks `claim`.
+    public func claimNow(
+        storageKey: UnsafeRawBufferPointer, text: () -> String, owner: [UInt8], fingerprint: [UInt8], lease: Duration,
+        ttl: Duration, expiredLease: IndeterminatePolicy
+    ) -> Result<ClaimOutcome, StoreError>? {
+        guard let replayCache else { return nil }
+        // As in `claim`: the clock read now, and the purge log fresh at that time.
+        let now = connection.loop.refreshNow()
+        guard purgeLog.isFresh(nowMillis: now), let record = replayCache.lookup(storageKey: storageKey, nowMillis: now) else { return nil }
+        replayCacheHits += 1
+        onReplayCacheHit?()
+        return .success(.existing(record))
+    }
+
     public func claim(
         key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
         expiredLease: IndeterminatePolicy, completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void

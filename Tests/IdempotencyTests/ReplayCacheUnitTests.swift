@@ -16,6 +16,29 @@ import Testing
         #expect(cache.count == 0 && cache.bytes == 0)
     }
 
+    /// A key given as bytes finds what its String stored, and its expiry removes the entry
+    /// without the bytes ever being kept: the buffer is overwritten with the next key.
+    @Test func aKeyGivenAsBytesIsFoundAndNeverKept() {
+        let cache = ReplayCache(maxBytes: 1 << 20)
+        cache.insert("idem:{aa}", record: record(), remainingMillis: 500, nowMillis: 1000)
+        cache.insert("idem:{bb}", record: record(body: 7), remainingMillis: 5000, nowMillis: 1000)
+        var buffer = Array("idem:{aa}".utf8)
+        #expect(buffer.withUnsafeBytes { cache.lookup(storageKey: $0, nowMillis: 1499) } == record())
+        buffer = Array("idem:{bb}".utf8)
+        #expect(buffer.withUnsafeBytes { cache.lookup(storageKey: $0, nowMillis: 1499) } == record(body: 7))
+        buffer = Array("idem:{cc}".utf8)
+        #expect(buffer.withUnsafeBytes { cache.lookup(storageKey: $0, nowMillis: 1499) } == nil)
+        // Expired when looked up by bytes: removed, and the other entry is still found by String.
+        buffer = Array("idem:{aa}".utf8)
+        #expect(buffer.withUnsafeBytes { cache.lookup(storageKey: $0, nowMillis: 1500) } == nil)
+        buffer.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0x7A) }
+        #expect(cache.count == 1)
+        #expect(cache.lookup("idem:{aa}", nowMillis: 1000) == nil)
+        #expect(cache.lookup("idem:{bb}", nowMillis: 1600) == record(body: 7))
+        cache.remove("idem:{bb}")
+        #expect(cache.count == 0 && cache.bytes == 0)
+    }
+
     @Test func capsAnEntrysLifeAtMaxAge() {
         let cache = ReplayCache(maxBytes: 1 << 20, maxAgeMillis: 100)
         cache.insert("k", record: record(), remainingMillis: 60_000, nowMillis: 0)
