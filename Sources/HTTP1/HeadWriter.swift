@@ -38,9 +38,18 @@ public enum HeadWriter {
         targetPrefix: [UInt8],
         into out: inout [UInt8]
     ) {
+        let origin = originForm(of: head.target, in: source)
+        // The usual case, an origin-form target with no upstream path to prepend: the method, its
+        // one SP and the target are copied as one run, exactly as received.
+        if targetPrefix.isEmpty, origin == head.target, !origin.isEmpty, source[origin.lowerBound] == UInt8(ascii: "/"),
+           head.target.lowerBound == head.methodRange.upperBound &+ 1 {
+            out.appendBytes(source, head.methodRange.lowerBound..<head.target.upperBound)
+            out.appendLiteral(" HTTP/1.1\r\n")
+            writeFields(head.fields, head.hopByHop, source: source, dropping: dropping, into: &out)
+            return
+        }
         out.appendBytes(source, head.methodRange)
         out.append(ASCII.sp)
-        let origin = originForm(of: head.target, in: source)
         let asterisk = origin.count == 1 && source[origin.lowerBound] == UInt8(ascii: "*")
         // The upstream URL's path, if any, is prepended (e.g. "/api" + "/v1/x").
         if !asterisk { out.append(contentsOf: targetPrefix) }
@@ -122,15 +131,21 @@ public enum HeadWriter {
         close: Bool,
         into out: inout [UInt8]
     ) {
-        out.appendLiteral("HTTP/1.1 ")
-        out.appendDecimal(UInt64(clamping: head.status))
-        out.append(ASCII.sp)
-        if head.reason.isEmpty {
-            out.appendString(StatusReason.phrase(for: head.status))
+        if head.versionMinor == 1 && !head.reason.isEmpty && head.reason.lowerBound == 13 {
+            // An HTTP/1.1 status line with a reason is what would be written: "HTTP/1.1", the
+            // validated code and reason, CRLF. It is copied as one run.
+            out.appendBytes(source, 0..<head.reason.upperBound &+ 2)
         } else {
-            out.appendBytes(source, head.reason)
+            out.appendLiteral("HTTP/1.1 ")
+            out.appendDecimal(UInt64(clamping: head.status))
+            out.append(ASCII.sp)
+            if head.reason.isEmpty {
+                out.appendString(StatusReason.phrase(for: head.status))
+            } else {
+                out.appendBytes(source, head.reason)
+            }
+            out.appendCRLF()
         }
-        out.appendCRLF()
         writeFields(head.fields, head.hopByHop, source: source, dropping: [], into: &out)
         for field in extra { out.appendField(field.name, field.value) }
         out.appendFraming(framing)

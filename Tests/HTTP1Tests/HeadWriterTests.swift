@@ -48,6 +48,38 @@ import Testing
         }
     }
 
+    /// The start line as forwarded: copied as one run when it is already what would be written
+    /// (HTTP/1.1 with a reason; an origin-form target with no prefix), rebuilt otherwise.
+    @Test(arguments: [
+        ("HTTP/1.1 201 Created\r\n\r\n", "HTTP/1.1 201 Created"),
+        ("HTTP/1.0 200 OK\r\n\r\n", "HTTP/1.1 200 OK"),
+        ("HTTP/1.1 204 \r\n\r\n", "HTTP/1.1 204 No Content"),
+        ("HTTP/1.0 404 \r\n\r\n", "HTTP/1.1 404 Not Found"),
+        ("HTTP/1.1 299 Odd \tbut valid\r\n\r\n", "HTTP/1.1 299 Odd \tbut valid"),
+        ("HTTP/1.1 599 Caf\u{E9}\r\n\r\n", "HTTP/1.1 599 Caf\u{E9}"),
+    ])
+    func statusLineIsForwardedAsHTTP11(_ response: String, _ line: String) throws {
+        try parseResponse(raw(response)) { head, bytes in
+            var out = raw("before|")
+            HeadWriter.writeResponseHead(head, source: bytes, extra: [], framing: .none, close: false, into: &out)
+            #expect(text(out) == "before|" + line + "\r\n\r\n")
+        }
+    }
+
+    @Test(arguments: [
+        ("GET /x?y=1 HTTP/1.0\r\n\r\n", "GET /x?y=1 HTTP/1.1"),
+        ("DELETE / HTTP/1.1\r\nHost: a\r\n\r\n", "DELETE / HTTP/1.1"),
+        ("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "OPTIONS * HTTP/1.1"),
+        ("\r\nPATCH /p HTTP/1.1\r\nHost: a\r\n\r\n", "PATCH /p HTTP/1.1"),
+    ])
+    func requestLineIsForwardedAsHTTP11(_ request: String, _ line: String) throws {
+        try parseRequest(raw(request)) { head, bytes in
+            var out = raw("before|")
+            HeadWriter.writeRequestHead(head, source: bytes, extra: [], dropping: [], framing: .none, into: &out)
+            #expect(text(out).hasPrefix("before|" + line + "\r\n"))
+        }
+    }
+
     @Test func requestIsReframedAndExtrasAppended() throws {
         let input = raw("POST /u?x=1 HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\nTE: trailers\r\nKeep-Alive: 1\r\nX-A: 1\r\n\r\nabc")
         try parseRequest(input) { head, bytes in
