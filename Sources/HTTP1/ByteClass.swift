@@ -114,19 +114,30 @@ enum SWAR {
     }
 
     /// Whether all eight bytes are ASCII letters, digits or '-', the bytes nearly every field
-    /// name is made of (all of them tchar). Each range test is exact: it works on the low
-    /// seven bits, where adding a constant cannot carry into the next byte, and a byte with
-    /// its high bit set fails.
+    /// name is made of (all of them tchar).
     @inline(__always)
     static func allAlphanumericOrDash(_ x: UInt64) -> Bool {
+        allAlphanumeric(x, or: 0x2D, 0x2D)
+    }
+
+    /// Whether all eight bytes are ASCII letters, digits, `a` or `b`. Each test is exact: the
+    /// range tests work on the low seven bits, where adding a constant cannot carry into the
+    /// next byte, the equality tests are exact zero tests, and a byte with its high bit set fails.
+    @inline(__always)
+    static func allAlphanumeric(_ x: UInt64, or a: UInt8, _ b: UInt8) -> Bool {
         let low7 = x & ~highs
         let folded = NameMatch.lowercasedWord(x) & ~highs
         let letter = (folded &+ 0x1F1F_1F1F_1F1F_1F1F) & ~(folded &+ 0x0505_0505_0505_0505)  // 0x61...0x7A
         let digit = (low7 &+ 0x5050_5050_5050_5050) & ~(low7 &+ 0x4646_4646_4646_4646)      // 0x30...0x39
-        // Exact zero test of x ^ "--------" (bytesEqual may also flag a byte after a match).
-        let y = x ^ 0x2D2D_2D2D_2D2D_2D2D
-        let dash = ~(((y & ~highs) &+ ~highs) | y) & highs
-        return ((letter | digit) & ~x & highs) | dash == highs
+        return ((letter | digit) & ~x & highs) | exactlyEqual(a, in: x) | exactlyEqual(b, in: x) == highs
+    }
+
+    /// The high bit of each byte of `x` equal to `b` and of no other (unlike `bytesEqual`, which
+    /// may also flag a byte after a match): a zero test of `x ^ b…b` on seven bits, plus the eighth.
+    @inline(__always)
+    static func exactlyEqual(_ b: UInt8, in x: UInt64) -> UInt64 {
+        let y = x ^ (ones &* UInt64(b))
+        return ~(((y & ~highs) &+ ~highs) | y) & highs
     }
 
     /// The index (0–7) of the first byte flagged in a non-zero mask.

@@ -53,11 +53,13 @@ import Testing
         func check(_ bytes: [UInt8]) {
             let expectedNameWord = bytes.allSatisfy { ByteClass.isDigit($0) || $0 == 0x2D || (ByteClass.lowercased($0) &- 0x61) < 26 }
             #expect(SWAR.allAlphanumericOrDash(word(bytes)) == expectedNameWord, "\(bytes)")
+            let expectedHostWord = bytes.allSatisfy { ByteClass.isDigit($0) || $0 == 0x2D || $0 == 0x2E || (ByteClass.lowercased($0) &- 0x61) < 26 }
+            #expect(SWAR.allAlphanumeric(word(bytes), or: 0x2D, 0x2E) == expectedHostWord, "\(bytes)")
             #expect(NameMatch.lowercasedWord(word(bytes)) == word(bytes.map(ByteClass.lowercased)), "\(bytes)")
         }
         for position in 0..<8 {
             for b in 0...255 {
-                for filler in [0x61, 0x2D, 0x00, 0x2C, 0xFF, 0x5A] as [UInt8] {
+                for filler in [0x61, 0x2D, 0x2E, 0x00, 0x2C, 0x2F, 0xFF, 0x5A] as [UInt8] {
                     var bytes = [UInt8](repeating: filler, count: 8)
                     bytes[position] = UInt8(b)
                     check(bytes)
