@@ -67,6 +67,20 @@ struct HeadScanner: Sendable {
                 guard b == ASCII.lf else { throw .bareCR }
                 phase = .leadingEmptyLines
             case .startLine:
+                if !tracksTarget {
+                    // A status line needs only its end found here (its syntax is checked by the
+                    // status-line parser): the next CR or LF, eight bytes at a time.
+                    let j = Self.lineBreak(bytes, from: i, end: end)
+                    guard j < end else {
+                        i = end
+                        break scanning
+                    }
+                    // RFC 9112 §2.2: a bare LF line terminator is not accepted.
+                    if bytes[j] == ASCII.lf { throw .bareLF }
+                    phase = .startLineCR
+                    i = j &+ 1
+                    continue scanning
+                }
                 if b > ASCII.sp {
                     // Method, target and version bytes: skip ahead to the next
                     // SP, CR, LF or other control byte, eight bytes at a time.
