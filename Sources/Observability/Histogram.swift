@@ -5,6 +5,9 @@ import Synchronization
 public final class Histogram: Sendable {
     /// Upper bounds in seconds, ascending; +Inf is implicit.
     public let bounds: [Double]
+    /// `bounds` in whole nanoseconds, so an observation is placed with integer compares (and a
+    /// value exactly on a bound counts in that bound's bucket, as `le` says).
+    private let nanosecondBounds: [UInt64]
     private let slots: [Slot]
     private let sumNanos = Atomic<Int>(0)
 
@@ -19,16 +22,14 @@ public final class Histogram: Sendable {
 
     public init(bounds: [Double] = Histogram.latencyBounds) {
         self.bounds = bounds
+        nanosecondBounds = bounds.map { UInt64(($0 * 1e9).rounded()) }
         slots = (0...bounds.count).map { _ in Slot() }
     }
 
     public func observe(nanoseconds: UInt64) {
-        let seconds = Double(nanoseconds) / 1e9
-        var index = bounds.count
-        for (i, bound) in bounds.enumerated() where seconds <= bound {
-            index = i
-            break
-        }
+        var index = 0
+        let count = nanosecondBounds.count
+        while index < count && nanoseconds > nanosecondBounds[index] { index &+= 1 }
         slots[index].count.add(1, ordering: .relaxed)
         sumNanos.add(Int(clamping: nanoseconds), ordering: .relaxed)
     }

@@ -41,4 +41,23 @@ struct PrometheusTextTests {
         histogram.observe(nanoseconds: 1_000_000)
         #expect(histogram.snapshot().cumulative == [1, 1])
     }
+
+    /// Every default bound: a value on it counts in its bucket, one nanosecond more in the next.
+    @Test func eachDefaultBoundIsExactToTheNanosecond() {
+        let bounds = Histogram.latencyBounds
+        for (index, bound) in bounds.enumerated() {
+            let histogram = Histogram()
+            let nanos = UInt64((bound * 1e9).rounded())
+            histogram.observe(nanoseconds: nanos)
+            histogram.observe(nanoseconds: nanos + 1)
+            let cumulative = histogram.snapshot().cumulative
+            #expect(cumulative[index] == 1, "\(bound)")
+            #expect(cumulative[index + 1] == 2, "\(bound)")
+            if index > 0 { #expect(cumulative[index - 1] == 0, "\(bound)") }
+        }
+        let histogram = Histogram()
+        histogram.observe(nanoseconds: 0)
+        histogram.observe(nanoseconds: .max)
+        #expect(histogram.snapshot().cumulative.first == 1 && histogram.snapshot().cumulative.last == 2)
+    }
 }
