@@ -120,9 +120,10 @@ enum SWAR {
         allAlphanumeric(x, or: 0x2D, 0x2D)
     }
 
-    /// Whether all eight bytes are ASCII letters, digits, `a` or `b`. Each test is exact: the
-    /// range tests work on the low seven bits, where adding a constant cannot carry into the
-    /// next byte, the equality tests are exact zero tests, and a byte with its high bit set fails.
+    /// Whether all eight bytes are ASCII letters, digits, `a` or `b` (`a` and `b` are ASCII).
+    /// Each test is exact: the range tests work on the low seven bits, where adding a constant
+    /// cannot carry into the next byte, the equality tests are exact zero tests, and a byte with
+    /// its high bit set fails.
     @inline(__always)
     static func allAlphanumeric(_ x: UInt64, or a: UInt8, _ b: UInt8) -> Bool {
         let low7 = x & ~highs

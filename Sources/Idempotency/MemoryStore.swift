@@ -27,8 +27,9 @@ public final class MemoryStore: IdempotencyStore {
     /// What one record costs besides its variable bytes: the dictionary slot (with the table's
     /// spare capacity), the allocator's headers of its key, digests and response, and its notes
     /// in the shard's expiry index. Measured, not counted: with 150-byte responses the process
-    /// grew by 931 to 1,025 bytes per record as the tables filled, and a record is charged 961.
-    public static let recordOverhead = 448
+    /// grew by 1,033 to 1,127 bytes per record as the tables filled (BENCHMARKS.md, "Store
+    /// record size"), and a record is charged 1,041.
+    public static let recordOverhead = 528
 
     private struct Entry {
         var record: IdempotencyRecord

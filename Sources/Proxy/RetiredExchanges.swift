@@ -4,8 +4,11 @@
 /// on any connection of the loop reuses it with its buffers, instead of allocating a new
 /// exchange and growing its buffers again (about ten allocations per request on Redis).
 ///
-/// Bounded in count, and each kept exchange holds at most its kept buffer capacities
-/// (`GuardedExchange.releaseLargeBuffers`). Owned by one event loop.
+/// Bounded in count; each kept exchange holds its buffers trimmed to their kept capacities
+/// (`GuardedExchange.releaseLargeBuffers`), and its copy of the request head (at most
+/// `max_header_bytes`, as every connection's own kept exchange does). Owned by one event loop.
+/// Only the oldest few are examined per request, so while those stay held (a long store
+/// outage) reuse waits, and requests allocate as they did without this.
 struct RetiredExchanges<Exchange: RetirableExchange> {
     private var exchanges: [Exchange] = []
 
