@@ -22,7 +22,7 @@ public final class UpstreamPool {
     public let configuration: Configuration
     private unowned(unsafe) let loop: EventLoop  // the worker's loop outlives its pool
     private var state: PoolStateMachine
-    private var parked: [Int: UpstreamConnection] = [:]
+    private var parked: [ParkedID: UpstreamConnection] = [:]
     private var nextID = 1
     /// `unowned(unsafe)`, cancelled in deinit: a weak capture would give the pool a side table
     /// and slow the retain of every park and reuse (parked connections' delegate is the pool).
@@ -53,7 +53,7 @@ public final class UpstreamPool {
             closeExpired()
             switch action {
             case .reuse(let id, let check):
-                guard let connection = parked.removeValue(forKey: id) else { continue }
+                guard let connection = parked.removeValue(forKey: ParkedID(id)) else { continue }
                 // An upstream may close an idle connection at any moment; a peek that sees EOF
                 // or stray bytes retires it before a request is written into it.
                 guard connection.state == .open, !check || Socket.isIdleConnectionAlive(connection.fd) else {
@@ -95,29 +95,29 @@ public final class UpstreamPool {
             connection.delegate = self
             connection.cancelTimer()
             connection.setReading(true)
-            parked[connection.id] = connection
+            parked[ParkedID(connection.id)] = connection
             if !sweepTimer.isArmed || sweepTimer.deadline > deadline { loop.arm(sweepTimer, at: deadline) }
         }
     }
 
     /// Closes every idle connection and stops parking new ones (graceful shutdown).
     public func shutdown() {
-        for id in state.shutdown() { parked.removeValue(forKey: id)?.close() }
+        for id in state.shutdown() { parked.removeValue(forKey: ParkedID(id))?.close() }
     }
 
     private func sweep() {
-        for id in state.expire(now: loop.now) { parked.removeValue(forKey: id)?.close() }
+        for id in state.expire(now: loop.now) { parked.removeValue(forKey: ParkedID(id))?.close() }
         if let next = state.nextDeadline { loop.arm(sweepTimer, at: next) }
     }
 
     private func closeExpired() {
-        for id in expired { parked.removeValue(forKey: id)?.close() }
+        for id in expired { parked.removeValue(forKey: ParkedID(id))?.close() }
         expired.removeAll(keepingCapacity: true)
     }
 
     private func lost(_ connection: UpstreamConnection) {
         state.idleConnectionLost(id: connection.id)
-        parked.removeValue(forKey: connection.id)
+        parked.removeValue(forKey: ParkedID(connection.id))
         connection.close()
     }
 }
@@ -133,4 +133,22 @@ extension UpstreamPool: UpstreamConnectionDelegate {
     public func upstreamDidClose(_ connection: UpstreamConnection, error: IOError?) { lost(connection) }
     public func upstreamDidDrain(_ connection: UpstreamConnection) {}
     public func upstreamTimedOut(_ connection: UpstreamConnection) {}
+}
+
+/// A parked connection's id as a dictionary key. Every exchange parks and takes back a
+/// connection, and an `Int` key is hashed by SipHash each time; the ids are the pool's own
+/// counter, never input, so one multiply-xorshift round with the table's seed spreads them.
+struct ParkedID: Hashable {
+    let value: Int
+
+    init(_ value: Int) { self.value = value }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(value) }
+
+    func _rawHashValue(seed: Int) -> Int {
+        var h = UInt64(UInt(bitPattern: value)) ^ UInt64(UInt(bitPattern: seed))
+        h &*= 0x9e37_79b9_7f4a_7c15
+        h ^= h >> 32
+        return Int(truncatingIfNeeded: h)
+    }
 }
