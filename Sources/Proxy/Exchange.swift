@@ -34,15 +34,32 @@ struct Exchange {
     var logTarget = ""
     var logged = false
 
+    /// Back to a fresh exchange's values, property by property: assigning `Exchange()` built a
+    /// whole new value (two body decoders and a response head) and copied it over this one on
+    /// every request. Kept: `requestsServed`, and the response head, whose field arrays' capacity
+    /// the next parse reuses (it writes every other property of the head).
+    /// `ExchangeResetTests` lists the properties, so one added later must be added here.
     mutating func reset() {
-        let served = requestsServed
-        // Keep the response head's field arrays: their capacity is reused by the next parse.
-        // Swapped out and back, so the arrays are moved, never copied and released.
-        var keptHead = ResponseHead()
-        swap(&keptHead, &responseHead)
-        self = Exchange()
-        swap(&keptHead, &responseHead)
-        requestsServed = served
+        method = .get
+        clientVersionMinor = 1
+        clientKeepAlive = true
+        requestDecoder = BodyDecoder(framing: .none)
+        requestChunked = false
+        requestBodyDone = false
+        responseScanHint = 0
+        responseStarted = false
+        responseDecoder = BodyDecoder(framing: .none)
+        responseChunked = false
+        retryable = false
+        retried = false
+        guarded = nil
+        outcome = nil
+        status = 0
+        startNanos = 0
+        upstreamStartNanos = 0
+        if !logMethod.isEmpty { logMethod = "" }
+        if !logTarget.isEmpty { logTarget = "" }
+        logged = false
     }
 }
 
