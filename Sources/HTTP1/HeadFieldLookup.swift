@@ -56,16 +56,19 @@ public extension RequestHead {
         NameMatch.equals(source, fields[index].name, lowercasedName)
     }
 
-    /// Whether the field name at `name` in `source` is `lowercasedName` (lowercase ASCII bytes),
-    /// for callers that walk a head's field lines themselves.
-    static func name(_ name: Range<Int>, in source: UnsafeRawBufferPointer, is lowercasedName: [UInt8]) -> Bool {
-        NameMatch.equals(source, name, lowercasedName)
-    }
-
     /// Calls `body` with the value range of every field line named `lowercasedName` (ASCII
     /// bytes), in order, without collecting them.
     @inline(__always)
     func forEachValue(ofField lowercasedName: [UInt8], in source: UnsafeRawBufferPointer, _ body: (Range<Int>) -> Void) {
+        fields.withUnsafeBufferPointer { Self.forEachValue(ofField: lowercasedName, among: $0, in: source, body) }
+    }
+
+    /// The same over field lines a caller holds (borrowed, so no array is retained).
+    static func forEachValue(
+        ofField lowercasedName: [UInt8], among fields: UnsafeBufferPointer<FieldRange>, in source: UnsafeRawBufferPointer,
+        _ body: (Range<Int>) -> Void
+    ) {
+        // A name can only match a name of its own length, so the bytes are compared only then.
         let length = lowercasedName.count
         for field in fields where field.name.count == length && NameMatch.equals(source, field.name, lowercasedName) {
             body(field.value)

@@ -285,9 +285,6 @@ private struct HeadFields: FingerprintFields {
     let source: UnsafeRawBufferPointer
 
     func forEachValue(named lowercasedName: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) {
-        let length = lowercasedName.count
-        for field in fields where field.name.count == length && RequestHead.name(field.name, in: source, is: lowercasedName) {
-            body(UnsafeRawBufferPointer(rebasing: source[field.value]))
-        }
+        RequestHead.forEachValue(ofField: lowercasedName, among: fields, in: source) { body(UnsafeRawBufferPointer(rebasing: source[$0])) }
     }
 }

@@ -66,7 +66,7 @@ import Testing
                 }
             }
         }
-        var generator = SplitMix(seed: 0x5EED)
+        var generator = SeededRandom(state: 0x5EED)
         let alphabet = Array("-azAZ09,.:_^~@[`{/".utf8) + [0x00, 0x7F, 0x80, 0xC0, 0xFF]
         for _ in 0..<20_000 {
             check((0..<8).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
@@ -99,7 +99,7 @@ import Testing
     /// name both inside a buffer and ending at an inaccessible page.
     @Test func wordNameMatchAgreesWithByteComparisonForEveryLength() {
         let memory = GuardedMemory()
-        var generator = SplitMix(seed: 0xC0FFEE)
+        var generator = SeededRandom(state: 0xC0FFEE)
         let alphabet = Array("abcxyz0189-_.~!".utf8)
         func byteEquals(_ candidate: [UInt8], _ name: [UInt8]) -> Bool {
             candidate.count == name.count && zip(candidate, name).allSatisfy { ByteClass.lowercased($0) == $1 }
@@ -132,18 +132,5 @@ import Testing
         #expect(StatusReason.phrase(for: 431) == "Request Header Fields Too Large")
         #expect(StatusReason.phrase(for: 599) == "Server Error")
         #expect(StatusReason.phrase(for: 1000) == "Unknown")
-    }
-}
-
-/// A small seeded generator (SplitMix64), so a failure reproduces.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
