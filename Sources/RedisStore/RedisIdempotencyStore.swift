@@ -209,11 +209,6 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
 
     // MARK: IdempotencyStore
 
-    /// One native command in the common case: `SET key claim NX PX lease+ttl GET` creates the
-    /// claim when the key is free (nil reply) and otherwise returns the record without touching
-    /// it (Redis 7.0 and later accept `NX` with `GET`). A completed or unknown record ends the
-    /// claim there: a replay costs this one command. Only an in-flight record needs to know
-    /// whether its lease still runs; `claimContended` decides that, and what follows, atomically.
     /// A replay this loop's replay cache holds, answered at once from the key's bytes (no String,
     /// no closure); anything else is nil, and the proxy then asks `claim`.
     public func claimNow(
@@ -229,6 +224,11 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
         return .success(.existing(record))
     }
 
+    /// One native command in the common case: `SET key claim NX PX lease+ttl GET` creates the
+    /// claim when the key is free (nil reply) and otherwise returns the record without touching
+    /// it (Redis 7.0 and later accept `NX` with `GET`). A completed or unknown record ends the
+    /// claim there: a replay costs this one command. Only an in-flight record needs to know
+    /// whether its lease still runs; `claimContended` decides that, and what follows, atomically.
     public func claim(
         key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
         expiredLease: IndeterminatePolicy, completion: @escaping (Result<ClaimOutcome, StoreError>) -> Void
