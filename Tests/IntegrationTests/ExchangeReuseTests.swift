@@ -31,6 +31,7 @@ import TestSupport
         let clients = 6, rounds = 40
         let firsts = Mutex<[String: TestClient.Response]>([:])
         let failures = Mutex<[String]>([])
+        let answered = Mutex<[Int: [Int]]>([:])  // client → rounds of its fresh keys it has an answer for
         let group = DispatchGroup()
         for c in 0..<clients {
             group.enter()
@@ -47,9 +48,16 @@ import TestSupport
                         for r in batchStart..<min(rounds, batchStart + batch) {
                             // Even rounds a fresh key; odd rounds a replay of an earlier key of
                             // this client or of the client before it.
+                            // Another client's key is replayed only once that client has its
+                            // answer: before then this request could reach the proxy first and
+                            // run the key itself, and its owner's own request would be the replay.
                             let fresh = r % 2 == 0
-                            let owner = fresh ? c : (c + Int.random(in: 0...1, using: &generator)) % clients
-                            let round = fresh ? r : Int.random(in: 0..<(r / 2 + 1), using: &generator) * 2
+                            let neighbour = (c + 1) % clients
+                            let neighbourRounds = answered.withLock { $0[neighbour, default: []] }
+                            let owner = fresh || neighbourRounds.isEmpty || Bool.random(using: &generator) ? c : neighbour
+                            let round = fresh ? r
+                                : owner == c ? Int.random(in: 0..<(r / 2 + 1), using: &generator) * 2
+                                : neighbourRounds.randomElement(using: &generator)!
                             let key = "\(prefix)-\(owner)-\(round)"
                             keys.append((key, "{\"client\":\(owner),\"round\":\(round)}", fresh))
                         }
@@ -63,6 +71,7 @@ import TestSupport
                                 continue
                             }
                             let replayed = response.value("idempotent-replayed") == "true"
+                            if fresh { answered.withLock { $0[c, default: []].append(Int(key.split(separator: "-").last!)!) } }
                             let first = firsts.withLock { seen -> TestClient.Response? in
                                 if let first = seen[key] { return first }
                                 seen[key] = response
