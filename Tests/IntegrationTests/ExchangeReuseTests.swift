@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Synchronization
 import Testing
 import TestSupport
@@ -96,5 +97,79 @@ import TestSupport
         let counts = runs.withLock { $0 }
         #expect(counts.count == clients * rounds / 2)
         #expect(counts.values.allSatisfy { $0 == 1 }, "\(counts.filter { $0.value != 1 })")
+    }
+
+    /// An exchange retired while its completion write waits on Redis replies that a relay
+    /// withholds is freed when they arrive and then serves another connection's requests:
+    /// nothing of the first request (key, body, stored answer) may reach the second, a replay
+    /// on the reused exchange must be the key's own answer, a mismatched body on it must still
+    /// be refused, and every key must reach the upstream once.
+    @Test func anExchangeFreedAfterAStalledCompletionServesTheNextConnectionCleanly() throws {
+        let redis = try RedisServer()
+        let relay = try FaultRelay(targetPort: redis.port)
+        defer { relay.stop() }
+        let runs = Mutex<[String: Int]>([:])
+        let upstream = TestUpstream { request in
+            let key = request.values("idempotency-key").first ?? "-"
+            runs.withLock { $0[key, default: 0] += 1 }
+            // One key per round answers more than the exchange's kept response buffer.
+            let body = Array("\(key)|\(String(decoding: request.body, as: UTF8.self))|".utf8)
+                + [UInt8](repeating: UInt8(ascii: "y"), count: key.hasSuffix("big") ? 6000 : 10)
+            return .respond(status: 201, headers: [("X-Key", key)], body: body)
+        }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: """
+            store: { backend: redis, redis: { url: "\(relay.url)", key_prefix: "\(StoreKind.uniquePrefix())", command_timeout: 200ms, replay_cache_max_bytes: 1048576 } }
+            idempotency: { lease: 3s }
+
+            """, workers: 1)
+        defer { proxy.stop() }
+        for _ in 0..<100 where proxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
+        usleep(100_000)
+
+        let base = "stalled-\(UInt32.random(in: 0...UInt32.max))"
+        var answers: [String: String] = [:]  // key → the body its first client received
+        for round in 0..<6 {
+            let big = "\(base)-\(round)-a-big", second = "\(base)-\(round)-b", third = "\(base)-\(round)-c"
+            let first = try proxy.client(timeoutSeconds: 15)
+            try first.send(Self.post(big, body: "one\(round)"))
+            let bigAnswer = try first.readResponse(requestMethod: "POST")
+            #expect(bigAnswer.status == 201 && bigAnswer.value("x-key") == big)
+            answers[big] = bigAnswer.bodyText
+            // Redis's replies held back: the next claim (and any write) waits, then times out.
+            relay.withholdReplies = true
+            try first.send(Self.post(second, body: "two\(round)") + Self.post(big, body: "one\(round)"))
+            let secondAnswer = try first.readResponse(requestMethod: "POST")
+            let bigAgain = try first.readResponse(requestMethod: "POST")
+            #expect([201, 409, 503].contains(secondAnswer.status), "\(secondAnswer.status)")
+            if secondAnswer.status == 201 {
+                #expect(secondAnswer.value("x-key") == second)
+                answers[second] = secondAnswer.bodyText
+            }
+            #expect(bigAgain.status != 201 || bigAgain.bodyText == bigAnswer.bodyText)
+            relay.withholdReplies = false
+            usleep(300_000)
+            // A new connection takes an exchange the first one retired.
+            let next = try proxy.client(timeoutSeconds: 15)
+            try next.send(Self.post(third, body: "three\(round)") + Self.post(big, body: "one\(round)"))
+            let thirdAnswer = try next.readResponse(requestMethod: "POST")
+            let bigReplay = try next.readResponse(requestMethod: "POST")
+            #expect(thirdAnswer.status == 201 && thirdAnswer.value("x-key") == third
+                    && thirdAnswer.bodyText.hasPrefix("\(third)|three\(round)|"), "\(thirdAnswer.status) \(thirdAnswer.head)")
+            answers[third] = thirdAnswer.bodyText
+            if bigReplay.status == 201 { #expect(bigReplay.bodyText == bigAnswer.bodyText, "\(bigReplay.bodyText.prefix(80))") }
+            try next.send(Self.post(third, body: "other"))
+            let mismatch = try next.readResponse(requestMethod: "POST")
+            #expect(mismatch.status == 422, "\(mismatch.status)")
+        }
+        usleep(500_000)
+        let check = try proxy.client(timeoutSeconds: 15)
+        for (key, body) in answers {
+            let parts = body.split(separator: "|", omittingEmptySubsequences: false)
+            guard parts.count > 2 else { Issue.record("\(key): stored body \(body.prefix(100))"); continue }
+            try check.send(Self.post(key, body: String(parts[1])))
+            let replay = try check.readResponse(requestMethod: "POST")
+            #expect(replay.status == 201 && replay.bodyText == body, "\(key): \(replay.status) \(replay.bodyText.prefix(60))")
+        }
+        #expect(runs.withLock { $0 }.values.allSatisfy { $0 == 1 }, "\(runs.withLock { $0 })")
     }
 }

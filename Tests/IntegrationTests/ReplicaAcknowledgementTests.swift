@@ -7,8 +7,8 @@ import TestSupport
 /// whatever `store.unavailable` says; with the replica attached, records reach it before the
 /// request goes upstream.
 @Suite(.serialized) struct ReplicaAcknowledgementTests {
-    func yaml(_ redis: RedisServer, unavailable: String, prefix: String, ackTimeout: String = "50ms") -> String {
-        "store: { backend: redis, unavailable: \(unavailable), redis: { url: \"\(redis.url)\", key_prefix: \"\(prefix)\", command_timeout: 500ms, min_replicas_acked: 1, replica_ack_timeout: \(ackTimeout) } }\n"
+    func yaml(_ redis: RedisServer, unavailable: String, prefix: String, ackTimeout: String = "50ms", commandTimeout: String = "500ms") -> String {
+        "store: { backend: redis, unavailable: \(unavailable), redis: { url: \"\(redis.url)\", key_prefix: \"\(prefix)\", command_timeout: \(commandTimeout), min_replicas_acked: 1, replica_ack_timeout: \(ackTimeout) } }\n"
     }
 
     /// A replica of `primary` that acknowledges writes. For a while after the sync a replica is
@@ -76,8 +76,14 @@ import TestSupport
         let origin = CountingOrigin()
         let prefix = StoreKind.uniquePrefix()
         // A generous WAIT: six of them must succeed on a busy machine before the replica leaves.
+        // The completion of the last request below is written after its answer is sent, so its
+        // WAIT may still be out when the replica leaves; WAIT blocks the connection, and the
+        // purge's commands then queue behind it for up to one replica_ack_timeout before their
+        // own WAIT runs its full one. The command timeout covers both, so the purge is refused
+        // for the missing replica (what this test is about), not for the store's slowness.
         let proxy = try ProxyHarness(
-            upstream: TestUpstream(behaviour: origin.responder), yaml: yaml(primary, unavailable: "reject", prefix: prefix, ackTimeout: "400ms"))
+            upstream: TestUpstream(behaviour: origin.responder),
+            yaml: yaml(primary, unavailable: "reject", prefix: prefix, ackTimeout: "400ms", commandTimeout: "3s"))
         defer { proxy.stop() }
         let key = uniqueKey()
         #expect(try proxy.request(post(key: key)).status == 201)
