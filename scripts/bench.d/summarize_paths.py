@@ -2,45 +2,57 @@
 idemproxy, nginx (the same request proxied without a key) and Redis, with ratios to nginx.
 
 Input lines: path contender round rps p50 p99 cpu_us redis_us ("-" when Redis is not used).
-nginx's POST rows (path "post") are the baseline of every POST path; its GET rows of "get".
+Each path's nginx rows are the runs paired with idemproxy's in the same round, so every ratio
+is taken within a round (idemproxy's run over the nginx run beside it) and the median of the
+rounds' ratios is reported, with each round's ratio after it.
 """
 import statistics
 import sys
 
 from summarize import millis
 
+RPS, P50, P99, CPU, REDIS = range(5)
 
-rows = {}
+runs = {}  # (path, contender) -> {round: row}
 order = []
 for line in open(sys.argv[1]):
-    path, contender, _round, rps, p50, p99, cpu, redis = line.split()
-    key = (path, contender)
-    if key not in rows:
-        rows[key] = []
-        order.append(key)
-    rows[key].append((float(rps), millis(p50), millis(p99), float(cpu), float("nan") if redis == "-" else float(redis)))
+    path, contender, round_, rps, p50, p99, cpu, redis = line.split()
+    if path not in order:
+        order.append(path)
+    row = (float(rps), millis(p50), millis(p99), float(cpu), float("nan") if redis == "-" else float(redis))
+    runs.setdefault((path, contender), {})[round_] = row
 
 
-def median(key):
-    return tuple(statistics.median(col) for col in zip(*rows[key]))
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def ratios(path, of):
+    """Each round's ratio of idemproxy to the nginx run beside it, for of(row) (a number)."""
+    idem, base = runs.get((path, "idemproxy"), {}), runs.get((path, "nginx"), {})
+    return [of(idem[r]) / of(base[r]) for r in sorted(idem) if r in base]
 
 
 print()
-header = f"{'path':<18}{'nginx µs/req':>13}{'idemproxy µs/req':>18}{'cpu vs nginx':>13}{'redis µs/req':>13}{'proxy+redis':>12}{'req/s nginx':>12}{'req/s idem':>11}{'req/s ratio':>12}{'p50 ms':>8}{'p99 ms':>8}"
-print(header)
-for path, contender in order:
-    if contender != "idemproxy":
+print(f"{'path':<18}{'nginx µs/req':>13}{'idemproxy µs/req':>18}{'cpu vs nginx':>13}{'redis µs/req':>13}{'proxy+redis':>12}"
+      f"{'req/s nginx':>12}{'req/s idem':>11}{'req/s ratio':>12}{'p50 ms':>8}{'p99 ms':>8}   cpu ratio per round")
+for path in order:
+    idem, base = runs.get((path, "idemproxy"), {}), runs.get((path, "nginx"), {})
+    if not idem or not base:
         continue
-    base_key = ("get", "nginx") if path == "get" else ("post", "nginx")
-    if base_key not in rows:
-        continue
-    idem, base = median((path, contender)), median(base_key)
-    redis = idem[4]
-    redis_text = "-" if redis != redis else f"{redis:.1f}"
-    both = idem[3] + (0 if redis != redis else redis)
+    col = lambda rows, i: median([row[i] for row in rows.values()])
+    redis = col(idem, REDIS)
+    uses_redis = redis == redis
+    cpu_ratios = ratios(path, lambda row: row[CPU])
+    both = median(ratios(path, lambda row: row[CPU] + (row[REDIS] if row[REDIS] == row[REDIS] else 0)))
     print(
-        f"{path:<18}{base[3]:>13.1f}{idem[3]:>18.1f}{idem[3] / base[3]:>12.2f}x{redis_text:>13}{both / base[3]:>11.2f}x"
-        f"{base[0]:>12.0f}{idem[0]:>11.0f}{idem[0] / base[0]:>11.2f}x{idem[1]:>8.3f}{idem[2]:>8.3f}"
+        f"{path:<18}{col(base, CPU):>13.1f}{col(idem, CPU):>18.1f}{median(cpu_ratios):>12.2f}x"
+        f"{(f'{redis:.1f}' if uses_redis else '-'):>13}{both:>11.2f}x"
+        f"{col(base, RPS):>12.0f}{col(idem, RPS):>11.0f}{median(ratios(path, lambda row: row[RPS])):>11.2f}x"
+        f"{col(idem, P50):>8.3f}{col(idem, P99):>8.3f}   " + " ".join(f"{r:.2f}x" for r in cpu_ratios)
     )
 print()
-print("nginx p50/p99 ms: " + ", ".join(f"{p} {median((p, 'nginx'))[1]:.3f}/{median((p, 'nginx'))[2]:.3f}" for p in ("get", "post") if (p, "nginx") in rows))
+posts = [row for (path, contender), rows in runs.items() if contender == "nginx" and path != "get" for row in rows.values()]
+gets = list(runs.get(("get", "nginx"), {}).values())
+parts = [f"{name} {median([r[P50] for r in rows]):.3f}/{median([r[P99] for r in rows]):.3f}" for name, rows in (("get", gets), ("post", posts)) if rows]
+print("nginx p50/p99 ms: " + ", ".join(parts))
