@@ -1,11 +1,11 @@
 """What Redis's own CPU per guarded request is made of: the claim and the completion that
 idemproxy sends, against the cheapest pair of writes any claim-then-complete protocol needs.
 
-Usage: redis_floor.py PORT REDIS_PID SWIFT_SOURCE_OF_THE_SCRIPTS [keys] [batch]
+Usage: redis_floor.py PORT REDIS_PID SWIFT_SOURCE_OF_THE_SCRIPTS [keys] [batch] [rounds]
 
 For each variant it writes `keys` fresh keys in pipelined batches (as the proxy does under
-load) and prints Redis's utime + stime per key from /proc, with `INFO commandstats`' time per
-call of each command it ran:
+load), in interleaved rounds, and prints the median of Redis's utime + stime per key from /proc,
+with `INFO commandstats`' time per call of each command it ran:
 
 - claim only: `SET key in-flight-record NX PX ms GET`, idemproxy's claim;
 - claim + SET: the claim, then an unconditional `SET key record PX ms` (a completion that
@@ -20,8 +20,9 @@ import socket
 import sys
 
 port, redis_pid, source = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-keys = int(sys.argv[4]) if len(sys.argv) > 4 else 40000
+keys = int(sys.argv[4]) if len(sys.argv) > 4 else 30000
 batch = int(sys.argv[5]) if len(sys.argv) > 5 else 16
+rounds = int(sys.argv[6]) if len(sys.argv) > 6 else 3
 
 sock = socket.create_connection(("127.0.0.1", port))
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -86,16 +87,19 @@ owner = os.urandom(16)
 ttl = 86400000
 lease_by_expiry = ((1 << 63) | ttl).to_bytes(8, "big")
 in_flight = b"\x02\x01" + os.urandom(32) + owner + lease_by_expiry + os.urandom(8) + b"\x00\x00\x00"
-response = b"\x01\x00\xc9" + os.urandom(360)  # flags, status 201, about the bench's stored response
+response = b"\x01\x00\xc9" + os.urandom(233)  # flags, status 201: a 305-byte record, as the bench stores
 completed = in_flight[:1] + b"\x02" + in_flight[2:50] + b"\x00" * 8 + in_flight[58:66] + response
 sha = command("SCRIPT", "LOAD", completion_script()).decode()
 prefix = os.urandom(6).hex()
-print(f"  Redis CPU per key, {keys} fresh keys per variant in pipelined batches of {batch}:")
+print(f"  Redis CPU per key, {keys} fresh keys per variant and round in pipelined batches of {batch}, median of {rounds} interleaved rounds:")
+variants = ("claim only", "claim + SET", "claim + script")
+results = {variant: [] for variant in variants}
 # The first pass warms Redis up (its tables grow, the script is compiled) and is not shown.
-for variant in ("warm-up", "claim only", "claim + SET", "claim + script"):
+for round_, variant in [(0, "warm-up")] + [(r, v) for r in range(1, rounds + 1) for v in variants]:
     before_ticks, before_stats = cpu_ticks(), commandstats()
+    names_of = lambda start: [f"floor:{prefix}:{round_}:{variant[-3:]}:{i}" for i in range(start, min(keys, start + batch))]
     for start in range(0, keys, batch):
-        names = [f"floor:{prefix}:{variant[-3:]}:{i}" for i in range(start, min(keys, start + batch))]
+        names = names_of(start)
         sock.sendall(b"".join(encode("SET", k, in_flight, "NX", "PX", str(ttl + 30000), "GET") for k in names))
         for _ in names:
             if read() is not None:
@@ -111,8 +115,8 @@ for variant in ("warm-up", "claim only", "claim + SET", "claim + script"):
             if reply not in ("OK", 1):
                 raise SystemExit(f"{variant}: unexpected reply {reply!r}")
     after_ticks, after_stats = cpu_ticks(), commandstats()
-    for start in range(0, keys, 512):
-        command("UNLINK", *[f"floor:{prefix}:{variant[-3:]}:{i}" for i in range(start, min(keys, start + 512))])
+    for start in range(0, keys, batch):
+        command("UNLINK", *names_of(start))
     if variant == "warm-up":
         continue
     per_key = (after_ticks - before_ticks) * 1e6 / os.sysconf("SC_CLK_TCK") / keys
@@ -121,4 +125,8 @@ for variant in ("warm-up", "claim only", "claim + SET", "claim + script"):
         calls_, usec = (a - b for a, b in zip(after_stats.get(name, (0, 0)), before_stats.get(name, (0, 0))))
         if calls_:
             calls.append(f"{name.upper()} {usec / calls_:.2f} µs per call")
-    print(f"    {variant:<15} {per_key:6.1f} µs per key   (inside the commands: {', '.join(calls)})")
+    results[variant].append((per_key, calls))
+for variant in variants:
+    per_key, calls = sorted(results[variant], key=lambda result: result[0])[len(results[variant]) // 2]
+    spread = ", ".join(f"{result[0]:.1f}" for result in results[variant])
+    print(f"    {variant:<15} {per_key:6.1f} µs per key (rounds {spread}; in that round, inside the commands: {', '.join(calls)})")
