@@ -23,16 +23,19 @@ public enum HeadWriter {
         targetPrefix: [UInt8] = [],
         into out: inout [UInt8]
     ) {
-        writeRequestStart(head, source: source, dropping: dropping, targetPrefix: targetPrefix, into: &out)
+        var head = head
+        writeRequestStart(&head, source: source, dropping: dropping, targetPrefix: targetPrefix, into: &out)
         for field in extra { out.appendField(field.name, field.value) }
         finishHead(framing: framing, into: &out)
     }
 
     /// The first part of `writeRequestHead`: the request line and the kept fields. The caller
     /// appends its own field lines (already formatted bytes, so a proxy adds its forwarding
-    /// fields without building strings), then calls `finishHead`.
+    /// fields without building strings), then calls `finishHead`. `head` is only read: it is
+    /// `inout` so that a head stored in an object is read in place, where passing it by value
+    /// would copy it (a retain and a release of each of its arrays, on every request).
     public static func writeRequestStart(
-        _ head: RequestHead,
+        _ head: inout RequestHead,
         source: UnsafeRawBufferPointer,
         dropping: [String],
         targetPrefix: [UInt8],
@@ -122,9 +125,10 @@ public enum HeadWriter {
 
     /// Writes "HTTP/1.1 STATUS REASON\r\n", the non-hop-by-hop fields, `extra`,
     /// the framing field (none for `.none` and `.untilClose`),
-    /// "Connection: close\r\n" when `close` is true, then the final CRLF.
+    /// "Connection: close\r\n" when `close` is true, then the final CRLF. `head` is only read
+    /// (`inout` for the reason given at `writeRequestStart`).
     public static func writeResponseHead(
-        _ head: ResponseHead,
+        _ head: inout ResponseHead,
         source: UnsafeRawBufferPointer,
         extra: [(name: String, value: String)],
         framing: BodyFraming,

@@ -8,13 +8,9 @@ public final class Histogram: Sendable {
     /// `bounds` in whole nanoseconds, so an observation is placed with integer compares (and a
     /// value exactly on a bound counts in that bound's bucket, as `le` says).
     private let nanosecondBounds: [UInt64]
-    private let slots: [Slot]
+    /// One count per bucket, the last for +Inf.
+    private let slots: AtomicCounters
     private let sumNanos = Atomic<Int>(0)
-
-    /// A class so the array can hold non-copyable atomics.
-    private final class Slot: Sendable {
-        let count = Atomic<Int>(0)
-    }
 
     /// Latency buckets from 100 µs to 10 s: proxy-side store calls sit at the low end,
     /// upstream calls anywhere.
@@ -23,14 +19,14 @@ public final class Histogram: Sendable {
     public init(bounds: [Double] = Histogram.latencyBounds) {
         self.bounds = bounds
         nanosecondBounds = bounds.map { UInt64(($0 * 1e9).rounded()) }
-        slots = (0...bounds.count).map { _ in Slot() }
+        slots = AtomicCounters(count: bounds.count + 1)
     }
 
     public func observe(nanoseconds: UInt64) {
         var index = 0
         let count = nanosecondBounds.count
         while index < count && nanoseconds > nanosecondBounds[index] { index &+= 1 }
-        slots[index].count.add(1, ordering: .relaxed)
+        slots.add(1, at: index)
         sumNanos.add(Int(clamping: nanoseconds), ordering: .relaxed)
     }
 
@@ -38,8 +34,8 @@ public final class Histogram: Sendable {
     public func snapshot() -> (cumulative: [Int], count: Int, sum: Double) {
         var running = 0
         var cumulative: [Int] = []
-        for slot in slots {
-            running += slot.count.load(ordering: .relaxed)
+        for index in 0..<slots.count {
+            running += slots.value(at: index)
             cumulative.append(running)
         }
         return (cumulative, running, Double(sumNanos.load(ordering: .relaxed)) / 1e9)

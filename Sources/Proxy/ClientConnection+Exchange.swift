@@ -129,7 +129,7 @@ extension ClientConnection {
         } else {
             dropping = head.expectContinue ? Self.dropExpect : []
         }
-        HeadWriter.writeRequestStart(head, source: source, dropping: dropping, targetPrefix: settings.upstreamPathPrefix, into: &out)
+        HeadWriter.writeRequestStart(&head, source: source, dropping: dropping, targetPrefix: settings.upstreamPathPrefix, into: &out)
         // SPEC §5: X-Forwarded-For and -Proto, formatted once per connection (peer and scheme
         // never change on it), then X-Forwarded-Host copied from the request's own bytes.
         if forwardedLines.isEmpty { forwardedLines = Array("X-Forwarded-For: \(peer)\r\nX-Forwarded-Proto: http\r\n".utf8) }
@@ -216,8 +216,9 @@ extension ClientConnection {
     }
 
     private func startResponse(source: UnsafeRawBufferPointer) {
-        let response = exchange.responseHead
-        let choice = ResponseFraming.towardsClient(upstream: response.framing, clientVersionMinor: exchange.clientVersionMinor)
+        // The head is read in place, not copied into a local: a copy retains and releases each
+        // of its arrays, on every response.
+        let choice = ResponseFraming.towardsClient(upstream: exchange.responseHead.framing, clientVersionMinor: exchange.clientVersionMinor)
         exchange.responseChunked = choice.chunked
         if choice.mustClose { closeAfterResponse = true }
         if !exchange.requestBodyDone { closeWithUnreadInput() }
@@ -227,29 +228,29 @@ extension ClientConnection {
         // representation, not this message's body (RFC 9110 §8.6). 1xx, 204 and 304 responses
         // carry no framing fields at all (RFC 9110 §8.6: a server MUST NOT send Content-Length
         // in 1xx or 204; SPEC §5 drops it from 304 too).
-        let bodyForbidden = response.status < 200 || response.status == 204 || response.status == 304
-        if case .none = response.framing, !bodyForbidden, let index = response.firstIndex(ofField: "content-length", in: source) {
-            extra.append(("Content-Length", String(decoding: UnsafeRawBufferPointer(rebasing: source[response.fields[index].value]), as: UTF8.self)))
+        let bodyForbidden = exchange.responseHead.status < 200 || exchange.responseHead.status == 204 || exchange.responseHead.status == 304
+        if case .none = exchange.responseHead.framing, !bodyForbidden, let index = exchange.responseHead.firstIndex(ofField: "content-length", in: source) {
+            extra.append(("Content-Length", String(decoding: UnsafeRawBufferPointer(rebasing: source[exchange.responseHead.fields[index].value]), as: UTF8.self)))
         }
         if acknowledgesKeepAlive(close: close) { extra.append(Self.keepAliveField) }
-        HeadWriter.writeResponseHead(response, source: source, extra: extra, framing: choice.framing, close: close, into: &out.bytes)
+        HeadWriter.writeResponseHead(&exchange.responseHead, source: source, extra: extra, framing: choice.framing, close: close, into: &out.bytes)
         exchange.responseStarted = true
-        exchange.status = response.status
+        exchange.status = exchange.responseHead.status
         worker.metrics.markUpstreamReachable()
         if let guarded = exchange.guarded, guarded.ownsClaim {
-            guarded.status = response.status
+            guarded.status = exchange.responseHead.status
             // The exact bytes: a replay must carry what the original response carried. The
             // fields dropped as hop-by-hop are those the parser marked, which the client's
             // copy above left out too (RFC 9110 §7.6.1, Connection-named fields included).
-            let fields = response.fields
-            let hopByHop = response.hopByHop
+            let fields = exchange.responseHead.fields
+            let hopByHop = exchange.responseHead.hopByHop
             guarded.storedFieldLines.removeAll(keepingCapacity: true)
             ReplayFilter.appendStoredFieldLines(
                 count: fields.count, in: source, keepHeaders: guarded.policy.keepHeaders,
                 isHopByHop: { hopByHop[$0] }, field: { (fields[$0].name, fields[$0].value) },
                 into: &guarded.storedFieldLines)
         }
-        exchange.responseDecoder = BodyDecoder(framing: response.framing, limits: settings.parserLimits)
+        exchange.responseDecoder = BodyDecoder(framing: exchange.responseHead.framing, limits: settings.parserLimits)
     }
 
     private func finishResponse(upstreamReusable: Bool) {

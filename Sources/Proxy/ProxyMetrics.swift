@@ -30,12 +30,8 @@ public enum RequestOutcome: Int, CaseIterable, Sendable {
 /// Process-wide counters, updated with relaxed atomics from every loop (the only state shared
 /// across threads on the hot path).
 public final class ProxyMetrics: Sendable {
-    /// A class so an array can hold the non-copyable atomics.
-    private final class Counter: Sendable {
-        let value = Atomic<Int>(0)
-    }
-
-    private let outcomes: [Counter]
+    /// Requests by outcome, indexed by `RequestOutcome.rawValue`.
+    private let outcomes = AtomicCounters(count: RequestOutcome.allCases.count)
     /// Claims that found the store unreachable and were forwarded unguarded (pass_through).
     public let passThroughForwards = Atomic<Int>(0)
     /// Compare-and-sets (refresh, complete, mark unknown) that found the record gone or owned by
@@ -73,7 +69,6 @@ public final class ProxyMetrics: Sendable {
     private let memoryStore = Mutex<MemoryStore?>(nil)
 
     public init() {
-        outcomes = RequestOutcome.allCases.map { _ in Counter() }
         requestDurations = RequestOutcome.allCases.map { _ in Histogram() }
     }
 
@@ -151,10 +146,10 @@ public final class ProxyMetrics: Sendable {
     }
 
     public func count(_ outcome: RequestOutcome) {
-        outcomes[outcome.rawValue].value.add(1, ordering: .relaxed)
+        outcomes.add(1, at: outcome.rawValue)
     }
 
     public func value(_ outcome: RequestOutcome) -> Int {
-        outcomes[outcome.rawValue].value.load(ordering: .relaxed)
+        outcomes.value(at: outcome.rawValue)
     }
 }

@@ -23,9 +23,10 @@ public final class UpstreamConnection: EventHandler {
 
     public let id: Int
     public let fd: Int32
-    /// The pool's loop, which outlives its connections (`unowned(unsafe)`: no atomic
-    /// retain and release on each use).
-    public unowned(unsafe) let loop: EventLoop
+    /// The pool's loop. Strong: a call through a strong `let` needs no reference counting,
+    /// one through `unowned(unsafe)` an atomic retain and release (see `ClientConnection.worker`).
+    /// The cycle with the loop's registration ends when the connection closes.
+    public let loop: EventLoop
     /// Strong, not `weak`: a weak reference would give every client connection a side table
     /// and slow each of its retains. The cycle it makes with the client's `upstream` is broken
     /// whenever the client lets the connection go: `close()` clears it and the pool's

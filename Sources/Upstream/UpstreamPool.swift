@@ -20,7 +20,8 @@ public final class UpstreamPool {
     }
 
     public let configuration: Configuration
-    private unowned(unsafe) let loop: EventLoop  // the worker's loop outlives its pool
+    /// Strong: calls through it need no reference counting (see `ClientConnection.worker`).
+    private let loop: EventLoop
     private var state: PoolStateMachine
     private var parked: [ParkedID: UpstreamConnection] = [:]
     private var nextID = 1

@@ -60,8 +60,9 @@ import Testing
     ])
     func statusLineIsForwardedAsHTTP11(_ response: String, _ line: String) throws {
         try parseResponse(raw(response)) { head, bytes in
+            var head = head
             var out = raw("before|")
-            HeadWriter.writeResponseHead(head, source: bytes, extra: [], framing: .none, close: false, into: &out)
+            HeadWriter.writeResponseHead(&head, source: bytes, extra: [], framing: .none, close: false, into: &out)
             #expect(text(out) == "before|" + line + "\r\n\r\n")
         }
     }
@@ -119,8 +120,9 @@ import Testing
     @Test func responseDropsHopByHopAndAddsClose() throws {
         let input = raw("HTTP/1.1 200 Fine\r\nConnection: X-Backend\r\nX-Backend: 1\r\nTransfer-Encoding: chunked\r\nSet-Cookie: a=b\r\nTrailer: X\r\n\r\n")
         try parseResponse(input) { head, bytes in
+            var head = head
             var out: [UInt8] = []
-            HeadWriter.writeResponseHead(head, source: bytes, extra: [(name: "Via", value: "1.1 idemproxy")],
+            HeadWriter.writeResponseHead(&head, source: bytes, extra: [(name: "Via", value: "1.1 idemproxy")],
                                          framing: .chunked, close: true, into: &out)
             #expect(text(out) == "HTTP/1.1 200 Fine\r\nSet-Cookie: a=b\r\nVia: 1.1 idemproxy\r\n"
                 + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
@@ -130,9 +132,11 @@ import Testing
     @Test func responseUntilCloseWritesNoFraming() throws {
         let input = raw("HTTP/1.0 404 \r\nServer: s\r\n\r\n")
         try parseResponse(input) { head, bytes in
+            var head = head
             #expect(head.framing == .untilClose)
             var out: [UInt8] = []
-            HeadWriter.writeResponseHead(head, source: bytes, extra: [], framing: head.framing, close: true, into: &out)
+            let framing = head.framing
+            HeadWriter.writeResponseHead(&head, source: bytes, extra: [], framing: framing, close: true, into: &out)
             // An empty upstream reason is replaced by the standard phrase.
             #expect(text(out) == "HTTP/1.1 404 Not Found\r\nServer: s\r\nConnection: close\r\n\r\n")
         }
@@ -141,10 +145,12 @@ import Testing
     @Test func headResponseCanKeepItsContentLength() throws {
         let input = raw("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
         try parseResponse(input, method: .head) { head, bytes in
+            var head = head
             #expect(head.framing == .none)
             #expect(head.contentLength == 1234)
             var out: [UInt8] = []
-            HeadWriter.writeResponseHead(head, source: bytes, extra: [], framing: .contentLength(head.contentLength!),
+            let framing = BodyFraming.contentLength(head.contentLength!)
+            HeadWriter.writeResponseHead(&head, source: bytes, extra: [], framing: framing,
                                          close: false, into: &out)
             #expect(text(out) == "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
         }
