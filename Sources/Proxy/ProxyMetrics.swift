@@ -53,6 +53,7 @@ public final class ProxyMetrics: Sendable {
 
     /// Whole requests by outcome, from the parsed head to the response's last byte queued.
     private let requestDurations: [Histogram]
+    private let requestDurationRefs: [Unmanaged<Histogram>]
     /// Upstream exchanges, from forwarding the request to the end of the response.
     public let upstreamDuration = Histogram()
     /// Store calls by operation, from issuing the call to its completion.
@@ -70,11 +71,14 @@ public final class ProxyMetrics: Sendable {
 
     public init() {
         requestDurations = RequestOutcome.allCases.map { _ in Histogram() }
+        requestDurationRefs = requestDurations.map { Unmanaged.passUnretained($0) }
     }
 
     /// One finished request: its outcome's latency histogram.
     public func observeRequest(_ outcome: RequestOutcome, nanoseconds: UInt64) {
-        requestDurations[outcome.rawValue].observe(nanoseconds: nanoseconds)
+        // Through the unmanaged copy: the histogram taken from the array would be retained and
+        // released around the call, and `requestDurations` keeps it alive as long as `self`.
+        requestDurationRefs[outcome.rawValue]._withUnsafeGuaranteedRef { $0.observe(nanoseconds: nanoseconds) }
     }
 
     /// Called on every exchange: a load first, so the shared cache line is only written when

@@ -55,7 +55,9 @@ final class Worker: EventHandler, @unchecked Sendable {
     let redis: (any RedisChannel)?
     let shared: SharedState
     var waiters: InFlightWaiters { shared.waiters }
-    var metrics: ProxyMetrics { shared.metrics }
+    /// `shared.metrics`, kept here too: read on every request, and a stored `let` is read
+    /// without reference counting where a chain through `shared` is not.
+    let metrics: ProxyMetrics
     var guards: GuardTable { settings.guards }
     var log: Log { settings.log }
     /// Present when `logging.access_log` is on.
@@ -74,6 +76,7 @@ final class Worker: EventHandler, @unchecked Sendable {
         self.loop = loop
         self.settings = settings
         self.shared = shared
+        metrics = shared.metrics
         accessLog = shared.accessLogWriter.map { AccessLog(loop: loop, writer: $0, json: settings.accessLogJSON) }
         if let memory = shared.memoryStore {
             store = memory
