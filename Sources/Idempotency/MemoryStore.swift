@@ -42,10 +42,25 @@ public final class MemoryStore: IdempotencyStore {
         var entries: [StoreKey: Entry] = [:]
         var expiring = ExpiryIndex<StoreKey>()
 
-        /// The key the table holds equal to `probe`, if any.
-        func storedKey(matching probe: StoreKey) -> StoreKey? {
-            entries.index(forKey: probe).map { entries.keys[$0] }
+        /// Where `key`'s live entry is. An expired one is removed first (lazy expiry) and its
+        /// charge handed to `uncharge`.
+        ///
+        /// A found entry is then read and changed through `entries.values[index]`, whose
+        /// modify accessor yields the stored value in place. `Dictionary`'s own
+        /// `subscript(key:)` modify moves a found value out and copies it back in (a retain
+        /// and release of each of the entry's buffers), on every claim and completion.
+        mutating func liveIndex(of key: StoreKey, now: UInt64, uncharge: (Int) -> Void) -> Dictionary<StoreKey, Entry>.Index? {
+            guard let index = entries.index(forKey: key) else { return nil }
+            let (expiresAt, cost) = Self.inPlace(&entries.values[index]) { ($0.expiresAtMillis, $0.cost) }
+            guard expiresAt <= now else { return index }
+            uncharge(cost)
+            entries.remove(at: index)
+            return nil
         }
+
+        /// `body` on a value in place (a read through `inout` copies nothing).
+        @inline(__always)
+        static func inPlace<R>(_ entry: inout Entry, _ body: (inout Entry) -> R) -> R { body(&entry) }
 
         /// Drops the notes of records that are gone once they pile up (`ExpiryIndex`).
         mutating func compactIndexIfNeeded() {
@@ -130,15 +145,19 @@ public final class MemoryStore: IdempotencyStore {
     ) -> Result<ClaimOutcome, StoreError> {
         let now = clock()
         let outcome = shard(for: probe).state.withLock { state -> ClaimOutcome? in
-            // The table's slot is borrowed in place, read and written (`Dictionary`'s modify
-            // accessor), instead of a lookup and then an insert. A key that borrows the
-            // caller's bytes must never be stored, in the table or the expiry index: an
-            // existing record is handled under the table's own key, a new one under one that
-            // owns its text.
-            let key = probe.isBorrowed ? state.storedKey(matching: probe) ?? StoreKey(text(), hash: probe.fnv) : probe
-            let outcome = claim(
-                slot: &state.entries[key], expiring: &state.expiring, key: key, owner: owner, fingerprint: fingerprint,
-                lease: lease, ttl: ttl, expiredLease: expiredLease, now: now)
+            // A key that borrows the caller's bytes must never be stored, in the table or the
+            // expiry index: an existing record is handled under the table's own key, a new one
+            // under one that owns its text.
+            let outcome: ClaimOutcome?
+            if let index = state.liveIndex(of: probe, now: now, uncharge: { forceCharge(-$0) }) {
+                outcome = claimExisting(
+                    at: index, in: &state, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl,
+                    expiredLease: expiredLease, now: now)
+            } else {
+                let key = probe.isBorrowed ? StoreKey(text(), hash: probe.fnv) : probe
+                outcome = claimFree(
+                    key: key, in: &state, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, now: now)
+            }
             state.compactIndexIfNeeded()
             return outcome
         }
@@ -289,39 +308,66 @@ public final class MemoryStore: IdempotencyStore {
 
     // MARK: - Helpers (all called with the shard lock held)
 
-    /// `claim` on the key's slot in its shard's table, with the shard's lock held.
-    private func claim(
-        slot: inout Entry?, expiring: inout ExpiryIndex<StoreKey>, key: StoreKey, owner: [UInt8], fingerprint: [UInt8],
+    /// `claim` on a live record (`liveIndex`), read and changed in place, with the shard's lock
+    /// held: a record whose lease runs (or that is settled) is returned; a dead owner's claim
+    /// is held as unknown or, under `release`, replaced by this claim.
+    private func claimExisting(
+        at index: Dictionary<StoreKey, Entry>.Index, in state: inout ShardState, owner: [UInt8], fingerprint: [UInt8],
         lease: Duration, ttl: Duration, expiredLease: IndeterminatePolicy, now: UInt64
     ) -> ClaimOutcome? {
-        expireIfDue(&slot, now)
-        var replaced = 0
-        let previousExpiry = slot?.expiresAtMillis
-        if slot != nil {  // read through the slot: a copy of the entry would retain each of its buffers
-            guard slot!.record.leaseExpired(atMillis: now) else { return .existing(slot!.record) }
-            switch expiredLease {
-            case .hold:
-                // The owner died or stalled past its lease: whether the
-                // upstream ran the request is unknown, so hold the key.
-                slot!.record.state = .unknown
-                slot!.expiresAtMillis = Self.deadline(now, ttl)
-                Self.note(key, expiresAt: slot!.expiresAtMillis, in: &expiring, previousExpiry: previousExpiry)
-                return .existing(slot!.record)
-            case .release:
-                replaced = slot!.cost  // claim over the dead record
-            }
+        let (leaseExpired, previousExpiry, replaced) = ShardState.inPlace(&state.entries.values[index]) {
+            ($0.record.leaseExpired(atMillis: now), $0.expiresAtMillis, $0.cost)
         }
+        // The one copy: the record an existing claim returns.
+        guard leaseExpired else { return ShardState.inPlace(&state.entries.values[index]) { .existing($0.record) } }
+        let key = state.entries.keys[index]
+        switch expiredLease {
+        case .hold:
+            // The owner died or stalled past its lease: whether the upstream ran the request
+            // is unknown, so hold the key.
+            let (expiresAt, outcome) = ShardState.inPlace(&state.entries.values[index]) { entry -> (UInt64, ClaimOutcome) in
+                entry.record.state = .unknown
+                entry.expiresAtMillis = Self.deadline(now, ttl)
+                return (entry.expiresAtMillis, .existing(entry.record))
+            }
+            Self.note(key, expiresAt: expiresAt, in: &state.expiring, previousExpiry: previousExpiry)
+            return outcome
+        case .release:
+            // Claimed over the dead record, under the key the table already holds.
+            guard let entry = newClaim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, now: now, replacing: replaced)
+            else { return nil }
+            ShardState.inPlace(&state.entries.values[index]) { $0 = entry }
+            Self.note(key, expiresAt: entry.expiresAtMillis, in: &state.expiring, previousExpiry: previousExpiry)
+            return .claimed
+        }
+    }
+
+    /// `claim` on a key the table does not hold (or held only expired), with the shard's lock
+    /// held. `key` owns its text: it is stored.
+    private func claimFree(
+        key: StoreKey, in state: inout ShardState, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
+        now: UInt64
+    ) -> ClaimOutcome? {
+        guard let entry = newClaim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, now: now, replacing: 0)
+        else { return nil }
+        state.entries[key] = entry
+        Self.note(key, expiresAt: entry.expiresAtMillis, in: &state.expiring, previousExpiry: nil)
+        return .claimed
+    }
+
+    /// A new in-flight entry, charged against `maxBytes` net of the `replacing` entry's cost;
+    /// nil when the store is full.
+    private func newClaim(
+        key: StoreKey, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration, now: UInt64, replacing: Int
+    ) -> Entry? {
         let record = IdempotencyRecord(
             state: .inFlight, fingerprint: fingerprint, owner: owner,
             leaseDeadlineMillis: Self.deadline(now, lease), createdAtMillis: wallClock())  // read only for a new claim
         let cost = Self.cost(key, record)
-        guard charge(cost - replaced) else { return nil }
+        guard charge(cost - replacing) else { return nil }
         // A record never expires before its lease deadline, whatever ttl is (SPEC §4), and
         // outlives it by ttl so that a dead owner's claim is found and held as unknown.
-        let expiresAt = Self.deadline(now, lease + ttl)
-        slot = Entry(record: record, expiresAtMillis: expiresAt, cost: cost)
-        Self.note(key, expiresAt: expiresAt, in: &expiring, previousExpiry: previousExpiry)
-        return .claimed
+        return Entry(record: record, expiresAtMillis: Self.deadline(now, lease + ttl), cost: cost)
     }
 
     /// Notes `entry`'s expiry in the index unless the key is noted in that bucket already
@@ -342,28 +388,21 @@ public final class MemoryStore: IdempotencyStore {
     ) -> Bool {
         let key = StoreKey(key)
         return shard(for: key).state.withLock { state -> Bool in
-            let updated = updateOwned(
-                slot: &state.entries[key], expiring: &state.expiring, key: key, owner: owner, now: now, alreadyIn: alreadyIn, change)
+            guard let index = state.liveIndex(of: key, now: now, uncharge: { forceCharge(-$0) }) else { return false }
+            // Changed in place (`liveIndex`): no copy of the entry's buffers.
+            let (updated, previousExpiry, expiresAt) = ShardState.inPlace(&state.entries.values[index]) { entry -> (Bool, UInt64, UInt64) in
+                let previousExpiry = entry.expiresAtMillis
+                if let alreadyIn, entry.record.state == alreadyIn, entry.record.owner == owner { return (true, previousExpiry, previousExpiry) }
+                guard entry.record.state == .inFlight && entry.record.owner == owner else { return (false, previousExpiry, previousExpiry) }  // `ownedInFlight`
+                change(key, &entry)
+                return (true, previousExpiry, entry.expiresAtMillis)
+            }
+            if updated && expiresAt != previousExpiry {
+                Self.note(key, expiresAt: expiresAt, in: &state.expiring, previousExpiry: previousExpiry)
+            }
             state.compactIndexIfNeeded()  // lease refreshes add notes too
             return updated
         }
-    }
-
-    /// `updateOwned` on the key's slot, changed in place (one probe, no copy of the entry).
-    private func updateOwned(
-        slot: inout Entry?, expiring: inout ExpiryIndex<StoreKey>, key: StoreKey, owner: [UInt8], now: UInt64,
-        alreadyIn: RecordState?, _ change: @Sendable (StoreKey, inout Entry) -> Void
-    ) -> Bool {
-        expireIfDue(&slot, now)
-        guard slot != nil else { return false }
-        if let alreadyIn, slot!.record.state == alreadyIn, slot!.record.owner == owner { return true }
-        guard slot!.record.state == .inFlight && slot!.record.owner == owner else { return false }  // `ownedInFlight`
-        let previousExpiry = slot!.expiresAtMillis
-        var entry = slot.take()!  // moved out and back: no copy of its buffers
-        change(key, &entry)
-        Self.note(key, expiresAt: entry.expiresAtMillis, in: &expiring, previousExpiry: previousExpiry)
-        slot = entry
-        return true
     }
 
     /// The entry for `key` unless its TTL has passed, in which case it is

@@ -95,6 +95,46 @@ private let ok = StoredResponse(status: 200, headers: [HeaderPair(name: "Content
         #expect(store.getNow("idem:{aaaa}") == nil)
     }
 
+    /// A dead owner's claim met through the key's bytes is held, or replaced, in the table's own
+    /// slot and under the key the table already holds: the bytes may change at once after each
+    /// call, and the store's charge follows the entry.
+    @Test func aDeadOwnersClaimMetThroughBytesIsHeldOrReplacedInPlace() {
+        let any: any IdempotencyStore = store
+        var buffer: [UInt8] = []
+        func claim(_ text: String, owner: [UInt8], _ policy: IndeterminatePolicy) -> Result<ClaimOutcome, StoreError>? {
+            buffer.removeAll(keepingCapacity: true)
+            buffer.append(contentsOf: text.utf8)
+            defer { buffer.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0x7A) } }
+            return buffer.withUnsafeBytes { bytes in
+                any.claimNow(
+                    storageKey: bytes, text: { text }, owner: owner, fingerprint: fpA, lease: .seconds(30), ttl: .seconds(60),
+                    expiredLease: policy)
+            }
+        }
+        #expect(claim("idem:{hold}", owner: alice, .hold) == .success(.claimed))
+        #expect(claim("idem:{free}", owner: alice, .release) == .success(.claimed))
+        let charged = store.usedBytes
+        clock.advance(.seconds(31))  // both leases over, neither record expired
+        guard case .success(.existing(let held))? = claim("idem:{hold}", owner: bob, .hold) else {
+            Issue.record("expected the dead claim, held")
+            return
+        }
+        #expect(held.state == .unknown && held.owner == alice)
+        #expect(claim("idem:{free}", owner: bob, .release) == .success(.claimed))
+        #expect(store.getNow("idem:{hold}")?.state == .unknown)
+        #expect(store.getNow("idem:{free}")?.owner == bob)
+        #expect(store.storedCount == 2)
+        // The new claim costs what the dead one did: same key, same sizes.
+        #expect(store.usedBytes == charged)
+        #expect(store.completeNow("idem:{free}", owner: alice, response: ok) == false)  // the dead owner lost it
+        #expect(store.completeNow("idem:{free}", owner: bob, response: ok) == true)
+        // The held record lives ttl from when it was held (31 s + 60 s), not from its claim (90 s).
+        clock.advance(.seconds(59))
+        #expect(store.getNow("idem:{hold}")?.state == .unknown)
+        clock.advance(.seconds(2))
+        #expect(store.getNow("idem:{hold}") == nil)
+    }
+
     @Test func completeIsACompareAndSetOnTheOwner() {
         #expect(store.claimNow("k", owner: alice, fingerprint: fpA) == .claimed)
         #expect(store.completeNow("k", owner: bob, response: ok) == false)  // stale/foreign owner
