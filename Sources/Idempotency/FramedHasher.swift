@@ -56,7 +56,7 @@ struct FramedHasher: ~Copyable {
     private mutating func flushStaged() {
         guard stagedCount > 0 else { return }
         let count = stagedCount
-        withUnsafeBytes(of: &staged) { SHA256_Update(&context, $0.baseAddress!, count) }
+        _ = withUnsafeBytes(of: &staged) { SHA256_Update(&context, $0.baseAddress!, count) }  // returns 1 (success) always
         stagedCount = 0
     }
 
@@ -148,7 +148,7 @@ struct FramedHasher: ~Copyable {
     consuming func finalize(replacing digest: inout [UInt8]) {
         flushStaged()
         var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &bytes) { SHA256_Final($0.baseAddress!.assumingMemoryBound(to: UInt8.self), &context) }
+        _ = withUnsafeMutableBytes(of: &bytes) { SHA256_Final($0.baseAddress!.assumingMemoryBound(to: UInt8.self), &context) }  // likewise
         digest.removeAll(keepingCapacity: true)
         withUnsafeBytes(of: &bytes) { digest.append(contentsOf: $0) }
     }
