@@ -52,9 +52,11 @@ let package = Package(
             swiftSettings: strict),
 
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
-        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strict),
+        // The seeded generator the randomised suites share.
+        .target(name: "TestRandom", path: "Tests/TestRandom", swiftSettings: strict),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "TestRandom"], swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
-        .testTarget(name: "IdempotencyTests", dependencies: ["Idempotency"], swiftSettings: strict),
+        .testTarget(name: "IdempotencyTests", dependencies: ["Idempotency", "TestRandom"], swiftSettings: strict),
         .testTarget(name: "ObservabilityTests", dependencies: ["Observability"], swiftSettings: strict),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream"], swiftSettings: strict),
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient"], swiftSettings: strict),

@@ -1,4 +1,5 @@
 @testable import HTTP1
+import TestRandom
 import Testing
 
 /// The grammar bit masks are checked against the RFC definitions spelled out

@@ -1,4 +1,5 @@
 @testable import HTTP1
+import TestRandom
 import Testing
 
 /// Differential checks for the word-at-a-time and copy-as-one-run fast paths: each is compared

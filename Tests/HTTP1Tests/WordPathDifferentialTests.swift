@@ -25,6 +25,20 @@ import Testing
         }
     }
 
+    /// `body` with every one-byte change of `base` (each byte value at each position; CR and LF
+    /// left out unless `lineBreaks`) at each alignment of the head (0 to 3 leading empty lines).
+    static func forEachOneByteChange(of base: [UInt8], lineBreaks: Bool, _ body: (_ changed: [UInt8], _ leading: Int) -> Void) {
+        for leading in 0...3 {
+            for position in base.indices {
+                for b in 0...255 where lineBreaks || (b != 0x0D && b != 0x0A) {
+                    var changed = base
+                    changed[position] = UInt8(b)
+                    body(changed, leading)
+                }
+            }
+        }
+    }
+
     static func isFieldValueByte(_ b: UInt8) -> Bool { b == 0x09 || (b >= 0x20 && b != 0x7F) }
     static func isOWS(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
 
@@ -80,35 +94,29 @@ import Testing
         let letters = Array("xqAbCdEf-0123456789zZyY".utf8)
         for length in 1...20 {
             let base = (0..<length).map { letters[$0 % letters.count] }
-            for leading in 0...3 {
-                for position in 0..<length {
-                    for b in 0...255 {
-                        var name = base
-                        name[position] = UInt8(b)
-                        let line = name + Array(": v\r\n".utf8)
-                        let input = Self.request(leading: leading, fields: Array("Host: a\r\n".utf8) + line)
-                        let expected: Bool
-                        if name.contains(0x0D) || name.contains(0x0A) {
-                            expected = false
-                        } else {
-                            let colon = line.firstIndex(of: UInt8(ascii: ":"))!
-                            let fieldName = Array(line[..<colon])
-                            let value = Array(line[(colon + 1)..<(line.count - 2)])
-                            expected = !fieldName.isEmpty && fieldName.allSatisfy(Self.tchar.contains) && value.allSatisfy(Self.isFieldValueByte)
-                        }
-                        let got = Self.parse(input)
-                        let accepted: Bool
-                        if case .accepted(let summary) = got {
-                            accepted = true
-                            // The name ends exactly at the first colon.
-                            let colon = line.firstIndex(of: UInt8(ascii: ":"))!
-                            if summary.names.last != Array(line[..<colon]) { mismatches.append("name split \(name) leading \(leading)") }
-                        } else {
-                            accepted = false
-                        }
-                        if accepted != expected { mismatches.append("name \(name) leading \(leading): got \(accepted)") }
-                    }
+            Self.forEachOneByteChange(of: base, lineBreaks: true) { name, leading in
+                let line = name + Array(": v\r\n".utf8)
+                let input = Self.request(leading: leading, fields: Array("Host: a\r\n".utf8) + line)
+                let expected: Bool
+                if name.contains(0x0D) || name.contains(0x0A) {
+                    expected = false
+                } else {
+                    let colon = line.firstIndex(of: UInt8(ascii: ":"))!
+                    let fieldName = Array(line[..<colon])
+                    let value = Array(line[(colon + 1)..<(line.count - 2)])
+                    expected = !fieldName.isEmpty && fieldName.allSatisfy(Self.tchar.contains) && value.allSatisfy(Self.isFieldValueByte)
                 }
+                let got = Self.parse(input)
+                let accepted: Bool
+                if case .accepted(let summary) = got {
+                    accepted = true
+                    // The name ends exactly at the first colon.
+                    let colon = line.firstIndex(of: UInt8(ascii: ":"))!
+                    if summary.names.last != Array(line[..<colon]) { mismatches.append("name split \(name) leading \(leading)") }
+                } else {
+                    accepted = false
+                }
+                if accepted != expected { mismatches.append("name \(name) leading \(leading): got \(accepted)") }
             }
         }
         let clean = mismatches.isEmpty
@@ -123,19 +131,13 @@ import Testing
         for length in 1...20 {
             let base = (0..<length).map { letters[$0 % letters.count] }
             for suffix in ["", ":80", "%4", "]"] {
-                for leading in 0...3 {
-                    for position in 0..<length {
-                        for b in 0...255 where b != 0x0D && b != 0x0A {
-                            var value = base
-                            value[position] = UInt8(b)
-                            value += Array(suffix.utf8)
-                            let input = Self.request(leading: leading, fields: Array("Host: ".utf8) + value + Array("\r\n".utf8))
-                            let expected = value.allSatisfy(Self.isFieldValueByte) && Self.referenceAuthority(Self.trimmed(value))
-                            let accepted: Bool
-                            if case .accepted = Self.parse(input) { accepted = true } else { accepted = false }
-                            if accepted != expected { mismatches.append("host \(value) leading \(leading): got \(accepted)") }
-                        }
-                    }
+                Self.forEachOneByteChange(of: base, lineBreaks: false) { changed, leading in
+                    let value = changed + Array(suffix.utf8)
+                    let input = Self.request(leading: leading, fields: Array("Host: ".utf8) + value + Array("\r\n".utf8))
+                    let expected = value.allSatisfy(Self.isFieldValueByte) && Self.referenceAuthority(Self.trimmed(value))
+                    let accepted: Bool
+                    if case .accepted = Self.parse(input) { accepted = true } else { accepted = false }
+                    if accepted != expected { mismatches.append("host \(value) leading \(leading): got \(accepted)") }
                 }
             }
         }
@@ -150,28 +152,22 @@ import Testing
     @Test func keepAliveFastPathAgreesWithTheListPathForEveryNearMiss() {
         var mismatches: [String] = []
         let word = Array("kEeP-AlIvE".utf8)
-        for leading in 0...3 {
-            for position in 0..<10 {
-                for b in 0...255 where b != 0x0D && b != 0x0A {
-                    var value = word
-                    value[position] = UInt8(b)
-                    // A field the option might name, present in the head.
-                    let named = Array("X-Opt: 1\r\n".utf8)
-                    let fast = Self.parse(Self.request(
-                        leading: leading, version: "1.0", fields: Array("Host: a\r\n".utf8) + named + Array("Connection: ".utf8) + value + Array("\r\n".utf8)))
-                    let list = Self.parse(Self.request(
-                        leading: leading, version: "1.0", fields: Array("Host: a\r\n".utf8) + named + Array("Connection: ".utf8) + value + Array(", \r\n".utf8)))
-                    switch (fast, list) {
-                    case (.rejected, .rejected): break
-                    case (.accepted(let x), .accepted(let y)):
-                        if x.keepAlive != y.keepAlive || x.hopByHop != y.hopByHop {
-                            mismatches.append("\(value) leading \(leading)")
-                        }
-                    default:
-                        // A trailing SP/HTAB in the value changes trimming identically on both.
-                        mismatches.append("\(value) leading \(leading): \(fast) vs \(list)")
-                    }
+        Self.forEachOneByteChange(of: word, lineBreaks: false) { value, leading in
+            // A field the option might name, present in the head.
+            let named = Array("X-Opt: 1\r\n".utf8)
+            let fast = Self.parse(Self.request(
+                leading: leading, version: "1.0", fields: Array("Host: a\r\n".utf8) + named + Array("Connection: ".utf8) + value + Array("\r\n".utf8)))
+            let list = Self.parse(Self.request(
+                leading: leading, version: "1.0", fields: Array("Host: a\r\n".utf8) + named + Array("Connection: ".utf8) + value + Array(", \r\n".utf8)))
+            switch (fast, list) {
+            case (.rejected, .rejected): break
+            case (.accepted(let x), .accepted(let y)):
+                if x.keepAlive != y.keepAlive || x.hopByHop != y.hopByHop {
+                    mismatches.append("\(value) leading \(leading)")
                 }
+            default:
+                // A trailing SP/HTAB in the value changes trimming identically on both.
+                mismatches.append("\(value) leading \(leading): \(fast) vs \(list)")
             }
         }
         let clean = mismatches.isEmpty

@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import TestRandom
 import Testing
 @testable import Idempotency
 

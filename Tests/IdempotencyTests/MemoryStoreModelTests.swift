@@ -1,5 +1,6 @@
 import Dispatch
 import Synchronization
+import TestRandom
 import Testing
 @testable import Idempotency
 

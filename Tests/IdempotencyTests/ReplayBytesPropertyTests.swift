@@ -1,4 +1,5 @@
 import HTTP1
+import TestRandom
 import Testing
 @testable import Idempotency
 

@@ -33,66 +33,62 @@ import TestSupport
         let firsts = Mutex<[String: TestClient.Response]>([:])
         let failures = Mutex<[String]>([])
         let answered = Mutex<[Int: [Int]]>([:])  // client → rounds of its fresh keys it has an answer for
-        let group = DispatchGroup()
-        for c in 0..<clients {
-            group.enter()
-            DispatchQueue.global().async {
-                defer { group.leave() }
-                do {
-                    let client = try proxy.client(timeoutSeconds: 15)
-                    var generator = SystemRandomNumberGenerator()
-                    // Pipelined in batches: the next request of a batch starts while the store
-                    // write of the one before may still hold its exchange, which is then retired.
-                    let batch = 8
-                    for batchStart in stride(from: 0, to: rounds, by: batch) {
-                        var keys: [(key: String, body: String, fresh: Bool)] = []
-                        for r in batchStart..<min(rounds, batchStart + batch) {
-                            // Even rounds a fresh key; odd rounds a replay of an earlier key of
-                            // this client or of the client before it.
-                            // Another client's key is replayed only once that client has its
-                            // answer: before then this request could reach the proxy first and
-                            // run the key itself, and its owner's own request would be the replay.
-                            let fresh = r % 2 == 0
-                            let neighbour = (c + 1) % clients
-                            let neighbourRounds = answered.withLock { $0[neighbour, default: []] }
-                            let owner = fresh || neighbourRounds.isEmpty || Bool.random(using: &generator) ? c : neighbour
-                            let round = fresh ? r
-                                : owner == c ? Int.random(in: 0..<(r / 2 + 1), using: &generator) * 2
-                                : neighbourRounds.randomElement(using: &generator)!
-                            let key = "\(prefix)-\(owner)-\(round)"
-                            keys.append((key, "{\"client\":\(owner),\"round\":\(round)}", fresh))
+        // Each client on its own thread; `concurrently` returns once all are done (their reads
+        // time out after 15 s, so none waits forever).
+        _ = concurrently(clients) { c in
+            do {
+                let client = try proxy.client(timeoutSeconds: 15)
+                var generator = SystemRandomNumberGenerator()
+                // Pipelined in batches: the next request of a batch starts while the store
+                // write of the one before may still hold its exchange, which is then retired.
+                let batch = 8
+                for batchStart in stride(from: 0, to: rounds, by: batch) {
+                    var keys: [(key: String, body: String, fresh: Bool)] = []
+                    for r in batchStart..<min(rounds, batchStart + batch) {
+                        // Even rounds a fresh key; odd rounds a replay of an earlier key of
+                        // this client or of the client before it.
+                        // Another client's key is replayed only once that client has its
+                        // answer: before then this request could reach the proxy first and
+                        // run the key itself, and its owner's own request would be the replay.
+                        let fresh = r % 2 == 0
+                        let neighbour = (c + 1) % clients
+                        let neighbourRounds = answered.withLock { $0[neighbour, default: []] }
+                        let owner = fresh || neighbourRounds.isEmpty || Bool.random(using: &generator) ? c : neighbour
+                        let round = fresh ? r
+                            : owner == c ? Int.random(in: 0..<(r / 2 + 1), using: &generator) * 2
+                            : neighbourRounds.randomElement(using: &generator)!
+                        let key = "\(prefix)-\(owner)-\(round)"
+                        keys.append((key, "{\"client\":\(owner),\"round\":\(round)}", fresh))
+                    }
+                    try client.send(keys.map { Self.post($0.key, body: $0.body) }.joined())
+                    for (key, body, fresh) in keys {
+                        let response = try client.readResponse(requestMethod: "POST")
+                        if response.status == 409 { continue }  // its first request still in flight
+                        guard response.status == 201, response.value("x-key") == key,
+                              response.bodyText.hasPrefix("\(key)|\(body)|") else {
+                            failures.withLock { $0.append("\(key): \(response.status) \(response.head.prefix(200))") }
+                            continue
                         }
-                        try client.send(keys.map { Self.post($0.key, body: $0.body) }.joined())
-                        for (key, body, fresh) in keys {
-                            let response = try client.readResponse(requestMethod: "POST")
-                            if response.status == 409 { continue }  // its first request still in flight
-                            guard response.status == 201, response.value("x-key") == key,
-                                  response.bodyText.hasPrefix("\(key)|\(body)|") else {
-                                failures.withLock { $0.append("\(key): \(response.status) \(response.head.prefix(200))") }
-                                continue
+                        let replayed = response.value("idempotent-replayed") == "true"
+                        if fresh { answered.withLock { $0[c, default: []].append(Int(key.split(separator: "-").last!)!) } }
+                        let first = firsts.withLock { seen -> TestClient.Response? in
+                            if let first = seen[key] { return first }
+                            seen[key] = response
+                            return nil
+                        }
+                        if let first {
+                            if !replayed || response.body != first.body || response.value("x-size") != first.value("x-size") {
+                                failures.withLock { $0.append("\(key): replay differs (replayed \(replayed))") }
                             }
-                            let replayed = response.value("idempotent-replayed") == "true"
-                            if fresh { answered.withLock { $0[c, default: []].append(Int(key.split(separator: "-").last!)!) } }
-                            let first = firsts.withLock { seen -> TestClient.Response? in
-                                if let first = seen[key] { return first }
-                                seen[key] = response
-                                return nil
-                            }
-                            if let first {
-                                if !replayed || response.body != first.body || response.value("x-size") != first.value("x-size") {
-                                    failures.withLock { $0.append("\(key): replay differs (replayed \(replayed))") }
-                                }
-                            } else if replayed && fresh {
-                                failures.withLock { $0.append("\(key): a fresh key was replayed") }
-                            }
+                        } else if replayed && fresh {
+                            failures.withLock { $0.append("\(key): a fresh key was replayed") }
                         }
                     }
-                } catch {
-                    failures.withLock { $0.append("client \(c): \(error)") }
                 }
+            } catch {
+                failures.withLock { $0.append("client \(c): \(error)") }
             }
         }
-        #expect(group.wait(timeout: .now() + 120) == .success)
         #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 }.prefix(5))")
         let counts = runs.withLock { $0 }
         #expect(counts.count == clients * rounds / 2)

@@ -53,86 +53,82 @@ import TestSupport
         let tag = UInt32.random(in: 0...UInt32.max)
         let clients = 4, rounds = 32
         let failures = Mutex<[String]>([])
-        let group = DispatchGroup()
-        for c in 0..<clients {
-            group.enter()
-            DispatchQueue.global().async {
-                defer { group.leave() }
-                do {
-                    let client = try proxy.client(timeoutSeconds: 15)
-                    let scope = "Bearer client-\(c)-\(tag)"
-                    var firsts: [String: String] = [:]  // key → body this client first received
-                    var generator = SystemRandomNumberGenerator()
-                    let batch = 6
-                    for batchStart in stride(from: 0, to: rounds, by: batch) {
-                        enum Kind { case fresh, replay, unguarded, missingScope }
-                        var sent: [(kind: Kind, key: String, body: String)] = []
-                        var text = ""
-                        for r in batchStart..<min(rounds, batchStart + batch) {
-                            switch r % 4 {
-                            case 0, 2:
-                                // The same key names for every client: only the scope tells them apart.
-                                let key = "k-\(tag)-\(r)"
-                                let body = "{\"r\":\(r)}"
-                                sent.append((.fresh, key, body))
+        // Each client on its own thread; `concurrently` returns once all are done (their reads
+        // time out after 15 s, so none waits forever).
+        _ = concurrently(clients) { c in
+            do {
+                let client = try proxy.client(timeoutSeconds: 15)
+                let scope = "Bearer client-\(c)-\(tag)"
+                var firsts: [String: String] = [:]  // key → body this client first received
+                var generator = SystemRandomNumberGenerator()
+                let batch = 6
+                for batchStart in stride(from: 0, to: rounds, by: batch) {
+                    enum Kind { case fresh, replay, unguarded, missingScope }
+                    var sent: [(kind: Kind, key: String, body: String)] = []
+                    var text = ""
+                    for r in batchStart..<min(rounds, batchStart + batch) {
+                        switch r % 4 {
+                        case 0, 2:
+                            // The same key names for every client: only the scope tells them apart.
+                            let key = "k-\(tag)-\(r)"
+                            let body = "{\"r\":\(r)}"
+                            sent.append((.fresh, key, body))
+                            text += Self.post(key, scope: scope, body: body)
+                        case 1:
+                            let earlier = firsts.keys.sorted()
+                            if let key = earlier.randomElement(using: &generator) {
+                                let round = Int(key.split(separator: "-").last!)!
+                                let body = "{\"r\":\(round)}"
+                                sent.append((.replay, key, body))
                                 text += Self.post(key, scope: scope, body: body)
-                            case 1:
-                                let earlier = firsts.keys.sorted()
-                                if let key = earlier.randomElement(using: &generator) {
-                                    let round = Int(key.split(separator: "-").last!)!
-                                    let body = "{\"r\":\(round)}"
-                                    sent.append((.replay, key, body))
-                                    text += Self.post(key, scope: scope, body: body)
-                                } else {
-                                    sent.append((.unguarded, "", ""))
-                                    text += "GET /g HTTP/1.1\r\nHost: a\r\n\r\n"
-                                }
-                            default:
-                                // A guarded request without its scope, carrying another round's key.
-                                sent.append((.missingScope, "k-\(tag)-\(r - 1)", "{}"))
-                                text += Self.post("k-\(tag)-\(r - 1)", scope: nil, body: "{}")
+                            } else {
+                                sent.append((.unguarded, "", ""))
+                                text += "GET /g HTTP/1.1\r\nHost: a\r\n\r\n"
                             }
+                        default:
+                            // A guarded request without its scope, carrying another round's key.
+                            sent.append((.missingScope, "k-\(tag)-\(r - 1)", "{}"))
+                            text += Self.post("k-\(tag)-\(r - 1)", scope: nil, body: "{}")
                         }
-                        try client.send(text)
-                        for item in sent {
-                            let response = try client.readResponse(requestMethod: item.kind == .unguarded ? "GET" : "POST")
-                            switch item.kind {
-                            case .unguarded:
-                                if response.status != 201 || response.value("idempotent-replayed") != nil {
-                                    failures.withLock { $0.append("GET: \(response.status) \(response.head.prefix(200))") }
+                    }
+                    try client.send(text)
+                    for item in sent {
+                        let response = try client.readResponse(requestMethod: item.kind == .unguarded ? "GET" : "POST")
+                        switch item.kind {
+                        case .unguarded:
+                            if response.status != 201 || response.value("idempotent-replayed") != nil {
+                                failures.withLock { $0.append("GET: \(response.status) \(response.head.prefix(200))") }
+                            }
+                        case .missingScope:
+                            if response.status != 400 || response.value("idempotent-replayed") != nil {
+                                failures.withLock { $0.append("missing scope \(item.key): \(response.status) \(response.head.prefix(200))") }
+                            }
+                        case .fresh, .replay:
+                            if response.status == 409 { continue }
+                            let expected = "\(scope)|\(item.key)|\(item.body)|"
+                            guard response.status == 201, response.value("x-scope") == scope, response.value("x-key") == item.key,
+                                  response.bodyText.hasPrefix(expected) else {
+                                failures.withLock { $0.append("\(scope) \(item.key): \(response.status) \(response.head.prefix(200)) \(response.bodyText.prefix(80))") }
+                                continue
+                            }
+                            let replayed = response.value("idempotent-replayed") == "true"
+                            if let first = firsts[item.key] {
+                                if !replayed || response.bodyText != first {
+                                    failures.withLock { $0.append("\(scope) \(item.key): replay differs (replayed \(replayed))") }
                                 }
-                            case .missingScope:
-                                if response.status != 400 || response.value("idempotent-replayed") != nil {
-                                    failures.withLock { $0.append("missing scope \(item.key): \(response.status) \(response.head.prefix(200))") }
+                            } else {
+                                if replayed {
+                                    failures.withLock { $0.append("\(scope) \(item.key): a key new to this scope was replayed") }
                                 }
-                            case .fresh, .replay:
-                                if response.status == 409 { continue }
-                                let expected = "\(scope)|\(item.key)|\(item.body)|"
-                                guard response.status == 201, response.value("x-scope") == scope, response.value("x-key") == item.key,
-                                      response.bodyText.hasPrefix(expected) else {
-                                    failures.withLock { $0.append("\(scope) \(item.key): \(response.status) \(response.head.prefix(200)) \(response.bodyText.prefix(80))") }
-                                    continue
-                                }
-                                let replayed = response.value("idempotent-replayed") == "true"
-                                if let first = firsts[item.key] {
-                                    if !replayed || response.bodyText != first {
-                                        failures.withLock { $0.append("\(scope) \(item.key): replay differs (replayed \(replayed))") }
-                                    }
-                                } else {
-                                    if replayed {
-                                        failures.withLock { $0.append("\(scope) \(item.key): a key new to this scope was replayed") }
-                                    }
-                                    firsts[item.key] = response.bodyText
-                                }
+                                firsts[item.key] = response.bodyText
                             }
                         }
                     }
-                } catch {
-                    failures.withLock { $0.append("client \(c): \(error)") }
                 }
+            } catch {
+                failures.withLock { $0.append("client \(c): \(error)") }
             }
         }
-        #expect(group.wait(timeout: .now() + 120) == .success)
         #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 }.prefix(5))")
         let counts = runs.withLock { $0 }.filter { $0.key != "-|-" }
         // Each client ran rounds 0 and 2 of every four: 16 fresh keys, each exactly once per scope.

@@ -41,7 +41,7 @@ func escaped(_ bytes: some Sequence<UInt8>) -> String {
     return out
 }
 
-/// SplitMix64 (`Tests/IdempotencyTests/SeededRandom.swift`, compiled into every harness),
+/// SplitMix64 (`Tests/TestRandom/SeededRandom.swift`, compiled into every harness),
 /// seeded from the input itself so that a crash file reproduces exactly.
 typealias SplitMix64 = SeededRandom
 
