@@ -208,11 +208,16 @@ final class Worker: EventHandler, @unchecked Sendable {
     }
 
     func connectionClosed(_ connection: ClientConnection) {
+        forget(connection)
+        if acceptPaused { resumeAccepting() }
+        drainedIfDone()
+    }
+
+    /// Drops `connection` from the table (and the gauge), once.
+    private func forget(_ connection: ClientConnection) {
         if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
             metrics.activeConnections.subtract(1, ordering: .relaxed)
         }
-        if acceptPaused { resumeAccepting() }
-        drainedIfDone()
     }
 
     /// Graceful shutdown, step one: stop accepting, close idle keep-alive connections, and let
@@ -243,6 +248,10 @@ final class Worker: EventHandler, @unchecked Sendable {
             // A detached guarded exchange may still hold its upstream, whose delegate holds the
             // connection back: close it, or the pair outlives the worker.
             connection.upstreamAbandoned()
+            // One that still owns its claim stays detached (`close` keeps it for the result), and
+            // nothing will now settle it (its record stays in flight, logged above): let it go,
+            // or it and this worker, which it holds, would keep each other and the loop alive.
+            forget(connection)
         }
         settler.logAbandonedAtShutdown()
         // Fails the store commands still outstanding now, while this worker and its connections
