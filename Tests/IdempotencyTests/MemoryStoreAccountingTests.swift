@@ -1,4 +1,5 @@
 import Synchronization
+import TestRandom
 import Testing
 @testable import Idempotency
 
@@ -23,10 +24,8 @@ import Testing
 
     @Test(arguments: [11, 12, 13, 14])
     func exactAccountingUnderATightBound(seed: Int) {
-        var rng = SystemRandomNumberGenerator()
-        _ = rng
-        var state = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15
-        func next() -> UInt64 { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state }
+        var random = SeededRandom(state: UInt64(seed))
+        func next() -> UInt64 { random.next() }
         let clock = Clock()
         let response = StoredResponse(status: 201, body: Array("a stored body".utf8))
         func cost(_ key: String, _ withResponse: Bool) -> Int {
