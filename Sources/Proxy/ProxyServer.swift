@@ -19,6 +19,8 @@ public final class ProxyServer: @unchecked Sendable {
     public var adminConnections: Int { admin?.openConnections.load(ordering: .relaxed) ?? 0 }
     private var probe: UpstreamProbe?
     private var shared: SharedState?
+    /// Each worker's loop, for tests that check nothing outlives the server.
+    var loops: [EventLoop] { workers.map(\.loop) }
     private let drained = DrainCounter()
 
     /// Counts workers that finished draining; a class so loop closures can share it.
@@ -116,6 +118,9 @@ public final class ProxyServer: @unchecked Sendable {
         workers[0].loop.execute(admin.run)
         for worker in workers {
             worker.loop.execute {
+                // A worker that never drained still holds this callback, which holds the
+                // worker: the pair would outlive the server, and with it the worker's loop.
+                worker.onDrained = nil
                 worker.forceClose()
                 worker.accessLog?.flush()
                 worker.loop.stop()

@@ -1,0 +1,76 @@
+import EventLoop
+import Foundation
+import Glibc
+@testable import Proxy
+import Testing
+import TestSupport
+
+/// A server that shut down leaves nothing behind in the process: each worker's loop (its
+/// epoll and wake-up descriptors and its buffers) is freed once the server is, whatever its
+/// connections were doing when the grace period ended. An embedding, or a test run, starts
+/// and stops many servers in one process.
+@Suite(.serialized) struct ShutdownReleaseTests {
+    /// Runs a server through `body`, stops it, and returns weak references to its loops.
+    func loopsAfterShutdown(upstream: TestUpstream, yaml: String, _ body: (ProxyHarness) throws -> Void) throws -> [() -> EventLoop?] {
+        let harness = try ProxyHarness(upstream: upstream, yaml: yaml)
+        let weakLoops = harness.server.loops.map { loop in { [weak loop] in loop } }
+        try body(harness)
+        harness.stop()
+        return weakLoops
+    }
+
+    func expectFreed(_ loops: [() -> EventLoop?], _ comment: Comment) {
+        // The loop threads ended in `stop()`; what is left are references, released at once
+        // or never, so a short wait only covers the harness's own last release.
+        let freed = eventually(seconds: 2) { loops.allSatisfy { $0() == nil } }
+        #expect(freed, comment)
+    }
+
+    /// The stores a worker can hold: each brings its own connections and timers.
+    static let stores = [
+        "store: { backend: memory }\n",
+        "store: { backend: redis, redis: { url: \"\(StoreKind.redisURL)\", key_prefix: \"\(StoreKind.uniquePrefix())\" } }\n",
+        "store: { backend: redis, redis: { url: \"\(StoreKind.redisURL)\", key_prefix: \"\(StoreKind.uniquePrefix())\", replay_cache_max_bytes: 1048576 } }\n",
+    ]
+
+    @Test(arguments: ["hold", "release"], stores)
+    func aGuardedRequestStillUpstreamAtShutdownDoesNotKeepTheLoop(indeterminate: String, store: String) throws {
+        let upstream = TestUpstream { _ in .silent }
+        defer { upstream.stop() }
+        let yaml = "shutdown_grace: 200ms\nidempotency: { indeterminate: \(indeterminate) }\n" + store
+        let loops = try loopsAfterShutdown(upstream: upstream, yaml: yaml) { harness in
+            let client = try harness.client()
+            try client.send("POST /v1/p HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: k-shutdown-\(UInt32.random(in: 0...UInt32.max))\r\nContent-Length: 2\r\n\r\n{}")
+            #expect(eventually(seconds: 5) { upstream.requests.count == 1 }, "the request never reached the upstream")
+        }
+        expectFreed(loops, "a worker's loop outlived its server")
+    }
+
+    @Test(arguments: stores)
+    func aClientThatLeftWhileItsGuardedRequestIsUpstreamDoesNotKeepTheLoop(store: String) throws {
+        let upstream = TestUpstream { _ in .silent }
+        defer { upstream.stop() }
+        let loops = try loopsAfterShutdown(upstream: upstream, yaml: "shutdown_grace: 200ms\n" + store) { harness in
+            do {
+                let client = try harness.client()
+                try client.send("POST /v1/p HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: k-detached-\(UInt32.random(in: 0...UInt32.max))\r\nContent-Length: 2\r\n\r\n{}")
+                #expect(eventually(seconds: 5) { upstream.requests.count == 1 }, "the request never reached the upstream")
+            }  // the client's socket closes here: the exchange goes on detached
+            usleep(100_000)
+        }
+        expectFreed(loops, "a worker's loop outlived its server after its client left")
+    }
+
+    @Test(arguments: stores)
+    func anIdleAndAPassThroughConnectionDoNotKeepTheLoop(store: String) throws {
+        let upstream = TestUpstream { _ in .silent }
+        defer { upstream.stop() }
+        let loops = try loopsAfterShutdown(upstream: upstream, yaml: "shutdown_grace: 200ms\n" + store) { harness in
+            _ = try harness.client()
+            let client = try harness.client()
+            try client.send("GET /v1/p HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(eventually(seconds: 5) { upstream.requests.count == 1 }, "the request never reached the upstream")
+        }
+        expectFreed(loops, "a worker's loop outlived its server")
+    }
+}
