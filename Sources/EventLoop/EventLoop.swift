@@ -179,11 +179,35 @@ public final class EventLoop: @unchecked Sendable {
 
     // MARK: running
 
-    /// Runs until `stop()`. Must be called on the thread that owns this loop.
+    /// Runs until `stop()`, then lets go of everything still registered, armed, scheduled or
+    /// queued (`releaseEverything`). Must be called on the thread that owns this loop.
     public func run() {
         while !stopRequested.load(ordering: .acquiring) {
             runOnce()
         }
+        releaseEverything()
+    }
+
+    /// A loop stopped for good never runs again, so what it still holds is abandoned: a handler
+    /// still registered, a timer still in the heap (a cancelled one stays until its deadline
+    /// comes up), a flush or a task not yet run. Each may hold the loop back (a connection
+    /// keeps its loop, a timer's action a connection), and kept they would keep each other
+    /// alive after their server is gone. Dropped, each object's `deinit` closes what it owns.
+    /// The old values are swapped out before they are released, so a `deinit` that calls back
+    /// into the loop (`deregister`, `arm`) finds it empty.
+    private func releaseEverything() {
+        var slots: [Slot] = []
+        var timers = TimerHeap()
+        var flushes: [any DeferredFlush] = []
+        swap(&slots, &self.slots)
+        swap(&timers, &self.timers)
+        swap(&flushes, &self.flushes)
+        let tasks = pending.withLock { tasks -> [() -> Void] in
+            let taken = tasks
+            tasks.removeAll()
+            return taken
+        }
+        withExtendedLifetime((slots, timers, flushes, tasks)) {}
     }
 
     /// One iteration: write deferred output, wait for events (up to the earliest timer),

@@ -22,4 +22,9 @@ public final class LoopThread: @unchecked Sendable {
     public func join() {
         pthread_join(thread, nil)
     }
+
+    /// Lets the thread end on its own, unjoined (its resources are freed when it does).
+    public func detach() {
+        pthread_detach(thread)
+    }
 }

@@ -10,6 +10,8 @@ final class BackgroundWriter: @unchecked Sendable {
         var batches: [[UInt8]] = []
         var bytes = 0
         var writing = false
+        /// `stop()` was called: the thread ends once the queue is empty.
+        var stopping = false
     }
 
     private let fd: Int32
@@ -19,6 +21,8 @@ final class BackgroundWriter: @unchecked Sendable {
     /// Batches dropped because the queue was full.
     let dropped = Atomic<Int>(0)
     private var thread: LoopThread?
+    /// The thread has left `run()`.
+    private let finished = Atomic<Bool>(false)
 
     init(fd: Int32, limitBytes: Int = 8 * 1024 * 1024) {
         self.fd = fd
@@ -26,6 +30,11 @@ final class BackgroundWriter: @unchecked Sendable {
         wakeup = .allocate(capacity: 1)
         sem_init(wakeup, 0, 0)
         thread = LoopThread(name: "idemproxy-log") { [self] in run() }
+    }
+
+    deinit {
+        sem_destroy(wakeup)
+        wakeup.deallocate()
     }
 
     /// Queues one batch; never blocks.
@@ -48,19 +57,37 @@ final class BackgroundWriter: @unchecked Sendable {
         }
     }
 
+    /// Ends the writer thread after what is queued has been written, waiting for it up to
+    /// `timeoutMillis`. The thread holds the writer, so without this every server that shut
+    /// down would leave one behind. A thread still blocked in a write to a stalled reader is
+    /// detached instead of joined: shutdown must not hang on a log collector.
+    func stop(timeoutMillis: UInt64 = 1000) {
+        queue.withLock { $0.stopping = true }
+        sem_post(wakeup)
+        let deadline = EventLoop.monotonicNanos() + timeoutMillis * 1_000_000
+        while !finished.load(ordering: .acquiring) && EventLoop.monotonicNanos() < deadline { usleep(1000) }
+        if finished.load(ordering: .acquiring) { thread?.join() } else { thread?.detach() }
+        thread = nil
+    }
+
     private func run() {
         while true {
             while sem_wait(wakeup) != 0 {}
-            let batches = queue.withLock { queue -> [[UInt8]] in
+            let (batches, stopping) = queue.withLock { queue -> ([[UInt8]], Bool) in
                 let taken = queue.batches
                 queue.batches.removeAll()
                 queue.bytes = 0
                 queue.writing = !taken.isEmpty
-                return taken
+                return (taken, queue.stopping)
             }
             for batch in batches { write(batch) }
-            queue.withLock { $0.writing = false }
+            let done = queue.withLock { queue -> Bool in
+                queue.writing = false
+                return stopping && queue.batches.isEmpty
+            }
+            if done { break }
         }
+        finished.store(true, ordering: .releasing)
     }
 
     private func write(_ batch: [UInt8]) {

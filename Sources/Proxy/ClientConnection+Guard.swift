@@ -204,7 +204,11 @@ extension ClientConnection {
         default:
             storeSaysNo = false
         }
-        if settings.passThroughWhenStoreUnavailable && !storeSaysNo {
+        // Nor for a client known to be gone (let go at shutdown, above all): nothing would be
+        // stored, so the retry it must make, having no answer, would run the request a second
+        // time; and at shutdown the upstream connection would be opened on a loop that is
+        // stopping, and would keep it alive.
+        if settings.passThroughWhenStoreUnavailable && !storeSaysNo && !clientGone {
             guarded.stage = .passThrough
             _ = worker.metrics.passThroughForwards.add(1, ordering: .relaxed)
             worker.log.warning("store unavailable, forwarding unguarded (pass_through)", ["error": "\(error)"])

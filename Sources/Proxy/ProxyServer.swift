@@ -58,18 +58,33 @@ public final class ProxyServer: @unchecked Sendable {
         }
         let shared = SharedState(settings: settings, metrics: metrics, memoryStore: memoryStore)
         self.shared = shared
-        for (index, fd) in fds.enumerated() {
-            workers.append(try Worker(index: index, settings: settings, listenFD: fd, shared: shared))
-        }
-        if let adminAddress = settings.adminListen {
-            // Bound here so a busy admin port is a startup error like the main port; served
-            // by the first loop (registered before its thread starts).
-            let fd = try Socket.listen(on: adminAddress, reusePort: false, backlog: 64)
-            adminPort = Socket.localPort(fd)
-            admin = try AdminEndpoint(fd: fd, loop: workers[0].loop, metrics: metrics, settings: settings, store: workers[0].store)
-            probe = UpstreamProbe(
-                loop: workers[0].loop, address: settings.upstreamAddress, metrics: metrics,
-                connectTimeoutMillis: settings.connectTimeoutMillis)
+        var adminFD: Int32 = -1
+        do throws(IOError) {
+            for (index, fd) in fds.enumerated() {
+                workers.append(try Worker(index: index, settings: settings, listenFD: fd, shared: shared))
+            }
+            if let adminAddress = settings.adminListen {
+                // Bound here so a busy admin port is a startup error like the main port; served
+                // by the first loop (registered before its thread starts).
+                adminFD = try Socket.listen(on: adminAddress, reusePort: false, backlog: 64)
+                adminPort = Socket.localPort(adminFD)
+                admin = try AdminEndpoint(fd: adminFD, loop: workers[0].loop, metrics: metrics, settings: settings, store: workers[0].store)
+                probe = UpstreamProbe(
+                    loop: workers[0].loop, address: settings.upstreamAddress, metrics: metrics,
+                    connectTimeoutMillis: settings.connectTimeoutMillis)
+            }
+        } catch {
+            // A failed start leaves nothing bound. Each worker made so far has its listener
+            // registered on its loop, and the registration and the worker's loop keep each
+            // other alive, so without this the main port would stay taken for the rest of the
+            // process (an embedding, or a test, that tries again).
+            for worker in workers { worker.closeListener() }
+            fds[workers.count...].forEach(Socket.close)
+            workers = []
+            if adminFD >= 0 { Socket.close(adminFD) }
+            admin = nil
+            shared.accessLogWriter?.stop()
+            throw error
         }
     }
 
@@ -128,6 +143,7 @@ public final class ProxyServer: @unchecked Sendable {
         }
         for thread in threads { thread.join() }
         shared?.accessLogWriter?.drain()
+        shared?.accessLogWriter?.stop()
     }
 
     /// Installs the process-wide signal policy: SIGPIPE ignored (writes to closed sockets

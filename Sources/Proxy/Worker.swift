@@ -225,14 +225,18 @@ final class Worker: EventHandler, @unchecked Sendable {
     func beginShutdown() {
         guard !isShuttingDown else { return }
         isShuttingDown = true
-        if listenFD >= 0 {
-            loop.deregister(listenFD)
-            Socket.close(listenFD)
-            listenFD = -1
-        }
+        closeListener()
         pool.shutdown()
         for connection in Array(connections.values) { connection.shutdownRequested() }
         drainedIfDone()
+    }
+
+    /// Stops accepting for good: the listener leaves the loop and is closed.
+    func closeListener() {
+        guard listenFD >= 0 else { return }
+        loop.deregister(listenFD)
+        Socket.close(listenFD)
+        listenFD = -1
     }
 
     /// Graceful shutdown, last step after the grace period: close whatever is left.

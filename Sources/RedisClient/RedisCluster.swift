@@ -135,14 +135,14 @@ public final class RedisCluster: RedisChannel {
                 self.redirectIfAsked(result, from: target, command: command, key: key, timeoutMillis: timeoutMillis, redirects: redirects + 1, completion: completion)
             }
         case "TRYAGAIN", "CLUSTERDOWN":
-            var retry: Timer?
-            retry = Timer { [weak self] in
-                _ = retry
-                retry = nil
+            // Only the loop's timer heap holds the timer, until it fires: a timer that held
+            // itself (through its own action) would keep the completion, and whatever it holds,
+            // alive for good if the loop stopped first.
+            let retry = Timer { [weak self] in
                 guard let self else { return completion(result, server) }
                 self.route(command, key: key, timeoutMillis: timeoutMillis, redirects: redirects + 1, completion: completion)
             }
-            loop.arm(retry!, after: 100)
+            loop.arm(retry, after: 100)
             if words.first == "CLUSTERDOWN" { refreshMap() }
         default:
             completion(result, server)

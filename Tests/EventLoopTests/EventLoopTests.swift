@@ -103,4 +103,54 @@ struct EventLoopTests {
         while loop.refreshNow() - start < 100 { loop.runOnce(maxWaitMillis: 20) }
         #expect(fired == ["first"])
     }
+
+    /// A handler, a timer, a deferred flush and a task each hold the loop (as connections do),
+    /// and the loop holds them. Once `run()` returns after `stop()`, all of them and the loop
+    /// itself are freed; without that they would keep each other alive for good.
+    @Test func aStoppedLoopLetsGoOfWhatItStillHolds() throws {
+        final class Holder: EventHandler, DeferredFlush, @unchecked Sendable {
+            let loop: EventLoop
+            init(loop: EventLoop) { self.loop = loop }
+            func handleEvent(readable: Bool, writable: Bool) {}
+            func flushBeforeWait() {}
+        }
+        let (a, b) = socketPair()
+        defer { close(a); close(b) }
+        weak var weakLoop: EventLoop?
+        weak var weakHandler: Holder?
+        weak var weakTimerOwner: Holder?
+        weak var weakFlusher: Holder?
+        weak var weakTaskOwner: Holder?
+        do {
+            let loop = try EventLoop()
+            weakLoop = loop
+            let handler = Holder(loop: loop)
+            weakHandler = handler
+            try loop.register(a, handler: handler, interest: [.read])
+            let timerOwner = Holder(loop: loop)
+            weakTimerOwner = timerOwner
+            // Armed far ahead, and a cancelled one: both stay in the heap.
+            loop.arm(Timer { _ = timerOwner }, after: 3_600_000)
+            let cancelled = Timer { _ = timerOwner }
+            loop.arm(cancelled, after: 3_600_000)
+            cancelled.cancel()
+            let flusher = Holder(loop: loop)
+            weakFlusher = flusher
+            let taskOwner = Holder(loop: loop)
+            weakTaskOwner = taskOwner
+            // Queued from the loop itself after its last iteration's tasks ran: never run.
+            loop.execute {
+                loop.flushBeforeWait(flusher)
+                loop.stop()
+                loop.execute { _ = taskOwner }
+            }
+            let thread = LoopThread(name: "loop-release-test") { loop.run() }
+            thread.join()
+        }
+        #expect(weakHandler == nil, "a registered handler outlived its stopped loop")
+        #expect(weakTimerOwner == nil, "a timer's action outlived its stopped loop")
+        #expect(weakFlusher == nil, "a deferred flush outlived its stopped loop")
+        #expect(weakTaskOwner == nil, "a queued task outlived its stopped loop")
+        #expect(weakLoop == nil, "the stopped loop was not freed")
+    }
 }

@@ -73,4 +73,64 @@ import TestSupport
         }
         expectFreed(loops, "a worker's loop outlived its server")
     }
+
+    /// Redis replies withheld, so the claim is still outstanding when `shutdown_grace` ends.
+    /// Force-close lets the client go and fails the claim (`.disconnected`); even under
+    /// `store.unavailable: pass_through` nothing is forwarded then (nobody waits for the answer,
+    /// and the loop is stopping), and the worker and its loop are freed.
+    @Test(arguments: ["reject", "pass_through"])
+    func aClaimOutstandingAtForcedShutdownIsNotForwardedAndLeavesNothingBehind(unavailable: String) throws {
+        let relay = try FaultRelay(targetPort: StoreKind.redisPort)
+        defer { relay.stop() }
+        let upstream = TestUpstream { _ in .respond(status: 200, headers: [], body: Array("ok".utf8)) }
+        defer { upstream.stop() }
+        let yaml = "shutdown_grace: 200ms\n"
+            + "store: { backend: redis, unavailable: \(unavailable), redis: { url: \"\(relay.url)\", key_prefix: \"\(StoreKind.uniquePrefix())\", command_timeout: 5s } }\n"
+        var weakLoops: [() -> EventLoop?] = []
+        var connectionsBefore = 0
+        do {
+            let harness = try ProxyHarness(upstream: upstream, yaml: yaml)
+            weakLoops = harness.server.loops.map { loop in { [weak loop] in loop } }
+            // Wait for the proxy's Redis connection (readiness through the admin endpoint).
+            #expect(eventually(seconds: 5) { (try? harness.admin("/readyz"))?.status == 200 }, "never ready")
+            relay.withholdReplies = true
+            let before = relay.commandsRelayed
+            let client = try harness.client()
+            try client.send(post(key: uniqueKey()))
+            #expect(eventually(seconds: 5) { relay.commandsRelayed > before }, "the claim never reached Redis")
+            connectionsBefore = upstream.connectionCount
+            harness.server.shutdown()
+            withExtendedLifetime(client) {}
+        }
+        // Every loop thread has ended; give the upstream's accept thread a moment.
+        usleep(300_000)
+        #expect(upstream.connectionCount == connectionsBefore, "a connection to the upstream was opened after the grace period ended (pass_through forward during force-close)")
+        let freed = eventually(seconds: 2) { weakLoops.allSatisfy { $0() == nil } }
+        #expect(freed, "a worker's loop outlived its server")
+    }
+
+    static func threads(named name: String) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.filter { task in
+            let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+            return comm.trimmingCharacters(in: .whitespacesAndNewlines) == name
+        }.count
+    }
+
+    /// With `logging.access_log` on, each server starts a writer thread for the access log
+    /// (`BackgroundWriter`); shutdown ends it.
+    @Test func aServerThatShutDownLeavesNoAccessLogThread() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let before = Self.threads(named: "idemproxy-log")
+        for _ in 0..<3 {
+            let harness = try ProxyHarness(accessLogFD: fds[1])
+            _ = try harness.request("GET /x HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET")
+            harness.stop()
+        }
+        usleep(200_000)
+        let after = Self.threads(named: "idemproxy-log")
+        #expect(after == before, "access-log writer threads left running: \(before) before, \(after) after three servers shut down")
+    }
 }
