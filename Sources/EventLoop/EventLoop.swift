@@ -65,7 +65,12 @@ public final class EventLoop: @unchecked Sendable {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         if epollFD < 0 { throw IOError(errno: errno, operation: "epoll_create1") }
         wakeFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
-        if wakeFD < 0 { throw IOError(errno: errno, operation: "eventfd") }
+        if wakeFD < 0 {
+            let failure = IOError(errno: errno, operation: "eventfd")
+            // `deinit` does not run for an object whose initialiser threw.
+            Glibc.close(epollFD)
+            throw failure
+        }
         events = .allocate(capacity: eventCapacity)
         now = csys_monotonic_millis()
         clientReadBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)

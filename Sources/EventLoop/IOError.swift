@@ -14,6 +14,13 @@ public struct IOError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         "\(operation): \(String(cString: strerror(errno))) (errno \(errno))"
     }
+
+    /// An `accept` that failed for lack of descriptors or kernel memory: the connection stays
+    /// in the backlog, so a level-triggered listener would report it again at once and spin a
+    /// core; the caller must stop listening for a while instead (SPEC §5).
+    public var isOutOfDescriptors: Bool {
+        errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM
+    }
 }
 
 /// The result of a non-blocking call: would-block is an expected value, not an error.

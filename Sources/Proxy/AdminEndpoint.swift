@@ -16,6 +16,10 @@ final class AdminEndpoint: EventHandler {
     private var connections: [Int32: AdminConnection] = [:]
     /// `connections.count`, readable from any thread (a connection that never closes shows).
     let openConnections = Atomic<Int>(0)
+    /// Accepting paused for lack of descriptors, until `acceptRetryTimer` fires.
+    private var acceptPaused = false
+    private var closedForGood = false
+    private lazy var acceptRetryTimer = Timer { [weak self] in self?.resumeAccepting() }
 
     init(fd: Int32, loop: EventLoop, metrics: ProxyMetrics, settings: ProxySettings, store: any IdempotencyStore) throws(IOError) {
         self.fd = fd
@@ -28,7 +32,20 @@ final class AdminEndpoint: EventHandler {
 
     func handleEvent(readable: Bool, writable: Bool) {
         for _ in 0..<16 {
-            guard case .processed(let (client, _))? = try? Socket.accept(fd) else { return }
+            let accepted: IOResult<(fd: Int32, peer: String)>
+            do {
+                accepted = try Socket.accept(fd)
+            } catch {
+                // Out of descriptors, a probe waiting in the backlog would wake this loop on
+                // every turn: stop listening for 100 ms, as the main listener does (SPEC §5).
+                if error.isOutOfDescriptors && !acceptPaused {
+                    acceptPaused = true
+                    loop.setInterest(fd, [])
+                    loop.arm(acceptRetryTimer, after: 100)
+                }
+                return
+            }
+            guard case .processed(let (client, _)) = accepted else { return }
             let connection = AdminConnection(fd: client, endpoint: self)
             do {
                 try loop.register(client, handler: connection, interest: [.read])
@@ -42,9 +59,17 @@ final class AdminEndpoint: EventHandler {
     }
 
     func close() {
+        closedForGood = true
+        acceptRetryTimer.cancel()
         loop.deregister(fd)
         Socket.close(fd)
         for connection in connections.values { connection.close() }
+    }
+
+    private func resumeAccepting() {
+        guard acceptPaused, !closedForGood else { return }
+        acceptPaused = false
+        loop.setInterest(fd, [.read])
     }
 
     fileprivate func closed(_ connection: AdminConnection) {

@@ -165,12 +165,8 @@ final class Worker: EventHandler, @unchecked Sendable {
             do {
                 accepted = try Socket.accept(listenFD)
             } catch {
-                if error.errno == EMFILE || error.errno == ENFILE || error.errno == ENOBUFS || error.errno == ENOMEM {
-                    // Out of descriptors (or kernel memory): the pending connection stays in the
-                    // backlog and the level-triggered listener would fire again at once, spinning
-                    // a core. Stop listening until a connection closes or a short back-off ends.
-                    pauseAcceptingForDescriptors()
-                }
+                // Stop listening until a connection closes or a short back-off ends.
+                if error.isOutOfDescriptors { pauseAcceptingForDescriptors() }
                 // Aborted handshakes and the like: try again on the next event.
                 return
             }

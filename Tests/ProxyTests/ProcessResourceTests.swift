@@ -35,6 +35,42 @@ import TestSupport
         #expect(proxy.waitUntilServing(seconds: 4), "the proxy did not serve again once the clients left")
     }
 
+    /// SPEC §5 for the admin listener too: with the descriptors exhausted, a probe waiting in
+    /// its backlog does not make the loop spin, and it is served once descriptors are free.
+    @Test func outOfDescriptorsAnAdminConnectionInTheBacklogDoesNotSpinTheLoop() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: ProxyProcess.binary), "build the idemproxy executable first (swift build)")
+        let upstream = TestUpstream()
+        defer { upstream.stop() }
+        let adminPort = RedisServer.freePort()
+        let proxy = try ProxyProcess(yaml: """
+            workers: 1
+            upstream: { url: "http://127.0.0.1:\(upstream.port)" }
+            admin: { listen: "127.0.0.1:\(adminPort)" }
+            logging: { access_log: false, level: error }
+
+            """, openFiles: 64)
+        defer { proxy.stop() }
+        try #require(proxy.waitUntilServing(), "the proxy did not start")
+        var clients: [TestClient] = []
+        for _ in 0..<80 { clients.append(try TestClient(port: proxy.port, timeoutSeconds: 2)) }
+        usleep(500_000)
+        let quietBefore = proxy.cpuTicks
+        usleep(2_000_000)
+        let quiet = proxy.cpuTicks - quietBefore
+        // One admin probe (a readiness check) while the descriptors are exhausted.
+        let probe = try TestClient(port: adminPort, timeoutSeconds: 2)
+        usleep(500_000)
+        let before = proxy.cpuTicks
+        usleep(2_000_000)
+        let used = proxy.cpuTicks - before
+        let ticksPerSecond = Int(sysconf(Int32(_SC_CLK_TCK)))
+        #expect(used * 100 < ticksPerSecond * 2 * 20, "with an admin connection in the backlog the proxy used \(used) ticks in 2 s (\(quiet) without it)")
+        clients.removeAll()
+        // Descriptors free again: the waiting probe is accepted and answered.
+        try probe.send("GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+        #expect(try probe.readResponse().status == 200)
+    }
+
     @Test func theMemoryStoreBoundKeepsTheProcessSmall() throws {
         try #require(FileManager.default.isExecutableFile(atPath: ProxyProcess.binary), "build the idemproxy executable first (swift build)")
         let body = [UInt8](repeating: 0x72, count: 8 << 10)
