@@ -212,6 +212,7 @@ extension ClientConnection {
             setTimer(.header)
             if !inProcess { processPending() }
         }
+        endIfClientFinished()
         updateInterest()
     }
 

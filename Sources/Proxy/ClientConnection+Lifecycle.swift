@@ -115,7 +115,7 @@ extension ClientConnection {
     /// Writes a generated error response; `close` also ends the connection after it.
     func writeProblem(status: Int, type: ProblemType?, detail: String, close: Bool, extraFields: [(name: String, value: String)] = []) {
         guard phase != .closed else { return }
-        let mustClose = close || closeAfterResponse || clientFinished || !exchange.clientKeepAlive
+        let mustClose = close || closeAfterResponse || !exchange.clientKeepAlive
         exchange.status = status
         var fields = extraFields
         if acknowledgesKeepAlive(close: mustClose) { fields.append(Self.keepAliveField) }

@@ -164,11 +164,25 @@ final class ClientConnection: EventHandler {
             bytes.removeFirst(consumed)
             pending = bytes
         }
+        endIfClientFinished()
     }
 
     private func clientSentEOF() {
-        perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
+        perform(lifecycle.clientHungUp(outputPending: !out.isEmpty, pendingInput: !pending.isEmpty))
         if phase == .awaitingResponse || phase == .closing { updateInterest() }
+    }
+
+    /// The client half-closed while requests it had pipelined were still unprocessed: once
+    /// they are answered and what is left is no whole request (nothing, a partial head, a
+    /// body that can no longer end), the EOF takes effect as it would have on arrival.
+    func endIfClientFinished() {
+        guard clientFinished, !inProcess else { return }
+        switch phase {
+        case .awaitingHead, .streamingBody, .bufferingBody:
+            perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
+        case .awaitingResponse, .closing, .lingering, .closed:
+            return
+        }
     }
 
     /// Carries out what the lifecycle decided.

@@ -81,8 +81,9 @@ struct ConnectionLifecycle {
 
     // MARK: events
 
-    /// The client sent EOF. `outputPending`: response bytes are still queued.
-    mutating func clientHungUp(outputPending: Bool) -> Action {
+    /// The client sent EOF. `outputPending`: response bytes are still queued. `pendingInput`:
+    /// bytes it sent before are still unprocessed, pipelined behind the request in progress.
+    mutating func clientHungUp(outputPending: Bool, pendingInput: Bool = false) -> Action {
         clientFinished = true
         switch phase {
         case .awaitingHead:
@@ -95,7 +96,13 @@ struct ConnectionLifecycle {
         case .streamingBody, .bufferingBody:
             // The body will never complete: the upstream must not act on a truncated request.
             return .abort
-        case .awaitingResponse, .closing:
+        case .awaitingResponse:
+            // A half-close ends the requests, not the answers (RFC 9112 §9.6): requests it
+            // pipelined before it are answered in turn, and the connection closes once none is
+            // left (`ClientConnection.endIfClientFinished`).
+            if !pendingInput { closeAfterResponse = true }
+            return .none
+        case .closing:
             closeAfterResponse = true
             return .none
         case .lingering:

@@ -34,6 +34,11 @@ import Testing
             #expect(l.clientHungUp(outputPending: true) == L.Action.none, "\(phase)")
             #expect(l.closeAfterResponse && l.clientFinished)
         }
+        // Requests pipelined before the half-close are still answered: the connection is not
+        // marked to close after the one in progress.
+        l = lifecycle(.awaitingResponse)
+        #expect(l.clientHungUp(outputPending: false, pendingInput: true) == L.Action.none)
+        #expect(l.clientFinished && !l.closeAfterResponse)
         l = lifecycle(.lingering)
         #expect(l.clientHungUp(outputPending: false) == .close)
         l = lifecycle(.closed)

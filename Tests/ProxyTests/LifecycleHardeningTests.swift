@@ -228,4 +228,62 @@ import TestSupport
         #expect(chunked.status == 200)
         #expect(upstream.requests.last?.body == Array("abc".utf8))
     }
+
+    // MARK: a half-close after pipelined requests
+
+    /// RFC 9112 §9.6: a client's half-close ends its requests, not the answers. Two complete
+    /// requests pipelined, then SHUT_WR, while the first is still upstream: both are answered,
+    /// in order, and then the connection closes.
+    @Test func requestsPipelinedBeforeAHalfCloseAreAllAnswered() throws {
+        let proxy = try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: 0.3, status: 200, body: Array(request.target.utf8)) })
+        defer { proxy.stop() }
+        let client = try proxy.client(timeoutSeconds: 3)
+        try client.send("GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n")
+        shutdown(client.fd, Int32(SHUT_WR))
+        #expect(try client.readResponse().bodyText == "/first")
+        #expect(try client.readResponse().bodyText == "/second")
+        #expect(proxy.upstream.requests.map(\.target) == ["/first", "/second"])
+        let rest = drain(client, seconds: 2)
+        #expect(rest.bytes.isEmpty && !rest.reset, "the connection did not close cleanly after the last answer")
+        #expect(client.isClosedByPeer())
+    }
+
+    /// What follows the complete requests is half a head: after the answer the connection
+    /// closes at once, as an EOF on a partial head does, not when header_timeout fires.
+    @Test func aPartialHeadLeftAfterAHalfCloseClosesTheConnectionOnceTheRestIsAnswered() throws {
+        let proxy = try ProxyHarness(
+            upstream: TestUpstream { request in .delayed(seconds: 0.2, status: 200, body: Array(request.target.utf8)) },
+            yaml: "limits: { header_timeout: 20s }\n")
+        defer { proxy.stop() }
+        let client = try proxy.client(timeoutSeconds: 3)
+        try client.send("GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /sec")
+        shutdown(client.fd, Int32(SHUT_WR))
+        let started = Date()
+        #expect(try client.readResponse().bodyText == "/first")
+        let rest = drain(client, seconds: 3)
+        #expect(rest.bytes.isEmpty, "something was answered for half a head")
+        #expect(Date().timeIntervalSince(started) < 2, "the connection stayed open after the last answer")
+        #expect(proxy.upstream.requests.map(\.target) == ["/first"])
+    }
+
+    /// A replay pipelined behind a forwarded request, then a half-close: the replay is
+    /// answered too, after the forwarded response.
+    @Test func aReplayPipelinedBeforeAHalfCloseIsAnswered() throws {
+        let proxy = try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: 0.2, status: 201, body: Array(request.target.utf8)) })
+        defer { proxy.stop() }
+        let key = "half-close-\(UInt32.random(in: 0...UInt32.max))"
+        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}"
+        #expect(try proxy.request(post).status == 201)
+        let client = try proxy.client(timeoutSeconds: 3)
+        try client.send("GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + post)
+        shutdown(client.fd, Int32(SHUT_WR))
+        #expect(try client.readResponse().bodyText == "/first")
+        let replay = try client.readResponse(requestMethod: "POST")
+        #expect(replay.status == 201)
+        #expect(replay.value("idempotent-replayed") == "true")
+        #expect(replay.bodyText == "/pay")
+        #expect(proxy.upstream.requests.count == 2, "the replay reached the upstream")
+        #expect(drain(client, seconds: 2).bytes.isEmpty)
+        #expect(client.isClosedByPeer())
+    }
 }
