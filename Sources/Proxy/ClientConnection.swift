@@ -168,6 +168,11 @@ final class ClientConnection: EventHandler {
     }
 
     private func clientSentEOF() {
+        if phase == .streamingBody || phase == .bufferingBody {
+            clientFinished = true
+            dropRequestCutByEOF()
+            return
+        }
         perform(lifecycle.clientHungUp(outputPending: !out.isEmpty, pendingInput: !pending.isEmpty))
         if phase == .awaitingResponse || phase == .closing { updateInterest() }
     }
@@ -178,11 +183,29 @@ final class ClientConnection: EventHandler {
     func endIfClientFinished() {
         guard clientFinished, !inProcess else { return }
         switch phase {
-        case .awaitingHead, .streamingBody, .bufferingBody:
+        case .awaitingHead:
             perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
+        case .streamingBody, .bufferingBody:
+            dropRequestCutByEOF()
         case .awaitingResponse, .closing, .lingering, .closed:
             return
         }
+    }
+
+    /// The client's EOF cut the body of the request in progress: the request can never be
+    /// whole, so the upstream must not act on it (its connection is closed with the body
+    /// unfinished, an incomplete message, RFC 9112 §8). Answers to earlier pipelined requests
+    /// may still be queued for a slow reader: they go out first, then the connection closes,
+    /// as after a partial head. Only once this request's own response has begun is the cut
+    /// an abort of the response too.
+    private func dropRequestCutByEOF() {
+        guard !exchange.responseStarted else {
+            perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
+            return
+        }
+        upstreamAbandoned()
+        phase = .awaitingHead
+        perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
     }
 
     /// Carries out what the lifecycle decided.

@@ -286,4 +286,134 @@ import TestSupport
         #expect(drain(client, seconds: 2).bytes.isEmpty)
         #expect(client.isClosedByPeer())
     }
+
+    // MARK: requests cut by the half-close
+
+    final class Box: @unchecked Sendable { var count = -1; var status = 0 }
+
+    static let big = [UInt8](repeating: 0x62, count: 4 << 20)
+
+    /// What follows the last whole request: a PUT (unguarded, streamed) or a guarded POST
+    /// whose body the half-close cut, or half a head (control).
+    static let tails: [String] = [
+        "PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly-ten..",
+        "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: other\r\nContent-Length: 100\r\n\r\nonly-ten..",
+        "GET /sec",
+    ]
+
+    /// The request in progress at the half-close is a `concurrent: wait` waiter whose answer
+    /// is a large replay (queued whole for a client that reads slowly). The request pipelined
+    /// behind it can never be whole: it is dropped, and the replay still goes out whole.
+    @Test(arguments: tails)
+    func theAnswerInProgressAtAHalfCloseIsNotCutByATruncatedRequestBehindIt(_ tail: String) throws {
+        let upstream = TestUpstream { request in
+            request.method == "POST" ? .delayed(seconds: 0.5, status: 201, body: Self.big) : .respond(status: 200, headers: [], body: Array("ok".utf8))
+        }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: "idempotency: { concurrent: wait, wait_timeout: 10s, max_stored_body: 8MiB }\n")
+        defer { proxy.stop() }
+        let key = "hc-\(UInt32.random(in: 0...UInt32.max))"
+        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}"
+        let owner = Box()
+        let port = proxy.port
+        let ownerThread = Thread {
+            guard let client = try? TestClient(port: port, timeoutSeconds: 10) else { return }
+            try? client.send(post)
+            var count = 0
+            if let response = try? client.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &count) {
+                owner.status = response.status
+                owner.count = count
+            }
+        }
+        ownerThread.start()
+        usleep(150_000)
+        // The waiter: a small receive buffer and no reads for a while, so the replay stays queued.
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 5, receiveBuffer: 4096)
+        try client.send(post + tail)
+        shutdown(client.fd, Int32(SHUT_WR))
+        usleep(1_500_000)
+        #expect(owner.status == 201 && owner.count == Self.big.count, "owner \(owner.status) \(owner.count)")
+        var count = 0
+        do {
+            let replay = try client.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &count)
+            #expect(replay.status == 201)
+            #expect(replay.value("idempotent-replayed") == "true")
+        } catch {
+            Issue.record("the replay was cut: \(error), \(client.buffer.count) bytes buffered")
+        }
+        #expect(upstream.count(method: "POST") == 1)
+    }
+
+    /// /slow is in progress at the half-close; the replay pipelined behind it is answered
+    /// whole, and the cut request after that is dropped.
+    @Test(arguments: tails)
+    func aReplayAnsweredAfterAHalfCloseIsNotCutByATruncatedRequestBehindIt(_ tail: String) throws {
+        let upstream = TestUpstream { request in
+            if request.method == "POST" { return .respond(status: 201, headers: [], body: Self.big) }
+            return .delayed(seconds: 0.3, status: 200, body: Array("slow".utf8))
+        }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: "idempotency: { max_stored_body: 8MiB }\n")
+        defer { proxy.stop() }
+        let key = "hc-\(UInt32.random(in: 0...UInt32.max))"
+        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}"
+        var stored = 0
+        let first = try proxy.client()
+        try first.send(post)
+        #expect(try first.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &stored).status == 201)
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 5, receiveBuffer: 4096)
+        try client.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" + post + tail)
+        shutdown(client.fd, Int32(SHUT_WR))
+        usleep(1_000_000)
+        #expect(try client.readResponse().bodyText == "slow")
+        var count = 0
+        do {
+            let replay = try client.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &count)
+            #expect(replay.status == 201)
+        } catch {
+            Issue.record("the replay was cut: \(error), \(client.buffer.count) bytes buffered")
+        }
+    }
+
+    /// A `Connection: close` request pipelined before the half-close ends the connection;
+    /// what follows it is not forwarded.
+    @Test func nothingAfterAConnectionCloseRequestIsForwarded() throws {
+        let proxy = try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: 0.2, status: 200, body: Array(request.target.utf8)) })
+        defer { proxy.stop() }
+        let client = try proxy.client(timeoutSeconds: 3)
+        try client.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n")
+        shutdown(client.fd, Int32(SHUT_WR))
+        #expect(try client.readResponse().bodyText == "/a")
+        let b = try client.readResponse()
+        #expect(b.bodyText == "/b")
+        #expect(b.value("connection") == "close")
+        #expect(drain(client, seconds: 2).bytes.isEmpty)
+        #expect(proxy.upstream.requests.map(\.target) == ["/a", "/b"])
+    }
+
+    /// A waiter, a chunked PUT with `Expect: 100-continue` and a request answered 413,
+    /// pipelined before a half-close: all answered in order, then the connection closes.
+    @Test func waitersChunkedBodiesAndErrorsPipelinedBeforeAHalfCloseAreAnswered() throws {
+        let upstream = TestUpstream { request in .delayed(seconds: 0.4, status: 201, body: Array(request.target.utf8)) }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: "idempotency: { concurrent: wait, wait_timeout: 10s, max_request_body: 10 }\nlimits: { header_timeout: 20s, idle_timeout: 20s }\n")
+        defer { proxy.stop() }
+        let key = "hc-\(UInt32.random(in: 0...UInt32.max))"
+        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}"
+        let owner = try proxy.client()
+        try owner.send(post)
+        usleep(100_000)
+        let client = try proxy.client(timeoutSeconds: 3)
+        let chunked = "PUT /ch HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        let tooLarge = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: x\(key)\r\nContent-Length: 11\r\n\r\n01234567890"
+        try client.send(post + chunked + tooLarge)
+        shutdown(client.fd, Int32(SHUT_WR))
+        let started = Date()
+        #expect(try owner.readResponse(requestMethod: "POST").status == 201)
+        let replay = try client.readResponse(requestMethod: "POST")
+        #expect(replay.status == 201 && replay.value("idempotent-replayed") == "true")
+        let put = try client.readResponse()
+        #expect(put.bodyText == "/ch")
+        #expect(try client.readResponse(requestMethod: "POST").status == 413)
+        let rest = drain(client, seconds: 3)
+        #expect(rest.bytes.isEmpty && !rest.reset)
+        #expect(Date().timeIntervalSince(started) < 3)
+    }
 }
