@@ -169,7 +169,6 @@ final class ClientConnection: EventHandler {
 
     private func clientSentEOF() {
         if phase == .streamingBody || phase == .bufferingBody {
-            clientFinished = true
             dropRequestCutByEOF()
             return
         }
@@ -199,12 +198,10 @@ final class ClientConnection: EventHandler {
     /// as after a partial head. Only once this request's own response has begun is the cut
     /// an abort of the response too.
     private func dropRequestCutByEOF() {
-        guard !exchange.responseStarted else {
-            perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
-            return
+        if !exchange.responseStarted {
+            upstreamAbandoned()
+            phase = .awaitingHead
         }
-        upstreamAbandoned()
-        phase = .awaitingHead
         perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
     }
 

@@ -19,6 +19,12 @@ import TestSupport
         return weakLoops
     }
 
+    /// Sends a guarded POST on `client` and waits until the upstream has it.
+    func sendGuardedRequestUpstream(_ client: TestClient, _ upstream: TestUpstream) throws {
+        try client.send(post(key: uniqueKey()))
+        #expect(eventually(seconds: 5) { upstream.requests.count == 1 }, "the request never reached the upstream")
+    }
+
     func expectFreed(_ loops: [() -> EventLoop?], _ comment: Comment) {
         // The loop threads ended in `stop()`; what is left are references, released at once
         // or never, so a short wait only covers the harness's own last release.
@@ -40,8 +46,7 @@ import TestSupport
         let yaml = "shutdown_grace: 200ms\nidempotency: { indeterminate: \(indeterminate) }\n" + store
         let loops = try loopsAfterShutdown(upstream: upstream, yaml: yaml) { harness in
             let client = try harness.client()
-            try client.send("POST /v1/p HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: k-shutdown-\(UInt32.random(in: 0...UInt32.max))\r\nContent-Length: 2\r\n\r\n{}")
-            #expect(eventually(seconds: 5) { upstream.requests.count == 1 }, "the request never reached the upstream")
+            try sendGuardedRequestUpstream(client, upstream)
         }
         expectFreed(loops, "a worker's loop outlived its server")
     }
@@ -52,9 +57,7 @@ import TestSupport
         defer { upstream.stop() }
         let loops = try loopsAfterShutdown(upstream: upstream, yaml: "shutdown_grace: 200ms\n" + store) { harness in
             do {
-                let client = try harness.client()
-                try client.send("POST /v1/p HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: k-detached-\(UInt32.random(in: 0...UInt32.max))\r\nContent-Length: 2\r\n\r\n{}")
-                #expect(eventually(seconds: 5) { upstream.requests.count == 1 }, "the request never reached the upstream")
+                try sendGuardedRequestUpstream(try harness.client(), upstream)
             }  // the client's socket closes here: the exchange goes on detached
             usleep(100_000)
         }

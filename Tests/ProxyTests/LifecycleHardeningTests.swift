@@ -234,12 +234,23 @@ import TestSupport
     /// RFC 9112 §9.6: a client's half-close ends its requests, not the answers. Two complete
     /// requests pipelined, then SHUT_WR, while the first is still upstream: both are answered,
     /// in order, and then the connection closes.
-    @Test func requestsPipelinedBeforeAHalfCloseAreAllAnswered() throws {
-        let proxy = try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: 0.3, status: 200, body: Array(request.target.utf8)) })
-        defer { proxy.stop() }
+    /// A proxy whose upstream answers each request with its target after `delay` seconds.
+    func echoingProxy(delay: Double) throws -> ProxyHarness {
+        try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: delay, status: 200, body: Array(request.target.utf8)) })
+    }
+
+    /// A new client sends `requests` at once, then half-closes (SHUT_WR).
+    func sendThenHalfClose(_ proxy: ProxyHarness, _ requests: String) throws -> TestClient {
         let client = try proxy.client(timeoutSeconds: 3)
-        try client.send("GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n")
+        try client.send(requests)
         shutdown(client.fd, Int32(SHUT_WR))
+        return client
+    }
+
+    @Test func requestsPipelinedBeforeAHalfCloseAreAllAnswered() throws {
+        let proxy = try echoingProxy(delay: 0.3)
+        defer { proxy.stop() }
+        let client = try sendThenHalfClose(proxy, "GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n")
         #expect(try client.readResponse().bodyText == "/first")
         #expect(try client.readResponse().bodyText == "/second")
         #expect(proxy.upstream.requests.map(\.target) == ["/first", "/second"])
@@ -376,11 +387,9 @@ import TestSupport
     /// A `Connection: close` request pipelined before the half-close ends the connection;
     /// what follows it is not forwarded.
     @Test func nothingAfterAConnectionCloseRequestIsForwarded() throws {
-        let proxy = try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: 0.2, status: 200, body: Array(request.target.utf8)) })
+        let proxy = try echoingProxy(delay: 0.2)
         defer { proxy.stop() }
-        let client = try proxy.client(timeoutSeconds: 3)
-        try client.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n")
-        shutdown(client.fd, Int32(SHUT_WR))
+        let client = try sendThenHalfClose(proxy, "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n")
         #expect(try client.readResponse().bodyText == "/a")
         let b = try client.readResponse()
         #expect(b.bodyText == "/b")
