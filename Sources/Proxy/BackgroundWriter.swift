@@ -17,7 +17,11 @@ final class BackgroundWriter: @unchecked Sendable {
     private let fd: Int32
     private let limit: Int
     private let queue = Mutex(Queue())
+    /// Posted for each batch queued, and by `stop()`.
     private let wakeup: UnsafeMutablePointer<sem_t>
+    /// Posted by the thread each time it finds the queue empty after writing, and when it
+    /// leaves `run()`: what `drain()` and `stop()` wait on, instead of polling.
+    private let settled: UnsafeMutablePointer<sem_t>
     /// Batches dropped because the queue was full.
     let dropped = Atomic<Int>(0)
     private var thread: LoopThread?
@@ -29,12 +33,16 @@ final class BackgroundWriter: @unchecked Sendable {
         limit = limitBytes
         wakeup = .allocate(capacity: 1)
         sem_init(wakeup, 0, 0)
+        settled = .allocate(capacity: 1)
+        sem_init(settled, 0, 0)
         thread = LoopThread(name: "idemproxy-log") { [self] in run() }
     }
 
     deinit {
         sem_destroy(wakeup)
         wakeup.deallocate()
+        sem_destroy(settled)
+        settled.deallocate()
     }
 
     /// Queues one batch; never blocks.
@@ -50,10 +58,9 @@ final class BackgroundWriter: @unchecked Sendable {
 
     /// Waits (up to `timeoutMillis`) until everything queued has been written; for shutdown.
     func drain(timeoutMillis: UInt64 = 1000) {
-        let deadline = EventLoop.monotonicNanos() + timeoutMillis * 1_000_000
-        while EventLoop.monotonicNanos() < deadline {
-            if queue.withLock({ $0.batches.isEmpty && !$0.writing }) { return }
-            usleep(1000)
+        let deadline = Self.deadline(afterMillis: timeoutMillis)
+        while !queue.withLock({ $0.batches.isEmpty && !$0.writing }) {
+            guard Self.wait(settled, until: deadline) else { return }
         }
     }
 
@@ -64,10 +71,30 @@ final class BackgroundWriter: @unchecked Sendable {
     func stop(timeoutMillis: UInt64 = 1000) {
         queue.withLock { $0.stopping = true }
         sem_post(wakeup)
-        let deadline = EventLoop.monotonicNanos() + timeoutMillis * 1_000_000
-        while !finished.load(ordering: .acquiring) && EventLoop.monotonicNanos() < deadline { usleep(1000) }
+        let deadline = Self.deadline(afterMillis: timeoutMillis)
+        while !finished.load(ordering: .acquiring) {
+            guard Self.wait(settled, until: deadline) else { break }
+        }
         if finished.load(ordering: .acquiring) { thread?.join() } else { thread?.detach() }
         thread = nil
+    }
+
+    /// `sem_timedwait` takes a `CLOCK_REALTIME` deadline; a clock step during the one wait a
+    /// shutdown makes only lengthens or shortens that wait.
+    private static func deadline(afterMillis millis: UInt64) -> timespec {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let nanos = Int(now.tv_nsec) + Int(millis % 1000) * 1_000_000
+        return timespec(tv_sec: now.tv_sec + Int(millis / 1000) + nanos / 1_000_000_000, tv_nsec: nanos % 1_000_000_000)
+    }
+
+    /// False once `deadline` has passed.
+    private static func wait(_ semaphore: UnsafeMutablePointer<sem_t>, until deadline: timespec) -> Bool {
+        var deadline = deadline
+        while sem_timedwait(semaphore, &deadline) != 0 {
+            if errno != EINTR { return false }
+        }
+        return true
     }
 
     private func run() {
@@ -81,13 +108,15 @@ final class BackgroundWriter: @unchecked Sendable {
                 return (taken, queue.stopping)
             }
             for batch in batches { write(batch) }
-            let done = queue.withLock { queue -> Bool in
+            let (empty, done) = queue.withLock { queue -> (Bool, Bool) in
                 queue.writing = false
-                return stopping && queue.batches.isEmpty
+                return (queue.batches.isEmpty, stopping && queue.batches.isEmpty)
             }
             if done { break }
+            if empty { sem_post(settled) }
         }
         finished.store(true, ordering: .releasing)
+        sem_post(settled)
     }
 
     private func write(_ batch: [UInt8]) {
