@@ -177,7 +177,7 @@ extension ClientConnection {
     /// A malformed chunked body: the upstream already has part of it, so that exchange is void.
     func requestBodyInvalid(_ error: HTTPParseError) {
         upstreamAbandoned()
-        if exchange.responseStarted {
+        if exchange.responseStarted && !withdrawUnsentResponse() {
             abort()
         } else {
             closeWithUnreadInput()
@@ -223,6 +223,7 @@ extension ClientConnection {
         exchange.responseChunked = choice.chunked
         if choice.mustClose { closeAfterResponse = true }
         if !exchange.requestBodyDone { closeWithUnreadInput() }
+        exchange.earlierAnswerBytesUnsent = out.pendingCount
         let close = closeAfterResponse || !exchange.clientKeepAlive
         var extra: [(name: String, value: String)] = []
         // A response to HEAD keeps the Content-Length the upstream stated: it describes the
@@ -450,6 +451,9 @@ extension ClientConnection: UpstreamConnectionDelegate {
     }
 
     /// The response head went out but the body will never be complete.
+    /// Not withdrawn like a cut request's response: once output to the client backs up, this
+    /// upstream's reads pause until all of it has gone out, this response's first bytes with
+    /// it, so its end is read when nothing of it can be taken back.
     private func responseBrokeMidway() {
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guardedUpstreamFailed(requestSent: true, status: 502, detail: "the upstream response broke off")

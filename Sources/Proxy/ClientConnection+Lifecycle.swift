@@ -47,6 +47,7 @@ extension ClientConnection {
         loop.deregister(fd)
         Socket.close(fd)
         out.reset()
+        exchange.earlierAnswerBytesUnsent = 0
         pending = []
         // Nobody reads the response any more: never hold the upstream back for it.
         upstream?.setReading(true)

@@ -195,14 +195,29 @@ final class ClientConnection: EventHandler {
     /// whole, so the upstream must not act on it (its connection is closed with the body
     /// unfinished, an incomplete message, RFC 9112 §8). Answers to earlier pipelined requests
     /// may still be queued for a slow reader: they go out first, then the connection closes,
-    /// as after a partial head. Only once this request's own response has begun is the cut
-    /// an abort of the response too.
+    /// as after a partial head. Only once this request's own response has begun going out is
+    /// the cut an abort of the response too.
     private func dropRequestCutByEOF() {
+        withdrawUnsentResponse()
         if !exchange.responseStarted {
             upstreamAbandoned()
             phase = .awaitingHead
         }
         perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
+    }
+
+    /// A response the upstream began (early, while the request body was still arriving, or one
+    /// that then broke off) that must be ended before it is whole: when none of it has gone out
+    /// yet, because answers to earlier pipelined requests are still queued ahead of it, it is
+    /// taken back, and the exchange ends as if it had never begun. Otherwise the only honest end
+    /// is an abort, and an abort would discard those earlier answers too: a client would get a
+    /// truncated replay of a request that already ran. Returns whether it was taken back.
+    @discardableResult
+    func withdrawUnsentResponse() -> Bool {
+        guard exchange.responseStarted, exchange.earlierAnswerBytesUnsent > 0 else { return false }
+        out.keepPending(first: exchange.earlierAnswerBytesUnsent)
+        exchange.responseStarted = false
+        return true
     }
 
     /// Carries out what the lifecycle decided.
@@ -311,6 +326,7 @@ final class ClientConnection: EventHandler {
         guard phase != .closed else { return }
         if clientGone {
             out.reset()
+            exchange.earlierAnswerBytesUnsent = 0
             upstream?.setReading(true)
             return
         }
@@ -324,6 +340,9 @@ final class ClientConnection: EventHandler {
             }
             // Progress re-arms send_timeout only at the minimum rate (see `sendProgress`).
             if out.pendingCount < before && timerPurpose == .send { sendProgress(before - out.pendingCount) }
+            if exchange.earlierAnswerBytesUnsent > 0 {
+                exchange.earlierAnswerBytesUnsent -= min(exchange.earlierAnswerBytesUnsent, before - out.pendingCount)
+            }
             switch result {
             case .drained:
                 let action = lifecycle.outputDrained(pendingInput: !pending.isEmpty || headScanHint != 0)

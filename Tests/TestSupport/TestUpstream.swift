@@ -63,6 +63,7 @@ public final class TestUpstream: @unchecked Sendable {
     private let listenFD: Int32
     private let state: Mutex<(requests: [Request], raw: [UInt8], connections: Int, behaviour: Responder)>
     private let stopped = Atomic<Bool>(false)
+    private let earlyAnswer = Mutex<(@Sendable (Request) -> [UInt8]?)?>(nil)
     /// Seconds to wait after a request head before reading its body (a slow reader).
     public var bodyReadDelay: Double = 0
     /// Records request bodies; off for multi-GiB uploads (only counted then).
@@ -90,6 +91,14 @@ public final class TestUpstream: @unchecked Sendable {
 
     public func setBehaviour(_ behaviour: @escaping Responder) {
         state.withLock { $0.behaviour = behaviour }
+    }
+
+    /// Answers a request as soon as its head has arrived, before its body (an upload refused
+    /// early, RFC 9110 §15 allows it): `answer` returns the bytes to send then, or nil for the
+    /// usual answer after the body. The body that follows is read and discarded until the
+    /// connection closes.
+    public func setEarlyAnswer(_ answer: @escaping @Sendable (Request) -> [UInt8]?) {
+        earlyAnswer.withLock { $0 = answer }
     }
 
     public var requests: [Request] { state.withLock { $0.requests } }
@@ -141,6 +150,13 @@ public final class TestUpstream: @unchecked Sendable {
             let head = String(decoding: buffer[0..<headEnd!], as: UTF8.self)
             buffer.removeFirst(headEnd! + 4)
             var request = Request(head: head, body: [])
+            if let early = earlyAnswer.withLock({ $0 })?(request) {
+                state.withLock { $0.requests.append(request) }
+                guard respond(fd, .raw(early), method: request.method) else { return }
+                buffer.removeAll()
+                while fill() { buffer.removeAll() }
+                return
+            }
             if bodyReadDelay > 0 { usleep(UInt32(bodyReadDelay * 1_000_000)) }
             if let length = request.values("content-length").first.flatMap({ Int($0) }) {
                 var remaining = length
