@@ -54,6 +54,9 @@ final class ClientConnection: EventHandler {
     var parsedKey: [UInt8] = []
     var headScanHint = 0
     var inProcess = false
+    /// The last `process` stopped with body bytes held back for a slow upstream (they wait in
+    /// `pending`), not for want of bytes: an EOF read meanwhile does not cut the body yet.
+    var bodyHeldBack = false
     /// Body bytes received since the body timer was last armed (see `minimumBodyRate`).
     var bodyBytesSinceArmed = 0
     /// Bytes the client took since the send timer was last armed (same rate).
@@ -169,6 +172,14 @@ final class ClientConnection: EventHandler {
 
     private func clientSentEOF() {
         if phase == .streamingBody || phase == .bufferingBody {
+            // Bytes held back for a slow upstream may still complete the body (reads resume
+            // once its queue is below the high watermark, before it has drained): the EOF is
+            // judged once they are processed (`endIfClientFinished`, after the drain).
+            if bodyHeldBack && !pending.isEmpty {
+                clientFinished = true
+                updateInterest()
+                return
+            }
             dropRequestCutByEOF()
             return
         }
@@ -185,7 +196,7 @@ final class ClientConnection: EventHandler {
         case .awaitingHead:
             perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
         case .streamingBody, .bufferingBody:
-            dropRequestCutByEOF()
+            if !bodyHeldBack { dropRequestCutByEOF() }
         case .awaitingResponse, .closing, .lingering, .closed:
             return
         }
@@ -253,7 +264,7 @@ final class ClientConnection: EventHandler {
         inProcess = true
         defer { inProcess = wasInProcess }
         var offset = 0
-        var heldBack = false
+        bodyHeldBack = false
         loop: while true {
             switch phase {
             case .awaitingHead:
@@ -281,7 +292,7 @@ final class ClientConnection: EventHandler {
                 // Back-pressure holds body bytes back; with nothing left to forward the decoder
                 // is still asked, so a body whose last bytes already went out ends now.
                 if streaming, let upstream, upstream.outbound.pendingCount > Self.highWatermark, !rest.isEmpty {
-                    heldBack = true
+                    bodyHeldBack = true
                     break loop
                 }
                 let step: (event: BodyDecoder.Event, consumed: Int)
@@ -314,7 +325,7 @@ final class ClientConnection: EventHandler {
         // the drain callback cannot re-enter, so continue with them now.
         // Only a stop for back-pressure is retried: a stop because a framing line is incomplete
         // must wait for more bytes, or this would recurse without end.
-        if heldBack, phase == .streamingBody, offset < bytes.count, let upstream, upstream.outbound.pendingCount <= Self.highWatermark {
+        if bodyHeldBack, phase == .streamingBody, offset < bytes.count, let upstream, upstream.outbound.pendingCount <= Self.highWatermark {
             return offset + process(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
         }
         return offset

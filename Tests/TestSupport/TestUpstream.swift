@@ -64,6 +64,7 @@ public final class TestUpstream: @unchecked Sendable {
     private let state: Mutex<(requests: [Request], raw: [UInt8], connections: Int, behaviour: Responder)>
     private let stopped = Atomic<Bool>(false)
     private let earlyAnswer = Mutex<(@Sendable (Request) -> [UInt8]?)?>(nil)
+    private let connectionHandler = Mutex<(@Sendable (Int32) -> Void)?>(nil)
     /// Seconds to wait after a request head before reading its body (a slow reader).
     public var bodyReadDelay: Double = 0
     /// Records request bodies; off for multi-GiB uploads (only counted then).
@@ -101,6 +102,12 @@ public final class TestUpstream: @unchecked Sendable {
         earlyAnswer.withLock { $0 = answer }
     }
 
+    /// Hands each new connection's descriptor to `handler` instead of serving it: an upstream
+    /// whose timing a test scripts byte by byte. The descriptor is closed when it returns.
+    public func setConnectionHandler(_ handler: @escaping @Sendable (Int32) -> Void) {
+        connectionHandler.withLock { $0 = handler }
+    }
+
     public var requests: [Request] { state.withLock { $0.requests } }
     public var rawBytes: [UInt8] { state.withLock { $0.raw } }
     public var rawText: String { String(decoding: rawBytes, as: UTF8.self) }
@@ -132,6 +139,7 @@ public final class TestUpstream: @unchecked Sendable {
 
     private func serve(_ fd: Int32) {
         defer { close(fd) }
+        if let handler = connectionHandler.withLock({ $0 }) { return handler(fd) }
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         func fill() -> Bool {

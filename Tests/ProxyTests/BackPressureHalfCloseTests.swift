@@ -1,0 +1,112 @@
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+import TestSupport
+
+/// A client that sends a whole upload and half-closes at once, to an upstream that reads it
+/// slowly: body bytes wait in the proxy for the upstream (back-pressure) when the client's EOF
+/// is read. The body is not cut: what was held back is still forwarded, and the request is
+/// answered.
+@Suite(.serialized) struct BackPressureHalfCloseTests {
+    final class Notes: @unchecked Sendable {
+        let lines = Mutex<[String]>([])
+        func add(_ line: String) { lines.withLock { $0.append(line) } }
+    }
+
+    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+
+    /// An upstream that reads 4 KiB every 2 ms and, after each read, sends a `102 Processing`
+    /// or, with `streamAnswer`, one byte of a chunked answer begun at once; each read or
+    /// response byte makes the proxy look at its client again while bytes are held back.
+    static func slowReader(streamAnswer: Bool, notes: Notes) -> TestUpstream {
+        let upstream = TestUpstream()
+        upstream.setConnectionHandler { fd in
+            var buffer: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                var headEnd = TestUpstream.find([13, 10, 13, 10], in: buffer)
+                while headEnd == nil {
+                    let n = read(fd, &chunk, chunk.count)
+                    if n <= 0 { return }
+                    buffer += chunk[0..<n]
+                    headEnd = TestUpstream.find([13, 10, 13, 10], in: buffer)
+                }
+                let isGet = buffer.starts(with: Array("GET".utf8))
+                buffer.removeFirst(headEnd! + 4)
+                if isGet {
+                    guard sendAll(fd, Array("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext".utf8)) else { return }
+                    continue
+                }
+                if streamAnswer {
+                    guard sendAll(fd, Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)) else { return }
+                }
+                let terminator = Array("\r\n0\r\n\r\n".utf8)
+                var total = buffer.count
+                var tail = Array(buffer.suffix(terminator.count))
+                while tail != terminator {
+                    usleep(2_000)
+                    let n = read(fd, &chunk, chunk.count)
+                    if n <= 0 {
+                        notes.add("the proxy closed after \(total) body bytes")
+                        return
+                    }
+                    total += n
+                    tail = Array((tail + chunk[0..<n]).suffix(terminator.count))
+                    let interim = streamAnswer ? Array("1\r\n.\r\n".utf8) : Array("HTTP/1.1 102 Processing\r\n\r\n".utf8)
+                    guard sendAll(fd, interim) else { return }
+                }
+                buffer = []
+                let body = Array("got \(total)".utf8)
+                let answer = streamAnswer
+                    ? Array(String(body.count, radix: 16).utf8) + [13, 10] + body + Array("\r\n0\r\n\r\n".utf8)
+                    : Array("HTTP/1.1 200 OK\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+                guard sendAll(fd, answer) else { return }
+            }
+        }
+        return upstream
+    }
+
+    @Test(arguments: [false, true])
+    func aWholeUploadHeldBackForASlowUpstreamIsNotCutByTheEOF(streamAnswer: Bool) throws {
+        let notes = Notes()
+        let proxy = try ProxyHarness(upstream: Self.slowReader(streamAnswer: streamAnswer, notes: notes))
+        defer { proxy.stop() }
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 15)
+        var request = Array("PUT /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+        let piece = Array("400\r\n".utf8) + [UInt8](repeating: 0x61, count: 1024) + [13, 10]
+        for _ in 0..<(8 * 1024) { request += piece }
+        request += Array("0\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
+        let sent = Atomic<Int>(0)
+        let fd = client.fd
+        let bytes = request
+        let sender = Thread {
+            if Self.sendAll(fd, bytes) { sent.store(bytes.count, ordering: .releasing) }
+            shutdown(fd, Int32(SHUT_WR))
+        }
+        sender.start()
+        do {
+            let put = try client.readResponse()
+            #expect(put.status == 200)
+            // Sent once the upstream saw the body's last chunk.
+            #expect(put.bodyText.contains("got "), "\(put.bodyText.suffix(30))")
+            if streamAnswer {
+                // Answered before its body was complete: the connection closes after it.
+                #expect(put.value("connection") == "close")
+            } else {
+                #expect(try client.readResponse().bodyText == "next")
+            }
+        } catch {
+            Issue.record("the whole PUT was not answered: \(error); the upstream: \(notes.lines.withLock { $0 })")
+        }
+        #expect(sent.load(ordering: .acquiring) == bytes.count)
+    }
+}
