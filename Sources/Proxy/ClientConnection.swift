@@ -148,6 +148,7 @@ final class ClientConnection: EventHandler {
                 let consumed = process(fresh)
                 if consumed < count && phase != .closed {
                     pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: fresh[consumed...]))
+                    if Self.mayHaveStrandedARequest(consumed: consumed, phase: phase) { processPending() }
                 }
             } else {
                 pending.append(contentsOf: fresh)
@@ -157,15 +158,26 @@ final class ClientConnection: EventHandler {
         }
     }
 
+    /// `process` used bytes and stopped awaiting a head with bytes left over. Its loop goes on
+    /// to the next request itself, so usually those bytes are half a head; but an exchange
+    /// that ended after the loop, inside its closing upstream flush (a write into a reused
+    /// connection the upstream had just reset, answered 502 there and then), could not start
+    /// the next request from inside `process` (`inProcess`). Processing again settles which.
+    static func mayHaveStrandedARequest(consumed: Int, phase: ConnectionLifecycle.Phase) -> Bool {
+        consumed > 0 && phase == .awaitingHead
+    }
+
     /// Processes buffered bytes, e.g. the next pipelined request after a response finished.
     func processPending() {
         guard !pending.isEmpty, !inProcess else { return }
-        var bytes = pending
-        pending = []
-        let consumed = bytes.withUnsafeBytes { process($0) }
-        if consumed < bytes.count && phase != .closed {
+        while true {
+            var bytes = pending
+            pending = []
+            let consumed = bytes.withUnsafeBytes { process($0) }
+            guard consumed < bytes.count && phase != .closed else { break }
             bytes.removeFirst(consumed)
             pending = bytes
+            guard Self.mayHaveStrandedARequest(consumed: consumed, phase: phase) else { break }
         }
         endIfClientFinished()
     }

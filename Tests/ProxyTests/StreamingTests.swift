@@ -3,49 +3,61 @@ import Testing
 import TestSupport
 
 /// Bodies that are not buffered flow with back-pressure: the proxy's memory stays bounded
-/// whatever the size. The proxy runs in this test process, so the process RSS is measured
-/// before and after; the test's own client and origin use fixed-size buffers.
+/// whatever the size. The bound is checked on the real binary in its own process, whose
+/// resident memory no other test running in parallel can add to.
 @Suite(.serialized) struct StreamingTests {
     static let size = 256 * 1024 * 1024
 
-    static func residentBytes() -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-        }
-        return 0
+    /// The proxy in its own process in front of `upstream`, answering already (its baseline
+    /// memory is taken after a first request).
+    static func proxyProcess(_ upstream: TestUpstream) throws -> ProxyProcess {
+        try #require(FileManager.default.isExecutableFile(atPath: ProxyProcess.binary), "build the idemproxy executable first (swift build)")
+        let proxy = try ProxyProcess(yaml: """
+            workers: 1
+            upstream: { url: "http://127.0.0.1:\(upstream.port)" }
+            admin: { listen: "" }
+            logging: { access_log: false, level: error }
+
+            """)
+        try #require(proxy.waitUntilServing(path: "/ready"), "the proxy did not start")
+        return proxy
     }
 
     @Test func largeDownloadStreamsWithBoundedMemory() throws {
-        let proxy = try ProxyHarness(upstream: TestUpstream { _ in .download(total: Self.size) })
+        let upstream = TestUpstream { request in
+            request.target == "/ready" ? .respond(status: 200, headers: [], body: []) : .download(total: Self.size)
+        }
+        defer { upstream.stop() }
+        let proxy = try Self.proxyProcess(upstream)
         defer { proxy.stop() }
-        let before = Self.residentBytes()
-        let client = try proxy.client(timeoutSeconds: 60)
+        let before = proxy.residentKiB
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 60)
         try client.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
         var received = 0
         let response = try client.readResponse(discardBody: true, bodyCount: &received)
-        let growth = Self.residentBytes() - before
+        let growth = proxy.residentKiB - before
         #expect(response.status == 200)
         #expect(received == Self.size)
-        #expect(growth < 64 * 1024 * 1024, "RSS grew by \(growth / 1_048_576) MiB")
+        #expect(growth < 64 * 1024, "the proxy's RSS grew by \(growth / 1024) MiB")
     }
 
     @Test func largeUploadStreamsWithBoundedMemory() throws {
         let upstream = TestUpstream(recordBodies: false) { request in
             .respond(status: 200, headers: [], body: Array(String(request.bodyCount).utf8))
         }
-        let proxy = try ProxyHarness(upstream: upstream)
+        defer { upstream.stop() }
+        let proxy = try Self.proxyProcess(upstream)
         defer { proxy.stop() }
-        let before = Self.residentBytes()
-        let client = try proxy.client(timeoutSeconds: 60)
+        let before = proxy.residentKiB
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 60)
         try client.send("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: \(Self.size)\r\n\r\n")
         let block = [UInt8](repeating: 0x62, count: 1024 * 1024)
         for _ in 0..<(Self.size / block.count) { try client.send(block) }
         let response = try client.readResponse()
-        let growth = Self.residentBytes() - before
+        let growth = proxy.residentKiB - before
         #expect(response.status == 200)
         #expect(response.bodyText == String(Self.size))
-        #expect(growth < 64 * 1024 * 1024, "RSS grew by \(growth / 1_048_576) MiB")
+        #expect(growth < 64 * 1024, "the proxy's RSS grew by \(growth / 1024) MiB")
     }
 
     /// The upstream reads nothing for a while, so back-pressure holds the end of the body in

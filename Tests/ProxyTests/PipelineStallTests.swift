@@ -110,3 +110,29 @@ import TestSupport
         #expect(sent.load(ordering: .acquiring) == bytes.count)
     }
 }
+
+/// A request answered at once inside the processing of a read (its upstream write failed as
+/// it was made) must not strand the requests pipelined behind it.
+@Suite(.serialized) struct PipelinedAfterSynchronousFailureTests {
+    @Test(arguments: [false, true])
+    func theRequestAfterOneWhoseReusedConnectionFailedOnWriteIsAnswered(halfClose: Bool) throws {
+        // Each answer is followed by a reset: the connection goes back to the pool looking
+        // healthy, and the next request written into it fails at once.
+        let upstream = TestUpstream { request in
+            .sequence([Array("HTTP/1.1 200 OK\r\nContent-Length: \(request.target.utf8.count)\r\n\r\n\(request.target)".utf8)], gapSeconds: 0, ending: .reset)
+        }
+        let proxy = try ProxyHarness(upstream: upstream)
+        defer { proxy.stop() }
+        let client = try proxy.client(timeoutSeconds: 3)
+        try client.send(
+            "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+                + "POST /second HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"
+                + "GET /third HTTP/1.1\r\nHost: a\r\n\r\n")
+        if halfClose { shutdown(client.fd, Int32(SHUT_WR)) }
+        #expect(try client.readResponse().bodyText == "/first")
+        // Not retried: a POST is not idempotent (RFC 9110 §9.2.2).
+        #expect(try client.readResponse(requestMethod: "POST").status == 502)
+        #expect(try client.readResponse().bodyText == "/third")
+        if halfClose { #expect(client.isClosedByPeer()) }
+    }
+}
