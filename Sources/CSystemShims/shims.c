@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <string.h>
@@ -44,4 +45,14 @@ void csys_set_thread_name(const char *name) {
     strncpy(truncated, name, 15);
     truncated[15] = 0;
     pthread_setname_np(pthread_self(), truncated);
+}
+
+int csys_sem_wait_until_monotonic(sem_t *sem, uint64_t deadline_nanos) {
+    struct timespec deadline = {
+        .tv_sec = (time_t)(deadline_nanos / 1000000000u),
+        .tv_nsec = (long)(deadline_nanos % 1000000000u),
+    };
+    int result;
+    while ((result = sem_clockwait(sem, CLOCK_MONOTONIC, &deadline)) != 0 && errno == EINTR) {}
+    return result;
 }

@@ -1,3 +1,4 @@
+import CSystemShims
 import EventLoop
 import Glibc
 import Synchronization
@@ -79,22 +80,15 @@ final class BackgroundWriter: @unchecked Sendable {
         thread = nil
     }
 
-    /// `sem_timedwait` takes a `CLOCK_REALTIME` deadline; a clock step during the one wait a
-    /// shutdown makes only lengthens or shortens that wait.
-    private static func deadline(afterMillis millis: UInt64) -> timespec {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let nanos = Int(now.tv_nsec) + Int(millis % 1000) * 1_000_000
-        return timespec(tv_sec: now.tv_sec + Int(millis / 1000) + nanos / 1_000_000_000, tv_nsec: nanos % 1_000_000_000)
+    /// Monotonic nanoseconds `millis` from now (the far future for an unbounded wait).
+    private static func deadline(afterMillis millis: UInt64) -> UInt64 {
+        let now = EventLoop.monotonicNanos()
+        return millis > (UInt64.max - now) / 1_000_000 ? .max : now + millis * 1_000_000
     }
 
-    /// False once `deadline` has passed.
-    private static func wait(_ semaphore: UnsafeMutablePointer<sem_t>, until deadline: timespec) -> Bool {
-        var deadline = deadline
-        while sem_timedwait(semaphore, &deadline) != 0 {
-            if errno != EINTR { return false }
-        }
-        return true
+    /// False once `deadline` (monotonic nanoseconds) has passed.
+    private static func wait(_ semaphore: UnsafeMutablePointer<sem_t>, until deadline: UInt64) -> Bool {
+        csys_sem_wait_until_monotonic(semaphore, deadline) == 0
     }
 
     private func run() {

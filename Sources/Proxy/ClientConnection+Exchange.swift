@@ -446,17 +446,24 @@ extension ClientConnection: UpstreamConnectionDelegate {
                 status: 504, type: .upstreamTimeout, detail: "the upstream did not respond within response_timeout",
                 requestSent: connection.bytesWrittenThisExchange > 0)
         } else {
-            responseBrokeMidway()
+            responseBrokeMidway(status: 504, detail: "the upstream's response stalled for longer than response_timeout")
         }
     }
 
-    /// The response head went out but the body will never be complete.
-    /// Not withdrawn like a cut request's response: once output to the client backs up, this
-    /// upstream's reads pause until all of it has gone out, this response's first bytes with
-    /// it, so its end is read when nothing of it can be taken back.
-    private func responseBrokeMidway() {
+    /// The response began but its body will never be complete: the upstream reset, closed
+    /// early or stalled past response_timeout. A reset or the timeout can come while the head
+    /// still waits behind answers to earlier pipelined requests (reads paused for a slow
+    /// reader do not hide a reset, and the timer runs on); none of it has gone out then, so it
+    /// is withdrawn and the request answered as one that got no response (SPEC §4: a guarded
+    /// one 502 or 504 `outcome-unknown`). Once its first bytes are out, the connection is cut
+    /// so the client sees a truncated message rather than a wrong one.
+    private func responseBrokeMidway(status: Int = 502, detail: String = "the upstream response broke off") {
+        if withdrawUnsentResponse() {
+            upstreamFailedBeforeResponse(status: status, type: status == 504 ? .upstreamTimeout : .upstreamUnreachable, detail: detail)
+            return
+        }
         if let guarded = exchange.guarded, guarded.ownsClaim {
-            guardedUpstreamFailed(requestSent: true, status: 502, detail: "the upstream response broke off")
+            guardedUpstreamFailed(requestSent: true, status: status, detail: detail)
             return
         }
         upstreamAbandoned()

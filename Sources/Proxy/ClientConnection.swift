@@ -229,18 +229,20 @@ final class ClientConnection: EventHandler {
         perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
     }
 
-    /// A response the upstream began early, while the request body was still arriving, whose
-    /// exchange must end before it is whole (the body was cut, stalled or malformed): when none
-    /// of it has gone out yet, because answers to earlier pipelined requests are still queued
-    /// ahead of it, it is taken back, and the exchange ends as if it had never begun. Otherwise
-    /// the only honest end is an abort, and an abort would discard those earlier answers too: a
-    /// client would get a truncated replay of a request that already ran. Returns whether it
-    /// was taken back.
+    /// A response the upstream began whose exchange must end before it is whole (its request
+    /// body, still arriving, was cut, stalled or malformed; or the upstream broke it off):
+    /// when none of it has gone out yet, because answers to earlier pipelined requests are
+    /// still queued ahead of it, it is taken back, and the exchange ends as if it had never
+    /// begun. Otherwise the only honest end is an abort, and an abort would discard those
+    /// earlier answers too: a client would get a truncated replay of a request that already
+    /// ran. Returns whether it was taken back.
     @discardableResult
     func withdrawUnsentResponse() -> Bool {
         guard exchange.responseStarted, exchange.earlierAnswerBytesUnsent > 0 else { return false }
         out.keepPending(first: exchange.earlierAnswerBytesUnsent)
         exchange.responseStarted = false
+        // Not what the client got: the answer that ends the exchange sets its own.
+        exchange.status = 0
         return true
     }
 

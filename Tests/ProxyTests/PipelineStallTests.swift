@@ -111,6 +111,31 @@ import TestSupport
     }
 }
 
+extension BackPressureHalfCloseTests {
+    /// A whole body, a pipelined GET and half a head arrive with the EOF while the body waits
+    /// for an upstream that starts reading late: both requests are answered in order, then the
+    /// connection closes.
+    @Test func aHeldBackBodyThenAPipelinedRequestThenTheEOF() throws {
+        let upstream = TestUpstream { request in .respond(status: 200, headers: [], body: Array("\(request.method) \(request.bodyCount)".utf8)) }
+        upstream.bodyReadDelay = 0.5
+        let proxy = try ProxyHarness(upstream: upstream)
+        defer { proxy.stop() }
+        let client = try proxy.client(timeoutSeconds: 5)
+        let body = [UInt8](repeating: 0x41, count: 3 << 20)
+        let bytes = Array("PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+            + Array("GET /next HTTP/1.1\r\nHost: a\r\n\r\nGET /half HTTP/1.1\r\nHo".utf8)
+        let fd = client.fd
+        let sender = Thread {
+            _ = Self.sendAll(fd, bytes)
+            shutdown(fd, Int32(SHUT_WR))
+        }
+        sender.start()
+        #expect(try client.readResponse().bodyText == "PUT \(body.count)")
+        #expect(try client.readResponse().bodyText == "GET 0")
+        #expect(client.isClosedByPeer())
+    }
+}
+
 /// A request answered at once inside the processing of a read (its upstream write failed as
 /// it was made) must not strand the requests pipelined behind it.
 @Suite(.serialized) struct PipelinedAfterSynchronousFailureTests {

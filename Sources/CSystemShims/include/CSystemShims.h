@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <time.h>
@@ -56,5 +57,9 @@ void csys_use_one_allocation_arena(void);
 // without _GNU_SOURCE; the wrappers are compiled with it (see Package.swift).
 int csys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 void csys_set_thread_name(const char *name);
+// sem_clockwait (glibc 2.30, also GNU): waits on `sem` until CLOCK_MONOTONIC reads
+// `deadline_nanos`, so a wall-clock step cannot stretch the wait. 0 once the semaphore was
+// taken, -1 with errno ETIMEDOUT after the deadline (EINTR is retried inside).
+int csys_sem_wait_until_monotonic(sem_t *sem, uint64_t deadline_nanos);
 
 #endif
