@@ -370,8 +370,8 @@ extension ClientConnection: UpstreamConnectionDelegate {
             do {
                 step = try exchange.responseDecoder.next(rest)
             } catch {
-                // The client already has the head: all that is left is to cut the connection
-                // so it sees a truncated message rather than a wrong one.
+                // A body that cannot be framed is a broken-off response (withdrawn if none of
+                // it has gone out, else cut so the client sees a truncated message).
                 responseBrokeMidway()
                 return bytes.count
             }
