@@ -441,6 +441,11 @@ extension ClientConnection: UpstreamConnectionDelegate {
         guard connection === upstream else { return }
         if connection.state == .connecting {
             upstreamFailedBeforeResponse(status: 502, type: .upstreamUnreachable, detail: "connecting to the upstream timed out", requestSent: false)
+        } else if connection.hasUnreadBytesWhilePaused {
+            // The proxy stopped reading for a client that is slow to take what it was sent;
+            // the upstream answered and waits. Blaming it would turn a whole response into a
+            // 504 (a guarded one into `outcome-unknown`). send_timeout bounds the client.
+            connection.armTimer(afterMillis: settings.responseTimeoutMillis)
         } else if !exchange.responseStarted {
             upstreamFailedBeforeResponse(
                 status: 504, type: .upstreamTimeout, detail: "the upstream did not respond within response_timeout",
@@ -453,7 +458,8 @@ extension ClientConnection: UpstreamConnectionDelegate {
     /// The response began but its body will never be complete: the upstream reset, closed
     /// early or stalled past response_timeout. A reset or the timeout can come while the head
     /// still waits behind answers to earlier pipelined requests (reads paused for a slow
-    /// reader do not hide a reset, and the timer runs on); none of it has gone out then, so it
+    /// reader do not hide a reset, and the timer runs on while nothing more arrives); none of
+    /// it has gone out then, so it
     /// is withdrawn and the request answered as one that got no response (SPEC §4: a guarded
     /// one 502 or 504 `outcome-unknown`). Once its first bytes are out, the connection is cut
     /// so the client sees a truncated message rather than a wrong one.

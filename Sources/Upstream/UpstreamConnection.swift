@@ -1,4 +1,5 @@
 import EventLoop
+import Glibc
 
 /// What the exchange using an upstream connection hears from it. Every callback runs on the
 /// connection's loop thread.
@@ -100,6 +101,15 @@ public final class UpstreamConnection: EventHandler {
 
     public func armTimer(afterMillis millis: UInt64) { loop.arm(timer, after: millis) }
     public func cancelTimer() { timer.cancel() }
+
+    /// Reads are paused (`setReading(false)`, back-pressure for a slow client) and the
+    /// upstream has sent bytes that wait unread: it is answering, not stalled. One `MSG_PEEK`
+    /// byte, asked only when a timer fires.
+    public var hasUnreadBytesWhilePaused: Bool {
+        guard !wantsRead, state == .open else { return false }
+        var byte: UInt8 = 0
+        return Glibc.recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
+    }
 
     public func close() {
         guard state != .closed else { return }

@@ -181,6 +181,56 @@ import TestSupport
         #expect(answer.bodyText.contains("outcome-unknown"))
     }
 
+    // MARK: the proxy holds the upstream back
+
+    /// response_timeout (1 s) runs out while the upstream's whole answer waits unread in the
+    /// proxy, which paused reading for a client slow to take the replay ahead: the upstream is
+    /// not stalled, so its answer goes out whole and, for a guarded request, is stored.
+    @Test(arguments: [true, false])
+    func aWholeAnswerWaitingOnASlowReaderIsNotBlamedOnTheUpstream(guarded: Bool) throws {
+        var wholeKey = ""
+        let (proxy, client) = try Self.replayAhead(
+            of: { key in
+                wholeKey = key + "-whole"
+                return guarded ? Self.guardedPost("/whole", key: wholeKey) : "GET /whole HTTP/1.1\r\nHost: a\r\n\r\n"
+            }, upstreamYAML: ["response_timeout: 1s"])
+        defer { proxy.stop() }
+        usleep(1_800_000)
+        Self.expectWholeReplay(client)
+        var count = 0
+        let answer = try client.readResponse(requestMethod: guarded ? "POST" : "GET", discardBody: true, bodyCount: &count)
+        #expect(answer.status == 201, "\(answer.status) \(answer.bodyText.prefix(200))")
+        #expect(count == Self.big.count)
+        guard guarded else { return }
+        var retried = 0
+        let retry = try proxy.client()
+        try retry.send(Self.guardedPost("/whole", key: wholeKey))
+        let replay = try retry.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &retried)
+        #expect(replay.status == 201 && replay.value("idempotent-replayed") == "true", "the retry got \(replay.status)")
+        #expect(proxy.upstream.requests.filter { $0.target == "/whole" }.count == 1)
+    }
+
+    /// The same with nothing pipelined: one guarded request whose 4 MiB answer the client does
+    /// not read for longer than response_timeout.
+    @Test func aWholeGuardedAnswerToAPausedReaderIsStoredNotMarkedUnknown() throws {
+        let proxy = try ProxyHarness(
+            upstream: Self.upstream(stored: Self.big, chunkedEarly: false, broken: .silent), upstreamYAML: ["response_timeout: 1s"],
+            yaml: "idempotency: { max_stored_body: 8MiB }\n")
+        defer { proxy.stop() }
+        let post = Self.guardedPost("/pay", key: "paused-\(UInt32.random(in: 0...UInt32.max))")
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 5, receiveBuffer: 4096)
+        try client.send(post)
+        usleep(1_800_000)
+        var count = 0
+        #expect(try client.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &count).status == 201)
+        #expect(count == Self.big.count)
+        let again = try proxy.client()
+        try again.send(post)
+        var replayed = 0
+        #expect(try again.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &replayed).value("idempotent-replayed") == "true")
+        #expect(proxy.upstream.count(method: "POST") == 1)
+    }
+
     // MARK: nothing ahead
 
     /// Nothing queued ahead: the early answer's head goes out at once, so a cut can only end
