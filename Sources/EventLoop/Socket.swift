@@ -171,10 +171,19 @@ public enum Socket {
     /// no error. A byte from an idle upstream is unsolicited (a 408 or garbage), so it is
     /// unusable too.
     public static func isIdleConnectionAlive(_ fd: Int32) -> Bool {
-        var byte: UInt8 = 0
-        let rc = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        let rc = peekByte(fd)
         if rc < 0 { return errno == EAGAIN || errno == EWOULDBLOCK }
         return false
+    }
+
+    /// Bytes wait unread on `fd` (data; not an EOF, an error or nothing yet).
+    public static func hasUnreadBytes(_ fd: Int32) -> Bool { peekByte(fd) > 0 }
+
+    /// `recv` of one byte left in place, without blocking: 1 a byte waits, 0 EOF, -1 with
+    /// `errno` (EAGAIN: nothing yet).
+    private static func peekByte(_ fd: Int32) -> Int {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
     }
 
     public static func shutdownWrite(_ fd: Int32) { Glibc.shutdown(fd, Int32(SHUT_WR)) }

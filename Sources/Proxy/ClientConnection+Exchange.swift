@@ -459,10 +459,10 @@ extension ClientConnection: UpstreamConnectionDelegate {
     /// early or stalled past response_timeout. A reset or the timeout can come while the head
     /// still waits behind answers to earlier pipelined requests (reads paused for a slow
     /// reader do not hide a reset, and the timer runs on while nothing more arrives); none of
-    /// it has gone out then, so it
-    /// is withdrawn and the request answered as one that got no response (SPEC §4: a guarded
-    /// one 502 or 504 `outcome-unknown`). Once its first bytes are out, the connection is cut
-    /// so the client sees a truncated message rather than a wrong one.
+    /// it has gone out then, so it is withdrawn and the request answered as one that got no
+    /// response (SPEC §4: a guarded one 502 or 504 `outcome-unknown`). Once its first bytes
+    /// are out, the connection is cut so the client sees a truncated message rather than a
+    /// wrong one.
     private func responseBrokeMidway(status: Int = 502, detail: String = "the upstream response broke off") {
         if withdrawUnsentResponse() {
             upstreamFailedBeforeResponse(status: status, type: status == 504 ? .upstreamTimeout : .upstreamUnreachable, detail: detail)

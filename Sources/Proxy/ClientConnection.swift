@@ -148,7 +148,6 @@ final class ClientConnection: EventHandler {
                 let consumed = process(fresh)
                 if consumed < count && phase != .closed {
                     pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: fresh[consumed...]))
-                    if Self.mayHaveStrandedARequest(consumed: consumed, phase: phase) { processPending() }
                 }
             } else {
                 pending.append(contentsOf: fresh)
@@ -158,41 +157,27 @@ final class ClientConnection: EventHandler {
         }
     }
 
-    /// `process` used bytes and stopped awaiting a head with bytes left over. Its loop goes on
-    /// to the next request itself, so usually those bytes are half a head; but an exchange
-    /// that ended after the loop, inside its closing upstream flush (a write into a reused
-    /// connection the upstream had just reset, answered 502 there and then), could not start
-    /// the next request from inside `process` (`inProcess`). Processing again settles which.
-    static func mayHaveStrandedARequest(consumed: Int, phase: ConnectionLifecycle.Phase) -> Bool {
-        consumed > 0 && phase == .awaitingHead
-    }
-
     /// Processes buffered bytes, e.g. the next pipelined request after a response finished.
     func processPending() {
         guard !pending.isEmpty, !inProcess else { return }
-        while true {
-            var bytes = pending
-            pending = []
-            let consumed = bytes.withUnsafeBytes { process($0) }
-            guard consumed < bytes.count && phase != .closed else { break }
+        var bytes = pending
+        pending = []
+        let consumed = bytes.withUnsafeBytes { process($0) }
+        if consumed < bytes.count && phase != .closed {
             bytes.removeFirst(consumed)
             pending = bytes
-            guard Self.mayHaveStrandedARequest(consumed: consumed, phase: phase) else { break }
         }
         endIfClientFinished()
     }
 
     private func clientSentEOF() {
         if phase == .streamingBody || phase == .bufferingBody {
-            // Bytes held back for a slow upstream may still complete the body (reads resume
-            // once its queue is below the high watermark, before it has drained): the EOF is
-            // judged once they are processed (`endIfClientFinished`, after the drain).
-            if bodyHeldBack && !pending.isEmpty {
-                clientFinished = true
-                updateInterest()
-                return
-            }
-            dropRequestCutByEOF()
+            // The body is cut, unless bytes held back for a slow upstream may still complete
+            // it (reads resume once its queue is below the high watermark, before it has
+            // drained): `endIfClientFinished` judges, now or after the drain.
+            clientFinished = true
+            endIfClientFinished()
+            updateInterest()
             return
         }
         perform(lifecycle.clientHungUp(outputPending: !out.isEmpty, pendingInput: !pending.isEmpty))
@@ -335,7 +320,14 @@ final class ClientConnection: EventHandler {
                 break loop
             }
         }
+        let phaseBeforeFlush = phase
         upstream?.flush()
+        // The flush can end the exchange there and then: a write into a reused connection the
+        // upstream had just reset is answered 502 at once. Its `requestFinished` cannot start
+        // the next request from inside `process` (`inProcess`), so the bytes after it go on here.
+        if phaseBeforeFlush != .awaitingHead, phase == .awaitingHead, offset < bytes.count {
+            return offset + process(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+        }
         // The flush above may have drained the upstream while back-pressure held bytes here;
         // the drain callback cannot re-enter, so continue with them now.
         // Only a stop for back-pressure is retried: a stop because a framing line is incomplete

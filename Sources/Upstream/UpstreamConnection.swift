@@ -1,5 +1,4 @@
 import EventLoop
-import Glibc
 
 /// What the exchange using an upstream connection hears from it. Every callback runs on the
 /// connection's loop thread.
@@ -107,8 +106,7 @@ public final class UpstreamConnection: EventHandler {
     /// byte, asked only when a timer fires.
     public var hasUnreadBytesWhilePaused: Bool {
         guard !wantsRead, state == .open else { return false }
-        var byte: UInt8 = 0
-        return Glibc.recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
+        return Socket.hasUnreadBytes(fd)
     }
 
     public func close() {

@@ -14,16 +14,6 @@ import TestSupport
         func add(_ line: String) { lines.withLock { $0.append(line) } }
     }
 
-    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
-    }
-
     /// An upstream that reads 4 KiB every 2 ms and, after each read, sends a `102 Processing`
     /// or, with `streamAnswer`, one byte of a chunked answer begun at once; each read or
     /// response byte makes the proxy look at its client again while bytes are held back.
@@ -43,11 +33,11 @@ import TestSupport
                 let isGet = buffer.starts(with: Array("GET".utf8))
                 buffer.removeFirst(headEnd! + 4)
                 if isGet {
-                    guard sendAll(fd, Array("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext".utf8)) else { return }
+                    guard TestUpstream.sendAll(fd, Array("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext".utf8)) else { return }
                     continue
                 }
                 if streamAnswer {
-                    guard sendAll(fd, Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)) else { return }
+                    guard TestUpstream.sendAll(fd, Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)) else { return }
                 }
                 let terminator = Array("\r\n0\r\n\r\n".utf8)
                 var total = buffer.count
@@ -62,14 +52,14 @@ import TestSupport
                     total += n
                     tail = Array((tail + chunk[0..<n]).suffix(terminator.count))
                     let interim = streamAnswer ? Array("1\r\n.\r\n".utf8) : Array("HTTP/1.1 102 Processing\r\n\r\n".utf8)
-                    guard sendAll(fd, interim) else { return }
+                    guard TestUpstream.sendAll(fd, interim) else { return }
                 }
                 buffer = []
                 let body = Array("got \(total)".utf8)
                 let answer = streamAnswer
                     ? Array(String(body.count, radix: 16).utf8) + [13, 10] + body + Array("\r\n0\r\n\r\n".utf8)
                     : Array("HTTP/1.1 200 OK\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
-                guard sendAll(fd, answer) else { return }
+                guard TestUpstream.sendAll(fd, answer) else { return }
             }
         }
         return upstream
@@ -89,7 +79,7 @@ import TestSupport
         let fd = client.fd
         let bytes = request
         let sender = Thread {
-            if Self.sendAll(fd, bytes) { sent.store(bytes.count, ordering: .releasing) }
+            if TestUpstream.sendAll(fd, bytes) { sent.store(bytes.count, ordering: .releasing) }
             shutdown(fd, Int32(SHUT_WR))
         }
         sender.start()
@@ -126,7 +116,7 @@ extension BackPressureHalfCloseTests {
             + Array("GET /next HTTP/1.1\r\nHost: a\r\n\r\nGET /half HTTP/1.1\r\nHo".utf8)
         let fd = client.fd
         let sender = Thread {
-            _ = Self.sendAll(fd, bytes)
+            _ = TestUpstream.sendAll(fd, bytes)
             shutdown(fd, Int32(SHUT_WR))
         }
         sender.start()

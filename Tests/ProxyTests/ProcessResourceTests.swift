@@ -11,13 +11,7 @@ import TestSupport
     /// has descriptors for, so the rest wait in the backlog.
     func proxyOutOfDescriptors(upstream: TestUpstream, admin: String) throws -> (proxy: ProxyProcess, clients: [TestClient]) {
         try #require(FileManager.default.isExecutableFile(atPath: ProxyProcess.binary), "build the idemproxy executable first (swift build)")
-        let proxy = try ProxyProcess(yaml: """
-            workers: 1
-            upstream: { url: "http://127.0.0.1:\(upstream.port)" }
-            admin: { listen: "\(admin)" }
-            logging: { access_log: false, level: error }
-
-            """, openFiles: 64)
+        let proxy = try ProxyProcess(inFrontOf: upstream, admin: admin, openFiles: 64)
         try #require(proxy.waitUntilServing(), "the proxy did not start")
         var clients: [TestClient] = []
         for _ in 0..<80 { clients.append(try TestClient(port: proxy.port, timeoutSeconds: 2)) }
@@ -73,14 +67,9 @@ import TestSupport
         let body = [UInt8](repeating: 0x72, count: 8 << 10)
         let upstream = TestUpstream(recordBodies: false) { _ in .respond(status: 201, headers: [], body: body) }
         defer { upstream.stop() }
-        let proxy = try ProxyProcess(yaml: """
-            workers: 1
-            upstream: { url: "http://127.0.0.1:\(upstream.port)" }
+        let proxy = try ProxyProcess(inFrontOf: upstream, extraYAML: """
             store: { backend: memory, memory: { max_bytes: 16MiB } }
             idempotency: { scope: { header: "" } }
-            admin: { listen: "" }
-            logging: { access_log: false, level: error }
-
             """)
         defer { proxy.stop() }
         try #require(proxy.waitUntilServing())

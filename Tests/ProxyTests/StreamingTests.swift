@@ -12,13 +12,7 @@ import TestSupport
     /// memory is taken after a first request).
     static func proxyProcess(_ upstream: TestUpstream) throws -> ProxyProcess {
         try #require(FileManager.default.isExecutableFile(atPath: ProxyProcess.binary), "build the idemproxy executable first (swift build)")
-        let proxy = try ProxyProcess(yaml: """
-            workers: 1
-            upstream: { url: "http://127.0.0.1:\(upstream.port)" }
-            admin: { listen: "" }
-            logging: { access_log: false, level: error }
-
-            """)
+        let proxy = try ProxyProcess(inFrontOf: upstream)
         try #require(proxy.waitUntilServing(path: "/ready"), "the proxy did not start")
         return proxy
     }

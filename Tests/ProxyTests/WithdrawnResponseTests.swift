@@ -161,10 +161,7 @@ import TestSupport
         let (proxy, client) = try Self.replayAhead(of: { key in Self.guardedPost("/broken", key: key + "-2") }, broken: Self.resetMidBody)
         defer { proxy.stop() }
         usleep(800_000)
-        Self.expectWholeReplay(client)
-        let answer = try client.readResponse(requestMethod: "POST")
-        #expect(answer.status == 502)
-        #expect(answer.bodyText.contains("outcome-unknown"))
+        try Self.expectWholeReplayThenOutcomeUnknown(client, status: 502)
     }
 
     /// response_timeout runs out mid-body while the client, within send_timeout, has not yet
@@ -175,9 +172,14 @@ import TestSupport
             of: { key in Self.guardedPost("/broken", key: key + "-3") }, broken: stall, upstreamYAML: ["response_timeout: 1s"])
         defer { proxy.stop() }
         usleep(1_700_000)
-        Self.expectWholeReplay(client)
+        try Self.expectWholeReplayThenOutcomeUnknown(client, status: 504)
+    }
+
+    /// The replay ahead whole, then the guarded request's `outcome-unknown` answer.
+    static func expectWholeReplayThenOutcomeUnknown(_ client: TestClient, status: Int) throws {
+        expectWholeReplay(client)
         let answer = try client.readResponse(requestMethod: "POST")
-        #expect(answer.status == 504)
+        #expect(answer.status == status)
         #expect(answer.bodyText.contains("outcome-unknown"))
     }
 

@@ -41,6 +41,18 @@ public final class ProxyProcess: @unchecked Sendable {
         }
     }
 
+    /// In front of `upstream` with what the resource tests share: one worker, no access log,
+    /// errors only, the admin listener as given (none by default), and `extraYAML`.
+    public convenience init(inFrontOf upstream: TestUpstream, admin: String = "", extraYAML: String = "", openFiles: Int? = nil) throws {
+        try self.init(yaml: """
+            workers: 1
+            upstream: { url: "http://127.0.0.1:\(upstream.port)" }
+            admin: { listen: "\(admin)" }
+            logging: { access_log: false, level: error }
+            \(extraYAML)
+            """, openFiles: openFiles)
+    }
+
     public var pid: Int32 { process.processIdentifier }
 
     /// Waits until a `GET path` on a new connection answers with a 2xx status.

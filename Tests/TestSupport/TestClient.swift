@@ -87,12 +87,7 @@ public final class TestClient {
     public func send(_ text: String) throws { try send(Array(text.utf8)) }
 
     public func send(_ bytes: [UInt8]) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { throw ClientError.closed }
-            offset += n
-        }
+        guard TestUpstream.sendAll(fd, bytes) else { throw ClientError.closed }
     }
 
     /// Reads more bytes into the buffer; false on EOF.

@@ -207,16 +207,19 @@ public final class TestUpstream: @unchecked Sendable {
         }
     }
 
-    private func respond(_ fd: Int32, _ behaviour: Behaviour, method: String) -> Bool {
-        func send(_ bytes: [UInt8]) -> Bool {
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if n <= 0 { return false }
-                offset += n
-            }
-            return true
+    /// Writes all of `bytes` to a blocking socket; false once the peer is gone.
+    public static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return false }
+            offset += n
         }
+        return true
+    }
+
+    private func respond(_ fd: Int32, _ behaviour: Behaviour, method: String) -> Bool {
+        func send(_ bytes: [UInt8]) -> Bool { Self.sendAll(fd, bytes) }
         let noBody = method == "HEAD"
         switch behaviour {
         case .respond(let status, let headers, let body):
