@@ -176,8 +176,8 @@ public enum Socket {
         return false
     }
 
-    /// Bytes wait unread on `fd` (data; not an EOF, an error or nothing yet).
-    public static func hasUnreadBytes(_ fd: Int32) -> Bool { peekByte(fd) > 0 }
+    /// Input waits unread on `fd`: a byte, or an orderly EOF (not an error, not nothing yet).
+    public static func hasInputWaiting(_ fd: Int32) -> Bool { peekByte(fd) >= 0 }
 
     /// `recv` of one byte left in place, without blocking: 1 a byte waits, 0 EOF, -1 with
     /// `errno` (EAGAIN: nothing yet).

@@ -441,10 +441,11 @@ extension ClientConnection: UpstreamConnectionDelegate {
         guard connection === upstream else { return }
         if connection.state == .connecting {
             upstreamFailedBeforeResponse(status: 502, type: .upstreamUnreachable, detail: "connecting to the upstream timed out", requestSent: false)
-        } else if connection.hasUnreadBytesWhilePaused {
+        } else if timerPurpose == .send, connection.hasInputWaitingWhilePaused {
             // The proxy stopped reading for a client that is slow to take what it was sent;
             // the upstream answered and waits. Blaming it would turn a whole response into a
-            // 504 (a guarded one into `outcome-unknown`). send_timeout bounds the client.
+            // 504 (a guarded one into `outcome-unknown`). Only while send_timeout runs: it
+            // bounds the client, so the wait cannot be re-armed forever.
             connection.armTimer(afterMillis: settings.responseTimeoutMillis)
         } else if !exchange.responseStarted {
             upstreamFailedBeforeResponse(

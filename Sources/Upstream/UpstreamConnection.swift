@@ -102,11 +102,11 @@ public final class UpstreamConnection: EventHandler {
     public func cancelTimer() { timer.cancel() }
 
     /// Reads are paused (`setReading(false)`, back-pressure for a slow client) and the
-    /// upstream has sent bytes that wait unread: it is answering, not stalled. One `MSG_PEEK`
-    /// byte, asked only when a timer fires.
-    public var hasUnreadBytesWhilePaused: Bool {
+    /// upstream has sent bytes, or the EOF that ends a close-delimited body, that wait unread:
+    /// it is answering, not stalled. One `MSG_PEEK` byte, asked only when a timer fires.
+    public var hasInputWaitingWhilePaused: Bool {
         guard !wantsRead, state == .open else { return false }
-        return Socket.hasUnreadBytes(fd)
+        return Socket.hasInputWaiting(fd)
     }
 
     public func close() {

@@ -212,6 +212,28 @@ import TestSupport
         #expect(proxy.upstream.requests.filter { $0.target == "/whole" }.count == 1)
     }
 
+    /// A close-delimited answer is whole only at the upstream's EOF, which waits unread too.
+    @Test(arguments: [false, true])
+    func aWholeCloseDelimitedAnswerWaitingOnASlowReaderIsNotA504(guarded: Bool) throws {
+        var wholeKey = ""
+        let (proxy, client) = try Self.replayAhead(
+            of: { key in
+                wholeKey = key + "-close"
+                return guarded ? Self.guardedPost("/broken", key: wholeKey) : "GET /broken HTTP/1.1\r\nHost: a\r\n\r\n"
+            }, broken: .untilClose(status: 200, body: Array("whole-close-delimited".utf8)), upstreamYAML: ["response_timeout: 1s"])
+        defer { proxy.stop() }
+        usleep(1_800_000)
+        Self.expectWholeReplay(client)
+        let answer = try client.readResponse(requestMethod: guarded ? "POST" : "GET")
+        #expect(answer.status == 200, "\(answer.status) \(answer.bodyText.prefix(300))")
+        #expect(answer.bodyText == "whole-close-delimited")
+        guard guarded else { return }
+        let retry = try proxy.client()
+        try retry.send(Self.guardedPost("/broken", key: wholeKey))
+        let replay = try retry.readResponse(requestMethod: "POST")
+        #expect(replay.status == 200 && replay.value("idempotent-replayed") == "true", "the retry got \(replay.status)")
+    }
+
     /// The same with nothing pipelined: one guarded request whose 4 MiB answer the client does
     /// not read for longer than response_timeout.
     @Test func aWholeGuardedAnswerToAPausedReaderIsStoredNotMarkedUnknown() throws {
