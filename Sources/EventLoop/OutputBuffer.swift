@@ -40,12 +40,6 @@ public struct OutputBuffer {
         sent = 0
     }
 
-    /// Keeps only the first `count` unsent bytes, dropping what was queued after them.
-    public mutating func keepPending(first count: Int) {
-        precondition(count >= 0 && count <= pendingCount)
-        bytes.removeSubrange((sent + count)...)
-    }
-
     @inline(__always)
     public mutating func append(_ raw: UnsafeRawBufferPointer) {
         bytes.append(contentsOf: raw)

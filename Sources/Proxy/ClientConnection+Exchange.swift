@@ -177,7 +177,7 @@ extension ClientConnection {
     /// A malformed chunked body: the upstream already has part of it, so that exchange is void.
     func requestBodyInvalid(_ error: HTTPParseError) {
         upstreamAbandoned()
-        if exchange.responseStarted && !withdrawUnsentResponse() {
+        if exchange.responseStarted {
             abort()
         } else {
             closeWithUnreadInput()
@@ -208,7 +208,9 @@ extension ClientConnection {
             flushOut()
             return
         }
-        if !pending.isEmpty {
+        // Requests pipelined behind a response still being written wait for it (`flushOut`),
+        // under send_timeout.
+        if !pending.isEmpty && out.isEmpty {
             setTimer(.header)
             if !inProcess { processPending() }
         }
@@ -223,7 +225,6 @@ extension ClientConnection {
         exchange.responseChunked = choice.chunked
         if choice.mustClose { closeAfterResponse = true }
         if !exchange.requestBodyDone { closeWithUnreadInput() }
-        exchange.earlierAnswerBytesUnsent = out.pendingCount
         let close = closeAfterResponse || !exchange.clientKeepAlive
         var extra: [(name: String, value: String)] = []
         // A response to HEAD keeps the Content-Length the upstream stated: it describes the
@@ -370,8 +371,8 @@ extension ClientConnection: UpstreamConnectionDelegate {
             do {
                 step = try exchange.responseDecoder.next(rest)
             } catch {
-                // A body that cannot be framed is a broken-off response (withdrawn if none of
-                // it has gone out, else cut so the client sees a truncated message).
+                // A body that cannot be framed is a broken-off response: cut, so the client
+                // sees a truncated message.
                 responseBrokeMidway()
                 return bytes.count
             }
@@ -457,18 +458,11 @@ extension ClientConnection: UpstreamConnectionDelegate {
     }
 
     /// The response began but its body will never be complete: the upstream reset, closed
-    /// early or stalled past response_timeout. A reset or the timeout can come while the head
-    /// still waits behind answers to earlier pipelined requests (reads paused for a slow
-    /// reader do not hide a reset, and the timer runs on while nothing more arrives); none of
-    /// it has gone out then, so it is withdrawn and the request answered as one that got no
-    /// response (SPEC §4: a guarded one 502 or 504 `outcome-unknown`). Once its first bytes
-    /// are out, the connection is cut so the client sees a truncated message rather than a
-    /// wrong one.
+    /// early or stalled past response_timeout. Its head may have gone out, so the connection
+    /// is cut: the client sees a truncated message rather than a wrong one (RFC 9112 §8). A
+    /// guarded request's claim is settled as SPEC §4 says for a request sent without a
+    /// complete response.
     private func responseBrokeMidway(status: Int = 502, detail: String = "the upstream response broke off") {
-        if withdrawUnsentResponse() {
-            upstreamFailedBeforeResponse(status: status, type: status == 504 ? .upstreamTimeout : .upstreamUnreachable, detail: detail)
-            return
-        }
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guardedUpstreamFailed(requestSent: true, status: status, detail: detail)
             return

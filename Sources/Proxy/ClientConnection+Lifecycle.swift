@@ -47,7 +47,6 @@ extension ClientConnection {
         loop.deregister(fd)
         Socket.close(fd)
         out.reset()
-        exchange.earlierAnswerBytesUnsent = 0
         pending = []
         // Nobody reads the response any more: never hold the upstream back for it.
         upstream?.setReading(true)

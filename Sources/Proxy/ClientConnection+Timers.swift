@@ -35,9 +35,6 @@ extension ClientConnection {
     }
 
     func timerFired() {
-        // A body that stopped arriving ends its exchange with a 408; a response the upstream
-        // began early goes only if none of it has been sent (`withdrawUnsentResponse`).
-        if lifecycle.timer == .body { withdrawUnsentResponse() }
         let nothingReceived = pending.isEmpty && headScanHint == 0 && exchange.requestsServed == 0 && out.isEmpty
         perform(lifecycle.timerFired(nothingReceived: nothingReceived, responseStarted: exchange.responseStarted))
     }

@@ -170,7 +170,18 @@ final class ClientConnection: EventHandler {
         endIfClientFinished()
     }
 
+    /// Pipelined requests are held back until the answers ahead of them are written.
+    var requestsWaitForOutput: Bool { phase == .awaitingHead && !pending.isEmpty && !out.isEmpty }
+
     private func clientSentEOF() {
+        if requestsWaitForOutput {
+            // A half-close ends the requests, not the answers (RFC 9112 §9.6): the held-back
+            // requests are still answered, and the EOF takes effect after them
+            // (`endIfClientFinished`).
+            clientFinished = true
+            updateInterest()
+            return
+        }
         if phase == .streamingBody || phase == .bufferingBody {
             // The body is cut, unless bytes held back for a slow upstream may still complete
             // it (reads resume once its queue is below the high watermark, before it has
@@ -191,6 +202,7 @@ final class ClientConnection: EventHandler {
         guard clientFinished, !inProcess else { return }
         switch phase {
         case .awaitingHead:
+            if requestsWaitForOutput { return }
             perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
         case .streamingBody, .bufferingBody:
             if !bodyHeldBack { dropRequestCutByEOF() }
@@ -201,34 +213,14 @@ final class ClientConnection: EventHandler {
 
     /// The client's EOF cut the body of the request in progress: the request can never be
     /// whole, so the upstream must not act on it (its connection is closed with the body
-    /// unfinished, an incomplete message, RFC 9112 §8). Answers to earlier pipelined requests
-    /// may still be queued for a slow reader: they go out first, then the connection closes,
-    /// as after a partial head. Only once this request's own response has begun going out is
-    /// the cut an abort of the response too.
+    /// unfinished, an incomplete message, RFC 9112 §8). Once its response has begun, the cut
+    /// is an abort of the response too.
     private func dropRequestCutByEOF() {
-        withdrawUnsentResponse()
         if !exchange.responseStarted {
             upstreamAbandoned()
             phase = .awaitingHead
         }
         perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
-    }
-
-    /// A response the upstream began whose exchange must end before it is whole (its request
-    /// body, still arriving, was cut, stalled or malformed; or the upstream broke it off):
-    /// when none of it has gone out yet, because answers to earlier pipelined requests are
-    /// still queued ahead of it, it is taken back, and the exchange ends as if it had never
-    /// begun. Otherwise the only honest end is an abort, and an abort would discard those
-    /// earlier answers too: a client would get a truncated replay of a request that already
-    /// ran. Returns whether it was taken back.
-    @discardableResult
-    func withdrawUnsentResponse() -> Bool {
-        guard exchange.responseStarted, exchange.earlierAnswerBytesUnsent > 0 else { return false }
-        out.keepPending(first: exchange.earlierAnswerBytesUnsent)
-        exchange.responseStarted = false
-        // Not what the client got: the answer that ends the exchange sets its own.
-        exchange.status = 0
-        return true
     }
 
     /// Carries out what the lifecycle decided.
@@ -268,7 +260,12 @@ final class ClientConnection: EventHandler {
         loop: while true {
             switch phase {
             case .awaitingHead:
-                guard offset < bytes.count else { break loop }
+                // The next pipelined request waits until the answers ahead of it are written
+                // to the socket (`flushOut` takes it up). A replay is written whole at once, so
+                // without this a few KB of pipelined retries could queue gigabytes; and an
+                // answer that starts behind nothing can only be completed or cut, never cut
+                // together with an earlier answer still queued ahead of it.
+                guard offset < bytes.count, out.isEmpty else { break loop }
                 let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
                 let complete: Bool
                 do {
@@ -344,7 +341,6 @@ final class ClientConnection: EventHandler {
         guard phase != .closed else { return }
         if clientGone {
             out.reset()
-            exchange.earlierAnswerBytesUnsent = 0
             upstream?.setReading(true)
             return
         }
@@ -358,9 +354,6 @@ final class ClientConnection: EventHandler {
             }
             // Progress re-arms send_timeout only at the minimum rate (see `sendProgress`).
             if out.pendingCount < before && timerPurpose == .send { sendProgress(before - out.pendingCount) }
-            if exchange.earlierAnswerBytesUnsent > 0 {
-                exchange.earlierAnswerBytesUnsent -= min(exchange.earlierAnswerBytesUnsent, before - out.pendingCount)
-            }
             switch result {
             case .drained:
                 let action = lifecycle.outputDrained(pendingInput: !pending.isEmpty || headScanHint != 0)
@@ -371,6 +364,11 @@ final class ClientConnection: EventHandler {
                 // The client caught up: let upstream bytes flow again.
                 upstream?.setReading(true)
                 perform(action)
+                // Pipelined requests held back behind the answers just written.
+                if before > 0 && phase == .awaitingHead && !pending.isEmpty {
+                    processPending()
+                    if phase == .closed { return }
+                }
             case .partial:
                 if out.pendingCount > Self.highWatermark { upstream?.setReading(false) }
                 perform(lifecycle.outputBackedUp())
@@ -392,6 +390,10 @@ final class ClientConnection: EventHandler {
         if !out.isEmpty { interest.insert(.write) }
         if !clientFinished {
             switch phase {
+            case .awaitingHead where !out.isEmpty:
+                // Requests wait for the answers ahead to be written: read only up to the
+                // pipelining bound (and so still notice an EOF).
+                if pending.count < Self.maxPendingPipelined { interest.insert(.read) }
             case .awaitingHead, .bufferingBody:
                 interest.insert(.read)
             case .streamingBody:

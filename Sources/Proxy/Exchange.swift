@@ -13,10 +13,6 @@ struct Exchange {
     var responseHead = ResponseHead()
     var responseScanHint = 0
     var responseStarted = false
-    /// Bytes of answers to earlier pipelined requests still queued ahead of this exchange's
-    /// response, counted down as they are written. While it is above zero, none of this
-    /// response has gone out, so it can still be withdrawn (`withdrawUnsentResponse`).
-    var earlierAnswerBytesUnsent = 0
     var responseDecoder = BodyDecoder(framing: .none)
     /// The response body is re-framed as chunked towards the client.
     var responseChunked = false
@@ -52,7 +48,6 @@ struct Exchange {
         requestBodyDone = false
         responseScanHint = 0
         responseStarted = false
-        earlierAnswerBytesUnsent = 0
         responseDecoder = BodyDecoder(framing: .none)
         responseChunked = false
         retryable = false

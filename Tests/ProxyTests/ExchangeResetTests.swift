@@ -16,7 +16,7 @@ struct ExchangeResetTests {
         // A property added to Exchange must be reset in `reset()` and set below.
         #expect(Mirror(reflecting: Exchange()).children.map { $0.label ?? "?" } == [
             "method", "clientVersionMinor", "clientKeepAlive", "requestDecoder", "requestChunked", "requestBodyDone",
-            "responseHead", "responseScanHint", "responseStarted", "earlierAnswerBytesUnsent", "responseDecoder", "responseChunked", "retryable",
+            "responseHead", "responseScanHint", "responseStarted", "responseDecoder", "responseChunked", "retryable",
             "retried", "requestsServed", "guarded", "outcome", "status", "startNanos", "upstreamStartNanos", "logMethod",
             "logTarget", "logged",
         ])
@@ -29,7 +29,6 @@ struct ExchangeResetTests {
         exchange.requestBodyDone = true
         exchange.responseScanHint = 17
         exchange.responseStarted = true
-        exchange.earlierAnswerBytesUnsent = 4096
         exchange.responseDecoder = BodyDecoder(framing: .contentLength(9))
         exchange.responseChunked = true
         exchange.retryable = true

@@ -1,0 +1,169 @@
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+import TestSupport
+
+/// A client that reads slowly or not at all must not hold a connection forever (SPEC §5: a
+/// send timeout on every phase) nor make the proxy queue output without bound.
+@Suite(.serialized) struct SlowReaderBoundsTests {
+    static func nowMillis() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+    }
+
+    static func readHead(_ fd: Int32) -> Bool {
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while TestUpstream.find([13, 10, 13, 10], in: buffer) == nil {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { return false }
+            buffer += chunk[0..<n]
+        }
+        return true
+    }
+
+    /// True once the peer closed or reset `fd` (without reading it).
+    static func peerGone(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN) | 0x2000 /* POLLRDHUP */, revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return false }
+        return p.revents & (Int16(POLLHUP) | Int16(POLLERR) | 0x2000) != 0
+    }
+
+    // MARK: 1. send_timeout in streamingBody while the upstream is paused
+
+    /// An upload the upstream answers early (a large body) and never reads; the client never
+    /// reads the answer either. The proxy pauses the upstream for the client (its answer waits
+    /// unread), holds the upload back for the upstream (the body timer pauses), and the
+    /// upstream's timer re-arms because the paused socket has bytes: no timer is left that
+    /// can end it. SPEC §5: a send timeout on every phase; slow readers never hold a
+    /// connection forever.
+    @Test func anEarlyAnswerNobodyReadsIsCutAtSendTimeoutWhileTheUploadIsHeldBack() throws {
+        let start = Self.nowMillis()
+        let upstreamSawClose = Atomic<Int>(-1)
+        let upstream = TestUpstream()
+        upstream.setConnectionHandler { fd in
+            guard Self.readHead(fd) else { return }
+            var small: Int32 = 4096
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            let head = Array("HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n".utf8)
+            guard head.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == head.count else { return }
+            let chunk = [UInt8](repeating: 0x61, count: 65536)
+            // Answers as fast as the proxy takes it, never reads the upload.
+            let deadline = Self.nowMillis() + 15_000
+            while Self.nowMillis() < deadline {
+                let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+                    upstreamSawClose.store(Self.nowMillis() - start, ordering: .releasing)
+                    return
+                }
+                if n < 0 {
+                    if Self.peerGone(fd) {
+                        upstreamSawClose.store(Self.nowMillis() - start, ordering: .releasing)
+                        return
+                    }
+                    usleep(20_000)
+                }
+            }
+        }
+        let proxy = try ProxyHarness(
+            upstream: upstream, upstreamYAML: ["response_timeout: 1s"],
+            yaml: "limits: { send_timeout: 1s, body_timeout: 1s }\n")
+        defer { proxy.stop() }
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 2, receiveBuffer: 4096)
+        try client.send("PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1073741824\r\n\r\n")
+        // The upload, sent from another thread until the connection breaks or 12 s pass.
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let clientFD = client.fd
+        let sentBytes = Atomic<Int>(0)
+        let sender = Thread {
+            let chunk = [UInt8](repeating: 0x62, count: 65536)
+            let deadline = Self.nowMillis() + 12_000
+            while Self.nowMillis() < deadline {
+                let n = chunk.withUnsafeBytes { send(clientFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n > 0 { sentBytes.add(n, ordering: .relaxed); continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { continue }
+                return
+            }
+        }
+        sender.start()
+        // send_timeout (1 s), body_timeout (1 s) and response_timeout (1 s) are all short:
+        // whichever applies, the connection ends within a few seconds.
+        var clientCut = false
+        let deadline = Self.nowMillis() + 8_000
+        while Self.nowMillis() < deadline {
+            if Self.peerGone(client.fd) { clientCut = true }
+            if clientCut && upstreamSawClose.load(ordering: .acquiring) >= 0 { break }
+            usleep(100_000)
+        }
+        let elapsed = Self.nowMillis() - start
+        #expect(clientCut, "the client connection is still open after \(elapsed) ms (client sent \(sentBytes.load(ordering: .relaxed)) upload bytes)")
+        #expect(upstreamSawClose.load(ordering: .acquiring) >= 0, "the upstream connection is still open after \(elapsed) ms")
+        shutdown(client.fd, Int32(SHUT_RDWR))
+        usleep(300_000)
+    }
+
+    // MARK: 2. a huge pipeline of replays for a client that reads nothing
+
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// One stored 2 MiB answer, then 200 retries of it pipelined in one write by a client that
+    /// reads nothing. Each replay is written synchronously into the connection's output and
+    /// reads are never paused in awaitingHead, so ~30 KB of requests make ~400 MB of queued
+    /// output in one connection (bounded only in time, by send_timeout).
+    @Test func aPipelineOfReplaysForANonReadingClientDoesNotQueueWithoutBound() throws {
+        let stored = [UInt8](repeating: 0x63, count: 2 << 20)
+        let upstream = TestUpstream { _ in .respond(status: 201, headers: [], body: stored) }
+        let proxy = try ProxyHarness(
+            upstream: upstream, yaml: "idempotency: { max_stored_body: 8MiB }\nlimits: { send_timeout: 3s }\n")
+        defer { proxy.stop() }
+        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: amplify-\(UInt32.random(in: 0...UInt32.max))\r\nContent-Length: 2\r\n\r\n{}"
+        let first = try proxy.client()
+        try first.send(post)
+        var count = 0
+        #expect(try first.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &count).status == 201)
+        let before = Self.residentBytes()
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 5, receiveBuffer: 4096)
+        try client.send(String(repeating: post, count: 200))
+        usleep(1_000_000)
+        let grown = Self.residentBytes() - before
+        #expect(grown < 64 << 20, "\(String(post.utf8.count * 200)) request bytes grew the proxy's resident memory by \(grown >> 20) MiB")
+        client.resetOnClose()
+    }
+
+    // MARK: 3. half-close with garbage pipelined behind a replay, slow reader
+
+    /// A replay queued for a slow reader, a GET forwarded behind it, then garbage and the EOF:
+    /// the answers go out in order, then the 400, then the close.
+    @Test func garbageAfterAHalfCloseIsAnsweredAfterTheEarlierAnswersInOrder() throws {
+        let stored = [UInt8](repeating: 0x64, count: 1 << 20)
+        let upstream = TestUpstream { request in
+            request.target == "/pay" ? .respond(status: 201, headers: [], body: stored) : .delayed(seconds: 0.3, status: 200, body: Array("second".utf8))
+        }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: "idempotency: { max_stored_body: 8MiB }\n")
+        defer { proxy.stop() }
+        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: garbage-\(UInt32.random(in: 0...UInt32.max))\r\nContent-Length: 2\r\n\r\n{}"
+        let first = try proxy.client()
+        try first.send(post)
+        var count = 0
+        #expect(try first.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &count).status == 201)
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 5, receiveBuffer: 4096)
+        try client.send(post + "GET /second HTTP/1.1\r\nHost: a\r\n\r\n" + "G\u{1}T / HTTP/1.1\r\n\r\n")
+        shutdown(client.fd, Int32(SHUT_WR))
+        usleep(800_000)
+        let replay = try client.readResponse(requestMethod: "POST", discardBody: true, bodyCount: &count)
+        #expect(replay.status == 201 && count == stored.count)
+        let second = try client.readResponse()
+        #expect(second.status == 200 && second.bodyText == "second")
+        let bad = try client.readResponse()
+        #expect(bad.status == 400)
+        #expect(client.isClosedByPeer())
+        #expect(upstream.count(method: "GET") == 1)
+    }
+}
