@@ -179,6 +179,9 @@ public enum Socket {
     /// Input waits unread on `fd`: a byte, or an orderly EOF (not an error, not nothing yet).
     public static func hasInputWaiting(_ fd: Int32) -> Bool { peekByte(fd) >= 0 }
 
+    /// At least one byte waits unread on `fd` (an EOF alone does not count).
+    public static func hasBytesWaiting(_ fd: Int32) -> Bool { peekByte(fd) > 0 }
+
     /// `recv` of one byte left in place, without blocking: 1 a byte waits, 0 EOF, -1 with
     /// `errno` (EAGAIN: nothing yet).
     private static func peekByte(_ fd: Int32) -> Int {

@@ -178,7 +178,7 @@ extension ClientConnection {
     func requestBodyInvalid(_ error: HTTPParseError) {
         upstreamAbandoned()
         if exchange.responseStarted {
-            abort()
+            cutResponse()
         } else {
             closeWithUnreadInput()
             writeProblem(status: error.status, type: nil, detail: error.reason, close: true)
@@ -468,6 +468,6 @@ extension ClientConnection: UpstreamConnectionDelegate {
             return
         }
         upstreamAbandoned()
-        abort()
+        cutResponse()
     }
 }

@@ -310,7 +310,7 @@ extension ClientConnection {
         }
         if requestSent {
             countOutcome(.outcomeUnknown)
-            if exchange.responseStarted { abort(); return }
+            if exchange.responseStarted { cutResponse(); return }
             answer(status: status, type: .outcomeUnknown, detail: detail)
         } else {
             countOutcome(.upstreamError)

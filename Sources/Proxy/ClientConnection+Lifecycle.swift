@@ -82,9 +82,34 @@ extension ClientConnection {
         lifecycle.closeWithUnreadInput()
     }
 
-    /// Closes immediately, discarding unsent output (reset-like), e.g. a truncated response.
+    /// Closes immediately, discarding unsent output: a client that stopped reading (past
+    /// send_timeout), one that reset the connection, a shutdown's last pass.
     func abort() {
         close()
+    }
+
+    /// The response in progress can never be whole: its request body was cut, stalled or
+    /// malformed, or the upstream broke it off. The client must see it end short of its
+    /// framing (RFC 9112 §8), and must still get everything written before it: answers to
+    /// earlier pipelined requests may wait in the kernel's send queue, which a plain close
+    /// with input unread (an upload still arriving, pipelined requests) turns into a reset
+    /// that discards them. So what is still unsent of this response is dropped, the write side
+    /// shut (the client reads what was sent, then EOF), and the input drained (lingering).
+    func cutResponse() {
+        guard phase != .closed else { return }
+        let guardedBusy = exchange.guarded.map { $0.ownsClaim || $0.stage == .claiming } ?? false
+        if clientFinished || clientGone || guardedBusy {
+            // Nothing more can arrive (EOF read), or the exchange settles detached.
+            close()
+            return
+        }
+        logExchange()
+        leaseTimer.cancel()
+        upstreamAbandoned()
+        out.reset()
+        pending = []
+        headScanHint = 0
+        startLingering()
     }
 
     /// Decides how the request ends for `idemproxy_requests_total` (SPEC §8). A later decision

@@ -232,6 +232,8 @@ final class ClientConnection: EventHandler {
             close()
         case .abort:
             abort()
+        case .cutResponse:
+            cutResponse()
         case .flushThenClose:
             armTimer()
             flushOut()
@@ -356,7 +358,10 @@ final class ClientConnection: EventHandler {
             if out.pendingCount < before && timerPurpose == .send { sendProgress(before - out.pendingCount) }
             switch result {
             case .drained:
-                let action = lifecycle.outputDrained(pendingInput: !pending.isEmpty || headScanHint != 0)
+                let closing = phase == .closing || (phase == .awaitingHead && closeAfterResponse)
+                let action = lifecycle.outputDrained(
+                    pendingInput: !pending.isEmpty || headScanHint != 0,
+                    unreadInput: closing && !clientFinished && Socket.hasBytesWaiting(fd))
                 if action == .close || action == .startLingering {
                     perform(action)
                     return

@@ -44,9 +44,13 @@ struct ConnectionLifecycle {
         case none
         /// Close the socket (orderly: queued output already went out or does not matter).
         case close
-        /// Cut the connection now, discarding queued output (a truncated response stays
-        /// truncated; a client that stopped reading loses what it did not read).
+        /// Cut the connection now, discarding queued output (a client that stopped reading
+        /// loses what it did not read; one that is gone loses nothing).
         case abort
+        /// End the response in progress short of its framing (a truncated message, RFC 9112
+        /// §8) while what was already written, answers ahead of it included, still reaches
+        /// the client: unsent output is dropped, then the connection lingers.
+        case cutResponse
         /// Keep writing what is queued, then close (the phase is `closing`).
         case flushThenClose
         /// Shut the write side and drain reads (the phase is `lingering`).
@@ -134,33 +138,42 @@ struct ConnectionLifecycle {
                 closeWithUnreadInput()
                 return .answerRequestTimeout(abandonUpstream: false)
             }
-            if responseStarted { return .abort }
+            if responseStarted { return .cutResponse }
             closeWithUnreadInput()
             return .answerRequestTimeout(abandonUpstream: true)
         }
     }
 
-    /// Everything queued for the client was written.
-    mutating func outputDrained(pendingInput: Bool) -> Action {
+    /// Everything queued for the client was written. `pendingInput`: bytes of a next request
+    /// are buffered. `unreadInput`: bytes wait unread in the socket (asked only when closing).
+    mutating func outputDrained(pendingInput: Bool, unreadInput: Bool = false) -> Action {
         switch phase {
         case .closing:
-            if lingerOnClose && !clientFinished {
-                phase = .lingering
-                timer = .linger
-                return .startLingering
-            }
-            return .close
+            return closeAfterOutput(unreadInput: unreadInput)
         case .awaitingResponse where timer == .send:
             timer = .none
             return .setTimer(.none)
         case .awaitingHead where timer == .send:
             // Shutdown asked to close once the response was out.
-            if closeAfterResponse { return .close }
+            if closeAfterResponse { return closeAfterOutput(unreadInput: unreadInput) }
             timer = pendingInput ? .header : .idle
             return .setTimer(timer)
         default:
             return .none
         }
+    }
+
+    /// Closes with everything written. A close with input still unread makes the kernel send
+    /// a reset, and a reset discards what the client has not read yet (RFC 9112 §9.6): with
+    /// input left (a body the exchange did not read, pipelined requests it will not answer),
+    /// the write side is shut and the input drained first.
+    private mutating func closeAfterOutput(unreadInput: Bool) -> Action {
+        if (lingerOnClose || unreadInput) && !clientFinished {
+            phase = .lingering
+            timer = .linger
+            return .startLingering
+        }
+        return .close
     }
 
     /// A write left bytes queued: while a response streams, the client must take some within

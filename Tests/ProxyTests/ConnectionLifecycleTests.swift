@@ -66,8 +66,10 @@ import Testing
         l = lifecycle(.streamingBody, timer: .body)
         #expect(l.timerFired(nothingReceived: false, responseStarted: false) == .answerRequestTimeout(abandonUpstream: true))
         #expect(l.lingerOnClose)
+        // The upload stalled after its response began: the response is cut, what was written
+        // before it still delivered.
         l = lifecycle(.streamingBody, timer: .body)
-        #expect(l.timerFired(nothingReceived: false, responseStarted: true) == .abort)
+        #expect(l.timerFired(nothingReceived: false, responseStarted: true) == .cutResponse)
         for phase in [L.Phase.awaitingHead, .awaitingResponse, .closing] {
             l = lifecycle(phase, timer: .send)
             // A client that stopped reading is cut, whatever the phase.
@@ -104,6 +106,18 @@ import Testing
         l = lifecycle(.awaitingHead, timer: .send)
         l.closeAfterResponse = true
         #expect(l.outputDrained(pendingInput: false) == .close)
+        // Bytes unread in the socket at the close: a plain close would be a reset that
+        // discards what the client has not read yet, so the connection lingers.
+        for phase in [L.Phase.closing, .awaitingHead] {
+            l = lifecycle(phase, timer: .send)
+            l.closeAfterResponse = true
+            #expect(l.outputDrained(pendingInput: false, unreadInput: true) == .startLingering, "\(phase)")
+            #expect(l.phase == .lingering && l.timer == .linger)
+            l = lifecycle(phase, timer: .send)
+            l.closeAfterResponse = true
+            l.clientFinished = true
+            #expect(l.outputDrained(pendingInput: false, unreadInput: true) == .close, "\(phase)")
+        }
     }
 
     @Test func backedUpOutputStartsTheSendTimerOnlyWhileTheUpstreamAnswers() {

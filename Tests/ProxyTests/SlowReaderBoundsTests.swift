@@ -31,15 +31,15 @@ import TestSupport
         return p.revents & (Int16(POLLHUP) | Int16(POLLERR) | 0x2000) != 0
     }
 
-    // MARK: 1. send_timeout in streamingBody while the upstream is paused
+    // MARK: an upload held back, its early answer unread
 
     /// An upload the upstream answers early (a large body) and never reads; the client never
     /// reads the answer either. The proxy pauses the upstream for the client (its answer waits
-    /// unread), holds the upload back for the upstream (the body timer pauses), and the
-    /// upstream's timer re-arms because the paused socket has bytes: no timer is left that
-    /// can end it. SPEC §5: a send timeout on every phase; slow readers never hold a
+    /// unread) and holds the upload back for the upstream (the body timer pauses). The
+    /// upstream's timer re-arms for a paused socket with bytes waiting only while send_timeout
+    /// runs, so response_timeout still ends the exchange. SPEC §5: slow readers never hold a
     /// connection forever.
-    @Test func anEarlyAnswerNobodyReadsIsCutAtSendTimeoutWhileTheUploadIsHeldBack() throws {
+    @Test func anEarlyAnswerNobodyReadsWithTheUploadHeldBackStillEnds() throws {
         let start = Self.nowMillis()
         let upstreamSawClose = Atomic<Int>(-1)
         let upstream = TestUpstream()
@@ -51,7 +51,7 @@ import TestSupport
             guard head.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == head.count else { return }
             let chunk = [UInt8](repeating: 0x61, count: 65536)
             // Answers as fast as the proxy takes it, never reads the upload.
-            let deadline = Self.nowMillis() + 15_000
+            let deadline = Self.nowMillis() + 18_000
             while Self.nowMillis() < deadline {
                 let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
                 if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
@@ -73,14 +73,14 @@ import TestSupport
         defer { proxy.stop() }
         let client = try TestClient(port: proxy.port, timeoutSeconds: 2, receiveBuffer: 4096)
         try client.send("PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1073741824\r\n\r\n")
-        // The upload, sent from another thread until the connection breaks or 12 s pass.
+        // The upload, sent from another thread until the connection breaks or 15 s pass.
         var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
         setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let clientFD = client.fd
         let sentBytes = Atomic<Int>(0)
         let sender = Thread {
             let chunk = [UInt8](repeating: 0x62, count: 65536)
-            let deadline = Self.nowMillis() + 12_000
+            let deadline = Self.nowMillis() + 15_000
             while Self.nowMillis() < deadline {
                 let n = chunk.withUnsafeBytes { send(clientFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 if n > 0 { sentBytes.add(n, ordering: .relaxed); continue }
@@ -90,9 +90,11 @@ import TestSupport
         }
         sender.start()
         // send_timeout (1 s), body_timeout (1 s) and response_timeout (1 s) are all short:
-        // whichever applies, the connection ends within a few seconds.
+        // whichever applies, the upstream is dropped within a few seconds. The client's
+        // connection then lingers (the response is cut; what was written before it must still
+        // be deliverable), bounded at 10 s in all while the client keeps sending.
         var clientCut = false
-        let deadline = Self.nowMillis() + 8_000
+        let deadline = Self.nowMillis() + 14_000
         while Self.nowMillis() < deadline {
             if Self.peerGone(client.fd) { clientCut = true }
             if clientCut && upstreamSawClose.load(ordering: .acquiring) >= 0 { break }
@@ -100,12 +102,13 @@ import TestSupport
         }
         let elapsed = Self.nowMillis() - start
         #expect(clientCut, "the client connection is still open after \(elapsed) ms (client sent \(sentBytes.load(ordering: .relaxed)) upload bytes)")
-        #expect(upstreamSawClose.load(ordering: .acquiring) >= 0, "the upstream connection is still open after \(elapsed) ms")
+        let upstreamClosedAfter = upstreamSawClose.load(ordering: .acquiring)
+        #expect(upstreamClosedAfter >= 0 && upstreamClosedAfter < 5_000, "the upstream connection closed after \(upstreamClosedAfter) ms (-1: never)")
         shutdown(client.fd, Int32(SHUT_RDWR))
         usleep(300_000)
     }
 
-    // MARK: 2. a huge pipeline of replays for a client that reads nothing
+    // MARK: a pipeline of replays for a client that reads nothing
 
     static func residentBytes() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
@@ -137,7 +140,7 @@ import TestSupport
         client.resetOnClose()
     }
 
-    // MARK: 3. half-close with garbage pipelined behind a replay, slow reader
+    // MARK: a half-close with garbage pipelined behind a replay
 
     /// A replay queued for a slow reader, a GET forwarded behind it, then garbage and the EOF:
     /// the answers go out in order, then the 400, then the close.
