@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <string.h>
@@ -55,4 +57,9 @@ int csys_sem_wait_until_monotonic(sem_t *sem, uint64_t deadline_nanos) {
     int result;
     while ((result = sem_clockwait(sem, CLOCK_MONOTONIC, &deadline)) != 0 && errno == EINTR) {}
     return result;
+}
+
+int csys_unacknowledged_bytes(int fd) {
+    int bytes = 0;
+    return ioctl(fd, SIOCOUTQ, &bytes) == 0 ? bytes : -1;
 }

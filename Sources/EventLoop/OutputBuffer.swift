@@ -5,6 +5,9 @@
 public struct OutputBuffer {
     public var bytes: [UInt8] = []
     public private(set) var sent = 0
+    /// Bytes written to the socket over the buffer's life: with `pendingCount`, a position in
+    /// the stream that survives the resets after each drain.
+    public private(set) var totalWritten: UInt64 = 0
 
     public init() {}
 
@@ -25,7 +28,9 @@ public struct OutputBuffer {
                 Result { () throws(IOError) in try Socket.write(fd, UnsafeRawBufferPointer(rebasing: raw[start...])) }
             }
             switch try attempt.get() {
-            case .processed(let count): sent += count
+            case .processed(let count):
+                sent += count
+                totalWritten &+= UInt64(count)
             case .wouldBlock: return .partial
             }
         }
@@ -38,6 +43,12 @@ public struct OutputBuffer {
         // Emptying an array costs a call and a uniqueness check even when it is empty already.
         if bytes.capacity > 64 * 1024 { bytes = [] } else if !bytes.isEmpty { bytes.removeAll(keepingCapacity: true) }
         sent = 0
+    }
+
+    /// Keeps only the first `count` unsent bytes, dropping what was queued after them.
+    public mutating func keepPending(first count: Int) {
+        precondition(count >= 0 && count <= pendingCount)
+        bytes.removeSubrange((sent + count)...)
     }
 
     @inline(__always)

@@ -182,6 +182,17 @@ public enum Socket {
     /// At least one byte waits unread on `fd` (an EOF alone does not count).
     public static func hasBytesWaiting(_ fd: Int32) -> Bool { peekByte(fd) > 0 }
 
+    /// Bytes written to `fd` that the peer has not acknowledged (-1 on error): while any
+    /// remain, a reset would discard them before the peer has them.
+    public static func unacknowledgedBytes(_ fd: Int32) -> Int { Int(csys_unacknowledged_bytes(fd)) }
+
+    /// Makes the coming `close` send a reset (SO_LINGER with a zero timeout) instead of an
+    /// orderly FIN, discarding what is unsent.
+    public static func resetOnClose(_ fd: Int32) {
+        var option = linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+    }
+
     /// `recv` of one byte left in place, without blocking: 1 a byte waits, 0 EOF, -1 with
     /// `errno` (EAGAIN: nothing yet).
     private static func peekByte(_ fd: Int32) -> Int {

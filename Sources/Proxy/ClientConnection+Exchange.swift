@@ -177,7 +177,7 @@ extension ClientConnection {
     /// A malformed chunked body: the upstream already has part of it, so that exchange is void.
     func requestBodyInvalid(_ error: HTTPParseError) {
         upstreamAbandoned()
-        if exchange.responseStarted {
+        if exchange.responseStarted && !withdrawUnwrittenResponse() {
             cutResponse()
         } else {
             closeWithUnreadInput()
@@ -223,6 +223,8 @@ extension ClientConnection {
         // of its arrays, on every response.
         let choice = ResponseFraming.towardsClient(upstream: exchange.responseHead.framing, clientVersionMinor: exchange.clientVersionMinor)
         exchange.responseChunked = choice.chunked
+        exchange.responseEndsAtClose = choice.mustClose
+        exchange.responseStreamStart = out.totalWritten &+ UInt64(out.pendingCount)
         if choice.mustClose { closeAfterResponse = true }
         if !exchange.requestBodyDone { closeWithUnreadInput() }
         let close = closeAfterResponse || !exchange.clientKeepAlive
@@ -458,11 +460,16 @@ extension ClientConnection: UpstreamConnectionDelegate {
     }
 
     /// The response began but its body will never be complete: the upstream reset, closed
-    /// early or stalled past response_timeout. Its head may have gone out, so the connection
-    /// is cut: the client sees a truncated message rather than a wrong one (RFC 9112 §8). A
-    /// guarded request's claim is settled as SPEC §4 says for a request sent without a
-    /// complete response.
+    /// early, sent a body that cannot be framed, or stalled past response_timeout. While none
+    /// of it has been written (its head read in the same pass as the fault, or queued behind
+    /// a slow reader) it is withdrawn and the request answered as one that got no response
+    /// (SPEC §4: a guarded one 502 or 504 `outcome-unknown`). Once its first bytes are out, it
+    /// is cut, so the client sees a truncated message rather than a wrong one (RFC 9112 §8).
     private func responseBrokeMidway(status: Int = 502, detail: String = "the upstream response broke off") {
+        if withdrawUnwrittenResponse() {
+            upstreamFailedBeforeResponse(status: status, type: status == 504 ? .upstreamTimeout : .upstreamUnreachable, detail: detail)
+            return
+        }
         if let guarded = exchange.guarded, guarded.ownsClaim {
             guardedUpstreamFailed(requestSent: true, status: status, detail: detail)
             return

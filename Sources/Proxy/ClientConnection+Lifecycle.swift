@@ -11,6 +11,12 @@ extension ClientConnection {
     /// Shutdown: idle connections close now; busy ones close after their current response.
     func shutdownRequested() {
         closeAfterResponse = true
+        // Its exchanges are over; it only drains input for bytes already written, and the
+        // shutdown does not wait for that.
+        if phase == .lingering {
+            close()
+            return
+        }
         if phase == .awaitingHead && pending.isEmpty && out.isEmpty { close() }
     }
 
@@ -88,24 +94,31 @@ extension ClientConnection {
         close()
     }
 
-    /// The response in progress can never be whole: its request body was cut, stalled or
-    /// malformed, or the upstream broke it off. The client must see it end short of its
-    /// framing (RFC 9112 §8), and must still get everything written before it: answers to
-    /// earlier pipelined requests may wait in the kernel's send queue, which a plain close
-    /// with input unread (an upload still arriving, pipelined requests) turns into a reset
-    /// that discards them. So what is still unsent of this response is dropped, the write side
-    /// shut (the client reads what was sent, then EOF), and the input drained (lingering).
+    /// The response in progress can never be whole, and some of it has been written: its
+    /// request body was cut, stalled or malformed, or the upstream broke it off. The client
+    /// must see it end short of its framing (RFC 9112 §8):
+    /// - a body that ends at the close (RFC 9112 §6.3 rule 8) would look whole after an
+    ///   orderly close, so the connection is reset;
+    /// - otherwise an orderly close does, but it must not destroy what was written before: a
+    ///   close with input unread (an upload still arriving, pipelined requests) makes the
+    ///   kernel send a reset that discards what the client has not acknowledged, answers to
+    ///   earlier requests included. While any is unacknowledged, the write side is shut (the
+    ///   client reads what was sent, then EOF) and the input drained (lingering).
     func cutResponse() {
         guard phase != .closed else { return }
-        let guardedBusy = exchange.guarded.map { $0.ownsClaim || $0.stage == .claiming } ?? false
-        if clientFinished || clientGone || guardedBusy {
-            // Nothing more can arrive (EOF read), or the exchange settles detached.
+        if exchange.responseEndsAtClose && !clientGone {
+            Socket.resetOnClose(fd)
+            close()
+            return
+        }
+        if clientFinished || clientGone || Socket.unacknowledgedBytes(fd) <= 0 {
             close()
             return
         }
         logExchange()
         leaseTimer.cancel()
         upstreamAbandoned()
+        exchange.guarded?.releaseLargeBuffers()
         out.reset()
         pending = []
         headScanHint = 0

@@ -35,6 +35,9 @@ extension ClientConnection {
     }
 
     func timerFired() {
+        // A body that stopped arriving ends its exchange with a 408, also after the upstream
+        // answered early, as long as none of that answer has been written.
+        if lifecycle.timer == .body { withdrawUnwrittenResponse() }
         let nothingReceived = pending.isEmpty && headScanHint == 0 && exchange.requestsServed == 0 && out.isEmpty
         perform(lifecycle.timerFired(nothingReceived: nothingReceived, responseStarted: exchange.responseStarted))
     }

@@ -216,11 +216,27 @@ final class ClientConnection: EventHandler {
     /// unfinished, an incomplete message, RFC 9112 §8). Once its response has begun, the cut
     /// is an abort of the response too.
     private func dropRequestCutByEOF() {
+        withdrawUnwrittenResponse()
         if !exchange.responseStarted {
             upstreamAbandoned()
             phase = .awaitingHead
         }
         perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
+    }
+
+    /// A response whose exchange must end before it is whole (its request body was cut,
+    /// stalled or malformed; the upstream broke it off) while none of it has been written yet:
+    /// it is taken back, and the exchange ends as if the upstream had never answered. Returns
+    /// whether it was.
+    @discardableResult
+    func withdrawUnwrittenResponse() -> Bool {
+        guard exchange.responseStarted, out.totalWritten <= exchange.responseStreamStart else { return false }
+        out.keepPending(first: Int(exchange.responseStreamStart &- out.totalWritten))
+        exchange.responseStarted = false
+        exchange.responseEndsAtClose = false
+        // Not what the client got: the answer that ends the exchange sets its own.
+        exchange.status = 0
+        return true
     }
 
     /// Carries out what the lifecycle decided.
@@ -358,10 +374,11 @@ final class ClientConnection: EventHandler {
             if out.pendingCount < before && timerPurpose == .send { sendProgress(before - out.pendingCount) }
             switch result {
             case .drained:
+                let pendingInput = !pending.isEmpty || headScanHint != 0
                 let closing = phase == .closing || (phase == .awaitingHead && closeAfterResponse)
                 let action = lifecycle.outputDrained(
-                    pendingInput: !pending.isEmpty || headScanHint != 0,
-                    unreadInput: closing && !clientFinished && Socket.hasBytesWaiting(fd))
+                    pendingInput: pendingInput,
+                    unreadInput: closing && !clientFinished && (pendingInput || Socket.hasBytesWaiting(fd)))
                 if action == .close || action == .startLingering {
                     perform(action)
                     return

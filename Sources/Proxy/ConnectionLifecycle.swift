@@ -145,7 +145,8 @@ struct ConnectionLifecycle {
     }
 
     /// Everything queued for the client was written. `pendingInput`: bytes of a next request
-    /// are buffered. `unreadInput`: bytes wait unread in the socket (asked only when closing).
+    /// are buffered. `unreadInput`: the client sent bytes this connection will not answer
+    /// (buffered, or unread in the socket; asked only when closing).
     mutating func outputDrained(pendingInput: Bool, unreadInput: Bool = false) -> Action {
         switch phase {
         case .closing:

@@ -13,6 +13,13 @@ struct Exchange {
     var responseHead = ResponseHead()
     var responseScanHint = 0
     var responseStarted = false
+    /// Where the response begins in the connection's output stream (`OutputBuffer`
+    /// `totalWritten` plus what was queued ahead of it): until that many bytes are written,
+    /// none of the response has gone out and it can still be withdrawn.
+    var responseStreamStart: UInt64 = 0
+    /// The response's body ends at the connection's close (RFC 9112 §6.3 rule 8): only a
+    /// reset can tell the client it was cut.
+    var responseEndsAtClose = false
     var responseDecoder = BodyDecoder(framing: .none)
     /// The response body is re-framed as chunked towards the client.
     var responseChunked = false
@@ -48,6 +55,8 @@ struct Exchange {
         requestBodyDone = false
         responseScanHint = 0
         responseStarted = false
+        responseStreamStart = 0
+        responseEndsAtClose = false
         responseDecoder = BodyDecoder(framing: .none)
         responseChunked = false
         retryable = false

@@ -16,7 +16,7 @@ struct ExchangeResetTests {
         // A property added to Exchange must be reset in `reset()` and set below.
         #expect(Mirror(reflecting: Exchange()).children.map { $0.label ?? "?" } == [
             "method", "clientVersionMinor", "clientKeepAlive", "requestDecoder", "requestChunked", "requestBodyDone",
-            "responseHead", "responseScanHint", "responseStarted", "responseDecoder", "responseChunked", "retryable",
+            "responseHead", "responseScanHint", "responseStarted", "responseStreamStart", "responseEndsAtClose", "responseDecoder", "responseChunked", "retryable",
             "retried", "requestsServed", "guarded", "outcome", "status", "startNanos", "upstreamStartNanos", "logMethod",
             "logTarget", "logged",
         ])
@@ -29,6 +29,8 @@ struct ExchangeResetTests {
         exchange.requestBodyDone = true
         exchange.responseScanHint = 17
         exchange.responseStarted = true
+        exchange.responseStreamStart = 4096
+        exchange.responseEndsAtClose = true
         exchange.responseDecoder = BodyDecoder(framing: .contentLength(9))
         exchange.responseChunked = true
         exchange.retryable = true

@@ -35,6 +35,10 @@ static inline uint64_t csys_monotonic_millis(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+// Bytes written to a TCP socket that its peer has not acknowledged yet (SIOCOUTQ, tcp(7));
+// -1 on error. `ioctl` is variadic, which Swift cannot call.
+int csys_unacknowledged_bytes(int fd);
+
 static inline uint64_t csys_monotonic_nanos(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
