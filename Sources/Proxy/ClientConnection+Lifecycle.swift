@@ -11,9 +11,9 @@ extension ClientConnection {
     /// Shutdown: idle connections close now; busy ones close after their current response.
     func shutdownRequested() {
         closeAfterResponse = true
-        // Its exchanges are over; it only drains input for bytes already written, and the
-        // shutdown does not wait for that.
-        if phase == .lingering {
+        // Its exchanges are over; it drains input only while bytes it wrote are not yet
+        // acknowledged (a reset would discard them). With none left, the shutdown need not wait.
+        if phase == .lingering && Socket.unacknowledgedBytes(fd) <= 0 {
             close()
             return
         }
@@ -33,6 +33,9 @@ extension ClientConnection {
         upstreamAbandoned()
         if !clientGone {
             loop.deregister(fd)
+            // A body that ends at the close is not whole yet: an orderly close would make the
+            // client take it for whole (RFC 9112 §6.3 rule 8), a reset tells it otherwise.
+            if exchange.responseEndsAtClose { Socket.resetOnClose(fd) }
             Socket.close(fd)
         }
         if let guarded = exchange.guarded, guarded.stage == .waiting {
@@ -96,25 +99,31 @@ extension ClientConnection {
 
     /// The response in progress can never be whole, and some of it has been written: its
     /// request body was cut, stalled or malformed, or the upstream broke it off. The client
-    /// must see it end short of its framing (RFC 9112 §8):
+    /// must see it end short of its framing (RFC 9112 §8), and must still get everything
+    /// written before it:
     /// - a body that ends at the close (RFC 9112 §6.3 rule 8) would look whole after an
-    ///   orderly close, so the connection is reset;
-    /// - otherwise an orderly close does, but it must not destroy what was written before: a
-    ///   close with input unread (an upload still arriving, pipelined requests) makes the
-    ///   kernel send a reset that discards what the client has not acknowledged, answers to
-    ///   earlier requests included. While any is unacknowledged, the write side is shut (the
-    ///   client reads what was sent, then EOF) and the input drained (lingering).
+    ///   orderly close, so the connection is reset (`close`); a reset discards what the client
+    ///   has not acknowledged, answers to earlier requests included, so it waits for that;
+    /// - any other body is cut by an orderly close, but a close with input unread (an upload
+    ///   still arriving, pipelined requests) makes the kernel send a reset too: while bytes are
+    ///   unacknowledged, the write side is shut (the client reads what was sent, then EOF) and
+    ///   the input drained.
+    /// Both waits are lingers, bounded like every other (`lingerTotalMillis`).
     func cutResponse() {
         guard phase != .closed else { return }
-        if exchange.responseEndsAtClose && !clientGone {
-            Socket.resetOnClose(fd)
+        let unacknowledged = clientGone ? 0 : Socket.unacknowledgedBytes(fd)
+        if exchange.responseEndsAtClose {
+            if unacknowledged <= 0 { close() } else { lingerAfterCut(shutWrite: false) }
+            return
+        }
+        if clientFinished || unacknowledged <= 0 {
             close()
             return
         }
-        if clientFinished || clientGone || Socket.unacknowledgedBytes(fd) <= 0 {
-            close()
-            return
-        }
+        lingerAfterCut(shutWrite: true)
+    }
+
+    private func lingerAfterCut(shutWrite: Bool) {
         logExchange()
         leaseTimer.cancel()
         upstreamAbandoned()
@@ -122,7 +131,7 @@ extension ClientConnection {
         out.reset()
         pending = []
         headScanHint = 0
-        startLingering()
+        startLingering(shutWrite: shutWrite)
     }
 
     /// Decides how the request ends for `idemproxy_requests_total` (SPEC §8). A later decision

@@ -7,6 +7,9 @@ import Glibc
 extension ClientConnection {
     static let lingerQuietMillis: UInt64 = 2_000
     static let lingerTotalMillis: UInt64 = 10_000
+    /// How often a linger that waits for the client to acknowledge what it was sent (before
+    /// the reset that cuts a close-delimited body) asks the kernel.
+    static let acknowledgementPollMillis: UInt64 = 50
 
     func setTimer(_ purpose: TimerPurpose) {
         lifecycle.timer = clientGone ? .none : purpose
@@ -30,11 +33,19 @@ extension ClientConnection {
         case .body: loop.arm(timer, after: settings.bodyTimeoutMillis)
         case .idle: loop.arm(timer, after: settings.idleTimeoutMillis)
         case .send: loop.arm(timer, after: settings.sendTimeoutMillis)
-        case .linger: loop.arm(timer, at: min(loop.now + Self.lingerQuietMillis, lingerDeadline))
+        case .linger:
+            let wait = exchange.responseEndsAtClose ? Self.acknowledgementPollMillis : Self.lingerQuietMillis
+            loop.arm(timer, at: min(loop.now + wait, lingerDeadline))
         }
     }
 
     func timerFired() {
+        // A cut close-delimited body: the reset that tells the client waits until what was
+        // written before it is acknowledged (or the linger's deadline).
+        if lifecycle.timer == .linger, exchange.responseEndsAtClose, loop.now < lingerDeadline, Socket.unacknowledgedBytes(fd) > 0 {
+            setTimer(.linger)
+            return
+        }
         // A body that stopped arriving ends its exchange with a 408, also after the upstream
         // answered early, as long as none of that answer has been written.
         if lifecycle.timer == .body { withdrawUnwrittenResponse() }
@@ -45,8 +56,11 @@ extension ClientConnection {
     /// The error response is written: shut the write side (the client sees EOF after it) and
     /// read and discard what the client still sends, until it closes, goes quiet, or the
     /// total bound passes (nginx's lingering_timeout and lingering_time).
-    func startLingering() {
-        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    /// Drains input before the close, so a reset caused by unread input cannot discard what
+    /// the client has not yet acknowledged. `shutWrite`: the client sees EOF once it has read
+    /// what was sent (not for a cut close-delimited body, whose close must be a reset).
+    func startLingering(shutWrite: Bool = true) {
+        if shutWrite { Socket.shutdownWrite(fd) }
         phase = .lingering
         lingerDeadline = loop.now + Self.lingerTotalMillis
         setTimer(.linger)
@@ -70,6 +84,14 @@ extension ClientConnection {
                 setTimer(.linger)
                 return
             case .processed(0):
+                if exchange.responseEndsAtClose && Socket.unacknowledgedBytes(fd) > 0 {
+                    // The client half-closed but still reads: the reset waits for its
+                    // acknowledgement all the same.
+                    clientFinished = true
+                    updateInterest()
+                    setTimer(.linger)
+                    return
+                }
                 perform(lifecycle.clientHungUp(outputPending: false))
                 return
             case .processed:

@@ -217,10 +217,12 @@ final class ClientConnection: EventHandler {
     /// is an abort of the response too.
     private func dropRequestCutByEOF() {
         withdrawUnwrittenResponse()
-        if !exchange.responseStarted {
-            upstreamAbandoned()
-            phase = .awaitingHead
+        if exchange.responseStarted {
+            cutResponse()
+            return
         }
+        upstreamAbandoned()
+        phase = .awaitingHead
         perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
     }
 
@@ -230,7 +232,8 @@ final class ClientConnection: EventHandler {
     /// whether it was.
     @discardableResult
     func withdrawUnwrittenResponse() -> Bool {
-        guard exchange.responseStarted, out.totalWritten <= exchange.responseStreamStart else { return false }
+        // A client that is gone lost its output with it: there is nothing to take back.
+        guard exchange.responseStarted, !clientGone, out.totalWritten <= exchange.responseStreamStart else { return false }
         out.keepPending(first: Int(exchange.responseStreamStart &- out.totalWritten))
         exchange.responseStarted = false
         exchange.responseEndsAtClose = false
