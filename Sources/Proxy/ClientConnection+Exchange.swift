@@ -198,8 +198,6 @@ extension ClientConnection {
     /// The response is complete (or the exchange ended with an error response): go back to
     /// reading the next request, or close.
     func requestFinished() {
-        // The response is whole: a close after it is an orderly one.
-        exchange.responseEndsAtClose = false
         logExchange()
         exchange.guarded?.releaseLargeBuffers()
         exchange.requestsServed += 1

@@ -54,6 +54,8 @@ extension ClientConnection {
         timer.cancel()
         lifecycle.timer = .none
         loop.deregister(fd)
+        // An unfinished close-delimited body: only a reset tells the client it is short.
+        if exchange.responseEndsAtClose { Socket.resetOnClose(fd) }
         Socket.close(fd)
         out.reset()
         pending = []

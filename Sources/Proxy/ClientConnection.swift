@@ -377,6 +377,9 @@ final class ClientConnection: EventHandler {
             if out.pendingCount < before && timerPurpose == .send { sendProgress(before - out.pendingCount) }
             switch result {
             case .drained:
+                // A close-delimited body the upstream finished is whole for the client only
+                // once all of it is written: until then a close must still be a reset.
+                if phase == .closing { exchange.responseEndsAtClose = false }
                 let pendingInput = !pending.isEmpty || headScanHint != 0
                 let closing = phase == .closing || (phase == .awaitingHead && closeAfterResponse)
                 let action = lifecycle.outputDrained(
