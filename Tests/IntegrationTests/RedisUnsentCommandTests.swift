@@ -72,7 +72,15 @@ import TestSupport
         connection.send(command, timeoutMillis: 10_000) { ping = $0 }
         #expect(run(loop, seconds: 5) { ping != nil })
         #expect(connection.state != .ready, "the connection was not dropped as unresponsive")
-        #expect(big == .failure(.timeout))
+        // The SET is only partly written. Its own deadline fails it `.timeout` (it may have
+        // run, the cautious answer) when the loop checks that deadline first; when the loop is
+        // slow enough (formatting 64 MiB under AddressSanitizer) that the first check comes
+        // after the grace too, the teardown reports it as it is: not wholly written, so surely
+        // not applied (`.notConnected`). Either is true; what it must never be is a success.
+        switch big {
+        case .failure(.timeout)?, .failure(.notConnected)?: break
+        default: Issue.record("the partly written SET was reported \(String(describing: big))")
+        }
         guard case .failure(.notConnected)? = ping else {
             Issue.record("a PING that never left the process was reported \(String(describing: ping)), not .notConnected")
             return
