@@ -9,11 +9,7 @@ import TestSupport
 /// HTTP/1.0 client's) is cut by a reset on every path, and no reset (a cut's or one caused by
 /// unread input after a close) may discard bytes the client has not yet acknowledged.
 @Suite(.serialized) struct CloseDelimitedCutTests {
-    static func nowMillis() -> Int {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-    }
+    static func nowMillis() -> Int { TestUpstream.nowMillis() }
 
     /// Reads until EOF or an error; returns the bytes and the errno (0 for an orderly EOF).
     static func readToEnd(_ fd: Int32) -> (bytes: [UInt8], error: Int32) {
@@ -116,11 +112,7 @@ import TestSupport
             }
             guard TestUpstream.sendAll(fd, Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nearly\r\n".utf8)) else { return }
             // The body goes on later; read the upload meanwhile.
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let end = CloseDelimitedCutTests.nowMillis() + 3_000
-            while CloseDelimitedCutTests.nowMillis() < end {
-                if poll(&p, 1, 100) == 1 { if read(fd, &chunk, chunk.count) <= 0 { return } }
-            }
+            TestUpstream.discardInput(fd, forMillis: 3_000)
         }
         let proxy = try ProxyHarness(upstream: upstream)
         defer { proxy.stop() }

@@ -14,11 +14,7 @@ import TestSupport
 @Suite(.serialized) struct CloseWithoutResetTests {
     typealias P = PipelinedBehindSlowReaderTests
 
-    static func nowMillis() -> Int {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-    }
+    static func nowMillis() -> Int { TestUpstream.nowMillis() }
 
     /// Sends `bytes` from another thread (bounded by a 5 s send timeout), so a proxy that
     /// stops reading cannot block the test.

@@ -13,11 +13,7 @@ import TestSupport
     typealias P = PipelinedBehindSlowReaderTests
     typealias C = CloseWithoutResetTests
 
-    static func nowMillis() -> Int {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-    }
+    static func nowMillis() -> Int { TestUpstream.nowMillis() }
 
     /// Whatever the access-log pipe holds now (non-blocking).
     static func availableLines(_ fd: Int32) -> [String] {

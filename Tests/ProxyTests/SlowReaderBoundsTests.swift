@@ -7,11 +7,7 @@ import TestSupport
 /// A client that reads slowly or not at all must not hold a connection forever (SPEC §5: a
 /// send timeout on every phase) nor make the proxy queue output without bound.
 @Suite(.serialized) struct SlowReaderBoundsTests {
-    static func nowMillis() -> Int {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-    }
+    static func nowMillis() -> Int { TestUpstream.nowMillis() }
 
     static func readHead(_ fd: Int32) -> Bool {
         var buffer: [UInt8] = []

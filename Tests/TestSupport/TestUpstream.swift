@@ -294,3 +294,23 @@ public final class TestUpstream: @unchecked Sendable {
         return nil
     }
 }
+
+extension TestUpstream {
+    /// CLOCK_MONOTONIC in milliseconds, for tests that time what a peer saw.
+    public static func nowMillis() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+    }
+
+    /// Reads and discards what arrives on `fd` for `millis`, or until it ends: an upstream that
+    /// keeps taking an upload it does not use.
+    public static func discardInput(_ fd: Int32, forMillis millis: Int) {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let end = nowMillis() + millis
+        while nowMillis() < end {
+            if poll(&p, 1, 100) == 1 { if read(fd, &chunk, chunk.count) <= 0 { return } }
+        }
+    }
+}
