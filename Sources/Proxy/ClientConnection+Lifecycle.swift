@@ -17,7 +17,10 @@ extension ClientConnection {
             close()
             return
         }
-        if phase == .awaitingHead && pending.isEmpty && out.isEmpty { close() }
+        guard phase == .awaitingHead && pending.isEmpty && out.isEmpty else { return }
+        // An idle keep-alive connection: its client may send the next request at any moment,
+        // so a close with its last answer unacknowledged lingers until it is.
+        perform(lifecycle.closeAfterOutput(unreadInput: false, unacknowledged: !clientFinished && Socket.unacknowledgedBytes(fd) > 0))
     }
 
     func close() {
@@ -31,13 +34,7 @@ extension ClientConnection {
         timer.cancel()
         leaseTimer.cancel()
         upstreamAbandoned()
-        if !clientGone {
-            loop.deregister(fd)
-            // A body that ends at the close is not whole yet: an orderly close would make the
-            // client take it for whole (RFC 9112 §6.3 rule 8), a reset tells it otherwise.
-            if exchange.responseEndsAtClose { Socket.resetOnClose(fd) }
-            Socket.close(fd)
-        }
+        if !clientGone { closeSocket() }
         if let guarded = exchange.guarded, guarded.stage == .waiting {
             worker.waiters.remove(key: guarded.storageKey, id: ObjectIdentifier(self))
         }
@@ -53,14 +50,20 @@ extension ClientConnection {
         closeAfterResponse = true
         timer.cancel()
         lifecycle.timer = .none
-        loop.deregister(fd)
-        // An unfinished close-delimited body: only a reset tells the client it is short.
-        if exchange.responseEndsAtClose { Socket.resetOnClose(fd) }
-        Socket.close(fd)
+        closeSocket()
         out.reset()
         pending = []
         // Nobody reads the response any more: never hold the upstream back for it.
         upstream?.setReading(true)
+    }
+
+    /// Closes the client's socket: orderly, unless a body that ends at the close is not whole
+    /// yet. An orderly close would make the client take it for whole (RFC 9112 §6.3 rule 8);
+    /// a reset tells it otherwise.
+    private func closeSocket() {
+        loop.deregister(fd)
+        if exchange.responseEndsAtClose { Socket.resetOnClose(fd) }
+        Socket.close(fd)
     }
 
     /// After a detached exchange settled, the connection object can go.

@@ -34,15 +34,20 @@ extension ClientConnection {
         case .idle: loop.arm(timer, after: settings.idleTimeoutMillis)
         case .send: loop.arm(timer, after: settings.sendTimeoutMillis)
         case .linger:
-            let wait = exchange.responseEndsAtClose ? Self.acknowledgementPollMillis : Self.lingerQuietMillis
+            let wait = lingerWaitsForAcknowledgement ? Self.acknowledgementPollMillis : Self.lingerQuietMillis
             loop.arm(timer, at: min(loop.now + wait, lingerDeadline))
         }
     }
 
+    /// A linger that ends once the client acknowledged what it was sent (or at its deadline),
+    /// not after a quiet gap: a cut close-delimited body, whose reset must not discard what was
+    /// written before it, and a close idemproxy decided on (`lingerUntilAcknowledged`).
+    var lingerWaitsForAcknowledgement: Bool {
+        exchange.responseEndsAtClose || lifecycle.lingerUntilAcknowledged
+    }
+
     func timerFired() {
-        // A cut close-delimited body: the reset that tells the client waits until what was
-        // written before it is acknowledged (or the linger's deadline).
-        if lifecycle.timer == .linger, exchange.responseEndsAtClose, loop.now < lingerDeadline, Socket.unacknowledgedBytes(fd) > 0 {
+        if lifecycle.timer == .linger, lingerWaitsForAcknowledgement, loop.now < lingerDeadline, Socket.unacknowledgedBytes(fd) > 0 {
             setTimer(.linger)
             return
         }

@@ -384,7 +384,8 @@ final class ClientConnection: EventHandler {
                 let closing = phase == .closing || (phase == .awaitingHead && closeAfterResponse)
                 let action = lifecycle.outputDrained(
                     pendingInput: pendingInput,
-                    unreadInput: closing && !clientFinished && (pendingInput || Socket.hasBytesWaiting(fd)))
+                    unreadInput: closing && !clientFinished && (pendingInput || Socket.hasBytesWaiting(fd)),
+                    unacknowledged: closing && !clientFinished && Socket.unacknowledgedBytes(fd) > 0)
                 if action == .close || action == .startLingering {
                     perform(action)
                     return

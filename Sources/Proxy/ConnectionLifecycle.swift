@@ -75,6 +75,12 @@ struct ConnectionLifecycle {
     /// the body was read, a malformed head); closing with unread bytes makes the kernel send a
     /// reset that can destroy the response before the client reads it.
     var lingerOnClose = false
+    /// The linger waits only for the client to acknowledge what it was sent: the close is
+    /// idemproxy's decision (a shutdown, an answer that must end at the close) and nothing is
+    /// left to drain, but a client that expects the connection to stay may send its next
+    /// request at any moment, and a close with bytes unacknowledged would then answer it with
+    /// a reset that discards them. Acknowledged, the close is safe (RFC 9112 §9.6).
+    var lingerUntilAcknowledged = false
 
     /// Marks the connection to close after the current response while request bytes may
     /// still be unread: the close lingers.
@@ -146,17 +152,18 @@ struct ConnectionLifecycle {
 
     /// Everything queued for the client was written. `pendingInput`: bytes of a next request
     /// are buffered. `unreadInput`: the client sent bytes this connection will not answer
-    /// (buffered, or unread in the socket; asked only when closing).
-    mutating func outputDrained(pendingInput: Bool, unreadInput: Bool = false) -> Action {
+    /// (buffered, or unread in the socket); `unacknowledged`: the client has not acknowledged
+    /// all it was sent (both asked only when closing).
+    mutating func outputDrained(pendingInput: Bool, unreadInput: Bool = false, unacknowledged: Bool = false) -> Action {
         switch phase {
         case .closing:
-            return closeAfterOutput(unreadInput: unreadInput)
+            return closeAfterOutput(unreadInput: unreadInput, unacknowledged: unacknowledged)
         case .awaitingResponse where timer == .send:
             timer = .none
             return .setTimer(.none)
         case .awaitingHead where timer == .send:
             // Shutdown asked to close once the response was out.
-            if closeAfterResponse { return closeAfterOutput(unreadInput: unreadInput) }
+            if closeAfterResponse { return closeAfterOutput(unreadInput: unreadInput, unacknowledged: unacknowledged) }
             timer = pendingInput ? .header : .idle
             return .setTimer(timer)
         default:
@@ -167,14 +174,21 @@ struct ConnectionLifecycle {
     /// Closes with everything written. A close with input still unread makes the kernel send
     /// a reset, and a reset discards what the client has not read yet (RFC 9112 §9.6): with
     /// input left (a body the exchange did not read, pipelined requests it will not answer),
-    /// the write side is shut and the input drained first.
-    private mutating func closeAfterOutput(unreadInput: Bool) -> Action {
-        if (lingerOnClose || unreadInput) && !clientFinished {
-            phase = .lingering
-            timer = .linger
-            return .startLingering
+    /// the write side is shut and the input drained first. With none left but bytes not yet
+    /// acknowledged, the same linger lasts until they are (`lingerUntilAcknowledged`): input
+    /// that arrives meanwhile is drained instead of reset.
+    mutating func closeAfterOutput(unreadInput: Bool, unacknowledged: Bool) -> Action {
+        guard !clientFinished else { return .close }
+        if lingerOnClose || unreadInput {
+            lingerUntilAcknowledged = false
+        } else if unacknowledged {
+            lingerUntilAcknowledged = true
+        } else {
+            return .close
         }
-        return .close
+        phase = .lingering
+        timer = .linger
+        return .startLingering
     }
 
     /// A write left bytes queued: while a response streams, the client must take some within

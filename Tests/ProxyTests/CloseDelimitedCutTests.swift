@@ -9,27 +9,6 @@ import TestSupport
 /// HTTP/1.0 client's) is cut by a reset on every path, and no reset (a cut's or one caused by
 /// unread input after a close) may discard bytes the client has not yet acknowledged.
 @Suite(.serialized) struct CloseDelimitedCutTests {
-    static func nowMillis() -> Int { TestUpstream.nowMillis() }
-
-    /// Reads until EOF or an error; returns the bytes and the errno (0 for an orderly EOF).
-    static func readToEnd(_ fd: Int32) -> (bytes: [UInt8], error: Int32) {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(fd, &chunk, chunk.count)
-            if n == 0 { return (bytes, 0) }
-            if n < 0 { return (bytes, errno) }
-            bytes += chunk[0..<n]
-        }
-    }
-
-    /// Body bytes equal to `byte` (heads skipped: "Connection: close" holds two 'c's).
-    static func count(_ byte: UInt8, in bytes: [UInt8]) -> Int {
-        let start = TestUpstream.find([13, 10, 13, 10], in: bytes).map { $0 + 4 } ?? 0
-        return bytes[start...].reduce(0) { $0 + ($1 == byte ? 1 : 0) }
-    }
-
-    static func errorText(_ error: Int32) -> String { error == 0 ? "orderly EOF" : String(cString: strerror(error)) }
 
     // MARK: a shutdown finds a connection lingering
 
@@ -57,13 +36,13 @@ import TestSupport
         // A pipelining client goes on sending (the reason the close lingers).
         _ = TestUpstream.sendAll(client.fd, Array("GET /third HTTP/1.1\r\nHost: a\r\n\r\n".utf8))
         usleep(300_000)
-        let (bytes, error) = Self.readToEnd(client.fd)
-        let got = Self.count(0x63, in: bytes)
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
+        let got = TestUpstream.count(0x63, inBodyOf: bytes)
         #expect(got == body.count && error == 0,
-                "a whole Connection: close answer lost to a reset at shutdown: \(got) of \(body.count) body bytes, then \(Self.errorText(error))")
+                "a whole Connection: close answer lost to a reset at shutdown: \(got) of \(body.count) body bytes, then \(TestUpstream.endText(error))")
         shutdown(client.fd, Int32(SHUT_RDWR))
-        let deadline = Self.nowMillis() + 25_000
-        while !done.load(ordering: .acquiring) && Self.nowMillis() < deadline { usleep(50_000) }
+        let deadline = TestUpstream.nowMillis() + 25_000
+        while !done.load(ordering: .acquiring) && TestUpstream.nowMillis() < deadline { usleep(50_000) }
         proxy.upstream.stop()
     }
 
@@ -88,10 +67,10 @@ import TestSupport
         try client.send("GET /big HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\nGET /brk HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
         usleep(1_200_000)
         #expect(upstream.requests.count == 2, "the second request was not taken up (\(upstream.requests.count))")
-        let (bytes, error) = Self.readToEnd(client.fd)
-        let got = Self.count(0x62, in: bytes)
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
+        let got = TestUpstream.count(0x62, inBodyOf: bytes)
         #expect(got == body.count,
-                "the first, complete answer lost to the reset that cut the second: \(got) of \(body.count) body bytes, then \(Self.errorText(error))")
+                "the first, complete answer lost to the reset that cut the second: \(got) of \(body.count) body bytes, then \(TestUpstream.endText(error))")
         // The cut one must still be told apart from a whole one.
         if got == body.count { #expect(error != 0, "the cut close-delimited answer ended in an orderly EOF") }
     }
@@ -120,7 +99,7 @@ import TestSupport
         try client.send("PUT /early HTTP/1.0\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
         usleep(500_000)
         shutdown(client.fd, Int32(SHUT_WR))
-        let (bytes, error) = Self.readToEnd(client.fd)
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(text.hasPrefix("HTTP/1.1 200"), "\(text.debugDescription)")
         #expect(error != 0, "the cut close-delimited answer ended in an orderly EOF, indistinguishable from a whole one: \(text.debugDescription)")
@@ -137,8 +116,8 @@ import TestSupport
         let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
         try client.send("GET /slow HTTP/1.0\r\nHost: a\r\n\r\n")
         usleep(2_500_000)
-        let (bytes, error) = Self.readToEnd(client.fd)
-        let got = Self.count(0x64, in: bytes)
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
+        let got = TestUpstream.count(0x64, inBodyOf: bytes)
         #expect(got == total || error != 0,
                 "a close-delimited answer cut by send_timeout ended in an orderly EOF after \(got) of \(total) body bytes: it looks whole")
     }
@@ -156,9 +135,9 @@ import TestSupport
         usleep(800_000)
         _ = TestUpstream.sendAll(client.fd, Array("GET /third HTTP/1.1\r\nHost: a\r\n\r\n".utf8))
         usleep(300_000)
-        let (bytes, error) = Self.readToEnd(client.fd)
-        let got = Self.count(0x63, in: bytes)
-        #expect(got == body.count && error == 0, "\(got) of \(body.count), then \(Self.errorText(error))")
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
+        let got = TestUpstream.count(0x63, inBodyOf: bytes)
+        #expect(got == body.count && error == 0, "\(got) of \(body.count), then \(TestUpstream.endText(error))")
     }
 
     /// The pipeline of the second test from an HTTP/1.1 client (the cut answer is chunked,
@@ -176,8 +155,8 @@ import TestSupport
         let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
         try client.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\nGET /brk HTTP/1.1\r\nHost: a\r\n\r\n")
         usleep(1_200_000)
-        let (bytes, error) = Self.readToEnd(client.fd)
-        let got = Self.count(0x62, in: bytes)
-        #expect(got == body.count, "\(got) of \(body.count), then \(Self.errorText(error))")
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
+        let got = TestUpstream.count(0x62, inBodyOf: bytes)
+        #expect(got == body.count, "\(got) of \(body.count), then \(TestUpstream.endText(error))")
     }
 }

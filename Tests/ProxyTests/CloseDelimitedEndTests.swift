@@ -8,7 +8,6 @@ import TestSupport
 /// once all of it is written, a reset whenever it is cut short (send_timeout, a forced close,
 /// a guarded exchange whose client is detached).
 @Suite(.serialized) struct CloseDelimitedEndTests {
-    typealias C = CloseDelimitedCutTests
 
     static func guardedPost10(_ target: String, key: String) -> String {
         "POST \(target) HTTP/1.0\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}"
@@ -64,8 +63,8 @@ import TestSupport
             let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
             try client.send("GET /slow HTTP/1.0\r\nHost: a\r\n\r\n")
             usleep(2_500_000)
-            let (bytes, error) = C.readToEnd(client.fd)
-            let got = C.count(0x64, in: bytes)
+            let (bytes, error) = TestUpstream.readToEnd(client.fd)
+            let got = TestUpstream.count(0x64, inBodyOf: bytes)
             if got != total && error == 0 { failures.append("\(got) of \(total) body bytes, then an orderly EOF") }
             if got != total && error != 0 { resets += 1 }
         }
@@ -88,8 +87,8 @@ import TestSupport
         try client.send(Self.guardedPost10("/pay", key: "st-\(UInt32.random(in: 0...UInt32.max))"))
         usleep(2_500_000)
         #expect(upstream.requests.count == 1)
-        let (bytes, error) = C.readToEnd(client.fd)
-        let got = C.count(0x64, in: bytes)
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
+        let got = TestUpstream.count(0x64, inBodyOf: bytes)
         #expect(got == total || error != 0,
                 "guarded close-delimited answer cut by send_timeout ended in an orderly EOF after \(got) of \(total) body bytes")
     }
@@ -105,7 +104,7 @@ import TestSupport
         try client.send(Self.guardedPost10("/pay", key: "fc-\(UInt32.random(in: 0...UInt32.max))"))
         usleep(500_000)
         proxy.server.shutdown()
-        let (bytes, error) = C.readToEnd(client.fd)
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(text.hasPrefix("HTTP/1.1 200"), "\(text.debugDescription)")
         #expect(error != 0, "guarded close-delimited answer cut by forceClose ended in an orderly EOF: \(text.debugDescription)")
@@ -122,7 +121,7 @@ import TestSupport
         try client.send("GET /x HTTP/1.0\r\nHost: a\r\n\r\n")
         usleep(500_000)
         proxy.server.shutdown()
-        let (bytes, error) = C.readToEnd(client.fd)
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(text.hasPrefix("HTTP/1.1 200"), "\(text.debugDescription)")
         #expect(error != 0, "unguarded cut by forceClose ended in an orderly EOF: \(text.debugDescription)")
@@ -153,9 +152,9 @@ import TestSupport
             let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
             try client.send(request)
             usleep(300_000)
-            let (bytes, error) = C.readToEnd(client.fd)
-            let got = C.count(0x65, in: bytes)
-            #expect(got == expected && error == 0, "\(request.debugDescription): \(got) of \(expected), then \(C.errorText(error))")
+            let (bytes, error) = TestUpstream.readToEnd(client.fd)
+            let got = TestUpstream.count(0x65, inBodyOf: bytes)
+            #expect(got == expected && error == 0, "\(request.debugDescription): \(got) of \(expected), then \(TestUpstream.endText(error))")
         }
     }
 
@@ -183,9 +182,9 @@ import TestSupport
         usleep(300_000)
         _ = TestUpstream.sendAll(client.fd, [UInt8](repeating: 0x41, count: 2000))
         usleep(300_000)
-        let (bytes, error) = C.readToEnd(client.fd)
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
         let text = String(decoding: bytes, as: UTF8.self)
-        #expect(text.hasSuffix("early-and-whole") && error == 0, "\(text.debugDescription), then \(C.errorText(error))")
+        #expect(text.hasSuffix("early-and-whole") && error == 0, "\(text.debugDescription), then \(TestUpstream.endText(error))")
     }
 
     // MARK: the linger before the reset
@@ -207,16 +206,16 @@ import TestSupport
         usleep(1_200_000)
         shutdown(client.fd, Int32(SHUT_WR))
         usleep(500_000)
-        let started = C.nowMillis()
-        let (bytes, error) = C.readToEnd(client.fd)
-        let readMillis = C.nowMillis() - started
-        let got = C.count(0x62, in: bytes)
-        #expect(got == body.count, "\(got) of \(body.count), then \(C.errorText(error))")
+        let started = TestUpstream.nowMillis()
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
+        let readMillis = TestUpstream.nowMillis() - started
+        let got = TestUpstream.count(0x62, inBodyOf: bytes)
+        #expect(got == body.count, "\(got) of \(body.count), then \(TestUpstream.endText(error))")
         #expect(error != 0, "the cut close-delimited answer ended in an orderly EOF")
         #expect(readMillis < 4_000, "the reset came \(readMillis) ms after the client started reading")
-        let shutStart = C.nowMillis()
+        let shutStart = TestUpstream.nowMillis()
         proxy.server.shutdown()
-        #expect(C.nowMillis() - shutStart < 3_000, "shutdown waited \(C.nowMillis() - shutStart) ms")
+        #expect(TestUpstream.nowMillis() - shutStart < 3_000, "shutdown waited \(TestUpstream.nowMillis() - shutStart) ms")
         proxy.upstream.stop()
     }
 }

@@ -120,6 +120,35 @@ import Testing
         }
     }
 
+    /// A close idemproxy decides on (a shutdown, an answer that must end at the close) with
+    /// nothing to drain but bytes the client has not acknowledged lingers until they are: the
+    /// client may send its next request meanwhile, and a closed socket would answer it with a
+    /// reset that discards them (RFC 9112 §9.6).
+    @Test func aCloseWithBytesUnacknowledgedLingersUntilTheyAre() {
+        for phase in [L.Phase.closing, .awaitingHead] {
+            var l = lifecycle(phase, timer: .send)
+            l.closeAfterResponse = true
+            #expect(l.outputDrained(pendingInput: false, unacknowledged: true) == .startLingering, "\(phase)")
+            #expect(l.phase == .lingering && l.timer == .linger && l.lingerUntilAcknowledged)
+            // Input to drain: the usual linger, which ends on quiet, not on acknowledgement.
+            l = lifecycle(phase, timer: .send)
+            l.closeAfterResponse = true
+            #expect(l.outputDrained(pendingInput: false, unreadInput: true, unacknowledged: true) == .startLingering)
+            #expect(!l.lingerUntilAcknowledged)
+            // The client half-closed: it sends nothing more, nothing can be reset away.
+            l = lifecycle(phase, timer: .send)
+            l.closeAfterResponse = true
+            l.clientFinished = true
+            #expect(l.outputDrained(pendingInput: false, unacknowledged: true) == .close)
+        }
+        // An idle connection closed by a shutdown decides the same way.
+        var l = lifecycle(.awaitingHead, timer: .idle)
+        #expect(l.closeAfterOutput(unreadInput: false, unacknowledged: true) == .startLingering)
+        #expect(l.lingerUntilAcknowledged)
+        l = lifecycle(.awaitingHead, timer: .idle)
+        #expect(l.closeAfterOutput(unreadInput: false, unacknowledged: false) == .close)
+    }
+
     @Test func backedUpOutputStartsTheSendTimerOnlyWhileTheUpstreamAnswers() {
         var l = lifecycle(.awaitingResponse)
         #expect(l.outputBackedUp() == .setTimer(.send))

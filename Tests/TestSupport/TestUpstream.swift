@@ -303,6 +303,27 @@ extension TestUpstream {
         return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
     }
 
+    /// Reads until EOF or an error; returns the bytes and the errno (0 for an orderly EOF).
+    public static func readToEnd(_ fd: Int32) -> (bytes: [UInt8], error: Int32) {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n == 0 { return (bytes, 0) }
+            if n < 0 { return (bytes, errno) }
+            bytes += chunk[0..<n]
+        }
+    }
+
+    /// Body bytes equal to `byte` (the first head skipped: "Connection: close" holds two 'c's).
+    public static func count(_ byte: UInt8, inBodyOf bytes: [UInt8]) -> Int {
+        let start = find([13, 10, 13, 10], in: bytes).map { $0 + 4 } ?? 0
+        return bytes[start...].reduce(0) { $0 + ($1 == byte ? 1 : 0) }
+    }
+
+    /// How a read ended, for messages: an orderly EOF or the error.
+    public static func endText(_ error: Int32) -> String { error == 0 ? "orderly EOF" : String(cString: strerror(error)) }
+
     /// Reads and discards what arrives on `fd` for `millis`, or until it ends: an upstream that
     /// keeps taking an upload it does not use.
     public static func discardInput(_ fd: Int32, forMillis millis: Int) {
