@@ -13,14 +13,14 @@ extension ClientConnection {
         closeAfterResponse = true
         // Its exchanges are over; it drains input only while bytes it wrote are not yet
         // acknowledged (a reset would discard them). With none left, the shutdown need not wait.
-        if phase == .lingering && Socket.unacknowledgedBytes(fd) <= 0 {
+        if phase == .lingering && !clientGone && Socket.unacknowledgedBytes(fd) <= 0 {
             close()
             return
         }
         guard phase == .awaitingHead && pending.isEmpty && out.isEmpty else { return }
         // An idle keep-alive connection: its client may send the next request at any moment,
         // so a close with its last answer unacknowledged lingers until it is.
-        perform(lifecycle.closeAfterOutput(unreadInput: false, unacknowledged: !clientFinished && Socket.unacknowledgedBytes(fd) > 0))
+        perform(lifecycle.closeAfterOutput(unreadInput: false, unacknowledged: clientExpectsAnotherRequest && Socket.unacknowledgedBytes(fd) > 0))
     }
 
     func close() {

@@ -86,7 +86,7 @@ extension ClientConnection {
             }
             switch result {
             case .wouldBlock:
-                setTimer(.linger)
+                lingerInputDrained()
                 return
             case .processed(0):
                 if exchange.responseEndsAtClose && Socket.unacknowledgedBytes(fd) > 0 {
@@ -103,7 +103,19 @@ extension ClientConnection {
                 continue
             }
         }
-        setTimer(.linger)
+        lingerInputDrained()
+    }
+
+    /// Input arrived while lingering. A linger that waits for acknowledgement ends as soon as
+    /// there is one, and input must not postpone its poll (a client streaming its next
+    /// request would hold the connection to the deadline); one that waits for quiet starts
+    /// its quiet gap again.
+    private func lingerInputDrained() {
+        guard lingerWaitsForAcknowledgement else {
+            setTimer(.linger)
+            return
+        }
+        if Socket.unacknowledgedBytes(fd) <= 0 { close() }
     }
 
     /// body_timeout with a minimum data rate: the timer is re-armed only once the body has

@@ -170,6 +170,13 @@ final class ClientConnection: EventHandler {
         endIfClientFinished()
     }
 
+    /// Whether the client may still send a request: it neither half-closed nor asked for the
+    /// close (`Connection: close`, HTTP/1.0 without keep-alive). Between requests it always
+    /// may. A close it did not ask for lingers until what it was sent is acknowledged.
+    var clientExpectsAnotherRequest: Bool {
+        !clientFinished && (phase == .awaitingHead || exchange.clientKeepAlive)
+    }
+
     /// Pipelined requests are held back until the answers ahead of them are written.
     var requestsWaitForOutput: Bool { phase == .awaitingHead && !pending.isEmpty && !out.isEmpty }
 
@@ -385,7 +392,7 @@ final class ClientConnection: EventHandler {
                 let action = lifecycle.outputDrained(
                     pendingInput: pendingInput,
                     unreadInput: closing && !clientFinished && (pendingInput || Socket.hasBytesWaiting(fd)),
-                    unacknowledged: closing && !clientFinished && Socket.unacknowledgedBytes(fd) > 0)
+                    unacknowledged: closing && clientExpectsAnotherRequest && Socket.unacknowledgedBytes(fd) > 0)
                 if action == .close || action == .startLingering {
                     perform(action)
                     return

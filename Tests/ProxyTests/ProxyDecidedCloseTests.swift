@@ -115,4 +115,90 @@ import TestSupport
         Glibc.close(client.fd)
         proxy.upstream.stop()
     }
+
+    /// "/big": 512 KiB (Content-Length); anything else: "ok".
+    static func upstream() -> TestUpstream {
+        TestUpstream { request in
+            request.target == "/big" ? .respond(status: 200, headers: [], body: Self.body)
+                                     : .respond(status: 200, headers: [], body: Array("ok".utf8))
+        }
+    }
+
+    // MARK: a close the client asked for, and a client that keeps sending
+
+    /// A client that asked for the close itself (`Connection: close`, or HTTP/1.0 without
+    /// keep-alive) sends no next request: nothing can be reset away, so its connection does
+    /// not linger for the acknowledgement of an answer it reads slowly, and does not hold a
+    /// max_connections slot meanwhile.
+    @Test(arguments: [
+        "GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET /big HTTP/1.0\r\nHost: a\r\n\r\n",
+    ])
+    func aCloseTheClientAskedForDoesNotHoldItsSlot(request: String) throws {
+        let proxy = try ProxyHarness(upstream: Self.upstream(), yaml: "limits: { max_connections: 1 }\n")
+        defer { proxy.stop() }
+        let slow = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
+        try slow.send(request)
+        usleep(800_000)  // the answer is written whole to the kernel; the client reads none of it yet
+        let next = try TestClient(port: proxy.port, timeoutSeconds: 3)
+        let started = TestUpstream.nowMillis()
+        try next.send("GET /small HTTP/1.1\r\nHost: a\r\n\r\n")
+        let answered = (try? next.readResponse())?.status
+        let took = TestUpstream.nowMillis() - started
+        #expect(answered == 200, "the next connection was not served within 3 s (\(took) ms): the finished Connection: close connection still holds the only slot")
+        // The slow client still gets its whole answer.
+        let (bytes, error) = TestUpstream.readToEnd(slow.fd)
+        #expect(TestUpstream.count(0x63, inBodyOf: bytes) == Self.body.count && error == 0)
+    }
+
+    /// The same connection, finished, delays a graceful shutdown by the whole linger.
+    @Test func aCloseTheClientAskedForDoesNotDelayAShutdown() throws {
+        let proxy = try ProxyHarness(upstream: Self.upstream(), yaml: "shutdown_grace: 20s\n")
+        let slow = try TestClient(port: proxy.port, timeoutSeconds: 12, receiveBuffer: 4096)
+        try slow.send("GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        usleep(800_000)
+        let took = withExtendedLifetime(slow) {
+            let started = TestUpstream.nowMillis()
+            proxy.server.shutdown()
+            return TestUpstream.nowMillis() - started
+        }
+        #expect(took < 2_000, "shutdown took \(took) ms with only a finished Connection: close exchange left")
+        proxy.upstream.stop()
+    }
+
+    /// A linger that waits for acknowledgement ends once the answer is acknowledged, also
+    /// while the client keeps sending (the body of its next request, streamed): drained input
+    /// must not postpone the check to the 10 s bound.
+    @Test func theAcknowledgementLingerEndsWhileTheClientKeepsSending() throws {
+        let upstream = TestUpstream { _ in .chunked(status: 200, pieces: [Self.body]) }
+        let proxy = try ProxyHarness(upstream: upstream)
+        defer { proxy.stop() }
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 12, receiveBuffer: 4096)
+        // HTTP/1.0 keep-alive, chunked upstream: a close-delimited answer the proxy closes after.
+        try client.send("GET /big HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        usleep(800_000)  // written whole, unacknowledged: the connection lingers for the acknowledgement
+        // The client streams its next request's body while it reads the answer.
+        let failedAt = Atomic<Int>(0)
+        let fd = client.fd
+        try client.send("POST /next HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nContent-Length: 100000000\r\n\r\n")
+        let sender = Thread {
+            let chunk = [UInt8](repeating: 0x41, count: 1024)
+            let end = TestUpstream.nowMillis() + 14_000
+            while TestUpstream.nowMillis() < end {
+                let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n < 0 { failedAt.store(TestUpstream.nowMillis(), ordering: .releasing); return }
+                usleep(10_000)
+            }
+        }
+        sender.start()
+        let (bytes, error) = TestUpstream.readToEnd(client.fd)
+        let acknowledgedAt = TestUpstream.nowMillis()
+        #expect(TestUpstream.count(0x63, inBodyOf: bytes) == Self.body.count && error == 0,
+                "\(TestUpstream.count(0x63, inBodyOf: bytes)) of \(Self.body.count), then \(TestUpstream.endText(error))")
+        while failedAt.load(ordering: .acquiring) == 0 && TestUpstream.nowMillis() < acknowledgedAt + 13_000 { usleep(20_000) }
+        let closedAt = failedAt.load(ordering: .acquiring)
+        let after = closedAt == 0 ? -1 : closedAt - acknowledgedAt
+        #expect(closedAt != 0 && after < 1_500,
+                "the proxy closed \(after) ms after the client had read (and acknowledged) the whole answer")
+    }
 }
