@@ -26,7 +26,9 @@ extension ClientConnection {
         }
         exchange.method = head.method
         exchange.clientVersionMinor = head.versionMinor
-        exchange.clientKeepAlive = head.keepAlive && !closeAfterResponse
+        // What the client asked for; a close idemproxy decides on (a shutdown) is
+        // `closeAfterResponse`, and the client still expects the connection to stay.
+        exchange.clientKeepAlive = head.keepAlive
         setTimerWhileUpstreamWorks()
 
         // RFC 9110 §9.3.6 / §7.8: tunnels and protocol switches are not supported yet.

@@ -47,8 +47,17 @@ extension ClientConnection {
     }
 
     func timerFired() {
-        if lifecycle.timer == .linger, lingerWaitsForAcknowledgement, loop.now < lingerDeadline, Socket.unacknowledgedBytes(fd) > 0 {
-            setTimer(.linger)
+        // No linger ends (but at its deadline) while the client has not acknowledged what it
+        // was sent: a reset then would discard it. One that waits for quiet polls on after
+        // its quiet gap until it has.
+        if lifecycle.timer == .linger, loop.now < lingerDeadline, Socket.unacknowledgedBytes(fd) > 0 {
+            loop.arm(timer, at: min(loop.now + Self.acknowledgementPollMillis, lingerDeadline))
+            return
+        }
+        // A keep-alive connection idle since its last answer, which the client has not yet
+        // acknowledged: it may still send its next request, so the close lingers until then.
+        if lifecycle.timer == .idle, clientExpectsAnotherRequest, Socket.unacknowledgedBytes(fd) > 0 {
+            perform(lifecycle.closeAfterOutput(unreadInput: false, unacknowledged: true))
             return
         }
         // A body that stopped arriving ends its exchange with a 408, also after the upstream

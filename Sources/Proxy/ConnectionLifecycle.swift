@@ -11,12 +11,12 @@ import HTTP1
 ///
 /// | phase              | timer                                    | on expiry                          |
 /// |--------------------|------------------------------------------|------------------------------------|
-/// | `awaitingHead`     | `header` from accept or the first byte of a head; `idle` between requests; `send` while a response is still queued | 408 (silent close if nothing was ever sent); close; cut |
+/// | `awaitingHead`     | `header` from accept or the first byte of a head; `idle` between requests; `send` while a response is still queued | 408 (silent close if nothing was ever sent); close (lingering while the last answer is unacknowledged); cut |
 /// | `streamingBody`    | `body` (re-armed at `minimumBodyRate`)   | 408, or cut if the response began  |
 /// | `bufferingBody`    | `body`                                   | 408                                |
 /// | `awaitingResponse` | none while the upstream works (its connect and response timers run); `send` while the client does not take what is queued | cut |
 /// | `closing`          | `send`                                   | cut                                |
-/// | `lingering`        | `linger` (quiet gap, total bound)        | close                              |
+/// | `lingering`        | `linger` (quiet gap or acknowledgement poll, total bound) | close, once what was sent is acknowledged or at the bound |
 struct ConnectionLifecycle {
     enum Phase: Equatable {
         /// Waiting for (the rest of) a request head.

@@ -5,6 +5,7 @@ import HTTP1
 struct Exchange {
     var method: HTTPMethod = .get
     var clientVersionMinor = 1
+    /// The client's request allows another on the connection (RFC 9112 §9.3).
     var clientKeepAlive = true
     var requestDecoder = BodyDecoder(framing: .none)
     /// The request body is re-framed as chunked towards the upstream.

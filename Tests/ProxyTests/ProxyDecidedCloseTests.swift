@@ -42,24 +42,36 @@ import TestSupport
                 "\(what): \(got) of \(body.count) body bytes, then \(TestUpstream.endText(error))")
     }
 
-    /// A shutdown while a keep-alive request is in flight: its answer (with Connection: close,
-    /// added for the shutdown) goes to the kernel whole, unread; the client sends its next
-    /// request after it.
-    @Test func aShutdownDuringAnExchangeLeavesItsWholeAnswerToTheClient() throws {
-        let upstream = TestUpstream { _ in .delayed(seconds: 0.8, status: 200, body: Self.body) }
-        let proxy = try ProxyHarness(upstream: upstream, yaml: "shutdown_grace: 20s\n")
-        let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
-        try client.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
-        usleep(200_000)
-        let shutdown = Shutdown(proxy)
-        usleep(1_500_000)  // the answer arrived at 0.8 s and is written
-        _ = TestUpstream.sendAll(client.fd, Self.nextRequest)
+    /// The end of a shutdown test: the client's late next request, then the whole first
+    /// answer must be readable; once the client is done the shutdown finishes.
+    static func sendLateRequestDuringShutdown(_ client: TestClient, _ proxy: ProxyHarness, _ shutdown: Shutdown, _ what: String) {
+        _ = TestUpstream.sendAll(client.fd, nextRequest)
         usleep(300_000)
-        Self.expectWholeAnswer(client, "an answer finished during a graceful shutdown")
+        expectWholeAnswer(client, what)
         Glibc.shutdown(client.fd, Int32(SHUT_RDWR))
         shutdown.wait(seconds: 25)
         #expect(shutdown.isDone, "the shutdown waits for nothing once the answer is read")
         proxy.upstream.stop()
+    }
+
+    /// A keep-alive exchange whose upstream answers (512 KiB) after 0.8 s, with a graceful
+    /// shutdown started 0.2 s into it.
+    static func shutdownDuringAnExchange(_ requests: String) throws -> (ProxyHarness, TestClient, Shutdown) {
+        let upstream = TestUpstream { _ in .delayed(seconds: 0.8, status: 200, body: Self.body) }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: "shutdown_grace: 20s\n")
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
+        try client.send(requests)
+        usleep(200_000)
+        return (proxy, client, Shutdown(proxy))
+    }
+
+    /// A shutdown while a keep-alive request is in flight: its answer (with Connection: close,
+    /// added for the shutdown) goes to the kernel whole, unread; the client sends its next
+    /// request after it.
+    @Test func aShutdownDuringAnExchangeLeavesItsWholeAnswerToTheClient() throws {
+        let (proxy, client, shutdown) = try Self.shutdownDuringAnExchange("GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        usleep(1_500_000)  // the answer arrived at 0.8 s and is written
+        Self.sendLateRequestDuringShutdown(client, proxy, shutdown, "an answer finished during a graceful shutdown")
     }
 
     /// A keep-alive connection whose client read none of its answer (written whole to the
@@ -77,13 +89,7 @@ import TestSupport
     @Test func aShutdownOfAnIdleConnectionLeavesItsLastAnswerToTheClient() throws {
         let (proxy, client, shutdown) = try Self.shutdownWithAnUnreadAnswer()
         usleep(500_000)
-        _ = TestUpstream.sendAll(client.fd, Self.nextRequest)
-        usleep(300_000)
-        Self.expectWholeAnswer(client, "an answer written before a graceful shutdown")
-        Glibc.shutdown(client.fd, Int32(SHUT_RDWR))
-        shutdown.wait(seconds: 25)
-        #expect(shutdown.isDone)
-        proxy.upstream.stop()
+        Self.sendLateRequestDuringShutdown(client, proxy, shutdown, "an answer written before a graceful shutdown")
     }
 
     /// No shutdown: an HTTP/1.0 client asks for keep-alive, the upstream answers chunked, so
@@ -200,5 +206,45 @@ import TestSupport
         let after = closedAt == 0 ? -1 : closedAt - acknowledgedAt
         #expect(closedAt != 0 && after < 1_500,
                 "the proxy closed \(after) ms after the client had read (and acknowledged) the whole answer")
+    }
+
+    // MARK: the shutdown's and idle_timeout's other ways in
+
+    /// The shutdown arrives while the keep-alive request head is still arriving: the client
+    /// asked for nothing, so the close after its answer lingers as for a shutdown after the head.
+    @Test func aShutdownDuringAPartialHeadLeavesItsWholeAnswerToTheClient() throws {
+        let upstream = TestUpstream { _ in .respond(status: 200, headers: [], body: Self.body) }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: "shutdown_grace: 20s\n")
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
+        try client.send("GET /big HTTP/1.1\r\nHost: a\r\n")
+        usleep(200_000)
+        let shutdown = Shutdown(proxy)
+        usleep(300_000)  // the shutdown reached the connection: it waits for the head
+        try client.send("\r\n")
+        usleep(800_000)  // the answer is written whole to the kernel, unread
+        Self.sendLateRequestDuringShutdown(client, proxy, shutdown, "an answer to a request completed during a graceful shutdown")
+    }
+
+    /// A shutdown during an exchange with the next request already pipelined (input to drain):
+    /// the linger's quiet gap does not end it while the answer is unacknowledged, so a request
+    /// sent after more than 2 s of quiet is still drained, not reset.
+    @Test func aShutdownWithAPipelinedRequestLeavesItsWholeAnswerToTheClient() throws {
+        let (proxy, client, shutdown) = try Self.shutdownDuringAnExchange("GET /big HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n")
+        usleep(3_800_000)  // answered at 0.8 s, written whole; more than 2 s of quiet since
+        Self.sendLateRequestDuringShutdown(client, proxy, shutdown, "an answer finished during a graceful shutdown, a request pipelined behind it")
+    }
+
+    /// idle_timeout starts when the last answer reaches the kernel, not when the client has
+    /// it: its close lingers while that answer is unacknowledged.
+    @Test func anIdleTimeoutCloseLeavesTheLastAnswerToTheClient() throws {
+        let upstream = TestUpstream { _ in .respond(status: 200, headers: [], body: Self.body) }
+        let proxy = try ProxyHarness(upstream: upstream, yaml: "limits: { idle_timeout: 1s }\n")
+        defer { proxy.stop() }
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
+        try client.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        usleep(1_600_000)  // the answer was written at once; idle_timeout passed
+        _ = TestUpstream.sendAll(client.fd, Self.nextRequest)
+        usleep(300_000)
+        Self.expectWholeAnswer(client, "a keep-alive answer followed by an idle_timeout close")
     }
 }
