@@ -148,6 +148,7 @@ final class ClientConnection: EventHandler {
                 let consumed = process(fresh)
                 if consumed < count && phase != .closed {
                     pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: fresh[consumed...]))
+                    nextHeadBuffered()
                 }
             } else {
                 pending.append(contentsOf: fresh)
@@ -166,8 +167,16 @@ final class ClientConnection: EventHandler {
         if consumed < bytes.count && phase != .closed {
             bytes.removeFirst(consumed)
             pending = bytes
+            nextHeadBuffered()
         }
         endIfClientFinished()
+    }
+
+    /// Bytes left over after the request just answered are the start of the next head: the
+    /// wait for the rest is header_timeout's. The answer may have finished inside `process`,
+    /// while these bytes were not yet buffered, and set the idle timer instead.
+    private func nextHeadBuffered() {
+        if phase == .awaitingHead && timerPurpose == .idle { setTimer(.header) }
     }
 
     /// Whether the client may still send a request: it neither half-closed nor asked for the

@@ -36,6 +36,24 @@ import TestSupport
         #expect(elapsed >= 0.45 && elapsed < 5)
     }
 
+    /// A head that starts in the same read as a request answered at once (a 400 for a
+    /// missing key, written inside the read's processing) is under header_timeout, not the
+    /// idle timeout: it gets its 408.
+    @Test func aPartialHeadBehindAnAnswerGivenAtOnceGetsA408AtHeaderTimeout() throws {
+        let proxy = try ProxyHarness(
+            upstream: TestUpstream(),
+            yaml: "routes:\n  - match: { path_prefix: /v1/payments }\n    required: true\nlimits: { header_timeout: 1s, idle_timeout: 5s }\n")
+        defer { proxy.stop() }
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 8)
+        let started = TestUpstream.nowMillis()
+        try client.send("POST /v1/payments HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n")
+        #expect(try client.readResponse(requestMethod: "POST").status == 400)
+        let second = try? client.readResponse()
+        let took = TestUpstream.nowMillis() - started
+        #expect(second?.status == 408 && took < 3_000,
+                "the unfinished head got \(second.map { "status \($0.status)" } ?? "no answer (EOF)") after \(took) ms; header_timeout is 1 s")
+    }
+
     @Test func slowlorisIsCutAtHeaderTimeoutWhileOthersAreServed() throws {
         let proxy = try ProxyHarness(yaml: "limits: { header_timeout: 2s }\n")
         defer { proxy.stop() }
