@@ -26,12 +26,7 @@ import TestSupport
         try client.send("GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n")
         // The answer is written to the kernel (it fits), and the connection lingers.
         usleep(500_000)
-        let done = Atomic<Bool>(false)
-        let shutdownThread = Thread {
-            proxy.server.shutdown()
-            done.store(true, ordering: .releasing)
-        }
-        shutdownThread.start()
+        let shutdown = proxy.shutdownInBackground()
         usleep(300_000)
         // A pipelining client goes on sending (the reason the close lingers).
         _ = TestUpstream.sendAll(client.fd, Array("GET /third HTTP/1.1\r\nHost: a\r\n\r\n".utf8))
@@ -40,13 +35,31 @@ import TestSupport
         let got = TestUpstream.count(0x63, inBodyOf: bytes)
         #expect(got == body.count && error == 0,
                 "a whole Connection: close answer lost to a reset at shutdown: \(got) of \(body.count) body bytes, then \(TestUpstream.endText(error))")
-        shutdown(client.fd, Int32(SHUT_RDWR))
-        let deadline = TestUpstream.nowMillis() + 25_000
-        while !done.load(ordering: .acquiring) && TestUpstream.nowMillis() < deadline { usleep(50_000) }
+        Glibc.shutdown(client.fd, Int32(SHUT_RDWR))
+        shutdown.wait(seconds: 25)
         proxy.upstream.stop()
     }
 
     // MARK: a close-delimited body is cut by a reset, after what came before is acknowledged
+
+    static let wholeBody = [UInt8](repeating: 0x62, count: 512 << 10)
+
+    /// A slow reader (4 KiB receive buffer) pipelines `requests`: "/big" is answered whole
+    /// (512 KiB of `wholeBody`), "/brk" chunked and then reset mid-body. Returns 1.2 s in.
+    static func cutBehindAWholeAnswer(_ requests: String) throws -> (ProxyHarness, TestClient) {
+        let upstream = TestUpstream { request in
+            request.target == "/brk"
+                ? .sequence([Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".utf8), Array("5\r\nwor".utf8)],
+                            gapSeconds: 0.3, ending: .reset)
+                : .respond(status: 200, headers: [], body: wholeBody)
+        }
+        let proxy = try ProxyHarness(upstream: upstream)
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
+        try client.send(requests)
+        usleep(1_200_000)
+        return (proxy, client)
+    }
+
 
     /// An HTTP/1.0 keep-alive client with a slow reader pipelines two requests. The first
     /// answer (Content-Length, 512 KiB) is written whole to the kernel, so the second is taken
@@ -54,19 +67,10 @@ import TestSupport
     /// mid-body. The reset that cuts it must wait until the first, complete answer is
     /// acknowledged: a reset discards everything unacknowledged in the send queue.
     @Test func aResetForACloseDelimitedCutDoesNotDestroyTheWholeAnswerAhead() throws {
-        let body = [UInt8](repeating: 0x62, count: 512 << 10)
-        let upstream = TestUpstream { request in
-            request.target == "/brk"
-                ? .sequence([Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".utf8), Array("5\r\nwor".utf8)],
-                            gapSeconds: 0.3, ending: .reset)
-                : .respond(status: 200, headers: [], body: body)
-        }
-        let proxy = try ProxyHarness(upstream: upstream)
+        let (proxy, client) = try Self.cutBehindAWholeAnswer("GET /big HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\nGET /brk HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
         defer { proxy.stop() }
-        let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
-        try client.send("GET /big HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\nGET /brk HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
-        usleep(1_200_000)
-        #expect(upstream.requests.count == 2, "the second request was not taken up (\(upstream.requests.count))")
+        let body = Self.wholeBody
+        #expect(proxy.upstream.requests.count == 2, "the second request was not taken up (\(proxy.upstream.requests.count))")
         let (bytes, error) = TestUpstream.readToEnd(client.fd)
         let got = TestUpstream.count(0x62, inBodyOf: bytes)
         #expect(got == body.count,
@@ -82,13 +86,7 @@ import TestSupport
     @Test func aCloseDelimitedAnswerCutByTheClientsEOFIsNotWellFramed() throws {
         let upstream = TestUpstream()
         upstream.setConnectionHandler { fd in
-            var buffer: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while TestUpstream.find([13, 10, 13, 10], in: buffer) == nil {
-                let n = read(fd, &chunk, chunk.count)
-                if n <= 0 { return }
-                buffer += chunk[0..<n]
-            }
+            guard TestUpstream.readHead(fd) else { return }
             guard TestUpstream.sendAll(fd, Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nearly\r\n".utf8)) else { return }
             // The body goes on later; read the upload meanwhile.
             TestUpstream.discardInput(fd, forMillis: 3_000)
@@ -143,18 +141,9 @@ import TestSupport
     /// The pipeline of the second test from an HTTP/1.1 client (the cut answer is chunked,
     /// framed): the cut lingers on unacknowledged bytes and the first answer arrives whole.
     @Test func controlAFramedCutKeepsTheWholeAnswerAhead() throws {
-        let body = [UInt8](repeating: 0x62, count: 512 << 10)
-        let upstream = TestUpstream { request in
-            request.target == "/brk"
-                ? .sequence([Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".utf8), Array("5\r\nwor".utf8)],
-                            gapSeconds: 0.3, ending: .reset)
-                : .respond(status: 200, headers: [], body: body)
-        }
-        let proxy = try ProxyHarness(upstream: upstream)
+        let (proxy, client) = try Self.cutBehindAWholeAnswer("GET /big HTTP/1.1\r\nHost: a\r\n\r\nGET /brk HTTP/1.1\r\nHost: a\r\n\r\n")
         defer { proxy.stop() }
-        let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
-        try client.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\nGET /brk HTTP/1.1\r\nHost: a\r\n\r\n")
-        usleep(1_200_000)
+        let body = Self.wholeBody
         let (bytes, error) = TestUpstream.readToEnd(client.fd)
         let got = TestUpstream.count(0x62, inBodyOf: bytes)
         #expect(got == body.count, "\(got) of \(body.count), then \(TestUpstream.endText(error))")

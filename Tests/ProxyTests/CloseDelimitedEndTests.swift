@@ -93,39 +93,33 @@ import TestSupport
                 "guarded close-delimited answer cut by send_timeout ended in an orderly EOF after \(got) of \(total) body bytes")
     }
 
-    /// A guarded POST from an HTTP/1.0 client whose close-delimited answer stalls upstream; the
-    /// shutdown's grace ends and the worker force-closes it: detached, and reset.
-    @Test func guardedCloseDelimitedAnswerCutByForceCloseIsNotWellFramed() throws {
+    /// `request`'s close-delimited answer stalls upstream after its first bytes; the shutdown's
+    /// 1 s grace ends and the worker force-closes the connection: the client must see a reset.
+    static func expectCutByForceClose(_ request: String, _ what: String) throws {
         let upstream = TestUpstream { _ in
             .sequence([Array("HTTP/1.1 200 OK\r\n\r\npartial-body".utf8)], gapSeconds: 0, ending: .keepOpen)
         }
         let proxy = try ProxyHarness(upstream: upstream, yaml: "shutdown_grace: 1s\n")
         let client = try TestClient(port: proxy.port, timeoutSeconds: 8)
-        try client.send(Self.guardedPost10("/pay", key: "fc-\(UInt32.random(in: 0...UInt32.max))"))
+        try client.send(request)
         usleep(500_000)
         proxy.server.shutdown()
         let (bytes, error) = TestUpstream.readToEnd(client.fd)
         let text = String(decoding: bytes, as: UTF8.self)
-        #expect(text.hasPrefix("HTTP/1.1 200"), "\(text.debugDescription)")
-        #expect(error != 0, "guarded close-delimited answer cut by forceClose ended in an orderly EOF: \(text.debugDescription)")
+        #expect(text.hasPrefix("HTTP/1.1 200"), "\(what): \(text.debugDescription)")
+        #expect(error != 0, "\(what) cut by forceClose ended in an orderly EOF: \(text.debugDescription)")
         proxy.upstream.stop()
+    }
+
+    /// A guarded POST from an HTTP/1.0 client whose close-delimited answer stalls upstream; the
+    /// shutdown's grace ends and the worker force-closes it: detached, and reset.
+    @Test func guardedCloseDelimitedAnswerCutByForceCloseIsNotWellFramed() throws {
+        try Self.expectCutByForceClose(Self.guardedPost10("/pay", key: "fc-\(UInt32.random(in: 0...UInt32.max))"), "guarded close-delimited answer")
     }
 
     /// The same unguarded (a GET).
     @Test func controlUnguardedCloseDelimitedAnswerCutByForceCloseIsReset() throws {
-        let upstream = TestUpstream { _ in
-            .sequence([Array("HTTP/1.1 200 OK\r\n\r\npartial-body".utf8)], gapSeconds: 0, ending: .keepOpen)
-        }
-        let proxy = try ProxyHarness(upstream: upstream, yaml: "shutdown_grace: 1s\n")
-        let client = try TestClient(port: proxy.port, timeoutSeconds: 8)
-        try client.send("GET /x HTTP/1.0\r\nHost: a\r\n\r\n")
-        usleep(500_000)
-        proxy.server.shutdown()
-        let (bytes, error) = TestUpstream.readToEnd(client.fd)
-        let text = String(decoding: bytes, as: UTF8.self)
-        #expect(text.hasPrefix("HTTP/1.1 200"), "\(text.debugDescription)")
-        #expect(error != 0, "unguarded cut by forceClose ended in an orderly EOF: \(text.debugDescription)")
-        proxy.upstream.stop()
+        try Self.expectCutByForceClose("GET /x HTTP/1.0\r\nHost: a\r\n\r\n", "unguarded close-delimited answer")
     }
 
     // MARK: complete close-delimited answers end with a FIN
@@ -163,13 +157,7 @@ import TestSupport
     @Test func completeAnswerDuringAnUploadEndsInOrderlyEOF() throws {
         let upstream = TestUpstream()
         upstream.setConnectionHandler { fd in
-            var buffer: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while TestUpstream.find([13, 10, 13, 10], in: buffer) == nil {
-                let n = read(fd, &chunk, chunk.count)
-                if n <= 0 { return }
-                buffer += chunk[0..<n]
-            }
+            guard TestUpstream.readHead(fd) else { return }
             _ = TestUpstream.sendAll(fd, Array("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\nearly-and-whole".utf8))
             // An orderly end of the close-delimited answer; the upload is drained meanwhile.
             shutdown(fd, Int32(SHUT_WR))

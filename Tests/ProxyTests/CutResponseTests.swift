@@ -90,12 +90,7 @@ import TestSupport
         // The replay is under way (keep-alive: written before the shutdown).
         while client.buffer.count < 64 << 10 { guard try client.fill() else { throw TestClient.ClientError.closed } }
         #expect(!String(decoding: client.buffer.prefix(300), as: UTF8.self).lowercased().contains("connection: close"))
-        let done = Atomic<Bool>(false)
-        let shutdownThread = Thread {
-            proxy.server.shutdown()
-            done.store(true, ordering: .releasing)
-        }
-        shutdownThread.start()
+        let shutdown = proxy.shutdownInBackground()
         usleep(200_000)
         // Read on until what is left of the replay is surely with the proxy's kernel (its
         // `out` drained), then give the proxy time to act on the drain.
@@ -120,8 +115,7 @@ import TestSupport
         }
         #expect(total > P.big.count && error == 0,
                 "received \(total) bytes (the replay's body alone is \(P.big.count)), then \(error == 0 ? "EOF" : String(cString: strerror(error)))")
-        let deadline = Self.nowMillis() + 25_000
-        while !done.load(ordering: .acquiring) && Self.nowMillis() < deadline { usleep(50_000) }
+        shutdown.wait(seconds: 25)
         proxy.upstream.stop()
     }
 
@@ -254,13 +248,7 @@ import TestSupport
     @Test func aCutCloseDelimitedAnswerToAnHTTP10UploadIsNotAWellFramedOne() throws {
         let upstream = TestUpstream()
         upstream.setConnectionHandler { fd in
-            var buffer: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while TestUpstream.find([13, 10, 13, 10], in: buffer) == nil {
-                let n = read(fd, &chunk, chunk.count)
-                if n <= 0 { return }
-                buffer += chunk[0..<n]
-            }
+            guard TestUpstream.readHead(fd) else { return }
             guard TestUpstream.sendAll(fd, Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nearly\r\n".utf8)) else { return }
             usleep(500_000)
             var option = linger(l_onoff: 1, l_linger: 0)

@@ -14,26 +14,6 @@ import TestSupport
     static let body = [UInt8](repeating: 0x63, count: 512 << 10)
     static let nextRequest = Array("GET /next HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
 
-    /// Runs the proxy's graceful shutdown on another thread (it returns once every connection
-    /// is closed, or at the grace); `done` says when.
-    final class Shutdown: Sendable {
-        let done = Atomic<Bool>(false)
-
-        init(_ proxy: ProxyHarness) {
-            Thread { [self] in
-                proxy.server.shutdown()
-                done.store(true, ordering: .releasing)
-            }.start()
-        }
-
-        var isDone: Bool { done.load(ordering: .acquiring) }
-
-        func wait(seconds: Int) {
-            let deadline = TestUpstream.nowMillis() + seconds * 1000
-            while !isDone && TestUpstream.nowMillis() < deadline { usleep(50_000) }
-        }
-    }
-
     /// Reads the rest of the connection: the whole first answer must be there.
     static func expectWholeAnswer(_ client: TestClient, orderlyEnd: Bool = false, _ what: String) {
         let (bytes, error) = TestUpstream.readToEnd(client.fd)
@@ -44,7 +24,7 @@ import TestSupport
 
     /// The end of a shutdown test: the client's late next request, then the whole first
     /// answer must be readable; once the client is done the shutdown finishes.
-    static func sendLateRequestDuringShutdown(_ client: TestClient, _ proxy: ProxyHarness, _ shutdown: Shutdown, _ what: String) {
+    static func sendLateRequestDuringShutdown(_ client: TestClient, _ proxy: ProxyHarness, _ shutdown: ProxyHarness.BackgroundShutdown, _ what: String) {
         _ = TestUpstream.sendAll(client.fd, nextRequest)
         usleep(300_000)
         expectWholeAnswer(client, what)
@@ -56,13 +36,13 @@ import TestSupport
 
     /// A keep-alive exchange whose upstream answers (512 KiB) after 0.8 s, with a graceful
     /// shutdown started 0.2 s into it.
-    static func shutdownDuringAnExchange(_ requests: String) throws -> (ProxyHarness, TestClient, Shutdown) {
+    static func shutdownDuringAnExchange(_ requests: String) throws -> (ProxyHarness, TestClient, ProxyHarness.BackgroundShutdown) {
         let upstream = TestUpstream { _ in .delayed(seconds: 0.8, status: 200, body: Self.body) }
         let proxy = try ProxyHarness(upstream: upstream, yaml: "shutdown_grace: 20s\n")
         let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
         try client.send(requests)
         usleep(200_000)
-        return (proxy, client, Shutdown(proxy))
+        return (proxy, client, proxy.shutdownInBackground())
     }
 
     /// A shutdown while a keep-alive request is in flight: its answer (with Connection: close,
@@ -76,13 +56,13 @@ import TestSupport
 
     /// A keep-alive connection whose client read none of its answer (written whole to the
     /// kernel), found idle by a graceful shutdown.
-    static func shutdownWithAnUnreadAnswer() throws -> (ProxyHarness, TestClient, Shutdown) {
+    static func shutdownWithAnUnreadAnswer() throws -> (ProxyHarness, TestClient, ProxyHarness.BackgroundShutdown) {
         let upstream = TestUpstream { _ in .respond(status: 200, headers: [], body: Self.body) }
         let proxy = try ProxyHarness(upstream: upstream, yaml: "shutdown_grace: 20s\n")
         let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
         try client.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
         usleep(600_000)
-        return (proxy, client, Shutdown(proxy))
+        return (proxy, client, proxy.shutdownInBackground())
     }
 
     /// A shutdown finds the connection idle, its last answer written but unacknowledged.
@@ -218,7 +198,7 @@ import TestSupport
         let client = try TestClient(port: proxy.port, timeoutSeconds: 8, receiveBuffer: 4096)
         try client.send("GET /big HTTP/1.1\r\nHost: a\r\n")
         usleep(200_000)
-        let shutdown = Shutdown(proxy)
+        let shutdown = proxy.shutdownInBackground()
         usleep(300_000)  // the shutdown reached the connection: it waits for the head
         try client.send("\r\n")
         usleep(800_000)  // the answer is written whole to the kernel, unread

@@ -9,17 +9,6 @@ import TestSupport
 @Suite(.serialized) struct SlowReaderBoundsTests {
     static func nowMillis() -> Int { TestUpstream.nowMillis() }
 
-    static func readHead(_ fd: Int32) -> Bool {
-        var buffer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while TestUpstream.find([13, 10, 13, 10], in: buffer) == nil {
-            let n = read(fd, &chunk, chunk.count)
-            if n <= 0 { return false }
-            buffer += chunk[0..<n]
-        }
-        return true
-    }
-
     /// True once the peer closed or reset `fd` (without reading it).
     static func peerGone(_ fd: Int32) -> Bool {
         var p = pollfd(fd: fd, events: Int16(POLLIN) | 0x2000 /* POLLRDHUP */, revents: 0)
@@ -40,7 +29,7 @@ import TestSupport
         let upstreamSawClose = Atomic<Int>(-1)
         let upstream = TestUpstream()
         upstream.setConnectionHandler { fd in
-            guard Self.readHead(fd) else { return }
+            guard TestUpstream.readHead(fd) else { return }
             var small: Int32 = 4096
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
             let head = Array("HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n".utf8)

@@ -2,6 +2,7 @@ import Config
 import Foundation
 import Idempotency
 import Proxy
+import Synchronization
 
 /// A real idemproxy (all of its loops, on loopback port 0) in front of a `TestUpstream`.
 public final class ProxyHarness: @unchecked Sendable {
@@ -65,4 +66,29 @@ public final class ProxyHarness: @unchecked Sendable {
         server.shutdown()
         upstream.stop()
     }
+}
+
+extension ProxyHarness {
+    /// A graceful shutdown running on another thread: `ProxyServer.shutdown` returns once every
+    /// connection is closed, or at the grace.
+    public final class BackgroundShutdown: Sendable {
+        private let done = Atomic<Bool>(false)
+
+        init(_ server: ProxyServer) {
+            Thread { [self] in
+                server.shutdown()
+                done.store(true, ordering: .releasing)
+            }.start()
+        }
+
+        public var isDone: Bool { done.load(ordering: .acquiring) }
+
+        /// Waits until the shutdown returned, or `seconds` passed.
+        public func wait(seconds: Int) {
+            let deadline = TestUpstream.nowMillis() + seconds * 1000
+            while !isDone && TestUpstream.nowMillis() < deadline { usleep(50_000) }
+        }
+    }
+
+    public func shutdownInBackground() -> BackgroundShutdown { BackgroundShutdown(server) }
 }

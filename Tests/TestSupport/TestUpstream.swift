@@ -303,6 +303,19 @@ extension TestUpstream {
         return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
     }
 
+    /// Reads a request head off `fd` (a connection handler's first step); false if the
+    /// connection ended before it was complete.
+    public static func readHead(_ fd: Int32) -> Bool {
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while find([13, 10, 13, 10], in: buffer) == nil {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { return false }
+            buffer += chunk[0..<n]
+        }
+        return true
+    }
+
     /// Reads until EOF or an error; returns the bytes and the errno (0 for an orderly EOF).
     public static func readToEnd(_ fd: Int32) -> (bytes: [UInt8], error: Int32) {
         var bytes: [UInt8] = []
