@@ -54,17 +54,13 @@ extension ClientConnection {
             loop.arm(timer, at: min(loop.now + Self.acknowledgementPollMillis, lingerDeadline))
             return
         }
-        // A keep-alive connection idle since its last answer, which the client has not yet
-        // acknowledged: it may still send its next request, so the close lingers until then.
-        if lifecycle.timer == .idle, clientExpectsAnotherRequest, Socket.unacknowledgedBytes(fd) > 0 {
-            perform(lifecycle.closeAfterOutput(unreadInput: false, unacknowledged: true))
-            return
-        }
         // A body that stopped arriving ends its exchange with a 408, also after the upstream
         // answered early, as long as none of that answer has been written.
         if lifecycle.timer == .body { withdrawUnwrittenResponse() }
         let nothingReceived = pending.isEmpty && headScanHint == 0 && exchange.requestsServed == 0 && out.isEmpty
-        perform(lifecycle.timerFired(nothingReceived: nothingReceived, responseStarted: exchange.responseStarted))
+        let lastAnswerUnacknowledged = lifecycle.timer == .idle && clientExpectsAnotherRequest && Socket.unacknowledgedBytes(fd) > 0
+        perform(lifecycle.timerFired(
+            nothingReceived: nothingReceived, responseStarted: exchange.responseStarted, lastAnswerUnacknowledged: lastAnswerUnacknowledged))
     }
 
     /// The error response is written: shut the write side (the client sees EOF after it) and

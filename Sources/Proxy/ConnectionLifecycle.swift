@@ -127,11 +127,15 @@ struct ConnectionLifecycle {
 
     /// The connection timer fired. `nothingReceived`: no byte of any request ever arrived and
     /// nothing is queued (a connection opened and left idle is closed without a 408).
-    mutating func timerFired(nothingReceived: Bool, responseStarted: Bool) -> Action {
+    /// `lastAnswerUnacknowledged` (asked only when the idle timer fires): the client, which may
+    /// still send its next request, has not acknowledged the last answer, so the close lingers.
+    mutating func timerFired(nothingReceived: Bool, responseStarted: Bool, lastAnswerUnacknowledged: Bool = false) -> Action {
         switch timer {
         case .none:
             return .none
-        case .idle, .linger:
+        case .idle:
+            return lastAnswerUnacknowledged ? closeAfterOutput(unreadInput: false, unacknowledged: true) : .close
+        case .linger:
             return .close
         case .send:
             // The client stopped reading what it was sent: it may hold the connection, its

@@ -147,6 +147,12 @@ import Testing
         #expect(l.lingerUntilAcknowledged)
         l = lifecycle(.awaitingHead, timer: .idle)
         #expect(l.closeAfterOutput(unreadInput: false, unacknowledged: false) == .close)
+        // So does idle_timeout, while the last answer is unacknowledged.
+        l = lifecycle(.awaitingHead, timer: .idle)
+        #expect(l.timerFired(nothingReceived: false, responseStarted: false, lastAnswerUnacknowledged: true) == .startLingering)
+        #expect(l.phase == .lingering && l.lingerUntilAcknowledged)
+        l = lifecycle(.awaitingHead, timer: .idle)
+        #expect(l.timerFired(nothingReceived: false, responseStarted: false) == .close)
     }
 
     @Test func backedUpOutputStartsTheSendTimerOnlyWhileTheUpstreamAnswers() {
