@@ -94,7 +94,11 @@ extension ClientConnection {
                 lingerInputDrained()
                 return
             case .processed(0):
-                if exchange.responseEndsAtClose && Socket.unacknowledgedBytes(fd) > 0 {
+                // A second EOF: reads are off since the first, so only a hang-up or an error
+                // (a reset after the half-close, which a read after EOF reports as 0, not
+                // ECONNRESET) wakes the connection now. The client is gone: waiting on would
+                // spin on that level-triggered event until the deadline.
+                if exchange.responseEndsAtClose && !clientFinished && Socket.unacknowledgedBytes(fd) > 0 {
                     // The client half-closed but still reads: the reset waits for its
                     // acknowledgement all the same.
                     clientFinished = true

@@ -148,4 +148,36 @@ import TestSupport
         let got = TestUpstream.count(0x62, inBodyOf: bytes)
         #expect(got == body.count, "\(got) of \(body.count), then \(TestUpstream.endText(error))")
     }
+
+    /// The cut's linger waits for the answer ahead to be acknowledged; the client half-closes
+    /// (the proxy reads EOF and waits on), then resets. A read after the FIN reports 0, not
+    /// the reset, and the level-triggered hang-up wakes the loop on every pass: the proxy must
+    /// close, not spin until the linger's 10 s deadline.
+    @Test func aResetAfterAHalfCloseDuringACutLingerDoesNotSpin() throws {
+        let (proxy, client) = try Self.cutBehindAWholeAnswer(
+            "GET /big HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\nGET /brk HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        defer { proxy.stop() }
+        #expect(proxy.upstream.requests.count == 2)
+        Glibc.shutdown(client.fd, Int32(SHUT_WR))
+        usleep(300_000)
+        var option = linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(client.fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+        // Reset: the socket's last reference goes; the number stays valid for TestClient's deinit.
+        let devNull = open("/dev/null", O_RDONLY)
+        _ = dup2(devNull, client.fd)
+        Glibc.close(devNull)
+        usleep(200_000)
+        let before = Self.cpuSeconds()
+        usleep(2_000_000)
+        let used = Self.cpuSeconds() - before
+        #expect(used < 0.6, "the process burned \(used) s of CPU in 2 s after the client reset a lingering connection")
+    }
+
+    /// This process's CPU time (user + system), in seconds.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
 }
