@@ -3,9 +3,9 @@ import Synchronization
 /// The embedded single-instance store (`store.backend: memory`).
 ///
 /// One instance is shared by every event loop. Records are spread over 64
-/// shards, each a dictionary behind its own `Mutex`, so loops contend only
+/// shards, each a `RecordTable` behind its own `Mutex`, so loops contend only
 /// when their keys hash to the same shard; each operation holds exactly one
-/// shard lock for a few dictionary operations, which is what makes `claim`
+/// shard lock for a few table operations, which is what makes `claim`
 /// and the owner compare-and-sets atomic. Completions run synchronously on
 /// the calling thread, after the lock is released (a completion may call
 /// back into the store).
@@ -24,12 +24,12 @@ import Synchronization
 /// `unknown`; the overshoot is at most the in-flight claims' responses.
 public final class MemoryStore: IdempotencyStore {
     public static let shardCount = 64
-    /// What one record costs besides its variable bytes: the dictionary slot (with the table's
-    /// spare capacity), the allocator's headers of its key, digests and response, and its notes
-    /// in the shard's expiry index. Measured, not counted: with 150-byte responses the process
-    /// grew by 1,033 to 1,127 bytes per record as the tables filled (BENCHMARKS.md, "Store
-    /// record size"), and a record is charged 1,041.
-    public static let recordOverhead = 528
+    /// What one record costs besides its variable bytes: its place in the shard's table (with the
+    /// table's spare capacity), the allocator's headers of its key, digests and response, and its
+    /// notes in the shard's expiry index. Measured, not counted: with 150-byte responses the
+    /// process grew by 991 to 998 bytes per record from 259,479 to 907,345 records
+    /// (BENCHMARKS.md, "Store record size"), and a record is charged 993.
+    public static let recordOverhead = 480
 
     private struct Entry {
         var record: IdempotencyRecord
@@ -39,23 +39,29 @@ public final class MemoryStore: IdempotencyStore {
     }
 
     private struct ShardState {
-        var entries: [StoreKey: Entry] = [:]
+        var records = RecordTable<Entry>()
         var expiring = ExpiryIndex<StoreKey>()
 
         /// Where `key`'s live entry is. An expired one is removed first (lazy expiry) and its
         /// charge handed to `uncharge`.
         ///
-        /// A found entry is then read and changed through `entries.values[index]`, whose
-        /// modify accessor yields the stored value in place. `Dictionary`'s own
-        /// `subscript(key:)` modify moves a found value out and copies it back in (a retain
-        /// and release of each of the entry's buffers), on every claim and completion.
-        mutating func liveIndex(of key: StoreKey, now: UInt64, uncharge: (Int) -> Void) -> Dictionary<StoreKey, Entry>.Index? {
-            guard let index = entries.index(forKey: key) else { return nil }
-            let (expiresAt, cost) = Self.inPlace(&entries.values[index]) { ($0.expiresAtMillis, $0.cost) }
+        /// A found entry is then read and changed through `records[valueAt: index]`, which
+        /// yields the stored value in place: no copy of the entry (a retain and release of each
+        /// of its buffers) on a claim or a completion.
+        mutating func liveIndex(of key: StoreKey, now: UInt64, uncharge: (Int) -> Void) -> Int? {
+            guard let index = records.index(forKey: key) else { return nil }
+            let (expiresAt, cost) = Self.inPlace(&records[valueAt: index]) { ($0.expiresAtMillis, $0.cost) }
             guard expiresAt <= now else { return index }
             uncharge(cost)
-            entries.remove(at: index)
+            records.remove(at: index)
             return nil
+        }
+
+        /// Removes the entry at `index` and hands back its charge.
+        mutating func remove(at index: Int) -> Int {
+            let cost = records[valueAt: index].cost
+            records.remove(at: index)
+            return cost
         }
 
         /// `body` on a value in place (a read through `inout` copies nothing).
@@ -64,8 +70,8 @@ public final class MemoryStore: IdempotencyStore {
 
         /// Drops the notes of records that are gone once they pile up (`ExpiryIndex`).
         mutating func compactIndexIfNeeded() {
-            guard expiring.needsCompaction(liveRecords: entries.count) else { return }
-            expiring = .compacted(from: entries.lazy.map { (key: $0.key, expiresAt: $0.value.expiresAtMillis) })
+            guard expiring.needsCompaction(liveRecords: records.count) else { return }
+            expiring = .compacted(from: records.all.lazy.map { (key: $0.key, expiresAt: $0.value.expiresAtMillis) })
         }
     }
 
@@ -196,9 +202,10 @@ public final class MemoryStore: IdempotencyStore {
         let now = clock()
         let key = StoreKey(key)
         let released = shard(for: key).state.withLock { state -> Bool in
-            guard let entry = live(&state.entries, key, now), Self.ownedInFlight(entry, owner) else { return false }
-            state.entries[key] = nil
-            forceCharge(-entry.cost)
+            guard let index = state.liveIndex(of: key, now: now, uncharge: { forceCharge(-$0) }),
+                Self.ownedInFlight(state.records[valueAt: index], owner)
+            else { return false }
+            forceCharge(-state.remove(at: index))
             return true
         }
         completion(.success(released))
@@ -230,7 +237,7 @@ public final class MemoryStore: IdempotencyStore {
         let now = clock()
         let key = StoreKey(key)
         let record = shard(for: key).state.withLock { state in
-            live(&state.entries, key, now)?.record
+            state.liveIndex(of: key, now: now, uncharge: { forceCharge(-$0) }).map { state.records[valueAt: $0].record }
         }
         completion(.success(record))
     }
@@ -238,7 +245,9 @@ public final class MemoryStore: IdempotencyStore {
     public func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void) {
         let now = clock()
         let key = StoreKey(key)
-        let entry = shard(for: key).state.withLock { state in live(&state.entries, key, now) }
+        let entry = shard(for: key).state.withLock { state in
+            state.liveIndex(of: key, now: now, uncharge: { forceCharge(-$0) }).map { state.records[valueAt: $0] }
+        }
         completion(.success(entry.map { entry in
             RecordInspection(
                 record: entry.record, expiresInMillis: entry.expiresAtMillis - now,
@@ -251,9 +260,8 @@ public final class MemoryStore: IdempotencyStore {
         let now = clock()
         let key = StoreKey(key)
         let purged = shard(for: key).state.withLock { state -> Bool in
-            guard let entry = live(&state.entries, key, now) else { return false }
-            state.entries[key] = nil
-            forceCharge(-entry.cost)
+            guard let index = state.liveIndex(of: key, now: now, uncharge: { forceCharge(-$0) }) else { return false }
+            forceCharge(-state.remove(at: index))
             return true
         }
         completion(.success(purged))
@@ -273,10 +281,12 @@ public final class MemoryStore: IdempotencyStore {
         shards[index % shards.count].state.withLock { state in
             var removed = 0
             state.expiring.sweep(now: now) { key in
-                guard let entry = state.entries[key] else { return nil }
-                guard entry.expiresAtMillis <= now else { return entry.expiresAtMillis }
-                state.entries[key] = nil
-                forceCharge(-entry.cost)
+                guard let index = state.records.index(forKey: key) else { return nil }
+                let expiresAt = state.records[valueAt: index].expiresAtMillis
+                guard expiresAt <= now else { return expiresAt }
+                // `state.records`, not `state.remove(at:)`: `state.expiring` is being changed.
+                forceCharge(-state.records[valueAt: index].cost)
+                state.records.remove(at: index)
                 removed += 1
                 return nil
             }
@@ -303,7 +313,7 @@ public final class MemoryStore: IdempotencyStore {
 
     /// Records currently held, including expired ones not yet swept.
     public var storedCount: Int {
-        shards.reduce(0) { total, shard in total + shard.state.withLock { $0.entries.count } }
+        shards.reduce(0) { total, shard in total + shard.state.withLock { $0.records.count } }
     }
 
     // MARK: - Helpers (all called with the shard lock held)
@@ -312,20 +322,20 @@ public final class MemoryStore: IdempotencyStore {
     /// held: a record whose lease runs (or that is settled) is returned; a dead owner's claim
     /// is held as unknown or, under `release`, replaced by this claim.
     private func claimExisting(
-        at index: Dictionary<StoreKey, Entry>.Index, in state: inout ShardState, owner: [UInt8], fingerprint: [UInt8],
+        at index: Int, in state: inout ShardState, owner: [UInt8], fingerprint: [UInt8],
         lease: Duration, ttl: Duration, expiredLease: IndeterminatePolicy, now: UInt64
     ) -> ClaimOutcome? {
-        let (leaseExpired, previousExpiry, replaced) = ShardState.inPlace(&state.entries.values[index]) {
+        let (leaseExpired, previousExpiry, replaced) = ShardState.inPlace(&state.records[valueAt: index]) {
             ($0.record.leaseExpired(atMillis: now), $0.expiresAtMillis, $0.cost)
         }
         // The one copy: the record an existing claim returns.
-        guard leaseExpired else { return ShardState.inPlace(&state.entries.values[index]) { .existing($0.record) } }
-        let key = state.entries.keys[index]
+        guard leaseExpired else { return ShardState.inPlace(&state.records[valueAt: index]) { .existing($0.record) } }
+        let key = state.records.key(at: index)
         switch expiredLease {
         case .hold:
             // The owner died or stalled past its lease: whether the upstream ran the request
             // is unknown, so hold the key.
-            let (expiresAt, outcome) = ShardState.inPlace(&state.entries.values[index]) { entry -> (UInt64, ClaimOutcome) in
+            let (expiresAt, outcome) = ShardState.inPlace(&state.records[valueAt: index]) { entry -> (UInt64, ClaimOutcome) in
                 entry.record.state = .unknown
                 entry.expiresAtMillis = Self.deadline(now, ttl)
                 return (entry.expiresAtMillis, .existing(entry.record))
@@ -336,7 +346,7 @@ public final class MemoryStore: IdempotencyStore {
             // Claimed over the dead record, under the key the table already holds.
             guard let entry = newClaim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, now: now, replacing: replaced)
             else { return nil }
-            ShardState.inPlace(&state.entries.values[index]) { $0 = entry }
+            ShardState.inPlace(&state.records[valueAt: index]) { $0 = entry }
             Self.note(key, expiresAt: entry.expiresAtMillis, in: &state.expiring, previousExpiry: previousExpiry)
             return .claimed
         }
@@ -350,7 +360,7 @@ public final class MemoryStore: IdempotencyStore {
     ) -> ClaimOutcome? {
         guard let entry = newClaim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, now: now, replacing: 0)
         else { return nil }
-        state.entries[key] = entry
+        state.records.insert(entry, forKey: key)
         Self.note(key, expiresAt: entry.expiresAtMillis, in: &state.expiring, previousExpiry: nil)
         return .claimed
     }
@@ -390,7 +400,7 @@ public final class MemoryStore: IdempotencyStore {
         return shard(for: key).state.withLock { state -> Bool in
             guard let index = state.liveIndex(of: key, now: now, uncharge: { forceCharge(-$0) }) else { return false }
             // Changed in place (`liveIndex`): no copy of the entry's buffers.
-            let (updated, previousExpiry, expiresAt) = ShardState.inPlace(&state.entries.values[index]) { entry -> (Bool, UInt64, UInt64) in
+            let (updated, previousExpiry, expiresAt) = ShardState.inPlace(&state.records[valueAt: index]) { entry -> (Bool, UInt64, UInt64) in
                 let previousExpiry = entry.expiresAtMillis
                 if let alreadyIn, entry.record.state == alreadyIn, entry.record.owner == owner { return (true, previousExpiry, previousExpiry) }
                 guard entry.record.state == .inFlight && entry.record.owner == owner else { return (false, previousExpiry, previousExpiry) }  // `ownedInFlight`
@@ -403,26 +413,6 @@ public final class MemoryStore: IdempotencyStore {
             state.compactIndexIfNeeded()  // lease refreshes add notes too
             return updated
         }
-    }
-
-    /// The entry for `key` unless its TTL has passed, in which case it is
-    /// removed first (lazy expiry).
-    private func live(_ entries: inout [StoreKey: Entry], _ key: StoreKey, _ now: UInt64) -> Entry? {
-        // One probe for a live record; only an expired one is looked up again, to remove it.
-        guard let entry = entries[key] else { return nil }
-        guard entry.expiresAtMillis > now else {
-            expireIfDue(&entries[key], now)
-            return nil
-        }
-        return entry
-    }
-
-    /// Empties `slot` if its record's TTL has passed (lazy expiry).
-    private func expireIfDue(_ slot: inout Entry?, _ now: UInt64) {
-        // Read through the slot: binding the entry would copy it.
-        guard let expiresAt = slot?.expiresAtMillis, expiresAt <= now, let cost = slot?.cost else { return }
-        slot = nil
-        forceCharge(-cost)
     }
 
     /// Adds `bytes` to the charge unless that would pass `maxBytes` (releases always pass).
