@@ -25,9 +25,9 @@ struct ExpiryIndex<Key: Hashable> {
     private(set) var noteCount = 0
 
     /// Stale notes a shard may hold beyond two per live record before it is rebuilt.
-    /// They are not charged against `max_bytes` (each keeps its key's text alive, about
-    /// 140 bytes), so the margin is small: 64 per shard, about 0.6 MB for the whole store at
-    /// most. A rebuild costs a pass over the live records and follows at least that many new
+    /// They are not charged against `max_bytes` (the memory store notes a key's 8-byte hash;
+    /// when notes held the key itself, each kept the key's text alive, about 140 bytes), so the
+    /// margin is small: 64 per shard. A rebuild costs a pass over the live records and follows at least that many new
     /// notes, so its cost per note stays constant however small the margin.
     static var compactionMargin: Int { 64 }
 

@@ -27,9 +27,9 @@ public final class MemoryStore: IdempotencyStore {
     /// What one record costs besides its variable bytes: its place in the shard's table (with the
     /// table's spare capacity), the allocator's headers of its key, digests and response, and its
     /// notes in the shard's expiry index. Measured, not counted: with 150-byte responses the
-    /// process grew by 991 to 998 bytes per record from 259,479 to 907,345 records
-    /// (BENCHMARKS.md, "Store record size"), and a record is charged 993.
-    public static let recordOverhead = 480
+    /// process grew by 926 to 952 bytes per record from 236,962 to 954,651 records
+    /// (BENCHMARKS.md, "Store record size"), and a record is charged 929.
+    public static let recordOverhead = 416
 
     private struct Entry {
         var record: IdempotencyRecord
@@ -40,7 +40,8 @@ public final class MemoryStore: IdempotencyStore {
 
     private struct ShardState {
         var records = RecordTable<Entry>()
-        var expiring = ExpiryIndex<StoreKey>()
+        /// Keys by their hash (`StoreKey.fnv`): a note is 8 bytes and holds no key's text.
+        var expiring = ExpiryIndex<UInt64>()
 
         /// Where `key`'s live entry is. An expired one is removed first (lazy expiry) and its
         /// charge handed to `uncharge`.
@@ -71,7 +72,7 @@ public final class MemoryStore: IdempotencyStore {
         /// Drops the notes of records that are gone once they pile up (`ExpiryIndex`).
         mutating func compactIndexIfNeeded() {
             guard expiring.needsCompaction(liveRecords: records.count) else { return }
-            expiring = .compacted(from: records.all.lazy.map { (key: $0.key, expiresAt: $0.value.expiresAtMillis) })
+            expiring = .compacted(from: records.all.lazy.map { (key: $0.key.fnv, expiresAt: $0.value.expiresAtMillis) })
         }
     }
 
@@ -280,15 +281,23 @@ public final class MemoryStore: IdempotencyStore {
     public func sweep(shard index: Int, now: UInt64) -> Int {
         shards[index % shards.count].state.withLock { state in
             var removed = 0
-            state.expiring.sweep(now: now) { key in
-                guard let index = state.records.index(forKey: key) else { return nil }
-                let expiresAt = state.records[valueAt: index].expiresAtMillis
-                guard expiresAt <= now else { return expiresAt }
-                // `state.records`, not `state.remove(at:)`: `state.expiring` is being changed.
-                forceCharge(-state.records[valueAt: index].cost)
-                state.records.remove(at: index)
-                removed += 1
-                return nil
+            state.expiring.sweep(now: now) { hash in
+                // The records noted under `hash` (one, unless two keys share all 64 bits): each
+                // due one is removed, and the earliest expiry of the rest tells the index
+                // whether to keep the note.
+                while true {
+                    var due: Int?
+                    var earliestLeft: UInt64?
+                    state.records.forEachIndex(withHash: hash) { index in
+                        let expiresAt = state.records[valueAt: index].expiresAtMillis
+                        if expiresAt <= now { due = index } else { earliestLeft = min(earliestLeft ?? .max, expiresAt) }
+                    }
+                    guard let due else { return earliestLeft }
+                    // `state.records`, not `state.remove(at:)`: `state.expiring` is being changed.
+                    forceCharge(-state.records[valueAt: due].cost)
+                    state.records.remove(at: due)
+                    removed += 1
+                }
             }
             return removed
         }
@@ -384,10 +393,10 @@ public final class MemoryStore: IdempotencyStore {
     /// (`previousExpiry`, the expiry it held until now, was in the same bucket).
     /// Takes the expiry alone: passing the entry would copy it (a retain and release of each
     /// of its buffers) on every claim and completion.
-    private static func note(_ key: StoreKey, expiresAt: UInt64, in expiring: inout ExpiryIndex<StoreKey>, previousExpiry: UInt64?) {
-        let shift = ExpiryIndex<StoreKey>.bucketShift
+    private static func note(_ key: StoreKey, expiresAt: UInt64, in expiring: inout ExpiryIndex<UInt64>, previousExpiry: UInt64?) {
+        let shift = ExpiryIndex<UInt64>.bucketShift
         if let previousExpiry, previousExpiry >> shift == expiresAt >> shift { return }
-        expiring.note(key, expiresAt: expiresAt)
+        expiring.note(key.fnv, expiresAt: expiresAt)
     }
 
     /// Applies `change` if the live record is in flight and owned by `owner`. With `alreadyIn`,

@@ -5,7 +5,7 @@
 /// capacity, at a random place, and moves every one of them when the table doubles; a memory
 /// store of a million records then spent about 4% of the unique-key path's CPU samples finding
 /// and inserting (against under 2% for the whole claim with this table), and held 1,034 to 1,145
-/// bytes of RSS per record as its tables doubled, against a steady 991 to 998 here
+/// bytes of RSS per record as its tables doubled, against a steady 991 to 998 with this table
 /// (BENCHMARKS.md, "Store record size"). Here records live in one dense array in the order they
 /// were added (a new record goes at its end), and a separate index of 8-byte slots finds them:
 /// a claim of a new key reads one slot's cache line, and a doubling rebuilds only the index.
@@ -48,8 +48,11 @@ struct RecordTable<Value> {
     /// The upper 32 bits of the key's hash mixed with the seed. A tag may be 0: a slot is empty
     /// when its position (the low half) is.
     @inline(__always)
-    private func tag(_ key: StoreKey) -> UInt64 {
-        var h = key.fnv ^ seed
+    private func tag(_ key: StoreKey) -> UInt64 { tag(hash: key.fnv) }
+
+    @inline(__always)
+    private func tag(hash: UInt64) -> UInt64 {
+        var h = hash ^ seed
         h &*= 0x9e37_79b9_7f4a_7c15
         h ^= h >> 29
         return (h >> 32) & tagMask
@@ -70,6 +73,21 @@ struct RecordTable<Value> {
             let packed = slots[slot]
             if packed & 0xFFFF_FFFF == 0 { return nil }
             if packed >> 32 == tag, elements[Int(truncatingIfNeeded: packed & 0xFFFF_FFFF) - 1].key == key { return slot }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Calls `body` with the position of each record whose key's hash (`StoreKey.fnv`) is `hash`:
+    /// one or none, unless two keys of the shard share all 64 bits. `body` must not change the
+    /// table. The memory store's expiry index notes keys by their hash alone (8 bytes a note).
+    func forEachIndex(withHash hash: UInt64, _ body: (Int) -> Void) {
+        let tag = tag(hash: hash)
+        var slot = home(ofTag: tag)
+        while true {
+            let packed = slots[slot]
+            if packed & 0xFFFF_FFFF == 0 { return }
+            let position = Int(truncatingIfNeeded: packed & 0xFFFF_FFFF) - 1
+            if packed >> 32 == tag, elements[position].key.fnv == hash { body(position) }
             slot = (slot + 1) & mask
         }
     }

@@ -30,6 +30,13 @@ struct StoreKey: Hashable, @unchecked Sendable {  // a borrowed key never leaves
         name = .owned(text)
     }
 
+    /// `text` under a hash that is not its own: two keys that share a hash, which real keys do
+    /// only once in about 2^64 pairs (tests of the paths that tell such keys apart).
+    init(_ text: String, collidingHash hash: UInt64) {
+        fnv = hash
+        name = .owned(text)
+    }
+
     init(borrowing bytes: UnsafeRawBufferPointer) {
         fnv = Self.hash(bytes)
         name = .borrowed(bytes)

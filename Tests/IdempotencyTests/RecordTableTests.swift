@@ -81,4 +81,27 @@ import Testing
             #expect(table.index(forKey: Self.key(n)).map { table[valueAt: $0][0] } == n)
         }
     }
+
+    /// Keys that share a hash are told apart by their text, and `forEachIndex(withHash:)` visits
+    /// every record under that hash (the memory store's sweep finds records by hash alone).
+    @Test(arguments: [UInt64(0x3), 0xFFFF_FFFF])
+    func keysThatShareAHashAreAllFoundAndVisited(tagMask: UInt64) {
+        var table = RecordTable<Int>(seed: 5, tagMask: tagMask)
+        let shared: UInt64 = 0xDEAD_BEEF_0000_0001
+        let twins = (0..<3).map { StoreKey("twin-\($0)", collidingHash: shared) }
+        for n in 0..<40 { table.insert(100 + n, forKey: Self.key(n)) }
+        for (n, key) in twins.enumerated() { table.insert(n, forKey: key) }
+        for (n, key) in twins.enumerated() { #expect(table.index(forKey: key).map { table[valueAt: $0] } == n) }
+        #expect(table.index(forKey: StoreKey("twin-3", collidingHash: shared)) == nil)
+        var visited: [Int] = []
+        table.forEachIndex(withHash: shared) { visited.append(table[valueAt: $0]) }
+        #expect(visited.sorted() == [0, 1, 2])
+        table.remove(at: table.index(forKey: twins[1])!)
+        visited = []
+        table.forEachIndex(withHash: shared) { visited.append(table[valueAt: $0]) }
+        #expect(visited.sorted() == [0, 2])
+        visited = []
+        table.forEachIndex(withHash: Self.key(7).fnv) { visited.append(table[valueAt: $0]) }
+        #expect(visited == [107])
+    }
 }
