@@ -142,7 +142,7 @@ public final class MemoryStore: IdempotencyStore {
         key: String, owner: [UInt8], fingerprint: [UInt8], lease: Duration, ttl: Duration,
         expiredLease: IndeterminatePolicy
     ) -> Result<ClaimOutcome, StoreError> {
-        // Hashed once for the shard and the dictionary.
+        // Hashed once for the shard and the table.
         claimResult(probe: StoreKey(key), text: { key }, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, expiredLease: expiredLease)
     }
 

@@ -1,5 +1,5 @@
 /// The memory store's table of one shard: records by storage key, laid out so that storing a
-/// new record writes memory next to the previous one and growing the table moves no record.
+/// new record writes memory next to the previous one and growing the table rehashes no record.
 ///
 /// Swift's `Dictionary` keeps a record's key and value in slots of a table sized for its
 /// capacity, at a random place, and moves every one of them when the table doubles; a memory
@@ -8,7 +8,8 @@
 /// bytes of RSS per record as its tables doubled, against a steady 991 to 998 with this table
 /// (BENCHMARKS.md, "Store record size"). Here records live in one dense array in the order they
 /// were added (a new record goes at its end), and a separate index of 8-byte slots finds them:
-/// a claim of a new key reads one slot's cache line, and a doubling rebuilds only the index.
+/// a claim of a new key reads one slot's cache line, and a doubling of the index reads the
+/// records' hashes in order (the records' own array, when it doubles, is moved in one copy).
 ///
 /// The index is open addressing with linear probing. A slot packs the upper 32 bits of the
 /// key's mixed hash (which also pick the slot's home) with the record's position plus one, 0
@@ -61,6 +62,9 @@ struct RecordTable<Value> {
     @inline(__always)
     private func home(ofTag tag: UInt64) -> Int { Int(truncatingIfNeeded: tag) & mask }
 
+    /// The slot where `key`'s probe starts at the index's current size (tests aim keys with it).
+    func home(of key: StoreKey) -> Int { home(ofTag: tag(key)) }
+
     /// Where `key`'s record is in `elements`, or nil.
     func index(forKey key: StoreKey) -> Int? {
         slot(forKey: key).map { Int(truncatingIfNeeded: slots[$0] & 0xFFFF_FFFF) - 1 }
@@ -106,6 +110,8 @@ struct RecordTable<Value> {
     mutating func insert(_ value: Value, forKey key: StoreKey) -> Int {
         assert(!key.isBorrowed, "a borrowed key must never be stored")
         assert(index(forKey: key) == nil, "the key is in the table already")
+        // A slot holds a position in 32 bits.
+        precondition(elements.count < Int(UInt32.max), "a shard holds at most 2^32 - 1 records")
         // At most 3/4 full: a miss then reads about 8 slots at the worst (linear probing's
         // ½(1 + 1/(1-α)²)), one or two cache lines.
         if (elements.count + 1) * 4 > slots.count * 3 { rebuildIndex(capacity: slots.count * 2) }

@@ -1,8 +1,9 @@
 import Glibc
 
 /// A storage key with its FNV-1a hash computed once: the hash picks the memory store's shard and
-/// feeds the dictionaries (through `Hasher`, which still seeds it per process), so a 70-byte key
-/// is hashed once per operation rather than three times by SipHash.
+/// its slot in the shard's `RecordTable`, and feeds the replay cache's dictionary (through
+/// `Hasher`, which still seeds it per process), so a 70-byte key is hashed once per operation
+/// rather than three times by SipHash.
 ///
 /// A key a table keeps owns its text. A key made only to find a record may instead borrow
 /// bytes its caller holds for that one call (`MemoryStore.claimNow(storageKey:...)`,

@@ -3,9 +3,9 @@ import Testing
 @testable import Idempotency
 
 /// `RecordTable` against a `Dictionary` doing the same insertions and removals. Tags cut to a
-/// few bits make most keys share a home and a tag, so probe runs are long, wrap around the end
-/// of the index, and every lookup has to tell keys apart by their text; with full tags the
-/// index grows and shrinks through many sizes.
+/// few bits make most keys share a home and a tag, so probe runs are long and every lookup has
+/// to tell keys apart by their text; with full tags the index grows and shrinks through many
+/// sizes. Runs that wrap past the index's last slot are `RecordTableWrapTests`.
 @Suite struct RecordTableTests {
     static func key(_ n: Int) -> StoreKey { StoreKey("idempotency:v1:tenant:\(n)") }
 
