@@ -67,17 +67,17 @@ struct RecordTable<Value> {
 
     /// Where `key`'s record is in `elements`, or nil.
     func index(forKey key: StoreKey) -> Int? {
-        slot(forKey: key).map { Int(truncatingIfNeeded: slots[$0] & 0xFFFF_FFFF) - 1 }
-    }
-
-    private func slot(forKey key: StoreKey) -> Int? {
         let tag = tag(key)
         var slot = home(ofTag: tag)
-        while true {
-            let packed = slots[slot]
-            if packed & 0xFFFF_FFFF == 0 { return nil }
-            if packed >> 32 == tag, elements[Int(truncatingIfNeeded: packed & 0xFFFF_FFFF) - 1].key == key { return slot }
-            slot = (slot + 1) & mask
+        // Keys are compared in the buffer, where they are borrowed rather than copied out.
+        return elements.withUnsafeBufferPointer { elements in
+            while true {
+                let packed = slots[slot]
+                let position = Int(truncatingIfNeeded: packed & 0xFFFF_FFFF) - 1
+                if position < 0 { return nil }
+                if packed >> 32 == tag, elements[position].key == key { return position }
+                slot = (slot + 1) & mask
+            }
         }
     }
 
@@ -122,16 +122,18 @@ struct RecordTable<Value> {
 
     /// Removes the record at `index`; the last record takes its position.
     mutating func remove(at index: Int) {
-        let removedSlot = slot(forKey: elements[index].key)!
-        vacate(removedSlot)
+        vacate(slotHolding(position: index))
         let last = elements.count - 1
-        if index != last {
-            // The last record's slot now points at `index`.
-            let movedSlot = slot(forKey: elements[last].key)!
+        if index == last {
+            elements.removeLast()
+        } else {
+            // The last record moves into `index`, and its slot with it. Moved, not swapped:
+            // `swapAt` copies both elements (a retain and release of each of their buffers).
+            let movedSlot = slotHolding(position: last)
             slots[movedSlot] = (slots[movedSlot] & ~0xFFFF_FFFF) | UInt64(index + 1)
-            elements.swapAt(index, last)
+            let moved = elements.removeLast()
+            elements[index] = moved  // releases the removed record
         }
-        elements.removeLast()
         // Shrink once an eighth full, so that a shard that once held millions of records does
         // not keep room for them after a sweep (neither `Array` nor `Dictionary` ever gives
         // capacity back on removal).
@@ -140,6 +142,14 @@ struct RecordTable<Value> {
 
     /// Every record, for rebuilding the expiry index.
     var all: some Sequence<Element> { elements }
+
+    /// The slot that points at `position`, found by the record's hash and compared by position
+    /// alone (no key comparison, no copy of the key).
+    private func slotHolding(position: Int) -> Int {
+        var slot = home(ofTag: tag(hash: elements[position].key.fnv))
+        while Int(truncatingIfNeeded: slots[slot] & 0xFFFF_FFFF) != position + 1 { slot = (slot + 1) & mask }
+        return slot
+    }
 
     private mutating func place(tag: UInt64, position: Int) {
         var slot = home(ofTag: tag)
