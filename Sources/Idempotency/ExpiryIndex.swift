@@ -51,10 +51,11 @@ struct ExpiryIndex<Key: Hashable> {
         noteCount += 1
     }
 
-    /// Visits every key noted with an expiry at or before `now`. `visit` removes the key's
-    /// record if its current expiry has passed and returns that current expiry, or nil when
-    /// there is no record; a key whose expiry is still ahead in the bucket of `now` stays noted
-    /// (its record moved to a later bucket has a note there already).
+    /// Visits every key noted with an expiry at or before `now`. `visit` removes every record
+    /// noted under the key whose current expiry has passed (a key may stand for more than one
+    /// record: the memory store notes hashes) and returns the earliest current expiry of those
+    /// left, or nil when none is; a key whose expiry is still ahead in the bucket of `now` stays
+    /// noted (a record moved to a later bucket has a note there already).
     mutating func sweep(now: UInt64, visit: (Key) -> UInt64?) {
         let due = now >> Self.bucketShift
         guard firstBucket <= due else { return }

@@ -28,8 +28,8 @@ public final class MemoryStore: IdempotencyStore {
     /// table's spare capacity), the allocator's headers of its key, digests and response, and its
     /// notes in the shard's expiry index. Measured, not counted: with 150-byte responses the
     /// process grew by 926 to 952 bytes per record from 236,962 to 954,651 records
-    /// (BENCHMARKS.md, "Store record size"), and a record is charged 929.
-    public static let recordOverhead = 416
+    /// (BENCHMARKS.md, "Store record size"), and a record is charged 937.
+    public static let recordOverhead = 424
 
     private struct Entry {
         var record: IdempotencyRecord

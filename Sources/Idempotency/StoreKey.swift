@@ -31,8 +31,9 @@ struct StoreKey: Hashable, @unchecked Sendable {  // a borrowed key never leaves
         name = .owned(text)
     }
 
-    /// `text` under a hash that is not its own: two keys that share a hash, which real keys do
-    /// only once in about 2^64 pairs (tests of the paths that tell such keys apart).
+    /// `text` under a hash that is not its own, for tests of the paths that tell apart keys
+    /// sharing a hash. Storage keys end in a SHA-256 digest, so they share one only by chance,
+    /// about once in 2^64 pairs (`MemoryStoreSharedHashTests` builds strings that do).
     init(_ text: String, collidingHash hash: UInt64) {
         fnv = hash
         name = .owned(text)
