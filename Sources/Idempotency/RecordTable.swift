@@ -187,6 +187,9 @@ struct RecordTable<Value> {
     private mutating func rebuildIndex(capacity: Int) {
         slots = Array(repeating: 0, count: capacity)
         mask = capacity - 1
-        for position in elements.indices { place(tag: tag(elements[position].key), position: position + 1) }
+        // Each record's hash is read where it lies: copying the key out would retain and release
+        // its text, a cache miss per record in a table of millions.
+        let hashes = elements.withUnsafeBufferPointer { elements in elements.map { $0.key.fnv } }
+        for (position, hash) in hashes.enumerated() { place(tag: tag(hash: hash), position: position + 1) }
     }
 }
