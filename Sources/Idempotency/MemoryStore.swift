@@ -349,14 +349,14 @@ public final class MemoryStore: IdempotencyStore {
                 entry.expiresAtMillis = Self.deadline(now, ttl)
                 return (entry.expiresAtMillis, .existing(entry.record))
             }
-            Self.note(key, expiresAt: expiresAt, in: &state.expiring, previousExpiry: previousExpiry)
+            Self.note(key.fnv, expiresAt: expiresAt, in: &state.expiring, previousExpiry: previousExpiry)
             return outcome
         case .release:
             // Claimed over the dead record, under the key the table already holds.
             guard let entry = newClaim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, now: now, replacing: replaced)
             else { return nil }
             ShardState.inPlace(&state.records[valueAt: index]) { $0 = entry }
-            Self.note(key, expiresAt: entry.expiresAtMillis, in: &state.expiring, previousExpiry: previousExpiry)
+            Self.note(key.fnv, expiresAt: entry.expiresAtMillis, in: &state.expiring, previousExpiry: previousExpiry)
             return .claimed
         }
     }
@@ -370,7 +370,7 @@ public final class MemoryStore: IdempotencyStore {
         guard let entry = newClaim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: ttl, now: now, replacing: 0)
         else { return nil }
         state.records.insert(entry, forKey: key)
-        Self.note(key, expiresAt: entry.expiresAtMillis, in: &state.expiring, previousExpiry: nil)
+        Self.note(key.fnv, expiresAt: entry.expiresAtMillis, in: &state.expiring, previousExpiry: nil)
         return .claimed
     }
 
@@ -389,14 +389,14 @@ public final class MemoryStore: IdempotencyStore {
         return Entry(record: record, expiresAtMillis: Self.deadline(now, lease + ttl), cost: cost)
     }
 
-    /// Notes `entry`'s expiry in the index unless the key is noted in that bucket already
+    /// Notes `entry`'s expiry under its key's hash unless the key is noted in that bucket already
     /// (`previousExpiry`, the expiry it held until now, was in the same bucket).
     /// Takes the expiry alone: passing the entry would copy it (a retain and release of each
     /// of its buffers) on every claim and completion.
-    private static func note(_ key: StoreKey, expiresAt: UInt64, in expiring: inout ExpiryIndex<UInt64>, previousExpiry: UInt64?) {
+    private static func note(_ hash: UInt64, expiresAt: UInt64, in expiring: inout ExpiryIndex<UInt64>, previousExpiry: UInt64?) {
         let shift = ExpiryIndex<UInt64>.bucketShift
         if let previousExpiry, previousExpiry >> shift == expiresAt >> shift { return }
-        expiring.note(key.fnv, expiresAt: expiresAt)
+        expiring.note(hash, expiresAt: expiresAt)
     }
 
     /// Applies `change` if the live record is in flight and owned by `owner`. With `alreadyIn`,
@@ -417,7 +417,7 @@ public final class MemoryStore: IdempotencyStore {
                 return (true, previousExpiry, entry.expiresAtMillis)
             }
             if updated && expiresAt != previousExpiry {
-                Self.note(key, expiresAt: expiresAt, in: &state.expiring, previousExpiry: previousExpiry)
+                Self.note(key.fnv, expiresAt: expiresAt, in: &state.expiring, previousExpiry: previousExpiry)
             }
             state.compactIndexIfNeeded()  // lease refreshes add notes too
             return updated

@@ -85,13 +85,22 @@ struct RecordTable<Value> {
     /// one or none, unless two keys of the shard share all 64 bits. `body` must not change the
     /// table. The memory store's expiry index notes keys by their hash alone (8 bytes a note).
     func forEachIndex(withHash hash: UInt64, _ body: (Int) -> Void) {
-        let tag = tag(hash: hash)
+        _ = firstSlot(withTag: tag(hash: hash)) { position in
+            if elements[position].key.fnv == hash { body(position) }
+            return false
+        }
+    }
+
+    /// Walks the probe run of `tag` from its home to the first empty slot and returns the first
+    /// slot with that tag whose position `matches`, or nil. (`index(forKey:)`, the hot lookup,
+    /// walks the same run with the key compared in the records' buffer.)
+    private func firstSlot(withTag tag: UInt64, where matches: (_ position: Int) -> Bool) -> Int? {
         var slot = home(ofTag: tag)
         while true {
             let packed = slots[slot]
-            if packed & 0xFFFF_FFFF == 0 { return }
             let position = Int(truncatingIfNeeded: packed & 0xFFFF_FFFF) - 1
-            if packed >> 32 == tag, elements[position].key.fnv == hash { body(position) }
+            if position < 0 { return nil }
+            if packed >> 32 == tag, matches(position) { return slot }
             slot = (slot + 1) & mask
         }
     }
@@ -146,9 +155,7 @@ struct RecordTable<Value> {
     /// The slot that points at `position`, found by the record's hash and compared by position
     /// alone (no key comparison, no copy of the key).
     private func slotHolding(position: Int) -> Int {
-        var slot = home(ofTag: tag(hash: elements[position].key.fnv))
-        while Int(truncatingIfNeeded: slots[slot] & 0xFFFF_FFFF) != position + 1 { slot = (slot + 1) & mask }
-        return slot
+        firstSlot(withTag: tag(hash: elements[position].key.fnv)) { $0 == position }!
     }
 
     private mutating func place(tag: UInt64, position: Int) {

@@ -19,11 +19,6 @@ import Testing
     static let fps = [SHA256Hasher.hash("A"), SHA256Hasher.hash("B")]
     static let response = StoredResponse(status: 201, headers: [HeaderPair(name: "X", value: "y")], body: bytes("made"))
 
-    static func owner(_ n: Int) -> [UInt8] {
-        var token = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: UInt64(n).bigEndian) { for i in 0..<8 { token[8 + i] = $0[i] } }
-        return token
-    }
 
     /// Claims `key` through the bytes API from a one-shot heap buffer, then poisons and frees it.
     static func claimFromBytes(
@@ -79,7 +74,7 @@ import Testing
             let fp = Self.fps[Int(rng.next() % 2)]
             switch rng.next() % 100 {
             case 0..<40:
-                let owner = Self.owner(next)
+                let owner = ownerToken(next)
                 next += 1
                 let before = textCalls
                 let a = Self.claimFromBytes(viaBytes, key, textCalls: &textCalls, owner: owner, fingerprint: fp, lease: lease, ttl: ttl, expiredLease: policy)
@@ -96,16 +91,16 @@ import Testing
                 // The String is asked for at most once, and only when a record is made.
                 #expect(textCalls - before <= (outcome == .claimed ? 1 : 0), "step \(step): text asked for on \(outcome)")
             case 40..<55:
-                let owner = owners[key] ?? Self.owner(0)
+                let owner = owners[key] ?? ownerToken(0)
                 #expect(viaBytes.completeNow(key, owner: owner, response: Self.response) == viaText.completeNow(key, owner: owner, response: Self.response))
             case 55..<68:
-                let owner = owners[key] ?? Self.owner(0)
+                let owner = owners[key] ?? ownerToken(0)
                 #expect(viaBytes.releaseNow(key, owner: owner) == viaText.releaseNow(key, owner: owner), "step \(step)")
             case 68..<74:
-                let owner = owners[key] ?? Self.owner(0)
+                let owner = owners[key] ?? ownerToken(0)
                 #expect(viaBytes.markUnknownNow(key, owner: owner) == viaText.markUnknownNow(key, owner: owner), "step \(step)")
             case 74..<80:
-                let owner = owners[key] ?? Self.owner(0)
+                let owner = owners[key] ?? ownerToken(0)
                 #expect(viaBytes.refreshNow(key, owner: owner, lease: lease) == viaText.refreshNow(key, owner: owner, lease: lease), "step \(step)")
             case 80..<85:
                 var a: Result<Bool, StoreError>?

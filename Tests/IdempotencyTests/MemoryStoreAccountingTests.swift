@@ -16,11 +16,6 @@ import Testing
     struct M { var state: RecordState; var owner: [UInt8]; var lease: UInt64; var expiry: UInt64; var cost: Int }
 
     static let fp = [UInt8](repeating: 3, count: 32)
-    static func owner(_ n: Int) -> [UInt8] {
-        var t = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: UInt64(n).bigEndian) { for i in 0..<8 { t[8 + i] = $0[i] } }
-        return t
-    }
 
     @Test(arguments: [11, 12, 13, 14])
     func exactAccountingUnderATightBound(seed: Int) {
@@ -42,11 +37,11 @@ import Testing
             if let m = model[key], m.expiry <= now { model[key] = nil }
             let lease = UInt64([1, 50, 1_000][Int(next() % 3)])
             let ttl = UInt64([0, 10, 2_000][Int(next() % 3)])
-            let pick = model[key].map { next() % 4 != 0 ? $0.owner : Self.owner(999) } ?? Self.owner(999)
+            let pick = model[key].map { next() % 4 != 0 ? $0.owner : ownerToken(999) } ?? ownerToken(999)
             switch next() % 10 {
             case 0..<4:
                 let policy: IndeterminatePolicy = next() % 2 == 0 ? .hold : .release
-                let owner = Self.owner(nextOwner)
+                let owner = ownerToken(nextOwner)
                 nextOwner += 1
                 let result: Result<ClaimOutcome, StoreError>?
                 if next() % 2 == 0 {

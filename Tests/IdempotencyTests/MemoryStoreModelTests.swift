@@ -28,22 +28,22 @@ private struct ModelRecord {
 @Suite struct MemoryStoreModelTests {
     static let fp = [UInt8](repeating: 7, count: 32)
 
-    static func owner(_ n: Int) -> [UInt8] {
-        var token = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: UInt64(n).bigEndian) { for i in 0..<8 { token[8 + i] = $0[i] } }
-        return token
-    }
 
     /// Random operations against a reference model: every outcome, the record count, and the
     /// charged bytes (0 once empty) must agree; sweeps get arbitrary times, backwards too.
     @Test(arguments: [1, 2, 3, 4, 5, 6, 7, 8])
     func modelBasedRandomOperations(seed: Int) {
-        var rng = SeededRandom(state: UInt64(seed) &* 0x1234_5678_9ABC)
+        Self.checkAgainstModel(seed: seed, randomState: UInt64(seed) &* 0x1234_5678_9ABC, keys: (0..<24).map { "k\($0)" })
+    }
+
+    /// 20,000 random operations on `keys` (`modelBasedRandomOperations`; also run on keys that
+    /// share a hash by `MemoryStoreSharedHashTests`).
+    static func checkAgainstModel(seed: Int, randomState: UInt64, keys: [String]) {
+        var rng = SeededRandom(state: randomState)
         let clock = SettableClock(5_000_000)
         let store = MemoryStore(maxBytes: 1 << 40, clock: clock.function, wallClock: { 0 })
         var model: [String: ModelRecord] = [:]
         var nextOwner = 1
-        let keys = (0..<24).map { "k\($0)" }
 
         func expireIfDue(_ key: String, _ now: UInt64) {
             if let record = model[key], record.expiry <= now { model[key] = nil }
@@ -68,12 +68,12 @@ private struct ModelRecord {
             let ttlMs = UInt64([0, 1, 1_000, 1_023, 5_000, 3_600_000][Int(rng.next() % 6)])
             let ownerPick: [UInt8] = {
                 if let existing = model[key], rng.next() % 4 != 0 { return existing.owner }
-                return Self.owner(Int(rng.next() % 1_000_000) + 1_000_000)
+                return ownerToken(Int(rng.next() % 1_000_000) + 1_000_000)
             }()
             switch op {
             case 0..<30:  // claim
                 let policy: IndeterminatePolicy = rng.next() % 2 == 0 ? .hold : .release
-                let owner = Self.owner(nextOwner)
+                let owner = ownerToken(nextOwner)
                 nextOwner += 1
                 let outcome = store.claimNow(
                     key, owner: owner, fingerprint: Self.fp, lease: .milliseconds(Int64(leaseMs)), ttl: .milliseconds(Int64(ttlMs)),
@@ -176,7 +176,7 @@ private struct ModelRecord {
     @Test func recordSurvivesSweepsUntilItsExpiry() {
         let clock = SettableClock(1_000_000)
         let store = MemoryStore(clock: clock.function)
-        let owner = Self.owner(1)
+        let owner = ownerToken(1)
         #expect(store.claimNow("k", owner: owner, fingerprint: Self.fp, lease: .milliseconds(1_500), ttl: .milliseconds(2_000)) == .claimed)
         // claim expiry: 1_003_500
         for t in stride(from: UInt64(990_000), through: 1_003_499, by: 97) { store.sweep(now: t) }
@@ -200,7 +200,7 @@ private struct ModelRecord {
     @Test func manyRefreshesThenSweep() {
         let clock = SettableClock(1_000_000)
         let store = MemoryStore(clock: clock.function)
-        let owner = Self.owner(1)
+        let owner = ownerToken(1)
         #expect(store.claimNow("k", owner: owner, fingerprint: Self.fp, lease: .seconds(2), ttl: .seconds(1)) == .claimed)
         for _ in 0..<20_000 {
             clock.set(clock.now + 1_100)
@@ -230,7 +230,7 @@ private struct ModelRecord {
         let clock = SettableClock(1_000_000)
         let store = MemoryStore(clock: clock.function)
         for i in 0..<300_000 {
-            let owner = Self.owner(i)
+            let owner = ownerToken(i)
             let key = "storm-\(i % 5_000)"
             #expect(store.claimNow(key, owner: owner, fingerprint: Self.fp) == .claimed)
             #expect(store.releaseNow(key, owner: owner))
@@ -246,7 +246,7 @@ private struct ModelRecord {
     @Test func leaseExpiryHoldAndReleaseThenReclaim() {
         let clock = SettableClock(1_000_000)
         let store = MemoryStore(clock: clock.function)
-        let a = Self.owner(1), b = Self.owner(2), c = Self.owner(3)
+        let a = ownerToken(1), b = ownerToken(2), c = ownerToken(3)
         #expect(store.claimNow("h", owner: a, fingerprint: Self.fp, lease: .seconds(1), ttl: .seconds(10)) == .claimed)
         #expect(store.claimNow("r", owner: a, fingerprint: Self.fp, lease: .seconds(1), ttl: .seconds(10), expiredLease: .release) == .claimed)
         clock.set(1_001_000)
@@ -283,7 +283,7 @@ private struct ModelRecord {
         var claimed = 0
         for i in 0..<50 {
             var result: Result<ClaimOutcome, StoreError>?
-            store.claim(key: "f\(i)", owner: Self.owner(i), fingerprint: Self.fp, lease: .seconds(1), ttl: .seconds(1), expiredLease: .hold) { result = $0 }
+            store.claim(key: "f\(i)", owner: ownerToken(i), fingerprint: Self.fp, lease: .seconds(1), ttl: .seconds(1), expiredLease: .hold) { result = $0 }
             if case .success(.claimed) = result { claimed += 1 }
         }
         #expect(claimed > 0 && claimed < 50)
@@ -291,7 +291,7 @@ private struct ModelRecord {
         #expect(used <= 2_000)
         clock.set(1_002_000)
         // Re-claiming an expired key reuses its bytes.
-        #expect(store.claimNow("f0", owner: Self.owner(100), fingerprint: Self.fp, lease: .seconds(1), ttl: .seconds(1)) == .claimed)
+        #expect(store.claimNow("f0", owner: ownerToken(100), fingerprint: Self.fp, lease: .seconds(1), ttl: .seconds(1)) == .claimed)
         #expect(store.usedBytes == used)
         store.sweep(now: 1_002_000)
         #expect(store.storedCount == 1)
@@ -304,7 +304,7 @@ private struct ModelRecord {
     @Test func purgeDuringInFlight() {
         let clock = SettableClock(1_000_000)
         let store = MemoryStore(clock: clock.function)
-        let a = Self.owner(1)
+        let a = ownerToken(1)
         #expect(store.claimNow("p", owner: a, fingerprint: Self.fp) == .claimed)
         var purged: Bool?
         store.purge(key: "p") { purged = try? $0.get() }
@@ -325,7 +325,7 @@ private struct ModelRecord {
             var rng = SeededRandom(state: UInt64(t + 1))
             for i in 0..<40_000 {
                 let key = "c\(rng.next() % 64)"
-                let owner = Self.owner(t * 1_000_000 + i)
+                let owner = ownerToken(t * 1_000_000 + i)
                 switch store.claimNow(key, owner: owner, fingerprint: Self.fp, lease: .milliseconds(50), ttl: .milliseconds(200),
                                       expiredLease: i % 2 == 0 ? .hold : .release) {
                 case .claimed:
@@ -352,7 +352,7 @@ private struct ModelRecord {
     @Test func saturatedDeadlines() {
         let clock = SettableClock(1_000_000)
         let store = MemoryStore(clock: clock.function)
-        let a = Self.owner(1)
+        let a = ownerToken(1)
         #expect(store.claimNow("x", owner: a, fingerprint: Self.fp, lease: .seconds(Int64.max / 4), ttl: .seconds(Int64.max / 4)) == .claimed)
         #expect(store.claimNow("y", owner: a, fingerprint: Self.fp, lease: .seconds(1), ttl: .seconds(1)) == .claimed)
         store.sweep(now: UInt64.max - 1)

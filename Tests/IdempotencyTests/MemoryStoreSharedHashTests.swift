@@ -93,11 +93,6 @@ enum SharedHashKeys {
     static let fp = [UInt8](repeating: 7, count: 32)
     static let bucketStart: UInt64 = 1_000 << 10  // 1,024,000: the first millisecond of bucket 1,000
 
-    static func owner(_ n: Int) -> [UInt8] {
-        var token = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: UInt64(n).bigEndian) { for i in 0..<8 { token[8 + i] = $0[i] } }
-        return token
-    }
 
     @Test func theKeysReallyShareAHash() throws {
         let groups = SharedHashKeys.groups([4, 3], shard: 5)
@@ -111,19 +106,29 @@ enum SharedHashKeys {
         #expect(StoreKey(groups[0][0]).fnv != StoreKey(groups[1][0]).fnv)
     }
 
+    /// A store at `bucketStart` holding two records claimed by `owner` under keys that share a
+    /// hash in `shard`, one for each of `ttls`, stored in that order or the other: the store, the
+    /// key given the first ttl, the key given the second.
+    static func twoRecordsUnderOneHash(
+        shard: UInt64, owner: Int, ttls: (Duration, Duration), firstTtlStoredFirst: Bool
+    ) throws -> (MemoryStore, String, String) {
+        let keys = SharedHashKeys.groups([2], shard: shard)[0]
+        try #require(StoreKey(keys[0]).fnv == StoreKey(keys[1]).fnv)
+        let store = MemoryStore(maxBytes: 1 << 40, clock: ManualClock(bucketStart).function, wallClock: { 0 })
+        let (first, second) = firstTtlStoredFirst ? (keys[0], keys[1]) : (keys[1], keys[0])
+        let ttl = [first: ttls.0, second: ttls.1]
+        for key in keys {  // keys[0] first
+            #expect(store.claimNow(key, owner: ownerToken(owner), fingerprint: fp, lease: .milliseconds(1), ttl: ttl[key]!) == .claimed)
+        }
+        return (store, first, second)
+    }
+
     /// Two records under one hash, one due in ten seconds and one in an hour: each goes at its
     /// own expiry, whichever was stored first (and so comes first in the table's probe run).
     @Test(arguments: [true, false])
     func eachRecordUnderASharedHashGoesAtItsOwnExpiry(longStoredFirst: Bool) throws {
-        let keys = SharedHashKeys.groups([2], shard: 9)[0]
-        try #require(StoreKey(keys[0]).fnv == StoreKey(keys[1]).fnv)
-        let clock = ManualClock(Self.bucketStart)
-        let store = MemoryStore(maxBytes: 1 << 40, clock: clock.function, wallClock: { 0 })
-        let (long, short) = longStoredFirst ? (keys[0], keys[1]) : (keys[1], keys[0])
-        let ttls = [long: Duration.seconds(3_600), short: .seconds(10)]
-        for key in keys {  // keys[0] first
-            #expect(store.claimNow(key, owner: Self.owner(1), fingerprint: Self.fp, lease: .milliseconds(1), ttl: ttls[key]!) == .claimed)
-        }
+        let (store, long, short) = try Self.twoRecordsUnderOneHash(
+            shard: 9, owner: 1, ttls: (.seconds(3_600), .seconds(10)), firstTtlStoredFirst: longStoredFirst)
         let shortExpiry = Self.bucketStart + 1 + 10_000
         let longExpiry = Self.bucketStart + 1 + 3_600_000
 
@@ -144,15 +149,8 @@ enum SharedHashKeys {
     /// earliest expiry under the hash, not any one record's), over several sweeps of that bucket.
     @Test(arguments: [true, false])
     func aNoteIsKeptForTheEarliestExpiryUnderItsHash(farStoredFirst: Bool) throws {
-        let keys = SharedHashKeys.groups([2], shard: 17)[0]
-        try #require(StoreKey(keys[0]).fnv == StoreKey(keys[1]).fnv)
-        let clock = ManualClock(Self.bucketStart)
-        let store = MemoryStore(maxBytes: 1 << 40, clock: clock.function, wallClock: { 0 })
-        let (far, near) = farStoredFirst ? (keys[0], keys[1]) : (keys[1], keys[0])
-        let ttls = [far: Duration.seconds(3_600), near: .milliseconds(500)]
-        for key in keys {
-            #expect(store.claimNow(key, owner: Self.owner(2), fingerprint: Self.fp, lease: .milliseconds(1), ttl: ttls[key]!) == .claimed)
-        }
+        let (store, far, near) = try Self.twoRecordsUnderOneHash(
+            shard: 17, owner: 2, ttls: (.seconds(3_600), .milliseconds(500)), firstTtlStoredFirst: farStoredFirst)
         let nearExpiry = Self.bucketStart + 501  // bucket 1,000, like `now` below
         for now in [Self.bucketStart, Self.bucketStart + 200, Self.bucketStart + 499, nearExpiry - 1] {
             #expect(store.sweep(now: now) == 0, "nothing is due at \(now)")
@@ -176,7 +174,7 @@ enum SharedHashKeys {
         let clock = ManualClock(Self.bucketStart)
         let store = MemoryStore(maxBytes: 1 << 40, clock: clock.function, wallClock: { 0 })
         for (key, ttl) in zip(keys, [399, 449, 899]) {
-            #expect(store.claimNow(key, owner: Self.owner(3), fingerprint: Self.fp, lease: .milliseconds(1), ttl: .milliseconds(ttl)) == .claimed)
+            #expect(store.claimNow(key, owner: ownerToken(3), fingerprint: Self.fp, lease: .milliseconds(1), ttl: .milliseconds(ttl)) == .claimed)
         }
         let bytesOfLast = store.usedBytes / 3
         #expect(store.sweep(now: Self.bucketStart + 460) == 2)
@@ -191,10 +189,10 @@ enum SharedHashKeys {
         // holds an hour: the hour-long notes are pending when the new claim is due.
         clock.advance(.seconds(10))
         let t = clock.now
-        #expect(store.claimNow(keys[0], owner: Self.owner(4), fingerprint: Self.fp, lease: .milliseconds(1), ttl: .seconds(3_600)) == .claimed)
-        #expect(store.claimNow(keys[1], owner: Self.owner(5), fingerprint: Self.fp, lease: .milliseconds(1), ttl: .seconds(3_600)) == .claimed)
-        #expect(store.releaseNow(keys[0], owner: Self.owner(4)))
-        #expect(store.claimNow(keys[0], owner: Self.owner(6), fingerprint: Self.fp, lease: .milliseconds(1), ttl: .seconds(10)) == .claimed)
+        #expect(store.claimNow(keys[0], owner: ownerToken(4), fingerprint: Self.fp, lease: .milliseconds(1), ttl: .seconds(3_600)) == .claimed)
+        #expect(store.claimNow(keys[1], owner: ownerToken(5), fingerprint: Self.fp, lease: .milliseconds(1), ttl: .seconds(3_600)) == .claimed)
+        #expect(store.releaseNow(keys[0], owner: ownerToken(4)))
+        #expect(store.claimNow(keys[0], owner: ownerToken(6), fingerprint: Self.fp, lease: .milliseconds(1), ttl: .seconds(10)) == .claimed)
         #expect(store.sweep(now: t + 10_000) == 0)
         #expect(store.sweep(now: t + 10_001) == 1)
         #expect(store.getNow(keys[0]) == nil)
@@ -212,125 +210,7 @@ enum SharedHashKeys {
     /// records, so a record swept early or never swept shows at once.
     @Test(arguments: [1, 2, 3, 4])
     func modelBasedRandomOperationsWithSharedHashes(seed: Int) {
-        var rng = SeededRandom(state: UInt64(seed) &* 0x9E37_79B9)
-        let clock = ManualClock(5_000_000)
-        let store = MemoryStore(maxBytes: 1 << 40, clock: clock.function, wallClock: { 0 })
-        var model: [String: (state: RecordState, owner: [UInt8], lease: UInt64, expiry: UInt64)] = [:]
-        var nextOwner = 1
         let keys = SharedHashKeys.groups([5, 4, 3], shard: 42).flatMap { $0 } + SharedHashKeys.singles(8, shard: 42)
-
-        func expireIfDue(_ key: String, _ now: UInt64) {
-            if let record = model[key], record.expiry <= now { model[key] = nil }
-        }
-        func settle(_ key: String, owner: [UInt8], to state: RecordState, expiry: UInt64) -> Bool {
-            guard var r = model[key], r.owner == owner else { return false }
-            if r.state == state { return true }
-            guard r.state == .inFlight else { return false }
-            r.state = state
-            r.expiry = expiry
-            model[key] = r
-            return true
-        }
-
-        for step in 0..<20_000 {
-            let now = clock.now
-            let key = rng.pick(keys)
-            let op = rng.below(100)
-            let leaseMs = UInt64(rng.pick([1, 500, 1_000, 1_024, 2_047, 30_000]))
-            let ttlMs = UInt64(rng.pick([0, 1, 300, 1_000, 1_023, 5_000, 3_600_000]))
-            let ownerPick: [UInt8] = {
-                if let existing = model[key], rng.below(4) != 0 { return existing.owner }
-                return Self.owner(rng.below(1_000_000) + 1_000_000)
-            }()
-            switch op {
-            case 0..<30:  // claim
-                let policy: IndeterminatePolicy = rng.below(2) == 0 ? .hold : .release
-                let owner = Self.owner(nextOwner)
-                nextOwner += 1
-                let outcome = store.claimNow(
-                    key, owner: owner, fingerprint: Self.fp, lease: .milliseconds(Int64(leaseMs)), ttl: .milliseconds(Int64(ttlMs)),
-                    expiredLease: policy)
-                expireIfDue(key, now)
-                var want: RecordState?  // nil: claimed
-                if var existing = model[key] {
-                    if existing.state == .inFlight && existing.lease <= now {
-                        if policy == .hold {
-                            existing.state = .unknown
-                            existing.expiry = now + ttlMs
-                            model[key] = existing
-                            want = .unknown
-                        } else {
-                            model[key] = (.inFlight, owner, now + leaseMs, now + leaseMs + ttlMs)
-                        }
-                    } else {
-                        want = existing.state
-                    }
-                } else {
-                    model[key] = (.inFlight, owner, now + leaseMs, now + leaseMs + ttlMs)
-                }
-                switch (outcome, want) {
-                case (.claimed, nil): break
-                case (.existing(let got), .some(let want)):
-                    #expect(got.state == want, "step \(step) seed \(seed): claim \(key) state \(got.state) want \(want)")
-                default:
-                    Issue.record("step \(step) seed \(seed): claim \(key) got \(outcome) want \(String(describing: want))")
-                }
-            case 30..<45:  // complete
-                let ok = store.completeNow(key, owner: ownerPick, response: StoredResponse(status: 201, body: Array("body".utf8)), ttl: .milliseconds(Int64(ttlMs)))
-                expireIfDue(key, now)
-                #expect(ok == settle(key, owner: ownerPick, to: .completed, expiry: now + ttlMs), "step \(step) seed \(seed): complete \(key)")
-            case 45..<57:  // release
-                let ok = store.releaseNow(key, owner: ownerPick)
-                expireIfDue(key, now)
-                var want = false
-                if let r = model[key], r.state == .inFlight, r.owner == ownerPick { want = true; model[key] = nil }
-                #expect(ok == want, "step \(step) seed \(seed): release \(key)")
-            case 57..<63:  // markUnknown
-                let ok = store.markUnknownNow(key, owner: ownerPick, ttl: .milliseconds(Int64(ttlMs)))
-                expireIfDue(key, now)
-                #expect(ok == settle(key, owner: ownerPick, to: .unknown, expiry: now + ttlMs), "step \(step) seed \(seed): markUnknown \(key)")
-            case 63..<72:  // refresh
-                let ok = store.refreshNow(key, owner: ownerPick, lease: .milliseconds(Int64(leaseMs)), ttl: .milliseconds(Int64(ttlMs)))
-                expireIfDue(key, now)
-                var want = false
-                if var r = model[key], r.state == .inFlight, r.owner == ownerPick {
-                    want = true
-                    r.lease = now + leaseMs
-                    r.expiry = max(r.expiry, r.lease + ttlMs)
-                    model[key] = r
-                }
-                #expect(ok == want, "step \(step) seed \(seed): refresh \(key)")
-            case 72..<76:  // purge
-                var result: Result<Bool, StoreError>?
-                store.purge(key: key) { result = $0 }
-                expireIfDue(key, now)
-                #expect((try? result!.get()) == (model[key] != nil), "step \(step) seed \(seed): purge \(key)")
-                model[key] = nil
-            case 76..<80:  // get
-                let got = store.getNow(key)
-                expireIfDue(key, now)
-                #expect(got?.state == model[key]?.state, "step \(step) seed \(seed): get \(key)")
-            case 80..<90:  // sweep at or a little after now (the sweeper's clock may run ahead)
-                let at = now + UInt64(rng.pick([0, 0, 0, 1, 100, 1_023, 1_024, 2_048, 7_000]))
-                let removed = store.sweep(now: at)
-                let due = model.filter { $0.value.expiry <= at }.map(\.key)
-                for k in due { model[k] = nil }
-                #expect(removed == due.count, "step \(step) seed \(seed): sweep(now: \(at)) removed \(removed), model \(due.count)")
-            default:  // time moves forward
-                clock.advance(.milliseconds(Int64(rng.pick([0, 1, 17, 300, 511, 1_024, 1_500, 10_000, 90_000]))))
-            }
-            if store.storedCount != model.count {
-                Issue.record("step \(step) seed \(seed): storedCount \(store.storedCount), model \(model.count)")
-                return
-            }
-            if model.isEmpty && store.usedBytes != 0 {
-                Issue.record("step \(step) seed \(seed): usedBytes \(store.usedBytes) with nothing stored")
-                return
-            }
-        }
-        store.sweep(now: UInt64.max - 1)
-        #expect(store.storedCount == 0)
-        #expect(store.usedBytes == 0)
-        #expect(store.expiryNoteCount == 0)
+        MemoryStoreModelTests.checkAgainstModel(seed: seed, randomState: UInt64(seed) &* 0x9E37_79B9, keys: keys)
     }
 }

@@ -5,6 +5,13 @@ import Synchronization
 /// Bytes of an ASCII/UTF-8 string literal.
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
+/// A 16-byte owner token numbered `n` (its last 8 bytes, big-endian).
+func ownerToken(_ n: Int) -> [UInt8] {
+    var token = [UInt8](repeating: 0, count: 16)
+    withUnsafeBytes(of: UInt64(n).bigEndian) { for i in 0..<8 { token[8 + i] = $0[i] } }
+    return token
+}
+
 /// A clock the test moves by hand.
 final class ManualClock: Sendable {
     private let millis: Atomic<UInt64>
