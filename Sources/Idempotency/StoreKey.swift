@@ -107,9 +107,11 @@ struct StoreKey: Hashable, @unchecked Sendable {  // a borrowed key never leaves
         return Int(truncatingIfNeeded: h)
     }
 
+    /// Byte for byte, owned or borrowed alike: `String`'s `==` would find canonically equivalent
+    /// texts (a precomposed "é" and "e" with a combining accent) equal, and a key must not be
+    /// the same key or not depending on which form of the call looked it up.
     static func == (a: StoreKey, b: StoreKey) -> Bool {
         guard a.fnv == b.fnv else { return false }
-        if case .owned(let x) = a.name, case .owned(let y) = b.name { return x == y }
         return a.withBytes { x in b.withBytes { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) } }
     }
 }
