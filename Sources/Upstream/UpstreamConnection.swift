@@ -85,6 +85,11 @@ public final class UpstreamConnection: EventHandler {
                 updateInterest()
                 delegate?.upstreamDidDrain(self)
             case .partial:
+                // Bytes wait that the upstream does not take: its inactivity, so the timer runs
+                // even when this write moved nothing. The delegate may have stopped it at the
+                // last drain (the wait was then the client's); armed only on progress, it
+                // would stay stopped for an upstream that never reads again.
+                if activityTimeoutMillis > 0 && !timer.isArmed { armTimer(afterMillis: activityTimeoutMillis) }
                 updateInterest()
             }
         } catch {
