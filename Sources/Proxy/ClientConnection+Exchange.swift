@@ -166,6 +166,8 @@ extension ClientConnection {
         exchange.requestBodyDone = true
         if phase == .streamingBody {
             phase = .awaitingResponse
+            // The connection's timer measures sending from here (send_timeout while output is queued).
+            uploadSendTimer.cancel()
             setTimerWhileUpstreamWorks()
         }
     }

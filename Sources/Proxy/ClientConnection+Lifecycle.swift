@@ -33,6 +33,7 @@ extension ClientConnection {
         phase = .closed
         timer.cancel()
         leaseTimer.cancel()
+        uploadSendTimer.cancel()
         upstreamAbandoned()
         if !clientGone { closeSocket() }
         if let guarded = exchange.guarded, guarded.stage == .waiting {

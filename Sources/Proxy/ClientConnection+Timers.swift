@@ -146,6 +146,32 @@ extension ClientConnection {
         if sentBytesSinceArmed >= Self.minimumBytes(inWindowMillis: settings.sendTimeoutMillis) { armTimer() }
     }
 
+    /// send_timeout while the request body streams: the connection's timer measures the body
+    /// then, and the client may keep sending while it reads nothing (nginx keeps a read and a
+    /// write timer per connection for this). Armed once output is left queued, re-armed at
+    /// the minimum rate, stopped when the output drains or the body ends (the connection's
+    /// timer takes over). SPEC §5: a send timeout on every phase.
+    func startUploadSendTimer() {
+        guard !uploadSendTimer.isArmed, !clientGone else { return }
+        sentBytesSinceUploadSendArmed = 0
+        loop.arm(uploadSendTimer, after: settings.sendTimeoutMillis)
+    }
+
+    func uploadSendProgress(_ count: Int) {
+        sentBytesSinceUploadSendArmed += count
+        guard sentBytesSinceUploadSendArmed >= Self.minimumBytes(inWindowMillis: settings.sendTimeoutMillis) else { return }
+        sentBytesSinceUploadSendArmed = 0
+        loop.arm(uploadSendTimer, after: settings.sendTimeoutMillis)
+    }
+
+    /// The client took too little of its output within send_timeout while uploading: it may
+    /// hold the connection, and the upstream's, no longer (as when the connection's own send
+    /// timer fires).
+    func uploadSendTimerFired() {
+        guard phase == .streamingBody, !out.isEmpty else { return }
+        abort()
+    }
+
     func startBodyTimer() {
         bodyBytesSinceArmed = 0
         setTimer(.body)

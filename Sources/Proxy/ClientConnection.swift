@@ -65,11 +65,16 @@ final class ClientConnection: EventHandler {
     var lingerDeadline: UInt64 = 0
     /// The timers capture the connection `unowned(unsafe)`, not `weak`: one weak reference
     /// gives an object a side table, and every retain and release of it then takes the slow
-    /// path. `deinit` cancels both, so a queued timer never fires for a freed connection; while
+    /// path. `deinit` cancels each, so a queued timer never fires for a freed connection; while
     /// one fires, a strong reference keeps the connection alive to the end of the call.
     let timer = Timer()
     /// Lease refresh while a guarded request is upstream; poll interval while waiting.
     let leaseTimer = Timer()
+    /// send_timeout while a request body streams (`streamingBody`), when `timer` measures the
+    /// body: an answer that began early (or a 100 Continue) must still be taken.
+    let uploadSendTimer = Timer()
+    /// Bytes the client took since `uploadSendTimer` was last armed.
+    var sentBytesSinceUploadSendArmed = 0
     /// The client connection is gone but a guarded exchange still runs to completion so its
     /// result is stored: a client's disconnect never cancels a guarded request (SPEC §4).
     var clientGone = false
@@ -100,12 +105,17 @@ final class ClientConnection: EventHandler {
             let connection = self
             withExtendedLifetime(connection) { connection.guardTimerFired() }
         }
+        uploadSendTimer.onFire { [unowned(unsafe) self] in
+            let connection = self
+            withExtendedLifetime(connection) { connection.uploadSendTimerFired() }
+        }
     }
 
     deinit {
         // The loop's timer heap may still hold them; they capture this object unretained.
         timer.cancel()
         leaseTimer.cancel()
+        uploadSendTimer.cancel()
     }
 
     func start() {
@@ -390,9 +400,13 @@ final class ClientConnection: EventHandler {
                 upstream.armTimer(afterMillis: upstream.activityTimeoutMillis)
             }
             // Progress re-arms send_timeout only at the minimum rate (see `sendProgress`).
-            if out.pendingCount < before && timerPurpose == .send { sendProgress(before - out.pendingCount) }
+            if out.pendingCount < before {
+                if timerPurpose == .send { sendProgress(before - out.pendingCount) }
+                if uploadSendTimer.isArmed { uploadSendProgress(before - out.pendingCount) }
+            }
             switch result {
             case .drained:
+                uploadSendTimer.cancel()
                 // A close-delimited body the upstream finished is whole for the client only
                 // once all of it is written: until then a close must still be a reset.
                 if phase == .closing { exchange.responseEndsAtClose = false }
@@ -416,6 +430,7 @@ final class ClientConnection: EventHandler {
                 }
             case .partial:
                 if out.pendingCount > Self.highWatermark { upstream?.setReading(false) }
+                if phase == .streamingBody { startUploadSendTimer() }
                 perform(lifecycle.outputBackedUp())
             }
         } catch {

@@ -12,7 +12,7 @@ import HTTP1
 /// | phase              | timer                                    | on expiry                          |
 /// |--------------------|------------------------------------------|------------------------------------|
 /// | `awaitingHead`     | `header` from accept or the first byte of a head; `idle` between requests; `send` while a response is still queued | 408 (silent close if nothing was ever sent); close (lingering while the last answer is unacknowledged); cut |
-/// | `streamingBody`    | `body` (re-armed at `minimumBodyRate`)   | 408, or cut if the response began  |
+/// | `streamingBody`    | `body` (re-armed at `minimumBodyRate`); a second timer, `send`, while output is queued (`ClientConnection.uploadSendTimer`) | 408, or cut if the response began; the second: cut |
 /// | `bufferingBody`    | `body`                                   | 408                                |
 /// | `awaitingResponse` | none while the upstream works (its connect and response timers run); `send` while the client does not take what is queued | cut |
 /// | `closing`          | `send`                                   | cut                                |

@@ -93,6 +93,70 @@ import TestSupport
         usleep(300_000)
     }
 
+    // MARK: an upload that flows while its early answer waits unread
+
+    /// The upstream reads the upload as it comes and answers early with a large body; the
+    /// client keeps uploading but never reads the answer. Body bytes keep arriving (so
+    /// body_timeout never fires) and the upstream keeps reading and answering (so neither does
+    /// response_timeout): only send_timeout can end it, though the connection's timer measures
+    /// the body meanwhile. SPEC §5: a send timeout on every phase.
+    @Test func anUploadThatFlowsDoesNotKeepAnUnreadAnswerAlive() throws {
+        let start = Self.nowMillis()
+        let upstreamSawClose = Atomic<Int>(-1)
+        let upstream = TestUpstream()
+        upstream.setConnectionHandler { fd in
+            guard TestUpstream.readHead(fd) else { return }
+            let head = Array("HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n".utf8)
+            guard head.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == head.count else { return }
+            let chunk = [UInt8](repeating: 0x61, count: 65536)
+            var sink = [UInt8](repeating: 0, count: 65536)
+            let deadline = Self.nowMillis() + 15_000
+            while Self.nowMillis() < deadline {
+                var received = 0
+                repeat { received = recv(fd, &sink, sink.count, Int32(MSG_DONTWAIT)) } while received > 0
+                let sent = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                if received == 0 || (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || (sent < 0 && Self.peerGone(fd)) {
+                    upstreamSawClose.store(Self.nowMillis() - start, ordering: .releasing)
+                    return
+                }
+                if sent < 0 { usleep(5_000) }
+            }
+        }
+        let proxy = try ProxyHarness(
+            upstream: upstream, upstreamYAML: ["response_timeout: 5s"],
+            yaml: "limits: { send_timeout: 1s, body_timeout: 5s }\n")
+        defer { proxy.stop() }
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 2, receiveBuffer: 4096)
+        try client.send("PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1073741824\r\n\r\n")
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let clientFD = client.fd
+        let sentBytes = Atomic<Int>(0)
+        // 16 KiB every 5 ms (about 3 MB/s), for 12 s or until the connection breaks.
+        Thread {
+            let piece = [UInt8](repeating: 0x62, count: 16384)
+            let deadline = Self.nowMillis() + 12_000
+            while Self.nowMillis() < deadline {
+                let n = piece.withUnsafeBytes { send(clientFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n > 0 { sentBytes.add(n, ordering: .relaxed) } else if errno != EAGAIN && errno != EWOULDBLOCK { return }
+                usleep(5_000)
+            }
+        }.start()
+        var clientCut = false
+        let deadline = Self.nowMillis() + 8_000
+        while Self.nowMillis() < deadline {
+            if Self.peerGone(client.fd) { clientCut = true }
+            if clientCut && upstreamSawClose.load(ordering: .acquiring) >= 0 { break }
+            usleep(50_000)
+        }
+        let elapsed = Self.nowMillis() - start
+        #expect(clientCut, "the client connection is still open after \(elapsed) ms (it sent \(sentBytes.load(ordering: .relaxed)) upload bytes)")
+        let upstreamClosedAfter = upstreamSawClose.load(ordering: .acquiring)
+        #expect(upstreamClosedAfter >= 0 && upstreamClosedAfter < 6_000, "the upstream connection closed after \(upstreamClosedAfter) ms (-1: not yet)")
+        shutdown(client.fd, Int32(SHUT_RDWR))
+        usleep(300_000)
+    }
+
     // MARK: a pipeline of replays for a client that reads nothing
 
     static func residentBytes() -> Int {
