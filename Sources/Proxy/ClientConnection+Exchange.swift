@@ -444,15 +444,22 @@ extension ClientConnection: UpstreamConnectionDelegate {
         }
     }
 
+    /// send_timeout measures the client now: the connection's timer, or while the request
+    /// body streams (when that timer measures the body) `uploadSendTimer`.
+    private var clientSendTimerRuns: Bool {
+        timerPurpose == .send || (phase == .streamingBody && uploadSendTimer.isArmed)
+    }
+
     func upstreamTimedOut(_ connection: UpstreamConnection) {
         guard connection === upstream else { return }
         if connection.state == .connecting {
             upstreamFailedBeforeResponse(status: 502, type: .upstreamUnreachable, detail: "connecting to the upstream timed out", requestSent: false)
-        } else if timerPurpose == .send, connection.hasInputWaitingWhilePaused {
+        } else if clientSendTimerRuns, connection.hasInputWaitingWhilePaused {
             // The proxy stopped reading for a client that is slow to take what it was sent;
             // the upstream answered and waits. Blaming it would turn a whole response into a
-            // 504 (a guarded one into `outcome-unknown`). Only while send_timeout runs: it
-            // bounds the client, so the wait cannot be re-armed forever.
+            // 504 (a guarded one into `outcome-unknown`). Only while send_timeout runs (the
+            // connection's timer, or `uploadSendTimer` while the request body still streams):
+            // it bounds the client, so the wait cannot be re-armed forever.
             connection.armTimer(afterMillis: settings.responseTimeoutMillis)
         } else if !exchange.responseStarted {
             upstreamFailedBeforeResponse(

@@ -45,8 +45,9 @@ public final class UpstreamConnection: EventHandler {
     /// have received the request (SPEC §4: safe to release the key).
     public private(set) var bytesWrittenThisExchange = 0
     /// While an exchange is active, the timer is re-armed with this on connect, on every
-    /// write that makes progress and on every read: an upstream that stops reading the
-    /// request or stops answering is noticed (0 = the delegate manages the timer itself).
+    /// write that makes progress and on every read, and armed (if stopped) by a write that
+    /// leaves bytes queued: an upstream that stops reading the request or stops answering is
+    /// noticed (0 = the delegate manages the timer itself).
     public var activityTimeoutMillis: UInt64 = 0
     private var wantsRead = true
     /// `unowned(unsafe)` for the reason given at `ClientConnection.timer`; cancelled in deinit.

@@ -196,6 +196,38 @@ import TestSupport
 
     // MARK: the proxy holds the upstream back
 
+    /// The same while the request body still streams: the upstream reads the head, answers at
+    /// once with a whole 4 MiB body, and the client, 16 KiB into its upload, reads nothing for
+    /// 1.8 s: past response_timeout (1 s), well within send_timeout and body_timeout (30 s).
+    /// The upstream is not stalled (its answer waits in the proxy's paused socket), so the
+    /// answer must reach the client whole, as it does once the body is complete.
+    @Test func aWholeEarlyAnswerWaitingOnASlowReaderWhileTheUploadStreamsIsNotCut() throws {
+        let answerSize = 4 << 20
+        let upstream = TestUpstream()
+        upstream.setConnectionHandler { fd in
+            guard TestUpstream.readHead(fd) else { return }
+            let head = Array("HTTP/1.1 200 OK\r\nContent-Length: \(answerSize)\r\n\r\n".utf8)
+            _ = TestUpstream.sendAll(fd, head + [UInt8](repeating: 0x61, count: answerSize))
+            // Then takes the rest of the upload, as a server answering early does.
+            TestUpstream.discardInput(fd, forMillis: 10_000)
+        }
+        let proxy = try ProxyHarness(upstream: upstream, upstreamYAML: ["response_timeout: 1s"])
+        defer { proxy.stop() }
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 5, receiveBuffer: 4096)
+        try client.send("PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n")
+        try client.send([UInt8](repeating: 0x62, count: 16384))
+        usleep(1_800_000)
+        var count = 0
+        var status = 0
+        var failure = ""
+        do {
+            status = try client.readResponse(requestMethod: "PUT", discardBody: true, bodyCount: &count).status
+        } catch {
+            failure = "\(error)"
+        }
+        #expect(status == 200 && count == answerSize, "status \(status), \(count) of \(answerSize) body bytes, error: \(failure)")
+    }
+
     /// response_timeout (1 s) runs out while the upstream's whole answer waits unread in the
     /// proxy, which paused reading for a client slow to take it: the upstream is not stalled,
     /// so its answer goes out whole and, for a guarded request, is stored.
