@@ -331,7 +331,13 @@ extension ClientConnection: UpstreamConnectionDelegate {
 
     func upstream(_ connection: UpstreamConnection, didRead bytes: UnsafeRawBufferPointer) -> Int {
         guard connection === upstream else { return bytes.count }
-        connection.armTimer(afterMillis: settings.responseTimeoutMillis)
+        if phase == .streamingBody && connection.outbound.isEmpty {
+            // The upstream has all the client sent (an early answer, an interim 1xx): what it
+            // waits for now is the rest of the body, body_timeout's (as at `upstreamDidDrain`).
+            connection.cancelTimer()
+        } else {
+            connection.armTimer(afterMillis: settings.responseTimeoutMillis)
+        }
         // A response byte arrived: the request will not be re-sent, its bytes can go.
         if connection.outbound.retainAfterDrain && connection.outbound.pendingCount == 0 { connection.outbound.reset() }
         var offset = 0

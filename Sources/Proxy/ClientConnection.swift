@@ -396,7 +396,8 @@ final class ClientConnection: EventHandler {
             let result = try out.flush(to: fd)
             // A client that is reading (slowly) keeps the exchange alive: the upstream side
             // may be paused for it, and that must not look like a silent upstream.
-            if out.pendingCount < before, let upstream, upstream.activityTimeoutMillis > 0, exchange.responseStarted {
+            if out.pendingCount < before, let upstream, upstream.activityTimeoutMillis > 0, exchange.responseStarted,
+               phase != .streamingBody || !upstream.outbound.isEmpty {
                 upstream.armTimer(afterMillis: upstream.activityTimeoutMillis)
             }
             // Progress re-arms send_timeout only at the minimum rate (see `sendProgress`).
@@ -459,8 +460,13 @@ final class ClientConnection: EventHandler {
             case .streamingBody:
                 if (upstream?.outbound.pendingCount ?? 0) <= Self.highWatermark && pending.count < Self.highWatermark {
                     interest.insert(.read)
-                    // Reads resume after back-pressure: the body's rate is measured again.
-                    if timerPurpose == .none { startBodyTimer() }
+                    // Reads resume after back-pressure: the body's rate is measured again. Not
+                    // while bytes the client already sent are still held back here (reads
+                    // resumed with the upstream's queue below the watermark but not drained):
+                    // the client may have nothing left to send, and the wait is the upstream's,
+                    // whose timer runs while its queue is not empty. `upstreamDidDrain` takes
+                    // them up and restarts this timer.
+                    if timerPurpose == .none && !(bodyHeldBack && !pending.isEmpty) { startBodyTimer() }
                 } else if timerPurpose == .body {
                     // Held back for the upstream, whose own timer covers the wait: the client
                     // is not the slow one, so its body timer pauses.
