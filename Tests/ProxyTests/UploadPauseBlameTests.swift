@@ -4,14 +4,17 @@ import Synchronization
 import Testing
 import TestSupport
 
-/// An upstream that answered (or began to) before the upload ended, and now waits for the rest
-/// of it, is waiting on the client: a client pause within body_timeout is the client's, not an
-/// upstream inactivity (`upstreamDidDrain`: "a pause now is the client's, and body_timeout
-/// covers it, not the upstream's inactivity timeout").
+/// How many bytes an upstream handler read in all (-1: it has not finished reading).
 final class SeenCount: Sendable {
     let value = Atomic<Int>(-1)
 }
 
+/// While an upload streams beside an early answer, each timer must measure its own party.
+/// An upstream that answered (or began to) before the upload ended, and now waits for the rest
+/// of it, is waiting on the client: a client pause within body_timeout is the client's, not an
+/// upstream inactivity (`upstreamDidDrain`: "a pause now is the client's, and body_timeout
+/// covers it, not the upstream's inactivity timeout"). And bytes the client sent that the
+/// proxy holds back for a slow upstream are the upstream's wait, not the client's.
 @Suite(.serialized) struct UploadPauseBlameTests {
     static func nowMillis() -> Int { TestUpstream.nowMillis() }
 
