@@ -169,6 +169,10 @@ extension ClientConnection {
             // The connection's timer measures sending from here (send_timeout while output is queued).
             uploadSendTimer.cancel()
             setTimerWhileUpstreamWorks()
+            // The wait is the upstream's again. Its timer may be stopped (it had all the client
+            // sent), and a body that ends at the drain of bytes held back (its last bytes read
+            // together with a pipelined request) writes nothing more that would start it.
+            if let upstream, upstream.state == .open { upstream.armTimer(afterMillis: settings.responseTimeoutMillis) }
         }
     }
 

@@ -225,4 +225,62 @@ final class SeenCount: Sendable {
         }
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
     }
+
+    // MARK: a silent upstream after an upload that ended behind the hold
+
+    /// An early answer's head and first chunk, then the upstream reads nothing for 500 ms (the
+    /// proxy's queue towards it passes the high watermark), reads the whole Content-Length
+    /// upload and goes silent with the connection open. The client's last read carried the
+    /// body's end and `trailing` (a pipelined request, or the stray CRLF some clients send
+    /// after a body, RFC 9112 §2.2), so the body ended only at the upstream's drain, with
+    /// nothing left to write. response_timeout (1 s) must still end the exchange. Returns nil
+    /// if it did, within 2.5 s of the silence, else what happened.
+    static func silentAfterUpload(total: Int, trailing: String) throws -> String? {
+        let upstreamGotAllAt = Atomic<Int>(0)
+        let upstream = TestUpstream()
+        upstream.setConnectionHandler { fd in
+            var locked: Int32 = 131072
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &locked, socklen_t(MemoryLayout<Int32>.size))
+            pinProxySendBuffer(upstreamSide: fd)
+            var buffer: [UInt8] = []
+            guard Self.readHeadAndBody(fd, bodyBytes: 0, into: &buffer) else { return }
+            guard TestUpstream.sendAll(fd, Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".utf8)) else { return }
+            usleep(500_000)
+            guard Self.readHeadAndBody(fd, bodyBytes: total, into: &buffer) else { return }
+            upstreamGotAllAt.store(Self.nowMillis(), ordering: .releasing)
+            usleep(5_000_000)
+        }
+        let proxy = try ProxyHarness(
+            upstream: upstream, upstreamYAML: ["response_timeout: 1s"],
+            yaml: "limits: { body_timeout: 5s, send_timeout: 5s }\n")
+        defer { proxy.stop() }
+        let client = try TestClient(port: proxy.port, timeoutSeconds: 4)
+        let request = Array("PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: \(total)\r\n\r\n".utf8)
+            + [UInt8](repeating: 0x62, count: total) + Array(trailing.utf8)
+        let clientFD = client.fd
+        Thread { _ = TestUpstream.sendAll(clientFD, request) }.start()
+        var outcome = ""
+        do {
+            outcome = "a whole response, status \(try client.readResponse(requestMethod: "PUT").status)"
+        } catch {
+            outcome = "\(error)"
+        }
+        let gotAll = upstreamGotAllAt.load(ordering: .acquiring)
+        guard gotAll > 0 else { return "the upstream never read the whole upload (\(outcome))" }
+        // 2.5 s or more: the client gave up at its own 4 s read timeout, no timer ran.
+        let waited = Self.nowMillis() - gotAll
+        return waited < 2_500 ? nil : "\(outcome) \(waited) ms after the upstream went silent"
+    }
+
+    @Test(arguments: ["GET /next HTTP/1.1\r\nHost: a\r\n\r\n", "\r\n"])
+    func aSilentUpstreamAfterAnUploadThatEndedBehindTheHoldIsTimedOut(trailing: String) throws {
+        var failure: String?
+        for kib in stride(from: 256, through: 768, by: 32) {
+            if let found = try Self.silentAfterUpload(total: kib * 1024, trailing: trailing) {
+                failure = "\(kib) KiB: \(found)"
+                break
+            }
+        }
+        #expect(failure == nil, "after \(trailing.debugDescription): \(failure ?? "")")
+    }
 }
