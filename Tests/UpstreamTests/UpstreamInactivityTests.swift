@@ -40,10 +40,9 @@ import Testing
         return (fd, UInt16(bigEndian: address.sin_port))
     }
 
-    /// The queue drained (the delegate stopped the timer), then the upstream's buffers filled
-    /// with the queue empty: the next bytes queue without one written. The timer must run
-    /// from that write, though it moved nothing.
-    @Test func bytesQueuedWithoutProgressAfterADrainStillTimeOut() throws {
+    /// One open connection (activity timeout 300 ms) to a listener that never reads, on a loop
+    /// the test drives; `body` runs with it, and everything is closed after.
+    static func withSilentUpstream(_ body: (EventLoop, UpstreamConnection, StreamingDelegate, UInt64) throws -> Void) throws {
         let (listenFD, port) = try Self.silentListener()
         defer { close(listenFD) }
         let loop = try EventLoop()
@@ -63,76 +62,66 @@ import Testing
         var turns = 0
         while connection.state == .connecting && turns < 200 { loop.runOnce(maxWaitMillis: 10); turns += 1 }
         try #require(connection.state == .open)
+        try body(loop, connection, delegate, activityMillis)
+    }
 
-        // A first write the upstream's buffers take whole: the queue drains, the timer stops.
-        let drainsBefore = delegate.drains
-        connection.outbound.bytes.append(contentsOf: [UInt8](repeating: 0x62, count: 1024))
-        connection.flush()
-        #expect(delegate.drains == drainsBefore + 1)
-        // Fill the kernel's queue to the upstream behind the connection's back, to the byte.
-        // Twice, 50 ms apart, so acknowledgements still on their way have arrived.
-        let filler = [UInt8](repeating: 0x66, count: 65536)
-        for pass in 0..<2 {
-            if pass > 0 { usleep(50_000) }
-            while filler.withUnsafeBytes({ send(connection.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }) > 0 {}
-            try #require(errno == EAGAIN || errno == EWOULDBLOCK)
-        }
-        // The next bytes queue: not one is written.
-        connection.outbound.bytes.append(contentsOf: [UInt8](repeating: 0x62, count: 65536))
-        let queuedAt = loop.refreshNow()
-        connection.flush()
-        #expect(connection.outbound.pendingCount == 65536, "this write was meant to move nothing")
-        #expect(delegate.drains == drainsBefore + 1)
+    /// The queue drained (the delegate stopped the timer), then the upstream's buffers filled
+    /// with the queue empty: the next bytes queue without one written. The timer must run
+    /// from that write, though it moved nothing.
+    @Test func bytesQueuedWithoutProgressAfterADrainStillTimeOut() throws {
+        try Self.withSilentUpstream { loop, connection, delegate, activityMillis in
+            // A first write the upstream's buffers take whole: the queue drains, the timer stops.
+            let drainsBefore = delegate.drains
+            connection.outbound.bytes.append(contentsOf: [UInt8](repeating: 0x62, count: 1024))
+            connection.flush()
+            #expect(delegate.drains == drainsBefore + 1)
+            // Fill the kernel's queue to the upstream behind the connection's back, to the byte.
+            // Twice, 50 ms apart, so acknowledgements still on their way have arrived.
+            let filler = [UInt8](repeating: 0x66, count: 65536)
+            for pass in 0..<2 {
+                if pass > 0 { usleep(50_000) }
+                while filler.withUnsafeBytes({ send(connection.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }) > 0 {}
+                try #require(errno == EAGAIN || errno == EWOULDBLOCK)
+            }
+            // The next bytes queue: not one is written.
+            connection.outbound.bytes.append(contentsOf: [UInt8](repeating: 0x62, count: 65536))
+            let queuedAt = loop.refreshNow()
+            connection.flush()
+            #expect(connection.outbound.pendingCount == 65536, "this write was meant to move nothing")
+            #expect(delegate.drains == drainsBefore + 1)
 
-        while delegate.timedOutAt == nil && !delegate.closed && loop.now < queuedAt + 5 * activityMillis {
-            loop.runOnce(maxWaitMillis: 50)
+            while delegate.timedOutAt == nil && !delegate.closed && loop.now < queuedAt + 5 * activityMillis {
+                loop.runOnce(maxWaitMillis: 50)
+            }
+            let timedOutAt = try #require(delegate.timedOutAt, "no timeout \(loop.now - queuedAt) ms after the bytes queued")
+            #expect(timedOutAt >= queuedAt + activityMillis && timedOutAt < queuedAt + 3 * activityMillis)
+            #expect(!delegate.closed)
         }
-        let timedOutAt = try #require(delegate.timedOutAt, "no timeout \(loop.now - queuedAt) ms after the bytes queued")
-        #expect(timedOutAt >= queuedAt + activityMillis && timedOutAt < queuedAt + 3 * activityMillis)
-        #expect(!delegate.closed)
     }
 
     /// Bytes queued behind a running timer do not postpone it: a stalled upstream is not given
     /// a fresh response_timeout by every write the proxy attempts.
     @Test func writesThatMoveNothingDoNotPostponeARunningTimer() throws {
-        let (listenFD, port) = try Self.silentListener()
-        defer { close(listenFD) }
-        let loop = try EventLoop()
-        let pool = UpstreamPool(
-            configuration: .init(
-                address: try Socket.Address.resolve(host: "127.0.0.1", port: port), connectTimeoutMillis: 2_000,
-                maxIdle: 1, idleTimeoutMillis: 10_000),
-            loop: loop)
-        let delegate = StreamingDelegate()
-        let connection = try pool.acquire(delegate: delegate)
-        defer { connection.close() }
-        let activityMillis: UInt64 = 300
-        connection.activityTimeoutMillis = activityMillis
-        let accepted = accept(listenFD, nil, nil)
-        try #require(accepted >= 0)
-        defer { close(accepted) }
-        var turns = 0
-        while connection.state == .connecting && turns < 200 { loop.runOnce(maxWaitMillis: 10); turns += 1 }
-        try #require(connection.state == .open)
-
-        // Queue until a write leaves bytes behind: the last write that moved any armed the timer.
-        var lastProgressAt: UInt64 = 0
-        while connection.outbound.pendingCount == 0 && !delegate.closed {
-            connection.outbound.bytes.append(contentsOf: [UInt8](repeating: 0x62, count: 65536))
-            lastProgressAt = loop.refreshNow()
-            connection.flush()
+        try Self.withSilentUpstream { loop, connection, delegate, activityMillis in
+            // Queue until a write leaves bytes behind: the last write that moved any armed the timer.
+            var lastProgressAt: UInt64 = 0
+            while connection.outbound.pendingCount == 0 && !delegate.closed {
+                connection.outbound.bytes.append(contentsOf: [UInt8](repeating: 0x62, count: 65536))
+                lastProgressAt = loop.refreshNow()
+                connection.flush()
+            }
+            // Then writes that move nothing, every 50 ms, past the deadline. (Should the kernel
+            // take a few bytes after all, that write re-arms the timer, and is counted from.)
+            while delegate.timedOutAt == nil && loop.now < lastProgressAt + 5 * activityMillis {
+                connection.outbound.bytes.append(contentsOf: [UInt8](repeating: 0x62, count: 1024))
+                let written = connection.bytesWrittenThisExchange
+                let attemptAt = loop.refreshNow()
+                connection.flush()
+                if connection.bytesWrittenThisExchange != written { lastProgressAt = attemptAt }
+                loop.runOnce(maxWaitMillis: 50)
+            }
+            let timedOutAt = try #require(delegate.timedOutAt)
+            #expect(timedOutAt < lastProgressAt + 2 * activityMillis, "timed out \(timedOutAt - lastProgressAt) ms after the last write that moved bytes")
         }
-        // Then writes that move nothing, every 50 ms, past the deadline. (Should the kernel
-        // take a few bytes after all, that write re-arms the timer, and is counted from.)
-        while delegate.timedOutAt == nil && loop.now < lastProgressAt + 5 * activityMillis {
-            connection.outbound.bytes.append(contentsOf: [UInt8](repeating: 0x62, count: 1024))
-            let written = connection.bytesWrittenThisExchange
-            let attemptAt = loop.refreshNow()
-            connection.flush()
-            if connection.bytesWrittenThisExchange != written { lastProgressAt = attemptAt }
-            loop.runOnce(maxWaitMillis: 50)
-        }
-        let timedOutAt = try #require(delegate.timedOutAt)
-        #expect(timedOutAt < lastProgressAt + 2 * activityMillis, "timed out \(timedOutAt - lastProgressAt) ms after the last write that moved bytes")
     }
 }
