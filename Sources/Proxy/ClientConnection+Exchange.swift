@@ -172,7 +172,7 @@ extension ClientConnection {
             // The wait is the upstream's again. Its timer may be stopped (it had all the client
             // sent), and a body that ends at the drain of bytes held back (its last bytes read
             // together with a pipelined request) writes nothing more that would start it.
-            if let upstream, upstream.state == .open { upstream.armTimer(afterMillis: settings.responseTimeoutMillis) }
+            if let upstream { restartUpstreamTimer(upstream) }
         }
     }
 
@@ -235,6 +235,7 @@ extension ClientConnection {
         exchange.responseStreamStart = out.totalWritten &+ UInt64(out.pendingCount)
         if choice.mustClose { closeAfterResponse = true }
         if !exchange.requestBodyDone { closeWithUnreadInput() }
+        closeAfterTheLastAnswer()
         let close = closeAfterResponse || !exchange.clientKeepAlive
         var extra: [(name: String, value: String)] = []
         // A response to HEAD keeps the Content-Length the upstream stated: it describes the

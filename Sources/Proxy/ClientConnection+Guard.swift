@@ -357,6 +357,7 @@ extension ClientConnection {
     /// `Idempotent-Replayed: true`, its framing and body, all kept as one buffer
     /// (`StoredResponse`). The common case, an HTTP/1.1 keep-alive client, is one copy of it.
     private func writeReplay(_ response: StoredResponse) {
+        closeAfterTheLastAnswer()
         let close = closeAfterResponse || !exchange.clientKeepAlive
         exchange.status = response.status
         if close {

@@ -168,6 +168,7 @@ extension ClientConnection {
     /// Writes a generated error response; `close` also ends the connection after it.
     func writeProblem(status: Int, type: ProblemType?, detail: String, close: Bool, extraFields: [(name: String, value: String)] = []) {
         guard phase != .closed else { return }
+        closeAfterTheLastAnswer()
         let mustClose = close || closeAfterResponse || !exchange.clientKeepAlive
         exchange.status = status
         var fields = extraFields

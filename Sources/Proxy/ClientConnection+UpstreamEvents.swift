@@ -15,13 +15,9 @@ extension ClientConnection: UpstreamConnectionDelegate {
 
     func upstream(_ connection: UpstreamConnection, didRead bytes: UnsafeRawBufferPointer) -> Int {
         guard connection === upstream else { return bytes.count }
-        if phase == .streamingBody && connection.outbound.isEmpty {
-            // The upstream has all the client sent (an early answer, an interim 1xx): what it
-            // waits for now is the rest of the body, body_timeout's (as at `upstreamDidDrain`).
-            connection.cancelTimer()
-        } else {
-            connection.armTimer(afterMillis: settings.responseTimeoutMillis)
-        }
+        // An early answer or an interim 1xx while the body streams does not make the upstream
+        // owe more: with all the client sent, its timer stays stopped.
+        restartUpstreamTimer(connection)
         // A response byte arrived: the request will not be re-sent, its bytes can go.
         if connection.outbound.retainAfterDrain && connection.outbound.pendingCount == 0 { connection.outbound.reset() }
         var offset = 0
@@ -119,18 +115,29 @@ extension ClientConnection: UpstreamConnectionDelegate {
         guard connection === upstream else { return }
         // Writing works, so the upstream is reachable (this also clears a failed readiness).
         worker.metrics.markUpstreamReachable()
-        if phase == .streamingBody {
-            // Everything the client sent is with the upstream: a pause now is the client's,
-            // and body_timeout covers it, not the upstream's inactivity timeout.
-            connection.cancelTimer()
-        }
-        if exchange.requestBodyDone && !exchange.responseStarted {
-            connection.armTimer(afterMillis: settings.responseTimeoutMillis)
-        }
+        restartUpstreamTimer(connection)
         // The upstream caught up with the request body: read more from the client.
         if phase == .streamingBody {
             processPending()
             updateInterest()
+        }
+    }
+
+    /// The upstream's timer (response_timeout, an inactivity timer) runs while the upstream
+    /// owes the exchange something: the answer, the rest of it, or reading what is queued for
+    /// it. While a request body streams and the upstream has all the client sent, it owes
+    /// nothing: the wait is the client's, bounded by body_timeout (and by `uploadSendTimer`
+    /// if it reads nothing of an early answer), and the upstream's timer stops. Every event
+    /// that moves the exchange calls this: a read from the upstream, a drain of what was
+    /// queued for it, the client taking part of the answer, the body's end. The one case it
+    /// cannot see, bytes queued for the upstream without any written, `UpstreamConnection`
+    /// covers itself (its `flush` starts the timer when bytes are left queued).
+    func restartUpstreamTimer(_ connection: UpstreamConnection) {
+        guard connection.state == .open else { return }  // connecting: connect_timeout runs
+        if phase == .streamingBody && connection.outbound.isEmpty {
+            connection.cancelTimer()
+        } else {
+            connection.armTimer(afterMillis: settings.responseTimeoutMillis)
         }
     }
 

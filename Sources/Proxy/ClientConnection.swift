@@ -54,6 +54,9 @@ final class ClientConnection: EventHandler {
     var parsedKey: [UInt8] = []
     var headScanHint = 0
     var inProcess = false
+    /// Bytes of the read `process` is working through that come after the request it is at:
+    /// pipelined requests not in `pending` yet. 0 outside `process`.
+    var unprocessedInputInProcess = 0
     /// The last `process` stopped with body bytes held back for a slow upstream (they wait in
     /// `pending`), not for want of bytes: an EOF read meanwhile does not cut the body yet.
     var bodyHeldBack = false
@@ -196,6 +199,15 @@ final class ClientConnection: EventHandler {
         !clientFinished && (phase == .awaitingHead || exchange.clientKeepAlive)
     }
 
+    /// The client half-closed and nothing it sent is left after the request being answered:
+    /// this answer is the connection's last, so it says so (`Connection: close`, RFC 9112
+    /// §9.6) rather than closing on a client that was told nothing. Called where an answer's
+    /// head is written. Bytes left over (half a head) are not a request either, but telling
+    /// them apart would mean parsing ahead; their answer is followed by the close all the same.
+    func closeAfterTheLastAnswer() {
+        if clientFinished && pending.isEmpty && unprocessedInputInProcess == 0 { closeAfterResponse = true }
+    }
+
     /// Pipelined requests are held back until the answers ahead of them are written.
     var requestsWaitForOutput: Bool { phase == .awaitingHead && !pending.isEmpty && !out.isEmpty }
 
@@ -299,10 +311,15 @@ final class ClientConnection: EventHandler {
 
     /// Consumes as many bytes as the current phase allows and returns how many were used.
     func process(_ bytes: UnsafeRawBufferPointer) -> Int {
-        let wasInProcess = inProcess
+        let wasInProcess = inProcess, outerUnprocessed = unprocessedInputInProcess
         inProcess = true
-        defer { inProcess = wasInProcess }
-        var offset = 0
+        defer { inProcess = wasInProcess; unprocessedInputInProcess = outerUnprocessed }
+        var offset = 0 {
+            // An answer written inside `process` (a replay, an error, a write that failed at
+            // once) must know whether requests follow it in this read.
+            didSet { unprocessedInputInProcess = bytes.count - offset }
+        }
+        unprocessedInputInProcess = bytes.count
         bodyHeldBack = false
         loop: while true {
             switch phase {
@@ -396,9 +413,8 @@ final class ClientConnection: EventHandler {
             let result = try out.flush(to: fd)
             // A client that is reading (slowly) keeps the exchange alive: the upstream side
             // may be paused for it, and that must not look like a silent upstream.
-            if out.pendingCount < before, let upstream, upstream.activityTimeoutMillis > 0, exchange.responseStarted,
-               phase != .streamingBody || !upstream.outbound.isEmpty {
-                upstream.armTimer(afterMillis: upstream.activityTimeoutMillis)
+            if out.pendingCount < before, let upstream, upstream.activityTimeoutMillis > 0, exchange.responseStarted {
+                restartUpstreamTimer(upstream)
             }
             // Progress re-arms send_timeout only at the minimum rate (see `sendProgress`).
             if out.pendingCount < before {

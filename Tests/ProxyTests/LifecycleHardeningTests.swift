@@ -251,12 +251,36 @@ import TestSupport
         let proxy = try echoingProxy(delay: 0.3)
         defer { proxy.stop() }
         let client = try sendThenHalfClose(proxy, "GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n")
-        #expect(try client.readResponse().bodyText == "/first")
-        #expect(try client.readResponse().bodyText == "/second")
+        let first = try client.readResponse()
+        #expect(first.bodyText == "/first")
+        #expect(first.value("connection") == nil, "an answer with another behind it announced a close")
+        let second = try client.readResponse()
+        #expect(second.bodyText == "/second")
+        // The connection closes after it: the answer says so (RFC 9112 §9.6).
+        #expect(second.value("connection") == "close")
         #expect(proxy.upstream.requests.map(\.target) == ["/first", "/second"])
         let rest = drain(client, seconds: 2)
         #expect(rest.bytes.isEmpty && !rest.reset, "the connection did not close cleanly after the last answer")
         #expect(client.isClosedByPeer())
+    }
+
+    /// An answer idemproxy writes itself (here a refused key) as the last one after a
+    /// half-close carries `Connection: close` too. The request has no body: a refusal with
+    /// one unread closes the connection whatever the client did.
+    @Test func aGeneratedAnswerLastBeforeAHalfCloseSaysTheConnectionCloses() throws {
+        let proxy = try echoingProxy(delay: 0.2)
+        defer { proxy.stop() }
+        let refused = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \"\"\r\nContent-Length: 0\r\n\r\n"
+        let client = try sendThenHalfClose(proxy, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + refused)
+        let first = try client.readResponse()
+        #expect(first.bodyText == "/first")
+        #expect(first.value("connection") == nil)
+        let problem = try client.readResponse(requestMethod: "POST")
+        #expect(problem.status == 400)
+        #expect(problem.value("connection") == "close")
+        #expect(drain(client, seconds: 2).bytes.isEmpty)
+        #expect(client.isClosedByPeer())
+        #expect(proxy.upstream.requests.map(\.target) == ["/first"])
     }
 
     /// What follows the complete requests is half a head: after the answer the connection
@@ -293,6 +317,7 @@ import TestSupport
         #expect(replay.status == 201)
         #expect(replay.value("idempotent-replayed") == "true")
         #expect(replay.bodyText == "/pay")
+        #expect(replay.value("connection") == "close", "the last answer before the close did not say so")
         #expect(proxy.upstream.requests.count == 2, "the replay reached the upstream")
         #expect(drain(client, seconds: 2).bytes.isEmpty)
         #expect(client.isClosedByPeer())
