@@ -72,7 +72,11 @@ public final class UpstreamConnection: EventHandler {
 
     /// Writes queued bytes now if connected; otherwise they go once the connect completes.
     public func flush() {
-        guard state == .open else { return }
+        // Nothing queued is not a drain: the delegate would take it as the upstream having read
+        // everything just now, and restart its timer. The proxy flushes after every read from
+        // the client, so a client trickling a pipelined request would keep a silent upstream's
+        // timer from ever firing.
+        guard state == .open, !outbound.isEmpty else { return }
         do {
             let before = outbound.pendingCount
             let result = try outbound.flush(to: fd)

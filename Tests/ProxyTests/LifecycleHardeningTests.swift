@@ -264,6 +264,30 @@ import TestSupport
         #expect(client.isClosedByPeer())
     }
 
+    /// Replays are answered inside the processing of the read that holds them: two replays and
+    /// a PUT with a body behind a forwarded GET, then a half-close. Only the PUT's answer, the
+    /// last, says close; a replay that did would drop the requests after it.
+    @Test func onlyTheLastOfSeveralAnswersInOneReadSaysClose() throws {
+        let proxy = try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: 0.2, status: 201, body: Array(request.target.utf8)) })
+        defer { proxy.stop() }
+        let key = "half-close-\(UInt32.random(in: 0...UInt32.max))"
+        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}"
+        #expect(try proxy.request(post).status == 201)
+        let client = try sendThenHalfClose(proxy, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + post + post + "PUT /third HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+        let first = try client.readResponse()
+        #expect(first.bodyText == "/first" && first.value("connection") == nil)
+        for _ in 0..<2 {
+            let replay = try client.readResponse(requestMethod: "POST")
+            #expect(replay.value("idempotent-replayed") == "true")
+            #expect(replay.value("connection") == nil, "a replay with a request behind it announced a close")
+        }
+        let third = try client.readResponse(requestMethod: "PUT")
+        #expect(third.bodyText == "/third")
+        #expect(third.value("connection") == "close")
+        #expect(drain(client, seconds: 2).bytes.isEmpty)
+        #expect(client.isClosedByPeer())
+    }
+
     /// An answer idemproxy writes itself (here a refused key) as the last one after a
     /// half-close carries `Connection: close` too. The request has no body: a refusal with
     /// one unread closes the connection whatever the client did.
