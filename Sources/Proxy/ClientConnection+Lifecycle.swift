@@ -200,3 +200,122 @@ extension ClientConnection {
         }
     }
 }
+
+// MARK: the client's half-close and what follows it
+
+extension ClientConnection {
+    /// Whether the client may still send a request: it neither half-closed nor asked for the
+    /// close (`Connection: close`, HTTP/1.0 without keep-alive). Between requests it always
+    /// may. A close it did not ask for lingers until what it was sent is acknowledged.
+    var clientExpectsAnotherRequest: Bool {
+        !clientFinished && (phase == .awaitingHead || exchange.clientKeepAlive)
+    }
+
+    /// The client half-closed and nothing it sent is left after the request being answered:
+    /// this answer is the connection's last, so it says so (`Connection: close`, RFC 9112
+    /// §9.6) rather than closing on a client that was told nothing. Called where an answer's
+    /// head is written. Bytes left over (half a head) are not a request either, but telling
+    /// them apart would mean parsing ahead; their answer is followed by the close all the same.
+    func closeAfterTheLastAnswer() {
+        if clientFinished && pending.isEmpty && unprocessedInputInProcess == 0 { closeAfterResponse = true }
+    }
+
+    /// Pipelined requests are held back until the answers ahead of them are written.
+    var requestsWaitForOutput: Bool { phase == .awaitingHead && !pending.isEmpty && !out.isEmpty }
+
+    func clientSentEOF() {
+        if requestsWaitForOutput {
+            // A half-close ends the requests, not the answers (RFC 9112 §9.6): the held-back
+            // requests are still answered, and the EOF takes effect after them
+            // (`endIfClientFinished`).
+            clientFinished = true
+            updateInterest()
+            return
+        }
+        if phase == .streamingBody || phase == .bufferingBody {
+            // The body is cut, unless bytes held back for a slow upstream may still complete
+            // it (reads resume once its queue is below the high watermark, before it has
+            // drained): `endIfClientFinished` judges, now or after the drain.
+            clientFinished = true
+            endIfClientFinished()
+            updateInterest()
+            return
+        }
+        perform(lifecycle.clientHungUp(outputPending: !out.isEmpty, pendingInput: !pending.isEmpty))
+        if phase == .awaitingResponse || phase == .closing { updateInterest() }
+    }
+
+    /// The client half-closed while requests it had pipelined were still unprocessed: once
+    /// they are answered and what is left is no whole request (nothing, a partial head, a
+    /// body that can no longer end), the EOF takes effect as it would have on arrival.
+    func endIfClientFinished() {
+        guard clientFinished, !inProcess else { return }
+        switch phase {
+        case .awaitingHead:
+            if requestsWaitForOutput { return }
+            perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
+        case .streamingBody, .bufferingBody:
+            if !bodyHeldBack { dropRequestCutByEOF() }
+        case .awaitingResponse, .closing, .lingering, .closed:
+            return
+        }
+    }
+
+    /// The client's EOF cut the body of the request in progress: the request can never be
+    /// whole, so the upstream must not act on it (its connection is closed with the body
+    /// unfinished, an incomplete message, RFC 9112 §8). Once its response has begun, the cut
+    /// is an abort of the response too.
+    private func dropRequestCutByEOF() {
+        withdrawUnwrittenResponse()
+        if exchange.responseStarted {
+            cutResponse()
+            return
+        }
+        upstreamAbandoned()
+        phase = .awaitingHead
+        perform(lifecycle.clientHungUp(outputPending: !out.isEmpty))
+    }
+
+    /// A response whose exchange must end before it is whole (its request body was cut,
+    /// stalled or malformed; the upstream broke it off) while none of it has been written yet:
+    /// it is taken back, and the exchange ends as if the upstream had never answered. Returns
+    /// whether it was.
+    @discardableResult
+    func withdrawUnwrittenResponse() -> Bool {
+        // A client that is gone lost its output with it: there is nothing to take back.
+        guard exchange.responseStarted, !clientGone, out.totalWritten <= exchange.responseStreamStart else { return false }
+        out.keepPending(first: Int(exchange.responseStreamStart &- out.totalWritten))
+        exchange.responseStarted = false
+        exchange.responseEndsAtClose = false
+        // Not what the client got: the answer that ends the exchange sets its own.
+        exchange.status = 0
+        return true
+    }
+
+    /// Carries out what the lifecycle decided.
+    func perform(_ action: ConnectionLifecycle.Action) {
+        switch action {
+        case .none, .awaitNextRequest:
+            return
+        case .close:
+            close()
+        case .abort:
+            abort()
+        case .cutResponse:
+            cutResponse()
+        case .flushThenClose:
+            armTimer()
+            flushOut()
+        case .startLingering:
+            startLingering()
+        case .setTimer(let purpose):
+            setTimer(purpose)
+        case .answerRequestTimeout(let abandonUpstream):
+            if abandonUpstream { upstreamAbandoned() }
+            let detail = phase == .awaitingHead
+                ? "the request head did not arrive within header_timeout"
+                : "the request body stalled for longer than body_timeout"
+            writeProblem(status: 408, type: nil, detail: detail, close: true)
+        }
+    }
+}

@@ -142,7 +142,10 @@ public final class UpstreamConnection: EventHandler {
             }
             state = .open
             if activityTimeoutMillis > 0 { armTimer(afterMillis: activityTimeoutMillis) } else { timer.cancel() }
-            flush()
+            // With nothing queued, `flush()` returns at once, and the interest asked for the
+            // connect (writability only) would stay: the loop would wake on it every pass and
+            // never read what the upstream sends.
+            if outbound.isEmpty { updateInterest() } else { flush() }
             return
         }
         if readable && state == .open { readAvailable() }

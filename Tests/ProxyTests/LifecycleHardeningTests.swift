@@ -239,6 +239,17 @@ import TestSupport
         try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: delay, status: 200, body: Array(request.target.utf8)) })
     }
 
+    /// An upstream that answers 201 with the target after 0.2 s, and a guarded POST it has
+    /// already answered once: the POST sent again is a replay.
+    func proxyWithAStoredPost() throws -> (proxy: ProxyHarness, post: String) {
+        let proxy = try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: 0.2, status: 201, body: Array(request.target.utf8)) })
+        let key = "half-close-\(UInt32.random(in: 0...UInt32.max))"
+        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}"
+        let first = try proxy.request(post)
+        #expect(first.status == 201)
+        return (proxy, post)
+    }
+
     /// A new client sends `requests` at once, then half-closes (SHUT_WR).
     func sendThenHalfClose(_ proxy: ProxyHarness, _ requests: String) throws -> TestClient {
         let client = try proxy.client(timeoutSeconds: 3)
@@ -268,11 +279,8 @@ import TestSupport
     /// a PUT with a body behind a forwarded GET, then a half-close. Only the PUT's answer, the
     /// last, says close; a replay that did would drop the requests after it.
     @Test func onlyTheLastOfSeveralAnswersInOneReadSaysClose() throws {
-        let proxy = try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: 0.2, status: 201, body: Array(request.target.utf8)) })
+        let (proxy, post) = try proxyWithAStoredPost()
         defer { proxy.stop() }
-        let key = "half-close-\(UInt32.random(in: 0...UInt32.max))"
-        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}"
-        #expect(try proxy.request(post).status == 201)
         let client = try sendThenHalfClose(proxy, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + post + post + "PUT /third HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
         let first = try client.readResponse()
         #expect(first.bodyText == "/first" && first.value("connection") == nil)
@@ -328,14 +336,9 @@ import TestSupport
     /// A replay pipelined behind a forwarded request, then a half-close: the replay is
     /// answered too, after the forwarded response.
     @Test func aReplayPipelinedBeforeAHalfCloseIsAnswered() throws {
-        let proxy = try ProxyHarness(upstream: TestUpstream { request in .delayed(seconds: 0.2, status: 201, body: Array(request.target.utf8)) })
+        let (proxy, post) = try proxyWithAStoredPost()
         defer { proxy.stop() }
-        let key = "half-close-\(UInt32.random(in: 0...UInt32.max))"
-        let post = "POST /pay HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nIdempotency-Key: \(key)\r\nContent-Length: 2\r\n\r\n{}"
-        #expect(try proxy.request(post).status == 201)
-        let client = try proxy.client(timeoutSeconds: 3)
-        try client.send("GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + post)
-        shutdown(client.fd, Int32(SHUT_WR))
+        let client = try sendThenHalfClose(proxy, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + post)
         #expect(try client.readResponse().bodyText == "/first")
         let replay = try client.readResponse(requestMethod: "POST")
         #expect(replay.status == 201)
