@@ -16,6 +16,38 @@ import TestSupport
         return p.revents & (Int16(POLLHUP) | Int16(POLLERR) | 0x2000) != 0
     }
 
+    /// Sends `piece` on `fd` from another thread, pausing `pauseMicros` after each send, for
+    /// `seconds` or until the connection breaks; returns the count of bytes sent so far.
+    static func keepUploading(_ fd: Int32, pieceBytes: Int, pauseMicros: UInt32, seconds: Int) -> SeenCount {
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let sentBytes = SeenCount()
+        sentBytes.value.store(0, ordering: .relaxed)
+        Thread {
+            let piece = [UInt8](repeating: 0x62, count: pieceBytes)
+            let deadline = nowMillis() + seconds * 1000
+            while nowMillis() < deadline {
+                let n = piece.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n > 0 { sentBytes.value.add(n, ordering: .relaxed) } else if errno != EAGAIN && errno != EWOULDBLOCK { return }
+                if pauseMicros > 0 { usleep(pauseMicros) }
+            }
+        }.start()
+        return sentBytes
+    }
+
+    /// Waits up to `seconds` for both the client's connection to be cut and the upstream to
+    /// see its own close; returns whether the client's was.
+    static func waitForBothEnds(_ client: TestClient, upstreamSawClose: borrowing Atomic<Int>, seconds: Int) -> Bool {
+        var clientCut = false
+        let deadline = nowMillis() + seconds * 1000
+        while nowMillis() < deadline {
+            if peerGone(client.fd) { clientCut = true }
+            if clientCut && upstreamSawClose.load(ordering: .acquiring) >= 0 { break }
+            usleep(50_000)
+        }
+        return clientCut
+    }
+
     // MARK: an upload held back, its early answer unread
 
     /// An upload the upstream answers early (a large body) and never reads; the client never
@@ -59,34 +91,14 @@ import TestSupport
         let client = try TestClient(port: proxy.port, timeoutSeconds: 2, receiveBuffer: 4096)
         try client.send("PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1073741824\r\n\r\n")
         // The upload, sent from another thread until the connection breaks or 15 s pass.
-        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let clientFD = client.fd
-        let sentBytes = Atomic<Int>(0)
-        let sender = Thread {
-            let chunk = [UInt8](repeating: 0x62, count: 65536)
-            let deadline = Self.nowMillis() + 15_000
-            while Self.nowMillis() < deadline {
-                let n = chunk.withUnsafeBytes { send(clientFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if n > 0 { sentBytes.add(n, ordering: .relaxed); continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { continue }
-                return
-            }
-        }
-        sender.start()
+        let sentBytes = Self.keepUploading(client.fd, pieceBytes: 65536, pauseMicros: 0, seconds: 15)
         // send_timeout (1 s), body_timeout (1 s) and response_timeout (1 s) are all short:
         // whichever applies, the upstream is dropped within a few seconds. The client's
         // connection then lingers (the response is cut; what was written before it must still
         // be deliverable), bounded at 10 s in all while the client keeps sending.
-        var clientCut = false
-        let deadline = Self.nowMillis() + 14_000
-        while Self.nowMillis() < deadline {
-            if Self.peerGone(client.fd) { clientCut = true }
-            if clientCut && upstreamSawClose.load(ordering: .acquiring) >= 0 { break }
-            usleep(100_000)
-        }
+        let clientCut = Self.waitForBothEnds(client, upstreamSawClose: upstreamSawClose, seconds: 14)
         let elapsed = Self.nowMillis() - start
-        #expect(clientCut, "the client connection is still open after \(elapsed) ms (client sent \(sentBytes.load(ordering: .relaxed)) upload bytes)")
+        #expect(clientCut, "the client connection is still open after \(elapsed) ms (client sent \(sentBytes.value.load(ordering: .relaxed)) upload bytes)")
         let upstreamClosedAfter = upstreamSawClose.load(ordering: .acquiring)
         #expect(upstreamClosedAfter >= 0 && upstreamClosedAfter < 5_000, "the upstream connection closed after \(upstreamClosedAfter) ms (-1: never)")
         shutdown(client.fd, Int32(SHUT_RDWR))
@@ -128,29 +140,11 @@ import TestSupport
         defer { proxy.stop() }
         let client = try TestClient(port: proxy.port, timeoutSeconds: 2, receiveBuffer: 4096)
         try client.send("PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1073741824\r\n\r\n")
-        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let clientFD = client.fd
-        let sentBytes = Atomic<Int>(0)
         // 16 KiB every 5 ms (about 3 MB/s), for 12 s or until the connection breaks.
-        Thread {
-            let piece = [UInt8](repeating: 0x62, count: 16384)
-            let deadline = Self.nowMillis() + 12_000
-            while Self.nowMillis() < deadline {
-                let n = piece.withUnsafeBytes { send(clientFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if n > 0 { sentBytes.add(n, ordering: .relaxed) } else if errno != EAGAIN && errno != EWOULDBLOCK { return }
-                usleep(5_000)
-            }
-        }.start()
-        var clientCut = false
-        let deadline = Self.nowMillis() + 8_000
-        while Self.nowMillis() < deadline {
-            if Self.peerGone(client.fd) { clientCut = true }
-            if clientCut && upstreamSawClose.load(ordering: .acquiring) >= 0 { break }
-            usleep(50_000)
-        }
+        let sentBytes = Self.keepUploading(client.fd, pieceBytes: 16384, pauseMicros: 5_000, seconds: 12)
+        let clientCut = Self.waitForBothEnds(client, upstreamSawClose: upstreamSawClose, seconds: 8)
         let elapsed = Self.nowMillis() - start
-        #expect(clientCut, "the client connection is still open after \(elapsed) ms (it sent \(sentBytes.load(ordering: .relaxed)) upload bytes)")
+        #expect(clientCut, "the client connection is still open after \(elapsed) ms (it sent \(sentBytes.value.load(ordering: .relaxed)) upload bytes)")
         let upstreamClosedAfter = upstreamSawClose.load(ordering: .acquiring)
         #expect(upstreamClosedAfter >= 0 && upstreamClosedAfter < 6_000, "the upstream connection closed after \(upstreamClosedAfter) ms (-1: not yet)")
         shutdown(client.fd, Int32(SHUT_RDWR))

@@ -53,45 +53,20 @@ final class SeenCount: Sendable {
         return upstream
     }
 
-    /// The upstream answered the first half of the upload at once and streams the rest of its
-    /// answer as the upload goes on. The client pauses 2.5 s (body_timeout is 5 s) before the
-    /// second half: well within its own limit. response_timeout (1 s) measures the upstream,
-    /// which is idle only because it waits for the client.
-    @Test func anEarlyAnswerWaitingForTheRestOfTheUploadIsNotCutByResponseTimeout() throws {
+    /// A 20-byte PUT to the duplex upstream (response_timeout 1 s, body_timeout 5 s): the
+    /// first half, a pause of `pauseMillis`, the second half. Returns "complete" when the
+    /// answer is the whole 200, else what the client got instead and what the upstream read.
+    static func uploadWithAPause(pauseMillis: UInt32, interimOnly: Bool) throws -> String {
         let upstreamSaw = SeenCount()
-        let upstream = Self.duplexUpstream(interimOnly: false, upstreamSaw: upstreamSaw)
+        let upstream = duplexUpstream(interimOnly: interimOnly, upstreamSaw: upstreamSaw)
         let proxy = try ProxyHarness(
             upstream: upstream, upstreamYAML: ["response_timeout: 1s"], yaml: "limits: { body_timeout: 5s }\n")
         defer { proxy.stop() }
         let client = try TestClient(port: proxy.port, timeoutSeconds: 8)
         try client.send("PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n0123456789")
-        usleep(2_500_000)
+        usleep(pauseMillis * 1000)
         let secondHalfSent = (try? client.send("abcdefghij")) != nil
-        let start = Self.nowMillis()
-        var outcome = "complete"
-        do {
-            let response = try client.readResponse(requestMethod: "PUT")
-            #expect(response.status == 200)
-            #expect(response.bodyText == "helloworld", "body \(response.bodyText.debugDescription)")
-        } catch {
-            let received = String(decoding: client.buffer, as: UTF8.self)
-            outcome = "\(error) after \(Self.nowMillis() - start) ms, received \(received.debugDescription)"
-        }
-        #expect(outcome == "complete", "second half sent: \(secondHalfSent); the answer ended: \(outcome); the upstream read \(upstreamSaw.value.load(ordering: .acquiring)) bytes")
-    }
-
-    /// Same, but the upstream only sent an interim `103 Early Hints` before waiting for the rest
-    /// of the upload: the client gets a 504 for an upstream that was waiting for it.
-    @Test func anInterimResponseDuringTheUploadDoesNotStartResponseTimeoutAgainstTheUpstream() throws {
-        let upstreamSaw = SeenCount()
-        let upstream = Self.duplexUpstream(interimOnly: true, upstreamSaw: upstreamSaw)
-        let proxy = try ProxyHarness(
-            upstream: upstream, upstreamYAML: ["response_timeout: 1s"], yaml: "limits: { body_timeout: 5s }\n")
-        defer { proxy.stop() }
-        let client = try TestClient(port: proxy.port, timeoutSeconds: 8)
-        try client.send("PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n0123456789")
-        usleep(2_500_000)
-        let secondHalfSent = (try? client.send("abcdefghij")) != nil
+        let start = nowMillis()
         var outcome = "complete"
         do {
             let response = try client.readResponse(requestMethod: "PUT")
@@ -100,24 +75,29 @@ final class SeenCount: Sendable {
             }
         } catch {
             let received = String(decoding: client.buffer, as: UTF8.self)
-            outcome = "\(error), received \(received.debugDescription)"
+            outcome = "\(error) after \(nowMillis() - start) ms, received \(received.debugDescription)"
         }
-        #expect(outcome == "complete", "second half sent: \(secondHalfSent); the answer: \(outcome); the upstream read \(upstreamSaw.value.load(ordering: .acquiring)) bytes")
+        if outcome == "complete" { return outcome }
+        return "second half sent: \(secondHalfSent); the answer: \(outcome); the upstream read \(upstreamSaw.value.load(ordering: .acquiring)) bytes"
+    }
+
+    /// The upstream answered the first half of the upload at once and streams the rest of its
+    /// answer as the upload goes on. The client pauses 2.5 s (body_timeout is 5 s) before the
+    /// second half: well within its own limit. response_timeout (1 s) measures the upstream,
+    /// which is idle only because it waits for the client.
+    @Test func anEarlyAnswerWaitingForTheRestOfTheUploadIsNotCutByResponseTimeout() throws {
+        #expect(try Self.uploadWithAPause(pauseMillis: 2_500, interimOnly: false) == "complete")
+    }
+
+    /// Same, but the upstream only sent an interim `103 Early Hints` before waiting for the rest
+    /// of the upload: the client gets a 504 for an upstream that was waiting for it.
+    @Test func anInterimResponseDuringTheUploadDoesNotStartResponseTimeoutAgainstTheUpstream() throws {
+        #expect(try Self.uploadWithAPause(pauseMillis: 2_500, interimOnly: true) == "complete")
     }
 
     /// Control: the same exchange with no pause works (the upstream script is sound).
     @Test func theDuplexExchangeWithoutAPauseCompletes() throws {
-        let upstreamSaw = SeenCount()
-        let upstream = Self.duplexUpstream(interimOnly: false, upstreamSaw: upstreamSaw)
-        let proxy = try ProxyHarness(
-            upstream: upstream, upstreamYAML: ["response_timeout: 1s"], yaml: "limits: { body_timeout: 5s }\n")
-        defer { proxy.stop() }
-        let client = try TestClient(port: proxy.port, timeoutSeconds: 8)
-        try client.send("PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n0123456789")
-        usleep(300_000)
-        try client.send("abcdefghij")
-        let response = try client.readResponse(requestMethod: "PUT")
-        #expect(response.status == 200 && response.bodyText == "helloworld")
+        #expect(try Self.uploadWithAPause(pauseMillis: 300, interimOnly: false) == "complete")
     }
 
     // MARK: the tail of an upload held back for a slow upstream
