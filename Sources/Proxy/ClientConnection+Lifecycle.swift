@@ -224,6 +224,13 @@ extension ClientConnection {
     var requestsWaitForOutput: Bool { phase == .awaitingHead && !pending.isEmpty && !out.isEmpty }
 
     func clientSentEOF() {
+        if clientFinished {
+            // A second EOF: reads are off since the first, so only a hang-up or an error woke
+            // the connection (a reset after the half-close, which a read after the FIN reports
+            // as 0). The client is gone; waiting on would spin on the level-triggered event.
+            abort()
+            return
+        }
         if requestsWaitForOutput {
             // A half-close ends the requests, not the answers (RFC 9112 §9.6): the held-back
             // requests are still answered, and the EOF takes effect after them
