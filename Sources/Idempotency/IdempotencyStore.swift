@@ -109,10 +109,14 @@ public protocol IdempotencyStore: AnyObject, Sendable {
     /// none. Changes nothing: an expired lease is reported as it stands, not turned `unknown`.
     func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void)
 
-    /// Deletes the record whatever its state or owner (an operator's release, SPEC §4 "unchanged
-    /// until ttl or an operator releases it"): the key may be used again at once. `false` when
-    /// there was none. An owner still running finds its record gone and counts a lost lease.
-    func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void)
+    /// An operator's purge (SPEC §4 "unchanged until ttl or an operator releases it"): deletes
+    /// the record, so the key may be used again at once. Unless `evenInFlight`, a live claim (in
+    /// flight, its lease running: the original request may still be executing) is left alone
+    /// and reported instead, decided and deleted in one atomic step: a check and a separate
+    /// delete would let a retry that claimed the key between them lose its claim, and run
+    /// upstream beside the original. With `evenInFlight`, whatever its state or owner is deleted;
+    /// an owner still running finds its record gone and counts a lost lease.
+    func purge(key: String, evenInFlight: Bool, completion: @escaping (Result<PurgeResult, StoreError>) -> Void)
 
     /// `claim`, answered at once by a store that can (see the extension below), else nil.
     func claimNow(
@@ -154,6 +158,24 @@ extension IdempotencyStore {
 
     public func completeNow(key: String, owner: [UInt8], response: StoredResponse, ttl: Duration) -> Bool? {
         nil
+    }
+}
+
+/// What an operator's purge found (`IdempotencyStore.purge`).
+public enum PurgeResult: Sendable, Equatable {
+    case purged
+    /// There was no record (it may have expired, or been purged already).
+    case absent
+    /// Left alone: in flight with this much lease left (not asked to purge even that).
+    case stillInFlight(leaseRemainingMillis: UInt64)
+}
+
+extension IdempotencyStore {
+    /// Deletes the record whatever its state; `false` when there was none.
+    public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
+        purge(key: key, evenInFlight: true) { result in
+            completion(result.map { $0 == .purged })
+        }
     }
 }
 

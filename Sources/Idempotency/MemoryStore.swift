@@ -257,15 +257,20 @@ public final class MemoryStore: IdempotencyStore {
         }))
     }
 
-    public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
+    public func purge(key: String, evenInFlight: Bool, completion: @escaping (Result<PurgeResult, StoreError>) -> Void) {
         let now = clock()
         let key = StoreKey(key)
-        let purged = shard(for: key).state.withLock { state -> Bool in
-            guard let index = state.liveIndex(of: key, now: now, uncharge: { forceCharge(-$0) }) else { return false }
+        // Under one lock: a claim made by another worker cannot slip between the look and the delete.
+        let result = shard(for: key).state.withLock { state -> PurgeResult in
+            guard let index = state.liveIndex(of: key, now: now, uncharge: { forceCharge(-$0) }) else { return .absent }
+            let record = state.records[valueAt: index].record
+            if !evenInFlight && record.state == .inFlight && record.leaseDeadlineMillis > now {
+                return .stillInFlight(leaseRemainingMillis: record.leaseDeadlineMillis - now)
+            }
             forceCharge(-state.remove(at: index))
-            return true
+            return .purged
         }
-        completion(.success(purged))
+        completion(.success(result))
     }
 
     /// Removes every record whose TTL has passed at `now`; returns how many.

@@ -4,10 +4,9 @@ import Idempotency
 /// original request may still be running unless forced.
 ///
 /// Purging a live claim lets a retry execute upstream while the original still runs: the one
-/// thing the proxy exists to prevent. So the record is inspected first, and a live claim is
-/// left alone unless `force`. A record that turns into a live claim between the two calls (its
-/// TTL ends and a new request claims the key) is still purged: the window is one store round
-/// trip, where a compare-and-delete would need its own store operation.
+/// thing the proxy exists to prevent. So unless forced, the store deletes the record only if it
+/// is not a live claim, deciding and deleting in one atomic step (`IdempotencyStore.purge`):
+/// a retry that claims the key at that moment keeps its claim.
 public enum RecordPurge {
     public enum Outcome: Sendable, Equatable {
         case purged
@@ -19,31 +18,11 @@ public enum RecordPurge {
     }
 
     public static func run(store: any IdempotencyStore, key: String, force: Bool, completion: @escaping (Outcome) -> Void) {
-        guard !force else {
-            purge(store: store, key: key, completion: completion)
-            return
-        }
-        store.inspect(key: key) { result in
+        store.purge(key: key, evenInFlight: force) { result in
             switch result {
-            case .success(nil):
-                // Deleted already (an earlier purge whose announcement failed, or a delete behind
-                // idemproxy's back): the purge still goes out, so replicas' caches drop it too.
-                purge(store: store, key: key, completion: completion)
-            case .success(let inspection?) where inspection.isLiveClaim:
-                completion(.stillInFlight(leaseRemainingMillis: inspection.leaseRemainingMillis))
-            case .success:
-                purge(store: store, key: key, completion: completion)
-            case .failure(let error):
-                completion(.failed(error, mayHavePurged: false))
-            }
-        }
-    }
-
-    private static func purge(store: any IdempotencyStore, key: String, completion: @escaping (Outcome) -> Void) {
-        store.purge(key: key) { result in
-            switch result {
-            case .success(true): completion(.purged)
-            case .success(false): completion(.absent)
+            case .success(.purged): completion(.purged)
+            case .success(.absent): completion(.absent)
+            case .success(.stillInFlight(let lease)): completion(.stillInFlight(leaseRemainingMillis: lease))
             case .failure(let error): completion(.failed(error, mayHavePurged: error.mayHaveBeenApplied))
             }
         }

@@ -74,22 +74,20 @@ extension RedisIdempotencyStore {
     /// is announced all the same where a connection can still take the announcement (in a
     /// Cluster, another node's; a single connection that was lost fails it at once); the answer
     /// is the delete's failure either way, and purging again announces it.
-    public func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {
-        var command = RedisCommand(argumentCount: 2)
-        command.append("DEL")
-        command.append(key)
-        connection.send(command, key: key, timeoutMillis: nil) { result, server in
-            let deleted: Result<Bool, StoreError> = Self.storeResult(result).flatMap { value in
-                guard let count = value.integer else { return .failure(.corrupt("unexpected DEL reply \(value)")) }
-                return .success(count > 0)
-            }
+    ///
+    /// Unless `evenInFlight`, the delete is a script that leaves a live claim alone (see
+    /// `RedisScripts.purgeUnlessInFlight`); nothing was deleted then, so nothing is announced.
+    public func purge(key: String, evenInFlight: Bool, completion: @escaping (Result<PurgeResult, StoreError>) -> Void) {
+        delete(key, evenInFlight: evenInFlight) { deleted, server in
             switch deleted {
-            case .success(let existed):
+            case .success(.stillInFlight(let lease)):
+                completion(.success(.stillInFlight(leaseRemainingMillis: lease)))
+            case .success(let found):
                 self.awaitReplicas(on: server) { replicated in
                     self.announcePurge(key) { announced in
                         switch (replicated, announced) {
                         case (.success, .success):
-                            self.purgeLog.afterEveryCacheHasSeenAPurge { completion(.success(existed)) }
+                            self.purgeLog.afterEveryCacheHasSeenAPurge { completion(.success(found)) }
                         case (.failure(let error), _):
                             completion(.failure(.notReplicated("the delete is not known to have reached the replicas, so a failover may bring the record back (\(error)); purge again")))
                         case (.success, .failure(.notReplicated(let why))):
@@ -101,9 +99,41 @@ extension RedisIdempotencyStore {
                 }
             case .failure(let error) where error.mayHaveBeenApplied:
                 self.announcePurge(key) { _ in completion(.failure(error)) }
-            case .failure:
-                completion(deleted)
+            case .failure(let error):
+                completion(.failure(error))
             }
+        }
+    }
+
+    /// The purge's delete: a plain `DEL`, or the script that leaves a live claim alone.
+    private func delete(
+        _ key: String, evenInFlight: Bool, completion: @escaping (Result<PurgeResult, StoreError>, RedisConnection?) -> Void
+    ) {
+        guard !evenInFlight else {
+            var command = RedisCommand(argumentCount: 2)
+            command.append("DEL")
+            command.append(key)
+            connection.send(command, key: key, timeoutMillis: nil) { result, server in
+                completion(Self.storeResult(result).flatMap { value in
+                    guard let count = value.integer else { return .failure(.corrupt("unexpected DEL reply \(value)")) }
+                    return .success(count > 0 ? .purged : .absent)
+                }, server)
+            }
+            return
+        }
+        run(.purgeUnlessInFlight, key: key, argumentCount: 0, { _ in }) { result, server in
+            completion(result.flatMap { value in
+                switch value {
+                case .array(let items) where items.count == 1 && items[0].integer == 1: return .success(.purged)
+                case .array(let items) where items.count == 1 && items[0].integer == 0: return .success(.absent)
+                case .array(let items) where items.count == 2 && items[0].integer == 2:
+                    guard let lease = items[1].integer else { break }
+                    // At least 1 ms: the script saw the lease running.
+                    return .success(.stillInFlight(leaseRemainingMillis: UInt64(max(1, lease))))
+                default: break
+                }
+                return .failure(.corrupt("unexpected purge reply \(value)"))
+            }, server)
         }
     }
 

@@ -17,7 +17,7 @@ public final class RedisIdempotencyStore: IdempotencyStore, @unchecked Sendable 
     public let connection: any RedisChannel
     private var shas: [String?] = Array(repeating: nil, count: RedisScripts.all.count)
 
-    enum Script: Int { case claimContended, complete, release, markUnknown, refresh, inspect, announcePurge }
+    enum Script: Int { case claimContended, complete, release, markUnknown, refresh, inspect, announcePurge, purgeUnlessInFlight }
 
     /// Watches for a Redis that came back without its records (shared by every loop's store).
     public let resetDetector: StoreResetDetector?

@@ -153,6 +153,22 @@ public enum RedisScripts {
     return {v, redis.call('PTTL', KEYS[1]), now_ms()}
     """
 
+    /// KEYS[1]. An operator's purge that leaves a live claim alone, decided and deleted in one
+    /// step (a retry that claims the key meanwhile keeps its claim): `{1}` deleted, `{0}` no
+    /// record, `{2, lease ms left}` in flight with its lease running, left as it is. Flagged
+    /// `allow-oom`: a delete frees memory, and Redis allows `DEL` past maxmemory.
+    static let purgeUnlessInFlight = ownerFlags + prelude + """
+    local v = redis.call('GET', KEYS[1])
+    if not v then return {0} end
+    if string.byte(v, 2) == 1 and lease_live(KEYS[1], v) then
+      local keep = kept_after_lease(v)
+      if keep then return {2, redis.call('PTTL', KEYS[1]) - keep} end
+      return {2, deadline(v) - now_ms()}
+    end
+    redis.call('DEL', KEYS[1])
+    return {1}
+    """
+
     /// KEYS[1] the purge log stream; ARGV key, approximate length to trim to. Flagged
     /// `allow-oom`: a purge deletes (which Redis allows past maxmemory), and its announcement
     /// must not then be refused, or replicas would keep replaying the purged record.
@@ -160,5 +176,5 @@ public enum RedisScripts {
     return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'key', ARGV[1])
     """
 
-    public static let all = [claimContended, complete, release, markUnknown, refresh, inspect, announcePurge]
+    public static let all = [claimContended, complete, release, markUnknown, refresh, inspect, announcePurge, purgeUnlessInFlight]
 }

@@ -87,6 +87,45 @@ import TestSupport
         #expect(unknown.state == .unknown)
     }
 
+    /// An operator's purge without force leaves a claim whose lease runs, in either form of
+    /// deadline, and deletes every other record; a forced one deletes the claim too.
+    @Test func aPurgeWithoutForceLeavesOnlyARunningLeaseAlone() throws {
+        let f = try RedisStoreTests.Fixture()
+        let running = f.key(), lapsed = f.key(), done = f.key(), oldRunning = f.key(), oldLapsed = f.key()
+        let owner = OwnerToken.random()
+        let claim = { (key: String, lease: Duration) in
+            f.await { f.store.claim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: .seconds(60), expiredLease: .hold, completion: $0) }
+        }
+        #expect(claim(running, .seconds(5)) == .success(.claimed))
+        #expect(claim(lapsed, .milliseconds(50)) == .success(.claimed))
+        #expect(claim(done, .seconds(5)) == .success(.claimed))
+        #expect(f.await { f.store.complete(key: done, owner: owner, response: StoredResponse(status: 201, body: []), ttl: .seconds(60), completion: $0) } == .success(true))
+        let redisNow = try #require(f.await { (reply: @escaping (UInt64?) -> Void) in
+            f.connection.send(["TIME"]) { result in
+                guard case .success(.array(let parts)) = result, let seconds = parts.first?.text.flatMap(UInt64.init) else { return reply(nil) }
+                reply(seconds * 1000)
+            }
+        } ?? nil)
+        for (key, deadline) in [(oldRunning, redisNow + 60_000), (oldLapsed, redisNow - 1_000)] {
+            let old = RecordCodec.encode(IdempotencyRecord(state: .inFlight, fingerprint: fingerprint, owner: owner, leaseDeadlineMillis: deadline))
+            let stored = f.await { reply in f.connection.send([Array("SET".utf8), Array(key.utf8), old, Array("PX".utf8), Array("120000".utf8)], completion: reply) }
+            #expect(stored == .success(.status("OK")))
+        }
+        usleep(150_000)
+        let purge = { (key: String, force: Bool) in f.await { f.store.purge(key: key, evenInFlight: force, completion: $0) } }
+        for key in [running, oldRunning] {
+            guard case .success(.stillInFlight(let lease))? = purge(key, false) else { Issue.record("a running lease was not left alone"); continue }
+            #expect(lease > 0 && lease <= 60_000, "lease \(lease)")
+            #expect(f.await { f.store.get(key: key, completion: $0) }.flatMap { try? $0.get() }?.state == .inFlight)
+        }
+        for key in [lapsed, done, oldLapsed] {
+            #expect(purge(key, false) == .success(.purged))
+            #expect(purge(key, false) == .success(.absent))
+        }
+        #expect(purge(running, true) == .success(.purged))
+        #expect(purge(oldRunning, true) == .success(.purged))
+    }
+
     /// The common claim is the one native command, with no script and no clock: the claim is
     /// on the key with PX lease + ttl, and its deadline field says the lease is the expiry.
     /// On a Redis of its own, so no other test's scripts are counted.
