@@ -307,9 +307,11 @@ extension ClientConnection {
 
     /// Re-sends an idempotent, body-less request on a fresh connection after a reused one
     /// failed before any response byte (the classic keep-alive race: the upstream closed the
-    /// idle connection as we wrote). Never done for POST or PATCH (RFC 9110 §9.2.2).
+    /// idle connection as we wrote). Never done for POST or PATCH (RFC 9110 §9.2.2). Whether
+    /// the write went through does not matter: a reset that arrived first fails the write
+    /// itself, and the request, kept whole (`retainAfterDrain`), goes again all the same.
     func retryOnFreshConnection(after failed: UpstreamConnection) -> Bool {
-        guard exchange.retryable, !exchange.retried, failed.outbound.pendingCount == 0 else { return false }
+        guard exchange.retryable, !exchange.retried else { return false }
         let request = failed.outbound.bytes
         exchange.retried = true
         upstream = nil
