@@ -171,13 +171,13 @@ public enum RecordLookup {
     }
 
     /// The key is read like the `Idempotency-Key` field (lenient: an sf-string or a bare
-    /// token), so `"abc"` copied with its quotes and `abc` find the same record. An empty
-    /// scope means none, as for the proxy, which never stores under an empty scope.
+    /// token), so `"abc"` copied with its quotes and `abc` find the same record. The scope is
+    /// read as a field value (`fieldValue(ofScope:)`): an empty one means none, as for the
+    /// proxy, which never stores under an empty scope.
     public static func storageKey(key: [UInt8], scope: [UInt8]?, prefix: String) -> Result<String, Failure> {
         switch IdempotencyKeyParser.parse(fieldValues: [key[...]], syntax: .lenient, maxLength: 8192) {
         case .success(let parsed):
-            let scope = scope.flatMap { $0.isEmpty ? nil : $0 }
-            return .success(Idempotency.storageKey(prefix: prefix, scope: scope, key: parsed))
+            return .success(Idempotency.storageKey(prefix: prefix, scope: fieldValue(ofScope: scope), key: parsed))
         case .failure(let error):
             return .failure(Failure("not an idempotency key: \(error.reason)"))
         }
@@ -186,9 +186,9 @@ public enum RecordLookup {
     /// A lookup's scope checked against how the configuration scopes records: one that can only
     /// miss is an error, since "no record" would be a wrong answer to act on. `parameter` is how
     /// the operator gives a scope (`scope=<value>` in a query, `--scope <value>` to the CLI).
-    /// An empty scope is none, as for the proxy.
+    /// An empty scope (or only whitespace) is none, as for the proxy.
     public static func checkScope(_ scope: [UInt8]?, _ scoping: RecordScoping, parameter: String) -> Failure? {
-        let given = !(scope ?? []).isEmpty
+        let given = fieldValue(ofScope: scope) != nil
         switch scoping {
         case .required(let headers) where !given:
             return Failure("keys are scoped by the \(headers.joined(separator: " or ")) header: give \(parameter), the header's value as the caller sent it")
@@ -197,6 +197,18 @@ public enum RecordLookup {
         default:
             return nil
         }
+    }
+
+    /// The scope as the proxy hashed it: a field value never includes the whitespace around it
+    /// (OWS, RFC 9110 §5.5), which the proxy's header parser strips, so a scope typed or copied
+    /// with some (`Authorization: Bearer x` cut at the colon) would name a record that cannot
+    /// exist: a false "no record". Only SP and HTAB are OWS; bytes inside stay as given (obs-text
+    /// included, SPEC §3). Nil when nothing is left: no scope, as for the proxy.
+    public static func fieldValue(ofScope scope: [UInt8]?) -> [UInt8]? {
+        guard let scope else { return nil }
+        let isOWS = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
+        guard let first = scope.firstIndex(where: { !isOWS($0) }), let last = scope.lastIndex(where: { !isOWS($0) }) else { return nil }
+        return Array(scope[first...last])
     }
 
     /// The access log's `key_hash` for a storage key `prefix{digest}`: the digest's first
