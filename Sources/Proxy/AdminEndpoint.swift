@@ -51,7 +51,7 @@ final class AdminEndpoint: EventHandler {
                 try loop.register(client, handler: connection, interest: [.read])
                 connections[client] = connection
                 openConnections.add(1, ordering: .relaxed)
-                loop.arm(connection.timer, after: 5000)
+                connection.awaitHead()
             } catch {
                 Socket.close(client)
             }
@@ -72,19 +72,21 @@ final class AdminEndpoint: EventHandler {
         loop.setInterest(fd, [.read])
     }
 
-    fileprivate func closed(_ connection: AdminConnection) {
+    func closed(_ connection: AdminConnection) {
         guard connections.removeValue(forKey: connection.fd) != nil else { return }
         openConnections.subtract(1, ordering: .relaxed)
     }
 
     /// Answers one admin request, at once or (a store call for `/records`) later on this loop.
-    fileprivate func respond(to request: AdminRequest, _ answer: @escaping (AdminAnswer) -> Void) {
+    /// `HEAD` is answered as `GET` (the connection leaves out the content, RFC 9110 §9.3.2).
+    func respond(to request: AdminRequest, _ answer: @escaping (AdminAnswer) -> Void) {
         if request.path == "/records" {
             records.handle(request, answer)
             return
         }
-        guard request.method == .get else {
-            answer(AdminAnswer(status: 405, body: "{\"error\":\"only GET\"}\n", extraFields: [("Allow", "GET")]))
+        guard request.method == .get || request.method == .head else {
+            // RFC 9110 §15.5.6: a 405 lists the methods the resource does take.
+            answer(AdminAnswer(status: 405, body: "{\"error\":\"only GET and HEAD\"}\n", extraFields: [("Allow", "GET, HEAD")]))
             return
         }
         switch request.path {
@@ -100,7 +102,18 @@ final class AdminEndpoint: EventHandler {
         }
     }
 
-    fileprivate var loopRef: EventLoop { loop }
+    var loopRef: EventLoop { loop }
+
+    /// How long the connection waits for `request`'s answer once its head is in: what the store
+    /// may take for it (`AdminRecords.answerBudgetMillis`); other answers come at once.
+    func answerBudgetMillis(for request: AdminRequest) -> UInt64 {
+        request.path == "/records" ? records.answerBudgetMillis(for: request.method) : AdminConnection.headMillis
+    }
+
+    /// The answer when `request`'s store operation is still outstanding at its deadline.
+    func unansweredStoreAnswer(for request: AdminRequest, afterMillis millis: UInt64) -> AdminAnswer {
+        AdminRecords.outcomeUnknown(request.method, afterMillis: millis)
+    }
 }
 
 /// What the admin endpoint needs of a request.
@@ -154,113 +167,5 @@ struct Readiness {
             ProblemResponse.appendJSONString(value, to: &json)
         }
         return Readiness(ready: ready, json: json + "}\n")
-    }
-}
-
-private final class AdminConnection: EventHandler {
-    let fd: Int32
-    unowned let endpoint: AdminEndpoint
-    private var input: [UInt8] = []
-    private var out = OutputBuffer()
-    /// A whole request head arrived; nothing more is read.
-    private var done = false
-    /// The answer is queued (it may come later than the request: a store call).
-    private var answered = false
-    private var closedFlag = false
-    lazy var timer = Timer { [weak self] in self?.close() }
-
-    init(fd: Int32, endpoint: AdminEndpoint) {
-        self.fd = fd
-        self.endpoint = endpoint
-    }
-
-    func handleEvent(readable: Bool, writable: Bool) {
-        if readable && done && !Socket.isIdleConnectionAlive(fd) {
-            // Read interest is off once the head is in, so this is epoll's error or hang-up,
-            // which it reports whatever the interest, on every turn (level-triggered) until the
-            // socket closes: left open while the answer waits on the store, the loop would
-            // spin. The client reset or left (bytes it sent after the head are never read
-            // either): close now; the pending answer then finds the connection closed.
-            close()
-            return
-        }
-        if readable && !done {
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            let result = chunk.withUnsafeMutableBytes { raw in Result { () throws(IOError) in try Socket.read(fd, into: raw) } }
-            switch result {
-            case .success(.processed(0)), .failure:
-                close()
-                return
-            case .success(.wouldBlock):
-                break
-            case .success(.processed(let count)):
-                input.append(contentsOf: chunk[0..<count])
-                parse()
-            }
-        }
-        if writable { flush() }
-    }
-
-    private func parse() {
-        var head = RequestHead()
-        let outcome = input.withUnsafeBytes { raw -> AdminRequest?? in
-            do {
-                guard try RequestHeadParser.parse(raw, into: &head, limits: HTTPParserLimits(maxHeaderBytes: 8192, maxHeaders: 64)) else { return .none }
-                let target = Substring(decoding: UnsafeRawBufferPointer(rebasing: raw[head.target]), as: UTF8.self)
-                let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-                let authorization = head.values(ofField: "authorization", in: raw)
-                return .some(AdminRequest(
-                    method: head.method, path: parts.first ?? "", query: parts.count > 1 ? parts[1] : "",
-                    authorization: authorization.count == 1 ? Array(raw[authorization[0]]) : nil))
-            } catch {
-                return .some(nil)
-            }
-        }
-        guard let outcome else { return }  // the head is not complete yet
-        done = true
-        // Nothing more is read: stop watching for input, or a client that half-closes (or sends
-        // a body) while the answer waits on the store would wake this level-triggered loop on
-        // every turn until then.
-        endpoint.loopRef.setInterest(fd, [])
-        guard let request = outcome else {
-            write(AdminAnswer(status: 400, body: "{\"error\":\"bad request\"}\n"))
-            return
-        }
-        endpoint.respond(to: request) { [weak self] answer in self?.write(answer) }
-    }
-
-    private func write(_ answer: AdminAnswer) {
-        guard !closedFlag, !answered else { return }
-        answered = true
-        let body = Array(answer.body.utf8)
-        body.withUnsafeBytes { raw in
-            HeadWriter.writeResponse(
-                status: answer.status, reason: nil,
-                fields: [("Content-Type", answer.contentType), ("Cache-Control", "no-store")] + answer.extraFields,
-                body: raw, close: true, into: &out.bytes)
-        }
-        flush()
-    }
-
-    private func flush() {
-        do {
-            switch try out.flush(to: fd) {
-            case .drained:
-                if answered { close() }
-            case .partial:
-                endpoint.loopRef.setInterest(fd, [.write])
-            }
-        } catch {
-            close()
-        }
-    }
-
-    func close() {
-        guard fd >= 0, !closedFlag else { return }
-        closedFlag = true
-        timer.cancel()
-        endpoint.loopRef.deregister(fd)
-        Socket.close(fd)
-        endpoint.closed(self)
     }
 }

@@ -1,6 +1,7 @@
 import Config
 import HTTP1
 import Idempotency
+import RedisStore
 
 /// `/records?key=K&scope=S` on the admin listener (SPEC §8): `GET` shows one record, `DELETE`
 /// purges it so the key may be used again (how an operator resolves an `unknown` record once
@@ -24,9 +25,9 @@ struct AdminRecords {
             answer(Self.error(403, "/records needs Authorization: Bearer <admin.token>"))
             return
         }
-        guard request.method == .get || request.method == .delete else {
-            var refused = Self.error(405, "/records takes GET (inspect) or DELETE (purge)")
-            refused.extraFields = [("Allow", "GET, DELETE")]
+        guard request.method == .get || request.method == .head || request.method == .delete else {
+            var refused = Self.error(405, "/records takes GET or HEAD (inspect) or DELETE (purge)")
+            refused.extraFields = [("Allow", "GET, HEAD, DELETE")]
             answer(refused)
             return
         }
@@ -37,7 +38,7 @@ struct AdminRecords {
             answer(Self.error(400, failure.message))
             return
         }
-        if request.method == .get {
+        if request.method != .delete {
             guard !target.force else {
                 answer(Self.error(400, "force=1 applies to DELETE only"))
                 return
@@ -80,6 +81,29 @@ struct AdminRecords {
                 answer(Self.error(503, "the store did not answer: \(error)" + (mayHavePurged ? "; the record may or may not have been purged" : "")))
             }
         }
+    }
+
+    /// How long a `/records` request may wait for the store: the store's own timeouts end every
+    /// operation within `RecordsBudget`, and answer with their own words; this is the bound
+    /// beyond them. The memory store answers at once.
+    func answerBudgetMillis(for method: HTTPMethod) -> UInt64 {
+        guard let redis = settings.redis else { return AdminConnection.headMillis }
+        let budget = RecordsBudget.millis(
+            purge: method == .delete, commandMillis: redis.connection.commandTimeoutMillis,
+            acknowledgement: settings.replicaAcknowledgement)
+        return RecordsBudget.adding(budget, Self.answerMarginMillis)
+    }
+
+    /// Lets the store's own timeout, which comes with its reason, answer before the deadline.
+    static let answerMarginMillis: UInt64 = 1_000
+
+    /// The `503` for an operation the store has not finished by the deadline: whether it took
+    /// effect is not known, and for a purge that decides what the operator does next.
+    static func outcomeUnknown(_ method: HTTPMethod, afterMillis millis: UInt64) -> AdminAnswer {
+        let what = method == .delete
+            ? "the record may or may not have been purged; purge again"
+            : "the record's state is unknown; ask again"
+        return error(503, "the store did not answer within \(millis) ms: \(what)", extra: ",\"outcome\":\"unknown\"")
     }
 
     /// `Bearer <token>` (scheme case-insensitive, RFC 9110 §11.1), compared in constant time.
@@ -159,5 +183,32 @@ struct AdminRecords {
         var body = "{\"error\":"
         ProblemResponse.appendJSONString(message, to: &body)
         return AdminAnswer(status: status, body: body + extra + "}\n")
+    }
+}
+
+/// How long one records operation (`/records`, `idemproxy records`) may take against Redis when
+/// each of its commands uses its whole `command_timeout`: three commands for an inspection
+/// (with room for the connection's own handshake), and for a purge two more (its delete and
+/// announcement, `RedisIdempotencyStore.purge`), the settle wait after which no replica's
+/// replay cache still serves the record, and with `min_replicas_acked` a `WAIT` after each.
+/// Anything shorter could report "did not answer" for an operation that went through.
+public enum RecordsBudget {
+    public static func millis(purge: Bool, commandMillis: UInt64, acknowledgement: ReplicaAcknowledgement?) -> UInt64 {
+        var total = adding(commandMillis, commandMillis, commandMillis)
+        guard purge else { return total }
+        total = adding(total, commandMillis, commandMillis, RedisIdempotencyStore.purgeSettleMillis)
+        if let acknowledgement {
+            total = adding(total, acknowledgement.timeoutMillis, commandMillis, acknowledgement.timeoutMillis, commandMillis)
+        }
+        return total
+    }
+
+    /// Saturating: `command_timeout` has no upper bound in the configuration, and a deadline
+    /// that wrapped around would fire at once.
+    static func adding(_ values: UInt64...) -> UInt64 {
+        values.reduce(0) { sum, value in
+            let (result, overflow) = sum.addingReportingOverflow(value)
+            return overflow ? .max / 2 : min(result, .max / 2)
+        }
     }
 }

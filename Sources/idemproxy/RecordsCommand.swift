@@ -192,16 +192,10 @@ struct RecordsLookup {
         connection.connect()
         // Each command has its own deadline (the connection's command timeout), and the answer
         // comes from them; this bound only stops a connection that never becomes ready. So it
-        // covers every step: connecting, inspecting, and for a purge the delete, its
-        // announcement, a WAIT after each with `min_replicas_acked`, and the time after which
-        // no replica's replay cache can still serve the record. A shorter bound could report
-        // "did not answer" for a purge that went through.
-        let commandMillis = target.connection.commandTimeoutMillis
-        var timeoutMillis = 3 * commandMillis
-        if case .purge = operation {
-            timeoutMillis += 2 * commandMillis + RedisIdempotencyStore.purgeSettleMillis
-            if let acknowledgement { timeoutMillis += 2 * (acknowledgement.timeoutMillis + commandMillis) }
-        }
+        // covers every step (`RecordsBudget`, the admin endpoint's bound too): a shorter bound
+        // could report "did not answer" for a purge that went through.
+        let timeoutMillis = RecordsBudget.millis(
+            purge: operation != .inspect, commandMillis: target.connection.commandTimeoutMillis, acknowledgement: acknowledgement)
         let deadline = loop.refreshNow() + timeoutMillis
         while outcome == nil && loop.refreshNow() < deadline {
             loop.runOnce(maxWaitMillis: 20)
