@@ -103,14 +103,14 @@ extension AdminEndpointHardeningTests {
         #expect(client.isClosedByPeer())
     }
 
-    /// The deadline covers a purge's whole chain (inspect, delete, announcement, settle wait),
+    /// The deadline covers a purge's whole chain (delete, announcement, settle wait),
     /// not one command, and grows with `command_timeout`, which the configuration leaves
     /// unbounded: the deadline saturates instead of wrapping around to "now".
     @Test func theDeadlineCoversTheStoresWholeBudget() throws {
         let admin = try SilentStoreAdmin(commandTimeout: "6s")
         defer { admin.stop() }
         #expect(admin.endpointBudget(purge: false) > 6000)
-        // Inspect, delete and announce, each up to command_timeout, then the 800 ms settle wait.
+        // The delete and the announcement, each up to command_timeout, then the 800 ms settle wait.
         #expect(admin.endpointBudget(purge: true) > 3 * 6000 + 800)
         #expect(RecordsBudget.millis(purge: true, commandMillis: .max / 3, acknowledgement: nil) == UInt64.max / 2)
     }
@@ -174,5 +174,5 @@ private final class SilentStore: IdempotencyStore, @unchecked Sendable {
         key: String, owner: [UInt8], lease: Duration, ttl: Duration, completion: @escaping (Result<Bool, StoreError>) -> Void) {}
     func get(key: String, completion: @escaping (Result<IdempotencyRecord?, StoreError>) -> Void) {}
     func inspect(key: String, completion: @escaping (Result<RecordInspection?, StoreError>) -> Void) {}
-    func purge(key: String, completion: @escaping (Result<Bool, StoreError>) -> Void) {}
+    func purge(key: String, evenInFlight: Bool, completion: @escaping (Result<PurgeResult, StoreError>) -> Void) {}
 }
