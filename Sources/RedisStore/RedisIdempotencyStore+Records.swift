@@ -128,8 +128,8 @@ extension RedisIdempotencyStore {
                 case .array(let items) where items.count == 1 && items[0].integer == 0: return .success(.absent)
                 case .array(let items) where items.count == 2 && items[0].integer == 2:
                     guard let lease = items[1].integer else { break }
-                    // At least 1 ms: the script saw the lease running.
-                    return .success(.stillInFlight(leaseRemainingMillis: UInt64(max(1, lease))))
+                    // At least 1 ms: the script saw the lease running; -1 for one without end.
+                    return .success(.stillInFlight(leaseRemainingMillis: lease < 0 ? .max : UInt64(max(1, lease))))
                 default: break
                 }
                 return .failure(.corrupt("unexpected purge reply \(value)"))

@@ -60,10 +60,14 @@ public enum RedisScripts {
       for i = 52, 58 do n = n * 256 + string.byte(v, i) end
       return n
     end
-    -- Whether an in-flight record's lease still runs.
+    -- Whether an in-flight record's lease still runs. A key without expiry (PTTL -1: its TTL
+    -- removed behind idemproxy's back) carries a lease that never ends, as `inspect` reads it.
     local function lease_live(key, v)
       local keep = kept_after_lease(v)
-      if keep then return redis.call('PTTL', key) > keep end
+      if keep then
+        local left = redis.call('PTTL', key)
+        return left < 0 or left > keep
+      end
       return deadline(v) > now_ms()
     end
 
@@ -155,15 +159,18 @@ public enum RedisScripts {
 
     /// KEYS[1]. An operator's purge that leaves a live claim alone, decided and deleted in one
     /// step (a retry that claims the key meanwhile keeps its claim): `{1}` deleted, `{0}` no
-    /// record, `{2, lease ms left}` in flight with its lease running, left as it is. Flagged
+    /// record, `{2, lease ms left}` in flight with its lease running, left as it is (`-1`: a
+    /// lease that never ends, on a key without expiry). Flagged
     /// `allow-oom`: a delete frees memory, and Redis allows `DEL` past maxmemory.
     static let purgeUnlessInFlight = ownerFlags + prelude + """
     local v = redis.call('GET', KEYS[1])
     if not v then return {0} end
     if string.byte(v, 2) == 1 and lease_live(KEYS[1], v) then
       local keep = kept_after_lease(v)
-      if keep then return {2, redis.call('PTTL', KEYS[1]) - keep} end
-      return {2, deadline(v) - now_ms()}
+      if not keep then return {2, deadline(v) - now_ms()} end
+      local left = redis.call('PTTL', KEYS[1])
+      if left < 0 then return {2, -1} end
+      return {2, left - keep}
     end
     redis.call('DEL', KEYS[1])
     return {1}

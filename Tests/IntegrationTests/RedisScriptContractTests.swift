@@ -91,12 +91,17 @@ import TestSupport
     /// deadline, and deletes every other record; a forced one deletes the claim too.
     @Test func aPurgeWithoutForceLeavesOnlyARunningLeaseAlone() throws {
         let f = try RedisStoreTests.Fixture()
-        let running = f.key(), lapsed = f.key(), done = f.key(), oldRunning = f.key(), oldLapsed = f.key()
+        let running = f.key(), lapsed = f.key(), done = f.key(), oldRunning = f.key(), oldLapsed = f.key(), persisted = f.key()
         let owner = OwnerToken.random()
         let claim = { (key: String, lease: Duration) in
             f.await { f.store.claim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, ttl: .seconds(60), expiredLease: .hold, completion: $0) }
         }
         #expect(claim(running, .seconds(5)) == .success(.claimed))
+        // A claim whose key lost its expiry behind idemproxy's back: a lease without end, as
+        // `inspect` reads it, so neither a purge nor a claim takes it for lapsed.
+        #expect(claim(persisted, .seconds(5)) == .success(.claimed))
+        #expect(f.await { reply in f.connection.send([Array("PERSIST".utf8), Array(persisted.utf8)], completion: reply) } == .success(.integer(1)))
+        #expect(f.await { f.store.inspect(key: persisted, completion: $0) }.flatMap { try? $0.get() }??.isLiveClaim == true)
         #expect(claim(lapsed, .milliseconds(50)) == .success(.claimed))
         #expect(claim(done, .seconds(5)) == .success(.claimed))
         #expect(f.await { f.store.complete(key: done, owner: owner, response: StoredResponse(status: 201, body: []), ttl: .seconds(60), completion: $0) } == .success(true))
@@ -113,6 +118,9 @@ import TestSupport
         }
         usleep(150_000)
         let purge = { (key: String, force: Bool) in f.await { f.store.purge(key: key, evenInFlight: force, completion: $0) } }
+        guard case .success(.existing(let held))? = claim(persisted, .seconds(5)) else { Issue.record("the persisted claim was taken"); return }
+        #expect(held.state == .inFlight)
+        #expect(purge(persisted, false) == .success(.stillInFlight(leaseRemainingMillis: .max)))
         for key in [running, oldRunning] {
             guard case .success(.stillInFlight(let lease))? = purge(key, false) else { Issue.record("a running lease was not left alone"); continue }
             #expect(lease > 0 && lease <= 60_000, "lease \(lease)")
