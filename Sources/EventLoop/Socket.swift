@@ -41,6 +41,11 @@ public enum Socket {
 
         public var family: Int32 { Int32(storage.ss_family) }
 
+        /// The address as the socket calls take it (for a blocking client's `connect`).
+        public func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+            withUnsafeBytes(of: storage) { body($0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length) }
+        }
+
         /// The port, from the stored address (network order at the same offset for v4 and v6).
         public var port: UInt16 {
             withUnsafeBytes(of: storage) { UInt16($0[2]) << 8 | UInt16($0[3]) }

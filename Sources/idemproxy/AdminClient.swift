@@ -1,4 +1,5 @@
 import Config
+import EventLoop
 import Foundation
 import Glibc
 
@@ -22,21 +23,21 @@ enum AdminClient {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         if host == "0.0.0.0" || host.isEmpty { host = "127.0.0.1" }
         if host == "::" { host = "::1" }
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(listen.port), &hints, &result) == 0, let address = result else {
-            throw Failure(description: "cannot resolve \(host)")
+        // Resolved as the proxy resolved it to listen (IPv4 first for a name with both), so a
+        // name like `localhost`, listed as `::1` first on some hosts, reaches the same socket.
+        let address: Socket.Address
+        do {
+            address = try Socket.Address.resolve(host: host, port: listen.port)
+        } catch {
+            throw Failure(description: "cannot resolve \(host): \(error)")
         }
-        defer { freeaddrinfo(result) }
-        let fd = socket(address.pointee.ai_family, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: String(cString: strerror(errno))) }
         defer { close(fd) }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 else {
+        guard address.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
             throw Failure(description: String(cString: strerror(errno)))
         }
         var request = "\(method) \(path) HTTP/1.1\r\nHost: \(listen)\r\nConnection: close\r\n"
