@@ -27,11 +27,24 @@ final class AdminConnection: EventHandler {
     /// close anyway (nginx's lingering close gives up the same way, at `lingering_time`).
     static let lingerMaxBytes = 1 << 20
 
-    enum Phase: Equatable { case readingHead, awaitingAnswer, writing, lingering, closed }
+    enum Phase: Equatable {
+        case readingHead, awaitingAnswer, writing, lingering, closed
+
+        /// A request was taken and its answer is owed, on its way, or lingering to be read: a
+        /// graceful shutdown waits for these (up to `shutdown_grace`), as it does for the
+        /// proxy's own exchanges (SPEC §5).
+        var holdsAnAnswer: Bool { self == .awaitingAnswer || self == .writing || self == .lingering }
+    }
 
     let fd: Int32
     unowned let endpoint: AdminEndpoint
-    private(set) var phase = Phase.readingHead
+    private(set) var phase = Phase.readingHead {
+        didSet {
+            if oldValue.holdsAnAnswer != phase.holdsAnAnswer {
+                endpoint.connectionsHoldingAnAnswer.add(phase.holdsAnAnswer ? 1 : -1, ordering: .relaxed)
+            }
+        }
+    }
     private var input: [UInt8] = []
     private var out = OutputBuffer()
     /// Written in place of the store's answer if it has not come by the deadline.
@@ -206,6 +219,14 @@ final class AdminConnection: EventHandler {
                 }
             }
         }
+    }
+
+    /// The shutdown's grace is over: an answer still owed by the store is the `503` that says
+    /// the outcome is unknown (for a purge: it may or may not have been applied), written as
+    /// far as the socket takes it at once; then the connection closes.
+    func closeForShutdown() {
+        if phase == .awaitingAnswer, let outcomeUnknown { write(outcomeUnknown) }
+        close()
     }
 
     func close() {

@@ -16,6 +16,8 @@ final class AdminEndpoint: EventHandler {
     private var connections: [Int32: AdminConnection] = [:]
     /// `connections.count`, readable from any thread (a connection that never closes shows).
     let openConnections = Atomic<Int>(0)
+    /// Connections with a request taken and its answer not yet delivered (`Phase.holdsAnAnswer`).
+    let connectionsHoldingAnAnswer = Atomic<Int>(0)
     /// Accepting paused for lack of descriptors, until `acceptRetryTimer` fires.
     private var acceptPaused = false
     private var closedForGood = false
@@ -63,7 +65,7 @@ final class AdminEndpoint: EventHandler {
         acceptRetryTimer.cancel()
         loop.deregister(fd)
         Socket.close(fd)
-        for connection in connections.values { connection.close() }
+        for connection in Array(connections.values) { connection.closeForShutdown() }
     }
 
     private func resumeAccepting() {

@@ -122,8 +122,12 @@ public final class ProxyServer: @unchecked Sendable {
                 worker.beginShutdown()
             }
         }
+        // The admin endpoint's answers count as in-flight exchanges too: a purge waits out its
+        // settle time on the store, and one cut without an answer leaves the operator not
+        // knowing whether the record went.
         let deadline = csys_monotonic_millis() + settings.shutdownGraceMillis
-        while drained.value.load(ordering: .acquiring) < total && csys_monotonic_millis() < deadline {
+        while drained.value.load(ordering: .acquiring) < total || (admin?.connectionsHoldingAnAnswer.load(ordering: .relaxed) ?? 0) > 0,
+              csys_monotonic_millis() < deadline {
             usleep(10_000)
         }
         let admin = UncheckedTask { [admin, probe] in
