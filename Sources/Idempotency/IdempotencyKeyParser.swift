@@ -228,7 +228,7 @@ public enum IdempotencyKeyParser {
     /// Removes leading and trailing SP / HTAB. RFC 9110 §5.5 excludes OWS
     /// around a field value from the value, and RFC 9651 §4.2 discards
     /// leading and trailing SP before and after the Item.
-    static func trimOWS(_ value: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+    public static func trimOWS(_ value: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
         var start = value.startIndex
         var end = value.endIndex
         while start < end, value[start] == 0x20 || value[start] == 0x09 { start += 1 }

@@ -144,7 +144,7 @@ final class AdminConnection: EventHandler {
         headOnly = request.method == .head
         phase = .awaitingAnswer
         let budget = endpoint.answerBudgetMillis(for: request)
-        outcomeUnknown = endpoint.unansweredStoreAnswer(for: request, afterMillis: budget)
+        outcomeUnknown = AdminRecords.outcomeUnknown(request.method, afterMillis: budget)
         endpoint.loopRef.arm(timer, after: budget)
         endpoint.respond(to: request) { [weak self] answer in self?.write(answer) }
     }

@@ -111,11 +111,6 @@ final class AdminEndpoint: EventHandler {
     func answerBudgetMillis(for request: AdminRequest) -> UInt64 {
         request.path == "/records" ? records.answerBudgetMillis(for: request.method) : AdminConnection.headMillis
     }
-
-    /// The answer when `request`'s store operation is still outstanding at its deadline.
-    func unansweredStoreAnswer(for request: AdminRequest, afterMillis millis: UInt64) -> AdminAnswer {
-        AdminRecords.outcomeUnknown(request.method, afterMillis: millis)
-    }
 }
 
 /// What the admin endpoint needs of a request.

@@ -206,9 +206,8 @@ public enum RecordLookup {
     /// included, SPEC §3). Nil when nothing is left: no scope, as for the proxy.
     public static func fieldValue(ofScope scope: [UInt8]?) -> [UInt8]? {
         guard let scope else { return nil }
-        let isOWS = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
-        guard let first = scope.firstIndex(where: { !isOWS($0) }), let last = scope.lastIndex(where: { !isOWS($0) }) else { return nil }
-        return Array(scope[first...last])
+        let value = IdempotencyKeyParser.trimOWS(scope[...])
+        return value.isEmpty ? nil : Array(value)
     }
 
     /// The access log's `key_hash` for a storage key `prefix{digest}`: the digest's first
