@@ -12,10 +12,8 @@ import TestSupport
     @Test func aStoreSlowerThanTheHeadReadBoundStillAnswersTheOperator() throws {
         let relay = try FaultRelay(targetPort: StoreKind.redisPort)
         defer { relay.stop() }
-        let proxy = try ProxyHarness(
-            yaml: "store: { backend: redis, redis: { url: \"\(relay.url)\", key_prefix: \"\(StoreKind.uniquePrefix())\", command_timeout: 6s } }\n")
+        let proxy = try proxyThrough(relay, commandTimeout: "6s")
         defer { proxy.stop() }
-        for _ in 0..<100 where proxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
         relay.withholdReplies = true
         defer { relay.withholdReplies = false }
         let client = try TestClient(port: try #require(proxy.server.adminPort), timeoutSeconds: 10)

@@ -119,7 +119,7 @@ import TestSupport
 
             """, workers: 1)
         defer { proxy.stop() }
-        for _ in 0..<100 where proxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
+        proxy.waitForRedis()
         usleep(100_000)
 
         let base = "stalled-\(UInt32.random(in: 0...UInt32.max))"

@@ -27,10 +27,8 @@ import TestSupport
         defer { serving.stop() }
         let relay = try FaultRelay(targetPort: StoreKind.redisPort)
         defer { relay.stop() }
-        let operatorProxy = try ProxyHarness(
-            yaml: "store: { backend: redis, redis: { url: \"\(relay.url)\", key_prefix: \"\(prefix)\", command_timeout: 4s } }\n")
+        let operatorProxy = try proxyThrough(relay, prefix: prefix, commandTimeout: "4s")
         defer { operatorProxy.stop() }
-        for _ in 0..<100 where operatorProxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
         let key = uniqueKey()
 
         relay.withholdReplies = true
@@ -64,7 +62,7 @@ import TestSupport
         origin.delay = 2
         let proxy = try ProxyHarness(upstream: TestUpstream(behaviour: origin.responder), yaml: kind.yaml() + "idempotency: { lease: 30s }\n")
         defer { proxy.stop() }
-        for _ in 0..<100 where kind == .redis && proxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
+        if kind == .redis { proxy.waitForRedis() }
         let key = uniqueKey()
         let path = "/records?key=\(key)&scope=\(Self.encodedScope)"
         #expect(try proxy.admin("DELETE", path).status == 404)

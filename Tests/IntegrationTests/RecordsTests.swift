@@ -119,10 +119,8 @@ import TestSupport
     @Test func anAdminClientThatResetsWhileItsAnswerWaitsIsClosedAtOnce() throws {
         let relay = try FaultRelay(targetPort: StoreKind.redisPort)
         defer { relay.stop() }
-        let proxy = try ProxyHarness(
-            yaml: "store: { backend: redis, redis: { url: \"\(relay.url)\", key_prefix: \"\(StoreKind.uniquePrefix())\", command_timeout: 5s } }\n")
+        let proxy = try proxyThrough(relay, commandTimeout: "5s")
         defer { proxy.stop() }
-        for _ in 0..<100 where proxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
         relay.withholdReplies = true
         defer { relay.withholdReplies = false }
         do {

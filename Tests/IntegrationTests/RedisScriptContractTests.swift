@@ -18,6 +18,17 @@ import TestSupport
         return Int(text.dropFirst().prefix { !$0.isNewline }) ?? -99
     }
 
+    /// Redis' clock (`TIME`), in whole seconds as milliseconds: what a record of an earlier
+    /// version measured its absolute lease deadline against.
+    static func redisNowMillis(_ f: RedisStoreTests.Fixture) throws -> UInt64 {
+        try #require(f.await { (reply: @escaping (UInt64?) -> Void) in
+            f.connection.send(["TIME"]) { result in
+                guard case .success(.array(let parts)) = result, let seconds = parts.first?.text.flatMap(UInt64.init) else { return reply(nil) }
+                reply(seconds * 1000)
+            }
+        } ?? nil)
+    }
+
     @Test func theKeyLivesAtLeastAsLongAsItsLease() throws {
         let f = try RedisStoreTests.Fixture()
         let key = f.key()
@@ -68,12 +79,7 @@ import TestSupport
     @Test func aClaimOfAnEarlierVersionKeepsItsAbsoluteDeadline() throws {
         let f = try RedisStoreTests.Fixture()
         let live = f.key(), expired = f.key()
-        let redisNow = try #require(f.await { (done: @escaping (UInt64?) -> Void) in
-            f.connection.send(["TIME"]) { result in
-                guard case .success(.array(let parts)) = result, let seconds = parts.first?.text.flatMap(UInt64.init) else { return done(nil) }
-                done(seconds * 1000)
-            }
-        } ?? nil)
+        let redisNow = try Self.redisNowMillis(f)
         for (key, deadline) in [(live, redisNow + 60_000), (expired, redisNow - 1_000)] {
             let old = RecordCodec.encode(IdempotencyRecord(state: .inFlight, fingerprint: fingerprint, owner: OwnerToken.random(), leaseDeadlineMillis: deadline))
             let stored = f.await { done in f.connection.send([Array("SET".utf8), Array(key.utf8), old, Array("PX".utf8), Array("60000".utf8)], completion: done) }
@@ -105,12 +111,7 @@ import TestSupport
         #expect(claim(lapsed, .milliseconds(50)) == .success(.claimed))
         #expect(claim(done, .seconds(5)) == .success(.claimed))
         #expect(f.await { f.store.complete(key: done, owner: owner, response: StoredResponse(status: 201, body: []), ttl: .seconds(60), completion: $0) } == .success(true))
-        let redisNow = try #require(f.await { (reply: @escaping (UInt64?) -> Void) in
-            f.connection.send(["TIME"]) { result in
-                guard case .success(.array(let parts)) = result, let seconds = parts.first?.text.flatMap(UInt64.init) else { return reply(nil) }
-                reply(seconds * 1000)
-            }
-        } ?? nil)
+        let redisNow = try Self.redisNowMillis(f)
         for (key, deadline) in [(oldRunning, redisNow + 60_000), (oldLapsed, redisNow - 1_000)] {
             let old = RecordCodec.encode(IdempotencyRecord(state: .inFlight, fingerprint: fingerprint, owner: owner, leaseDeadlineMillis: deadline))
             let stored = f.await { reply in f.connection.send([Array("SET".utf8), Array(key.utf8), old, Array("PX".utf8), Array("120000".utf8)], completion: reply) }

@@ -48,7 +48,7 @@ import TestSupport
         let proxy = try ProxyHarness(upstream: upstream, yaml: store.yaml, workers: 1)
         defer { proxy.stop() }
         if store != .memory {
-            for _ in 0..<100 where proxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
+            proxy.waitForRedis()
         }
         let tag = UInt32.random(in: 0...UInt32.max)
         let clients = 4, rounds = 32

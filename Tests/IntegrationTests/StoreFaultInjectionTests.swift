@@ -30,7 +30,7 @@ import TestSupport
 
                 """)
             // Faults are injected into an established connection, not into the first connect.
-            for _ in 0..<100 where proxy.server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
+            proxy.waitForRedis()
             usleep(100_000)
         }
 

@@ -114,3 +114,23 @@ func startOriginal(_ proxy: ProxyHarness, key: String, settle microseconds: UInt
     usleep(microseconds)
     return original
 }
+
+extension ProxyHarness {
+    /// Waits (up to 2 s) until every loop's Redis connection is up, so a test's first request
+    /// does not meet a connection still being made.
+    func waitForRedis() {
+        for _ in 0..<100 where server.metrics.redisConnectionsReady.load(ordering: .relaxed) < 1 { usleep(20_000) }
+    }
+}
+
+/// A proxy whose Redis is reached through `relay` (faults injected on the socket), once its
+/// connection is up.
+func proxyThrough(
+    _ relay: FaultRelay, prefix: String = StoreKind.uniquePrefix(), commandTimeout: String, upstream: TestUpstream = TestUpstream()
+) throws -> ProxyHarness {
+    let proxy = try ProxyHarness(
+        upstream: upstream,
+        yaml: "store: { backend: redis, redis: { url: \"\(relay.url)\", key_prefix: \"\(prefix)\", command_timeout: \(commandTimeout) } }\n")
+    proxy.waitForRedis()
+    return proxy
+}

@@ -51,6 +51,15 @@ final class LockedDouble: @unchecked Sendable {
         Glibc.close(devNull)
     }
 
+    /// Half-closes then resets `client`, and returns the CPU time the proxy's loops use in
+    /// the second after.
+    static func loopCPUInTheSecondAfterAReset(_ proxy: ProxyHarness, _ client: TestClient) -> Double {
+        halfCloseThenReset(client)
+        let before = proxy.loopThreadsCPUSeconds()
+        usleep(1_000_000)
+        return proxy.loopThreadsCPUSeconds() - before
+    }
+
     static func waitForTheUpstream(_ proxy: ProxyHarness) throws {
         let deadline = Date().addingTimeInterval(3)
         while proxy.upstream.requests.isEmpty && Date() < deadline { usleep(20_000) }
@@ -65,10 +74,7 @@ final class LockedDouble: @unchecked Sendable {
         let client = try proxy.client(timeoutSeconds: 8)
         try client.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
         try Self.waitForTheUpstream(proxy)
-        Self.halfCloseThenReset(client)
-        let before = proxy.loopThreadsCPUSeconds()
-        usleep(1_000_000)
-        let used = proxy.loopThreadsCPUSeconds() - before
+        let used = Self.loopCPUInTheSecondAfterAReset(proxy, client)
         #expect(used < 0.2, "the loop used \(used) s of CPU in the second after the client's reset")
         #expect(proxy.server.metrics.activeConnections.load(ordering: .relaxed) == 0, "the reset connection is still open")
     }
@@ -82,10 +88,7 @@ final class LockedDouble: @unchecked Sendable {
         let client = try proxy.client(timeoutSeconds: 8)
         try client.send(post)
         try Self.waitForTheUpstream(proxy)
-        Self.halfCloseThenReset(client)
-        let before = proxy.loopThreadsCPUSeconds()
-        usleep(1_000_000)
-        let used = proxy.loopThreadsCPUSeconds() - before
+        let used = Self.loopCPUInTheSecondAfterAReset(proxy, client)
         #expect(used < 0.2, "the loop used \(used) s of CPU in the second after the client's reset")
         usleep(1_500_000)
         let retry = try proxy.request(post)

@@ -18,31 +18,17 @@ import Testing
     }
 
     @Test func aConnectionOpenedWithNothingQueuedReadsAndDoesNotSpin() throws {
-        let (listenFD, port) = try UpstreamInactivityTests.silentListener()
-        defer { close(listenFD) }
-        let loop = try EventLoop()
-        let pool = UpstreamPool(
-            configuration: .init(
-                address: try Socket.Address.resolve(host: "127.0.0.1", port: port), connectTimeoutMillis: 2_000,
-                maxIdle: 1, idleTimeoutMillis: 10_000),
-            loop: loop)
         let delegate = Recorder()
-        let connection = try pool.acquire(delegate: delegate)
-        defer { connection.close() }
-        let accepted = accept(listenFD, nil, nil)
-        try #require(accepted >= 0)
-        defer { close(accepted) }
-        var turns = 0
-        while connection.state == .connecting && turns < 200 { loop.runOnce(maxWaitMillis: 10); turns += 1 }
-        try #require(connection.state == .open)
-        // The upstream speaks (as after a request queued and sent later would be answered).
-        let hello = Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".utf8)
-        #expect(hello.withUnsafeBytes { send(accepted, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == hello.count)
-        // 300 ms of loop turns that wait up to 50 ms each: about 6 when idle.
-        let start = loop.refreshNow()
-        var spins = 0
-        while loop.refreshNow() < start + 300 { loop.runOnce(maxWaitMillis: 50); spins += 1 }
-        #expect(delegate.readBytes == hello.count, "the upstream's bytes were never read (read \(delegate.readBytes))")
-        #expect(spins < 100, "the loop turned \(spins) times in 300 ms: a writability event with nothing to write, again and again")
+        try UpstreamInactivityTests.withOpenConnection(delegate: delegate) { loop, _, accepted in
+            // The upstream speaks (as after a request queued and sent later would be answered).
+            let hello = Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".utf8)
+            #expect(hello.withUnsafeBytes { send(accepted, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == hello.count)
+            // 300 ms of loop turns that wait up to 50 ms each: about 6 when idle.
+            let start = loop.refreshNow()
+            var spins = 0
+            while loop.refreshNow() < start + 300 { loop.runOnce(maxWaitMillis: 50); spins += 1 }
+            #expect(delegate.readBytes == hello.count, "the upstream's bytes were never read (read \(delegate.readBytes))")
+            #expect(spins < 100, "the loop turned \(spins) times in 300 ms: a writability event with nothing to write, again and again")
+        }
     }
 }

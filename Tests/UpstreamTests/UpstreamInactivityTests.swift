@@ -40,9 +40,13 @@ import Testing
         return (fd, UInt16(bigEndian: address.sin_port))
     }
 
-    /// One open connection (activity timeout 300 ms) to a listener that never reads, on a loop
-    /// the test drives; `body` runs with it, and everything is closed after.
-    static func withSilentUpstream(_ body: (EventLoop, UpstreamConnection, StreamingDelegate, UInt64) throws -> Void) throws {
+    /// One open connection to a loopback listener, on a loop the test drives; `body` runs with
+    /// it and the accepted end (which the test may use to play the upstream), and everything is
+    /// closed after.
+    static func withOpenConnection(
+        delegate: any UpstreamConnectionDelegate, activityMillis: UInt64 = 0,
+        _ body: (EventLoop, UpstreamConnection, Int32) throws -> Void
+    ) throws {
         let (listenFD, port) = try Self.silentListener()
         defer { close(listenFD) }
         let loop = try EventLoop()
@@ -51,10 +55,8 @@ import Testing
                 address: try Socket.Address.resolve(host: "127.0.0.1", port: port), connectTimeoutMillis: 2_000,
                 maxIdle: 1, idleTimeoutMillis: 10_000),
             loop: loop)
-        let delegate = StreamingDelegate()
         let connection = try pool.acquire(delegate: delegate)
         defer { connection.close() }
-        let activityMillis: UInt64 = 300
         connection.activityTimeoutMillis = activityMillis
         let accepted = accept(listenFD, nil, nil)
         try #require(accepted >= 0)
@@ -62,7 +64,16 @@ import Testing
         var turns = 0
         while connection.state == .connecting && turns < 200 { loop.runOnce(maxWaitMillis: 10); turns += 1 }
         try #require(connection.state == .open)
-        try body(loop, connection, delegate, activityMillis)
+        try body(loop, connection, accepted)
+    }
+
+    /// The same with an activity timeout of 300 ms, to a listener that never reads.
+    static func withSilentUpstream(_ body: (EventLoop, UpstreamConnection, StreamingDelegate, UInt64) throws -> Void) throws {
+        let delegate = StreamingDelegate()
+        let activityMillis: UInt64 = 300
+        try withOpenConnection(delegate: delegate, activityMillis: activityMillis) { loop, connection, _ in
+            try body(loop, connection, delegate, activityMillis)
+        }
     }
 
     /// The queue drained (the delegate stopped the timer), then the upstream's buffers filled
