@@ -30,10 +30,11 @@ final class AdminConnection: EventHandler {
     enum Phase: Equatable {
         case readingHead, awaitingAnswer, writing, lingering, closed
 
-        /// A request was taken and its answer is owed, on its way, or lingering to be read: a
-        /// graceful shutdown waits for these (up to `shutdown_grace`), as it does for the
-        /// proxy's own exchanges (SPEC §5).
-        var holdsAnAnswer: Bool { self == .awaitingAnswer || self == .writing || self == .lingering }
+        /// A request was taken and its answer is owed or being written: a graceful shutdown
+        /// waits for these (up to `shutdown_grace`), as it does for the proxy's own exchanges
+        /// (SPEC §5). Not a lingering one: its answer is out, and a client that keeps its
+        /// socket open must not hold the shutdown for the linger.
+        var holdsAnAnswer: Bool { self == .awaitingAnswer || self == .writing }
     }
 
     let fd: Int32

@@ -16,7 +16,7 @@ final class AdminEndpoint: EventHandler {
     private var connections: [Int32: AdminConnection] = [:]
     /// `connections.count`, readable from any thread (a connection that never closes shows).
     let openConnections = Atomic<Int>(0)
-    /// Connections with a request taken and its answer not yet delivered (`Phase.holdsAnAnswer`).
+    /// Connections with a request taken and its answer not yet written (`Phase.holdsAnAnswer`).
     let connectionsHoldingAnAnswer = Atomic<Int>(0)
     /// Accepting paused for lack of descriptors, until `acceptRetryTimer` fires.
     private var acceptPaused = false

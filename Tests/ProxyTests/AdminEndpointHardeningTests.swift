@@ -114,6 +114,21 @@ extension AdminEndpointHardeningTests {
         #expect(admin.endpointBudget(purge: true) > 3 * 6000 + 800)
         #expect(RecordsBudget.millis(purge: true, commandMillis: .max / 3, acknowledgement: nil) == UInt64.max / 2)
     }
+
+    /// An answer written and read is no in-flight exchange: a client that keeps its admin
+    /// socket open (the lingering close waits up to 2 s for it) does not hold the shutdown.
+    @Test func aDeliveredAdminAnswerDoesNotHoldTheShutdown() throws {
+        let proxy = try ProxyHarness(yaml: "shutdown_grace: 10s\n")
+        let client = try TestClient(port: try #require(proxy.server.adminPort))
+        try client.send("GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+        #expect(try client.readResponse().status == 200)
+        usleep(100_000)
+        let start = TestUpstream.nowMillis()
+        proxy.stop()
+        let took = TestUpstream.nowMillis() - start
+        #expect(took < 1000, "stop() took \(took) ms with only a delivered admin answer open")
+        withExtendedLifetime(client) {}
+    }
 }
 
 /// An admin endpoint on its own loop over a Redis-configured settings (for the budget) and a
